@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""hubbub's developer entry point: one file, standard library only, any Python 3.11+.
+
+    python3 dev.py chat [ARGS...]    run the chat example (extra args go to `hubbub serve`)
+    python3 dev.py test [ARGS...]    lint, type-check, run the test suite (ARGS go to pytest)
+    python3 dev.py lint              ruff check, ruff format --check, mypy
+    python3 dev.py bench [ARGS...]   run the benchmark harness (`python -m bench ARGS`)
+    python3 dev.py setup             only create/refresh .venv
+
+Every command first makes sure `.venv` exists and holds the project installed editable with its
+`dev` extra. pip runs again only when pyproject.toml changed since the last successful install
+(its SHA-256 is kept in `.venv/.hubbub-stamp`).
+
+`test` also provides what the suite needs from outside Python: a Redis server (one already on
+127.0.0.1:6379, else a private one it starts and stops) exported as HUBBUB_TEST_REDIS_URL, and
+Debian's Chromium exported as HUBBUB_CHROMIUM. Both are installed with apt-get when missing and
+we are root or have sudo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".hubbub-stamp"
+PYPROJECT = ROOT / "pyproject.toml"
+CHAT_CONFIG = "examples/chat/hubbub.toml"
+
+USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"==> error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def tool(name: str) -> str:
+    return str(BIN / name)
+
+
+# --------------------------------------------------------------------------- virtualenv
+
+
+def _apt_install(package: str) -> bool:
+    """Install a Debian package when we are root or have sudo; False when impossible."""
+    if not shutil.which("apt-get"):
+        return False
+    if os.geteuid() == 0:
+        prefix: list[str] = []
+    elif shutil.which("sudo"):
+        prefix = ["sudo"]
+    else:
+        return False
+    env_cmd = [*prefix, "env", "DEBIAN_FRONTEND=noninteractive"]
+    for cmd in (
+        [*env_cmd, "apt-get", "update", "-q"],
+        [*env_cmd, "apt-get", "install", "-y", "-q", package],
+    ):
+        say(" ".join(cmd))
+        if subprocess.run(cmd, check=False, stdin=subprocess.DEVNULL).returncode != 0:
+            return False
+    os.environ["HUBBUB_APT_UPDATED"] = "1"
+    return True
+
+
+def _venv_python_works() -> bool:
+    python = BIN / "python"
+    if not python.exists():
+        return False
+    try:
+        probe = "import sys; assert sys.version_info >= (3, 11)"
+        return subprocess.run([str(python), "-c", probe], check=False).returncode == 0
+    except OSError:
+        return False
+
+
+def _create_venv() -> None:
+    clear = VENV.exists()  # a broken/partial venv: rebuild it in place
+    say(f"creating {VENV.name} with {sys.executable} ({sys.version.split()[0]})")
+    cmd = [sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(VENV)]
+    if subprocess.run(cmd, check=False).returncode == 0:
+        return
+    # Debian's system Python ships venv's pip bootstrap separately (python3-venv).
+    say("venv failed (Debian needs the python3-venv package); installing it")
+    if _apt_install(f"python3.{sys.version_info.minor}-venv") or _apt_install("python3-venv"):
+        cmd = [sys.executable, "-m", "venv", "--clear", str(VENV)]
+        if subprocess.run(cmd, check=False).returncode == 0:
+            return
+    fail(
+        "could not create .venv: install Python's venv module "
+        "(Debian/Ubuntu: `sudo apt-get install python3-venv`) and try again"
+    )
+
+
+def _pyproject_hash() -> str:
+    return hashlib.sha256(PYPROJECT.read_bytes()).hexdigest()
+
+
+def ensure_venv() -> None:
+    """Create .venv and (re)install `.[dev]` when missing or when pyproject.toml changed."""
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py may be started by any python3)
+        fail(f"Python 3.11+ is required, this is {sys.version.split()[0]}")
+    if not _venv_python_works():
+        _create_venv()
+    wanted = _pyproject_hash()
+    installed = STAMP.read_text().strip() if STAMP.exists() else ""
+    if installed == wanted and (BIN / "hubbub").exists():
+        return
+    say("installing (pip install -e '.[dev]')")
+    python = tool("python")
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+    for cmd in (
+        [*pip, "install", "--quiet", "--upgrade", "pip"],
+        [*pip, "install", "--quiet", "--editable", ".[dev]"],
+    ):
+        if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
+            STAMP.unlink(missing_ok=True)
+            fail(f"`{' '.join(cmd)}` failed")
+    STAMP.write_text(wanted + "\n")
+
+
+# --------------------------------------------------------------------------- running steps
+
+
+class Runner:
+    """Runs child processes in the foreground the way a shell does.
+
+    Ctrl-C reaches the child directly (same process group); we only note it, wait for the child to
+    finish its own cleanup, then stop. SIGTERM is forwarded to the running child.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._child: subprocess.Popen[bytes] | None = None
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+        if self._child is not None and self._child.poll() is None:
+            self._child.terminate()
+
+    def run(self, cmd: Sequence[str], env: dict[str, str] | None = None) -> int:
+        if self.interrupted:
+            return 130
+        self._child = subprocess.Popen(list(cmd), cwd=ROOT, env=env)
+        old_int = signal.signal(signal.SIGINT, self._on_sigint)
+        old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            return self._child.wait()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            self._child = None
+
+
+def _steps_lint() -> list[tuple[str, list[str]]]:
+    return [
+        ("ruff check", [tool("ruff"), "check", "."]),
+        ("ruff format", [tool("ruff"), "format", "--check", "."]),
+        ("mypy", [tool("mypy")]),
+    ]
+
+
+def run_steps(steps: list[tuple[str, list[str]]], env: dict[str, str] | None = None) -> int:
+    """Run every step (a lint failure does not hide test results); 0 only if all passed."""
+    runner = Runner()
+    failed: list[str] = []
+    for name, cmd in steps:
+        say(name)
+        code = runner.run(cmd, env)
+        if runner.interrupted:
+            say(f"interrupted during {name}")
+            return 130
+        if name == "pytest" and code == 5:
+            say("pytest collected no tests: counting that as a failure")
+        if code != 0:
+            failed.append(f"{name} (exit {code})")
+    if failed:
+        say("FAILED: " + ", ".join(failed))
+        return 1
+    say("all checks passed")
+    return 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_chat(args: list[str]) -> int:
+    hubbub = tool("hubbub")
+    say(f"chat: hubbub serve --config {CHAT_CONFIG} -> open http://127.0.0.1:8080/ in two tabs")
+    os.chdir(ROOT)
+    os.execv(hubbub, [hubbub, "serve", "--config", CHAT_CONFIG, *args])
+
+
+def cmd_bench(args: list[str]) -> int:
+    python = tool("python")
+    os.chdir(ROOT)
+    os.execv(python, [python, "-m", "bench", *args])
+
+
+def cmd_lint(args: list[str]) -> int:
+    return run_steps(_steps_lint())
+
+
+def cmd_test(args: list[str]) -> int:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from ensure_browser import chromium_version, ensure_chromium
+    from ensure_redis import RedisUnavailable, ensure_redis
+
+    env = dict(os.environ)
+    with contextlib.ExitStack() as cleanup:
+        if env.get("HUBBUB_TEST_REDIS_URL"):
+            say(f"redis: using {env['HUBBUB_TEST_REDIS_URL']} (from the environment)")
+        else:
+            try:
+                url, stop = ensure_redis()
+            except RedisUnavailable as exc:
+                fail(f"redis: {exc}")
+            cleanup.callback(stop)
+            env["HUBBUB_TEST_REDIS_URL"] = url
+            say(f"redis: using {url.removeprefix('redis://')}")
+
+        chromium = env.get("HUBBUB_CHROMIUM") or ensure_chromium()
+        if chromium:
+            env["HUBBUB_CHROMIUM"] = chromium
+            say(f"chromium: {chromium_version(chromium) or chromium}")
+        else:
+            say("chromium: none (browser tests cannot run)")
+
+        steps = [*_steps_lint(), ("pytest", [tool("pytest"), *args])]
+        return run_steps(steps, env)
+
+
+def cmd_setup(args: list[str]) -> int:
+    say(f"{VENV.name} is ready")
+    return 0
+
+
+COMMANDS = {
+    "chat": cmd_chat,
+    "test": cmd_test,
+    "lint": cmd_lint,
+    "bench": cmd_bench,
+    "setup": cmd_setup,
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "help"} or argv[0] not in COMMANDS:
+        print(USAGE)
+        return 0 if argv and argv[0] in {"-h", "--help", "help"} else 2
+    command, args = argv[0], argv[1:]
+    os.chdir(ROOT)
+    ensure_venv()
+    return COMMANDS[command](args)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        sys.exit(130)

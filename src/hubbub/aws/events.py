@@ -1,0 +1,290 @@
+"""Lambda proxy events for ``$connect``, messages and ``$disconnect`` (spec §1).
+
+The shapes follow the current (2024-2025) AWS captures: compact ``identity``, no explicit nulls,
+and per-event field presence exactly as in spec §1.2:
+
+=============================  ==========  =======  =============
+top-level field                 $connect    MESSAGE  $disconnect
+=============================  ==========  =======  =============
+headers / multiValueHeaders     handshake   --       fixed set
+query string parameters         if any      --       --
+body                            --          frame    --
+isBase64Encoded                 false       false    false
+stageVariables                  if set      if set   if set
+=============================  ==========  =======  =============
+
+Keys are emitted in the order of the AWS captures. Message events are on the per-message hot path,
+so :class:`MessageEventFactory` prebuilds everything that is constant for a connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "ApiContext",
+    "ConnectionContext",
+    "MessageEventFactory",
+    "clf_time",
+    "connect_event",
+    "disconnect_event",
+    "message_event",
+]
+
+# Spelled out rather than strftime("%b"), which follows the process locale.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What every event says about the API: ``apiId``, ``stage``, ``domainName``, stage variables.
+
+    ``stage_variables`` becomes the top-level ``stageVariables`` only when it is not None.
+    """
+
+    api_id: str
+    stage: str
+    domain_name: str
+    stage_variables: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class ConnectionContext:
+    """What every event says about one connection, captured at the handshake.
+
+    ``headers`` keep their original case and order, repeats allowed; ``query`` is None when the URL
+    had no query string. ``authorizer`` (principalId + context) becomes
+    ``requestContext.authorizer`` on every event; ``attributes`` (a hubbub extension) becomes
+    ``requestContext.attributes``. Both may be replaced during the connection's life.
+    """
+
+    connection_id: str
+    connected_at: int
+    source_ip: str
+    user_agent: str
+    headers: Sequence[tuple[str, str]]
+    query: Sequence[tuple[str, str]] | None
+    authorizer: Mapping[str, Any] | None = None
+    attributes: Mapping[str, Any] | None = None
+
+
+@lru_cache(maxsize=64)
+def _clf_second(epoch_s: int) -> str:
+    tm = time.gmtime(epoch_s)
+    return (
+        f"{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year:04d}:"
+        f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} +0000"
+    )
+
+
+def clf_time(epoch_ms: int) -> str:
+    """Format epoch milliseconds as AWS's ``requestTime``: ``20/Jan/2024:11:55:08 +0000`` (UTC).
+
+    Cached per second, because every message event needs one.
+    """
+    return _clf_second(epoch_ms // 1000)
+
+
+def _single_and_multi(
+    pairs: Sequence[tuple[str, str]],
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Group name/value pairs the way API Gateway does: the last value wins in the single map.
+
+    Names are grouped by their exact spelling, as AWS preserves the case the client sent.
+    """
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        single[name] = value
+        values = multi.get(name)
+        if values is None:
+            multi[name] = [value]
+        else:
+            values.append(value)
+    return single, multi
+
+
+def _identity(conn: ConnectionContext) -> dict[str, str]:
+    return {"sourceIp": conn.source_ip, "userAgent": conn.user_agent}
+
+
+def _add_connection_extras(context: dict[str, Any], conn: ConnectionContext) -> None:
+    # Shallow copies: an in-process handler that edits its event must not edit the next one's.
+    if conn.authorizer is not None:
+        context["authorizer"] = dict(conn.authorizer)
+    if conn.attributes is not None:
+        context["attributes"] = dict(conn.attributes)
+
+
+def connect_event(
+    api: ApiContext, conn: ConnectionContext, *, request_id: str, now_ms: int
+) -> dict[str, Any]:
+    """Build the ``$connect`` event: handshake headers, query parameters, no body."""
+    event: dict[str, Any] = {}
+    headers, multi_headers = _single_and_multi(conn.headers)
+    event["headers"] = headers
+    event["multiValueHeaders"] = multi_headers
+    if conn.query is not None:
+        query, multi_query = _single_and_multi(conn.query)
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = multi_query
+    if api.stage_variables is not None:
+        event["stageVariables"] = dict(api.stage_variables)
+    context: dict[str, Any] = {
+        "routeKey": "$connect",
+        "eventType": "CONNECT",
+        "extendedRequestId": request_id,
+        "requestTime": clf_time(now_ms),
+        "messageDirection": "IN",
+        "stage": api.stage,
+        "connectedAt": conn.connected_at,
+        "requestTimeEpoch": now_ms,
+        "identity": _identity(conn),
+        "requestId": request_id,
+        "domainName": api.domain_name,
+        "connectionId": conn.connection_id,
+        "apiId": api.api_id,
+    }
+    _add_connection_extras(context, conn)
+    event["requestContext"] = context
+    event["isBase64Encoded"] = False
+    return event
+
+
+class MessageEventFactory:
+    """Builds MESSAGE events for one connection in a few microseconds.
+
+    Everything constant for the connection is prebuilt once; :meth:`build` copies that template and
+    fills the keys that vary per message. Build one factory per connection after ``$connect``
+    succeeded. ``conn.authorizer`` and ``conn.attributes`` are read at every :meth:`build`, so
+    replacing them needs no refresh; the other fields of ``conn`` and ``api`` are read once, and
+    :meth:`refresh` re-reads them.
+    """
+
+    __slots__ = ("_api", "_conn", "_context", "_identity", "_stage_variables")
+
+    def __init__(self, api: ApiContext, conn: ConnectionContext) -> None:
+        self._api = api
+        self._conn = conn
+        self._context: dict[str, Any] = {}
+        self._identity: dict[str, str] = {}
+        self._stage_variables: dict[str, str] | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the constant parts of the connection and the API into the template."""
+        api, conn = self._api, self._conn
+        self._identity = _identity(conn)
+        self._stage_variables = None if api.stage_variables is None else dict(api.stage_variables)
+        # The None placeholders fix the key order of the captures; build() overwrites them.
+        context: dict[str, Any] = {
+            "routeKey": None,
+            "messageId": None,
+            "eventType": "MESSAGE",
+            "extendedRequestId": None,
+            "requestTime": None,
+            "messageDirection": "IN",
+            "stage": api.stage,
+            "connectedAt": conn.connected_at,
+            "requestTimeEpoch": None,
+            "identity": None,
+            "requestId": None,
+            "domainName": api.domain_name,
+            "connectionId": conn.connection_id,
+            "apiId": api.api_id,
+        }
+        self._context = context
+
+    def build(
+        self, route_key: str, body: str, request_id: str, message_id: str, now_ms: int
+    ) -> dict[str, Any]:
+        """Return the MESSAGE event for one inbound frame routed to ``route_key``."""
+        context = self._context.copy()
+        context["routeKey"] = route_key
+        context["messageId"] = message_id
+        context["extendedRequestId"] = request_id
+        context["requestTime"] = _clf_second(now_ms // 1000)
+        context["requestTimeEpoch"] = now_ms
+        context["identity"] = self._identity.copy()
+        context["requestId"] = request_id
+        # Read live (they come last in the captures' key order, so appending keeps the order).
+        _add_connection_extras(context, self._conn)
+        if self._stage_variables is None:
+            return {"requestContext": context, "body": body, "isBase64Encoded": False}
+        return {
+            "stageVariables": self._stage_variables.copy(),
+            "requestContext": context,
+            "body": body,
+            "isBase64Encoded": False,
+        }
+
+
+def message_event(
+    api: ApiContext,
+    conn: ConnectionContext,
+    *,
+    route_key: str,
+    body: str,
+    request_id: str,
+    message_id: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """Build one MESSAGE event; use :class:`MessageEventFactory` on hot paths."""
+    return MessageEventFactory(api, conn).build(route_key, body, request_id, message_id, now_ms)
+
+
+def _host_header(conn: ConnectionContext, default: str) -> str:
+    host = default
+    for name, value in conn.headers:
+        if name.lower() == "host":
+            host = value
+    return host
+
+
+def disconnect_event(
+    api: ApiContext,
+    conn: ConnectionContext,
+    *,
+    status_code: int,
+    reason: str,
+    request_id: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """Build the ``$disconnect`` event: the fixed header set AWS sends, close code and reason."""
+    headers = {
+        "Host": _host_header(conn, api.domain_name),
+        "x-api-key": "",
+        "X-Forwarded-For": conn.source_ip,
+        "x-restapi": "",
+    }
+    event: dict[str, Any] = {
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+    }
+    if api.stage_variables is not None:
+        event["stageVariables"] = dict(api.stage_variables)
+    context: dict[str, Any] = {
+        "routeKey": "$disconnect",
+        "disconnectStatusCode": status_code,
+        "eventType": "DISCONNECT",
+        "extendedRequestId": request_id,
+        "requestTime": clf_time(now_ms),
+        "messageDirection": "IN",
+        "disconnectReason": reason,
+        "stage": api.stage,
+        "connectedAt": conn.connected_at,
+        "requestTimeEpoch": now_ms,
+        "identity": _identity(conn),
+        "requestId": request_id,
+        "domainName": api.domain_name,
+        "connectionId": conn.connection_id,
+        "apiId": api.api_id,
+    }
+    _add_connection_extras(context, conn)
+    event["requestContext"] = context
+    event["isBase64Encoded"] = False
+    return event

@@ -1,0 +1,149 @@
+"""Lambda proxy results: what a handler returned, normalised (spec §3).
+
+hubbub's reading of the shapes a handler may return:
+
+- ``None`` -> 200, no body. AWS accepts a ``$connect`` handler that returns nothing, so hubbub
+  treats "no result" as success everywhere.
+- a dict with ``statusCode`` (an int, or a numeric string) -> that status, ``headers``,
+  ``body`` and ``isBase64Encoded``. Header values are stringified (``True`` -> ``true``);
+  ``multiValueHeaders`` are merged after ``headers``, case-insensitively, and the last value of a
+  list wins. A non-string ``body`` is sent as its JSON text.
+- a dict without ``statusCode`` -> 200 with the whole dict, as JSON, for body.
+- a str -> 200 with that body.
+- anything else, a status outside 100..599, or a body that cannot become JSON ->
+  :class:`InvalidProxyResult` (502 on ``$connect``, the Internal server error frame on messages).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from hubbub.errors import HubbubError
+
+__all__ = ["InvalidProxyResult", "ProxyResult", "is_success", "parse_proxy_result"]
+
+_MIN_STATUS = 100
+_MAX_STATUS = 599
+
+
+class InvalidProxyResult(HubbubError, ValueError):
+    """A handler returned something that is not a usable Lambda proxy result."""
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    """A normalised handler result. ``body`` is as returned: base64 text when ``is_base64``."""
+
+    status_code: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+    is_base64: bool = False
+
+    def body_text(self) -> str | None:
+        """The body to send as a text frame, base64-decoded when ``is_base64``; None if no body.
+
+        Raises InvalidProxyResult when a base64 body is not valid base64 of UTF-8 text.
+        """
+        if self.body is None or not self.is_base64:
+            return self.body
+        try:
+            return base64.b64decode(self.body, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidProxyResult(
+                f"isBase64Encoded body is not base64 of UTF-8 text: {exc}"
+            ) from exc
+
+
+def is_success(status: int) -> bool:
+    """Tell whether ``status`` is a 2xx status (``$connect`` accepts the handshake on these)."""
+    return 200 <= status <= 299
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if text.isascii() and text.isdigit() else None
+    return None
+
+
+def _status(value: object) -> int:
+    status = _as_int(value)
+    if status is None:
+        raise InvalidProxyResult(f"statusCode must be an integer, not {value!r}")
+    if not _MIN_STATUS <= status <= _MAX_STATUS:
+        raise InvalidProxyResult(f"statusCode {status} is outside {_MIN_STATUS}..{_MAX_STATUS}")
+    return status
+
+
+def _header_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def _headers(result: Mapping[str, Any]) -> dict[str, str]:
+    # Keyed by lower-case name so "Sec-WebSocket-Protocol" in one map replaces
+    # "sec-websocket-protocol" in the other instead of sending both.
+    merged: dict[str, tuple[str, str]] = {}
+    single = result.get("headers")
+    multi = result.get("multiValueHeaders")
+    for label, mapping in (("headers", single), ("multiValueHeaders", multi)):
+        if mapping is None:
+            continue
+        if not isinstance(mapping, Mapping):
+            raise InvalidProxyResult(f"{label} must be an object, not {type(mapping).__name__}")
+        for name, given in mapping.items():
+            value = given[-1] if isinstance(given, list | tuple) and given else given
+            if value is None or isinstance(value, list | tuple):
+                continue  # nothing to send: null or an empty list
+            merged[str(name).lower()] = (str(name), _header_value(value))
+    return dict(merged.values())
+
+
+def _json_text(value: object, what: str) -> str:
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError as exc:
+        raise InvalidProxyResult(f"{what} cannot be serialised as JSON: {exc}") from exc
+
+
+def _body(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return _json_text(value, "body")
+
+
+def _is_true(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def parse_proxy_result(value: object) -> ProxyResult:
+    """Normalise what a handler returned; raise InvalidProxyResult when it is unusable."""
+    if value is None:
+        return ProxyResult(200)
+    if isinstance(value, str):
+        return ProxyResult(200, body=value)
+    if not isinstance(value, Mapping):
+        raise InvalidProxyResult(
+            f"a handler must return a dict, a str or None, not {type(value).__name__}"
+        )
+    if "statusCode" not in value:
+        return ProxyResult(200, body=_json_text(dict(value), "result"))
+    return ProxyResult(
+        status_code=_status(value["statusCode"]),
+        headers=_headers(value),
+        body=_body(value.get("body")),
+        is_base64=_is_true(value.get("isBase64Encoded")),
+    )

@@ -1,0 +1,162 @@
+"""Command line: a thin mapping onto the library (build a Config, hand it to Gateway).
+
+hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
+             [--management-port P] [--store URL] [--log-format text|json] [--log-level L]
+hubbub check [--config PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hubbub import __version__
+from hubbub.config import Config, load_config
+from hubbub.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hubbub", description="AWS-compatible WebSocket gateway")
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    _config_arg(serve)
+    serve.add_argument("--host", help="public WebSocket listener address (server.host)")
+    serve.add_argument("--port", type=int, help="public WebSocket listener port (server.port)")
+    serve.add_argument("--management-host", help="management API address (management.host)")
+    serve.add_argument("--management-port", type=int, help="management API port (management.port)")
+    serve.add_argument(
+        "--store", help="store URL, e.g. memory:// or redis://host:6379/0 (store.url)"
+    )
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), help="log line format (log.format)"
+    )
+    serve.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="log level (log.level)"
+    )
+
+    check = sub.add_parser("check", help="validate a config file and print the resolved routes")
+    _config_arg(check)
+    return parser
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default=None, help="path to hubbub.toml (default: ./hubbub.toml if present)"
+    )
+
+
+_FLAG_KEYS = {
+    "host": "server.host",
+    "port": "server.port",
+    "management_host": "management.host",
+    "management_port": "management.port",
+    "store": "store.url",
+    "log_format": "log.format",
+    "log_level": "log.level",
+}
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path("hubbub.toml").is_file():
+        path = "hubbub.toml"
+    overrides: dict[str, Any] = {}
+    for attr, key in _FLAG_KEYS.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides[key] = value
+    return load_config(path, overrides=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = build_config(args)
+        if args.command == "check":
+            return _check(config)
+        return serve(config)
+    except ConfigError as exc:
+        print(f"hubbub: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check(config: Config) -> int:
+    from hubbub.gateway.app import Gateway
+
+    # Building the routes imports every handler, so a missing module or function is caught too.
+    gateway = Gateway(config)
+    gateway._build_routes()
+    print(f"config: {config.source}")
+    print(f"api: {config.api.name} stage={config.api.stage}")
+    print(f"route selection: {config.api.route_selection_expression}")
+    print("routes:")
+    for key, route in config.routes.items():
+        kind = "python" if route.handler else "http"
+        two_way = " (two-way)" if route.route_response else ""
+        timeout = route.timeout or config.limits.handler_timeout
+        print(f"  {key:<16} {kind:<6} {route.target}  timeout={timeout:g}s{two_way}")
+    if "$default" not in config.routes:
+        print("  (no $default: unmatched messages get the Forbidden frame)")
+    return 0
+
+
+def serve(config: Config) -> int:
+    """Run until SIGINT/SIGTERM, then drain; a second signal exits at once."""
+    from hubbub.gateway import logs
+
+    logs.configure(config.log.format, config.log.level)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # optional: hubbub[fast]
+        runner = asyncio.run
+    return int(runner(_serve(config)))
+
+
+async def _serve(config: Config) -> int:
+    from hubbub.gateway.app import Gateway
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            print("hubbub: second signal, exiting now", file=sys.stderr, flush=True)
+            import os
+
+            os._exit(1)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal)
+    gateway = Gateway(config)
+    try:
+        await gateway.start()
+    except OSError as exc:
+        print(f"hubbub: cannot listen: {exc}", file=sys.stderr)
+        await gateway.close()
+        return 1
+    # One line per listener; the public one also serves the pages, when there are any.
+    pages = f"  (pages: {gateway.http_url}/)" if config.static.dir is not None else ""
+    print(f"hubbub: websocket  {gateway.websocket_url}{pages}", flush=True)
+    print(f"hubbub: management {gateway.management_url}", flush=True)
+    await stop.wait()
+    await gateway.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

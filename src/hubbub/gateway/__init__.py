@@ -1,0 +1,1 @@
+"""The asyncio layer: the only code in hubbub that awaits."""

@@ -1,0 +1,468 @@
+"""The composition root: :class:`Gateway` builds every part from a :class:`~hubbub.config.Config`,
+runs the connection lifecycle, and shuts down gracefully.
+
+Lifecycle of a connection (AWS semantics, spec §3.1 and §7):
+
+1. Handshake: a connection id is drawn and ``$connect`` runs *before* the 101. A non-2xx result is
+   returned as that HTTP status, a handler error as 502. The connection does not exist for the
+   management API yet (410).
+2. Accepted: the 101 carries the handler's response headers; only now is the connection put in the
+   hub and the registry.
+3. Messages: each text message is routed and invoked concurrently (see ``_read_loop``).
+4. Closed: it leaves the hub, the registry, its rooms and users; then ``$disconnect`` runs exactly
+   once, best effort, with the close code and reason.
+
+Shutdown (``close``): stop accepting, close every connection with 1001 "Going away", deliver every
+``$disconnect`` (bounded by the invocation cap), wait up to ``server.shutdown_grace``, cancel what
+is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qsl
+
+from hubbub.aws.events import (
+    ApiContext,
+    ConnectionContext,
+    MessageEventFactory,
+    connect_event,
+    disconnect_event,
+)
+from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
+from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id
+from hubbub.aws.results import is_success
+from hubbub.aws.selection import compile_route_selection, select_route
+from hubbub.config import Config
+from hubbub.gateway import logs
+from hubbub.gateway.api import ManagementApi
+from hubbub.gateway.connection import (
+    ABNORMAL,
+    BINARY,
+    GOING_AWAY,
+    NO_STATUS,
+    Connection,
+    now_ms,
+)
+from hubbub.gateway.hub import Hub
+from hubbub.gateway.invoke import BUSY, Invoker, Route
+from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
+from hubbub.gateway.transport import (
+    BINARY as MSG_BINARY,
+)
+from hubbub.gateway.transport import (
+    CLOSE,
+    ERROR,
+    TEXT,
+    Accept,
+    Handshake,
+    HttpResponse,
+    Listener,
+    Socket,
+    SocketOptions,
+    frame_text,
+    start_http,
+    start_public,
+)
+from hubbub.integrations.base import Integration
+from hubbub.integrations.python import PythonIntegration, load_handler
+from hubbub.store import ConnectionRecord, Store, open_store
+
+log = logging.getLogger("hubbub.gateway")
+
+# Reasons reported in $disconnect for closes the peer caused through a protocol error.
+_ERROR_REASONS = {
+    1002: "Protocol error",
+    1007: "Invalid frame payload data",
+    1009: "Message too big",
+}
+
+
+class Gateway(GatewayApi):
+    """A running hubbub gateway. Use ``async with Gateway(config) as gw:``.
+
+    The management operations are methods of the gateway itself (``gw.connections.post``,
+    ``gw.rooms.send``, ``gw.users.bind``, ``gw.broadcast``), the same service layer the HTTP
+    management API uses.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        node_id = config.cluster.node_id
+        if node_id == "auto":
+            node_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.node_id = node_id
+        self.store: Store = open_store(
+            config.store.url, node_id=node_id, key_prefix=config.store.key_prefix
+        )
+        self.hub = Hub(config.limits.send_queue_bytes)
+        self.services = Services(self.hub, self.store, max_post_bytes=config.limits.max_post_bytes)
+        super().__init__(self.services)
+        self.services.close_local = self._close_local
+        self._selector = compile_route_selection(config.api.route_selection_expression)
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.limits.handler_threads, thread_name_prefix="hubbub-handler"
+        )
+        self.routes: dict[str, Route] = {}
+        self.invoker: Invoker | None = None
+        self.api_context: ApiContext | None = None
+        self.public: Listener | None = None
+        self.management: Listener | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._accepting = False
+        self._closed = asyncio.Event()
+        self._saved_env: dict[str, str | None] = {}
+        self.started_at = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self._apply_environment()
+        self.routes = self._build_routes()
+        self.invoker = Invoker(
+            max_concurrent=config.limits.max_concurrent_invocations,
+            region=config.api.region,
+            account_id=config.api.account_id,
+            async_api=self,
+            sync_api=SyncGatewayApi(self, loop),
+        )
+        await self.store.start(self.services.deliver_local)
+        api = ManagementApi(self, stage=config.api.stage, health=self.health)
+        self.management = await start_http(
+            host=config.management.host,
+            port=config.management.port,
+            handler=api.handle,
+            max_body=config.limits.max_post_bytes,
+        )
+        domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
+        self.api_context = ApiContext(
+            api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
+        )
+        self.public = await start_public(
+            host=config.server.host,
+            port=config.server.port,
+            stage=config.api.stage,
+            on_handshake=self._handshake,
+            options=SocketOptions(
+                max_frame_bytes=config.limits.max_frame_bytes,
+                max_message_bytes=config.limits.max_message_bytes,
+                compression=config.server.compression,
+            ),
+            static_dir=config.static.dir,
+            max_header_bytes=config.limits.max_header_bytes,
+        )
+        self._accepting = True
+        self.started_at = time.time()
+        log.info(
+            "gateway started",
+            extra={
+                "fields": {
+                    "websocket": self.websocket_url,
+                    "management": self.management_url,
+                    "store": config.store.url,
+                    "node": self.node_id,
+                }
+            },
+        )
+
+    @property
+    def websocket_url(self) -> str:
+        assert self.public is not None
+        return f"ws://{_host(self.public.host)}:{self.public.port}/{self.config.api.stage}"
+
+    @property
+    def management_url(self) -> str:
+        assert self.management is not None
+        return (
+            f"http://{_host(self.management.host)}:{self.management.port}/{self.config.api.stage}"
+        )
+
+    @property
+    def http_url(self) -> str:
+        assert self.public is not None
+        return f"http://{_host(self.public.host)}:{self.public.port}"
+
+    async def close(self) -> None:
+        """Graceful drain (see the module docstring). Safe to call twice."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._accepting = False
+        if self.public is not None:
+            await self.public.stop_accepting()
+        conns = list(self.hub.connections.values())
+        if conns:
+            log.info("draining", extra={"fields": {"connections": len(conns)}})
+        await asyncio.gather(*(c.close(*GOING_AWAY) for c in conns), return_exceptions=True)
+        grace = self.config.server.shutdown_grace
+        pending = {t for t in self._background if not t.done()}
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+        if self.public is not None:
+            await self.public.close()
+        if self.management is not None:
+            await self.management.close()
+        await self.store.close()
+        for route in self.routes.values():
+            await route.integration.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._restore_environment()
+        log.info("gateway stopped")
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "node": self.node_id,
+            "connections": len(self.hub.connections),
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+    # -- setup helpers ------------------------------------------------------------------------
+    def _apply_environment(self) -> None:
+        # Handlers see [environment] like a Lambda's environment variables: process-wide.
+        for key, value in self.config.environment.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _restore_environment(self) -> None:
+        for key, old in self._saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        self._saved_env.clear()
+
+    def _build_routes(self) -> dict[str, Route]:
+        config = self.config
+        routes: dict[str, Route] = {}
+        for key, spec in config.routes.items():
+            integration: Integration
+            if spec.handler is not None:
+                func = load_handler(spec.handler, config.base_dir, key=f'routes."{key}".handler')
+                integration = PythonIntegration(
+                    spec.handler.rpartition(".")[0].replace(".", "-") or spec.handler,
+                    func,
+                    self._pool,
+                )
+                is_async = integration.is_async
+            else:
+                from hubbub.integrations.http import HttpIntegration
+
+                assert spec.url is not None
+                integration = HttpIntegration(key, spec.url)
+                is_async = True
+            routes[key] = Route(
+                key=key,
+                integration=integration,
+                timeout=spec.timeout or config.limits.handler_timeout,
+                two_way=spec.route_response,
+                is_async=is_async,
+            )
+        return routes
+
+    # -- handshake ----------------------------------------------------------------------------
+    async def _handshake(self, hs: Handshake) -> Accept | HttpResponse:
+        if not self._accepting:
+            return HttpResponse(503, {}, b"Service Unavailable: the gateway is shutting down\n")
+        assert self.api_context is not None
+        assert self.invoker is not None
+        connected = now_ms()
+        query = parse_qsl(hs.query_string, keep_blank_values=True) if hs.query_string else None
+        ctx = ConnectionContext(
+            connection_id=new_connection_id(),
+            connected_at=connected,
+            source_ip=hs.remote,
+            user_agent=hs.header("User-Agent") or "",
+            headers=hs.headers,
+            query=query,
+        )
+        headers: dict[str, str] = {}
+        subprotocol = None
+        route = self.routes.get("$connect")
+        if route is not None:
+            request_id = new_request_id()
+            event = connect_event(self.api_context, ctx, request_id=request_id, now_ms=connected)
+            outcome = await self.invoker.invoke(
+                route, event, connection_id=ctx.connection_id, request_id=request_id
+            )
+            result = outcome.result
+            if result is None:
+                status = 429 if outcome.rejected else 502
+                return HttpResponse(status, {}, b"")
+            if not is_success(result.status_code):
+                body = result.body_text()
+                return HttpResponse(
+                    result.status_code, dict(result.headers), (body or "").encode("utf-8")
+                )
+            for name, value in result.headers.items():
+                if name.lower() == "sec-websocket-protocol":
+                    subprotocol = value.split(",")[0].strip()
+                elif name.lower() not in _HOP_BY_HOP:
+                    headers[name] = value
+        return Accept(
+            run=lambda sock: self._run(sock, ctx), headers=headers, subprotocol=subprotocol
+        )
+
+    # -- connection lifecycle -----------------------------------------------------------------
+    async def _run(self, sock: Socket, ctx: ConnectionContext) -> None:
+        assert self.api_context is not None
+        conn = Connection(sock, ctx, MessageEventFactory(self.api_context, ctx))
+        self.hub.add(conn)
+        await self.store.registry.add(
+            ConnectionRecord(
+                connection_id=conn.id,
+                node_id=self.node_id,
+                connected_at=ctx.connected_at,
+                last_active_at=ctx.connected_at,
+                source_ip=ctx.source_ip,
+                user_agent=ctx.user_agent,
+            )
+        )
+        logs.event(logs.ACCESS, "connect", connectionId=conn.id, sourceIp=ctx.source_ip)
+        limits = self.config.limits
+        conn.arm_timers(limits.idle_timeout, limits.max_duration)
+        try:
+            await self._read_loop(conn)
+        except asyncio.CancelledError:
+            conn.set_close(*GOING_AWAY)
+            raise
+        finally:
+            await self._retire(conn)
+
+    async def _read_loop(self, conn: Connection) -> None:
+        sock = conn.socket
+        receive = sock.receive
+        selector = self._selector
+        routes = self.routes
+        per_connection = self.config.limits.max_invocations_per_connection
+        allow_binary = self.config.limits.allow_binary
+        loop = asyncio.get_running_loop()
+        while True:
+            kind, data, extra = await receive()
+            if kind == TEXT:
+                now = now_ms()
+                conn.last_active = now
+                key = select_route(selector, data, routes)
+                if key is None:
+                    sock.write(frame_text(forbidden_frame(conn.id, new_request_id())))
+                    continue
+                if conn.in_flight >= per_connection:
+                    sock.write(frame_text(error_frame(BUSY, conn.id, new_request_id())))
+                    continue
+                request_id = new_request_id()
+                event = conn.factory.build(key, data, request_id, new_request_id(), now)
+                conn.in_flight += 1
+                task = loop.create_task(self._message(conn, routes[key], event, request_id))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+            elif kind == MSG_BINARY and not allow_binary:
+                await conn.close(*BINARY)
+            elif kind == MSG_BINARY:
+                # Opt-in (limits.allow_binary): delivered as base64 with isBase64Encoded true.
+                continue
+            elif kind == CLOSE:
+                conn.set_close(data or NO_STATUS, extra or "")
+                return
+            elif kind == ERROR:
+                code = getattr(data, "code", ABNORMAL)
+                conn.set_close(code, _ERROR_REASONS.get(code, str(data)))
+                return
+            else:  # CLOSING / CLOSED: the transport is gone or we are closing it
+                conn.set_close(ABNORMAL, "")
+                return
+
+    async def _message(
+        self, conn: Connection, route: Route, event: dict[str, Any], request_id: str
+    ) -> None:
+        assert self.invoker is not None
+        try:
+            outcome = await self.invoker.invoke(
+                route, event, connection_id=conn.id, request_id=request_id
+            )
+        finally:
+            conn.in_flight -= 1
+        result = outcome.result
+        if result is None:
+            if conn.socket.writable:
+                frame = (
+                    error_frame(BUSY, conn.id, request_id)
+                    if outcome.rejected
+                    else internal_error_frame(conn.id, request_id)
+                )
+                conn.socket.write(frame_text(frame))
+            return
+        if route.two_way:
+            body = result.body_text()
+            if body is not None:
+                self.hub.send(conn, body.encode("utf-8"))
+
+    async def _close_local(self, conn: Connection, code: int, reason: str) -> None:
+        """DeleteConnection on a local connection: gone for the API at once, then closed."""
+        conn.set_close(code, reason)
+        await self._retire(conn)
+        await conn.close(code, reason)
+
+    async def _retire(self, conn: Connection) -> None:
+        """Remove a connection from hub and registry, then schedule its one ``$disconnect``."""
+        if conn.retired:
+            return
+        conn.retired = True
+        conn.cancel_timers()
+        self.hub.remove(conn)
+        record = await self.store.registry.remove(conn.id)
+        code, reason = conn.close_status
+        logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
+        if record is None:  # someone else (a reaping node) already delivered $disconnect
+            return
+        route = self.routes.get("$disconnect")
+        if route is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._disconnect(conn, route, code, reason)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _disconnect(self, conn: Connection, route: Route, code: int, reason: str) -> None:
+        assert self.api_context is not None
+        assert self.invoker is not None
+        request_id = new_request_id()
+        event = disconnect_event(
+            self.api_context,
+            conn.context,
+            status_code=code,
+            reason=reason,
+            request_id=request_id,
+            now_ms=now_ms(),
+        )
+        # Best effort, like AWS: the result is ignored; failures are logged by the invoker.
+        await self.invoker.invoke(route, event, connection_id=conn.id, request_id=request_id)
+
+
+_HOP_BY_HOP = {
+    "connection",
+    "upgrade",
+    "sec-websocket-accept",
+    "sec-websocket-extensions",
+    "content-length",
+    "transfer-encoding",
+}
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,156 @@
+"""Route → integration: timeouts, concurrency caps, and the one place handler errors are caught.
+
+Every invocation ends in an :class:`Outcome`; nothing a handler does (raise, hang, return garbage)
+escapes this module. The callers turn outcomes into HTTP statuses ($connect) or frames (messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hubbub.aws.results import InvalidProxyResult, ProxyResult, parse_proxy_result
+from hubbub.gateway import logs
+from hubbub.integrations.base import Integration, LambdaContext
+
+log = logging.getLogger("hubbub.invoke")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    key: str
+    integration: Integration
+    timeout: float
+    two_way: bool = False
+    is_async: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """``result`` on success; otherwise ``error`` says what went wrong (for logs and frames)."""
+
+    result: ProxyResult | None
+    error: str | None = None
+    rejected: bool = False  # refused by a concurrency cap before running
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+BUSY = "Too many concurrent requests"
+
+
+class Invoker:
+    """Runs integrations under a global cap with a bounded wait queue."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrent: int,
+        region: str,
+        account_id: str,
+        async_api: Any = None,
+        sync_api: Any = None,
+    ) -> None:
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_waiting = max_concurrent
+        self._waiting = 0
+        self._region = region
+        self._account_id = account_id
+        self.async_api = async_api
+        self.sync_api = sync_api
+        self.in_flight = 0
+
+    async def invoke(
+        self, route: Route, event: dict[str, Any], *, connection_id: str, request_id: str
+    ) -> Outcome:
+        if self._slots.locked():
+            if self._waiting >= self._max_waiting:
+                logs.event(
+                    log, "rejected", route=route.key, connectionId=connection_id, reason=BUSY
+                )
+                return Outcome(None, BUSY, rejected=True)
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        self.in_flight += 1
+        started = time.perf_counter()
+        outcome = await self._run(route, event, connection_id, request_id)
+        self.in_flight -= 1
+        self._slots.release()
+        logs.event(
+            logs.ACCESS,
+            "invoke",
+            route=route.key,
+            connectionId=connection_id,
+            requestId=request_id,
+            status=outcome.result.status_code if outcome.result else "error",
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            **({"error": outcome.error} if outcome.error else {}),
+        )
+        return outcome
+
+    async def _run(
+        self, route: Route, event: dict[str, Any], connection_id: str, request_id: str
+    ) -> Outcome:
+        context = LambdaContext(
+            request_id=request_id,
+            function_name=route.integration.name,
+            timeout=route.timeout,
+            region=self._region,
+            account_id=self._account_id,
+            gateway=self.async_api if route.is_async else self.sync_api,
+        )
+        try:
+            async with asyncio.timeout(route.timeout):
+                raw = await route.integration.invoke(event, context)
+        except TimeoutError:
+            log.warning(
+                "handler timed out",
+                extra={
+                    "fields": {
+                        "route": route.key,
+                        "connectionId": connection_id,
+                        "timeout_s": route.timeout,
+                    }
+                },
+            )
+            return Outcome(None, f"timed out after {route.timeout:g}s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The handler's own fault: log it with the connection id, keep the socket.
+            log.error(
+                "handler raised",
+                exc_info=exc,
+                extra={
+                    "fields": {
+                        "route": route.key,
+                        "connectionId": connection_id,
+                        "requestId": request_id,
+                    }
+                },
+            )
+            return Outcome(None, f"{type(exc).__name__}: {exc}")
+        try:
+            return Outcome(parse_proxy_result(raw))
+        except InvalidProxyResult as exc:
+            log.error(
+                "handler returned an invalid result",
+                extra={
+                    "fields": {
+                        "route": route.key,
+                        "connectionId": connection_id,
+                        "problem": str(exc),
+                    }
+                },
+            )
+            return Outcome(None, f"invalid result: {exc}")

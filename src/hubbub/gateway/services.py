@@ -1,0 +1,331 @@
+"""The service layer: every management operation, once, for both the HTTP API and in-process calls.
+
+``await gateway.connections.post(cid, data)`` and ``POST /{stage}/@connections/{cid}`` run the same
+code. Local connections are served straight from the hub; connections on other nodes are reached
+through the store's bus (interest-based: only the node holding a connection, only the nodes that
+have members in a room).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from hubbub.errors import BadRequestError, GoneError, PayloadTooLargeError
+from hubbub.gateway.connection import NORMAL
+from hubbub.store.base import Delivery, Page, Store
+
+if TYPE_CHECKING:
+    from hubbub.gateway.connection import Connection
+    from hubbub.gateway.hub import Hub
+
+T = TypeVar("T")
+
+MAX_NAME = 128
+MAX_ATTRIBUTES_BYTES = 4096
+
+
+def check_name(kind: str, name: str) -> str:
+    """Room and user names: 1-128 characters, no control characters."""
+    if not 1 <= len(name) <= MAX_NAME:
+        raise BadRequestError(f"{kind} name must be 1-{MAX_NAME} characters, got {len(name)}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise BadRequestError(f"{kind} name must not contain control characters")
+    return name
+
+
+def as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    return bytes(data)
+
+
+class Services:
+    """Shared state for the four service groups below."""
+
+    def __init__(self, hub: Hub, store: Store, *, max_post_bytes: int) -> None:
+        self.hub = hub
+        self.store = store
+        self.registry = store.registry
+        self.bus = store.bus
+        self.node_id = store.bus.node_id
+        self.max_post_bytes = max_post_bytes
+        # Set by the Gateway: close a local connection on behalf of DeleteConnection.
+        self.close_local: Callable[[Connection, int, str], Awaitable[None]] | None = None
+
+    def check_size(self, data: bytes) -> bytes:
+        if len(data) > self.max_post_bytes:
+            raise PayloadTooLargeError(
+                f"Payload of {len(data)} bytes exceeds the limit of {self.max_post_bytes}"
+            )
+        return data
+
+    async def owner(self, connection_id: str) -> str:
+        """The node holding a connection; GoneError if none does."""
+        if connection_id in self.hub.connections:
+            return self.node_id
+        record = await self.registry.get(connection_id)
+        if record is None:
+            raise GoneError()
+        return record.node_id
+
+    async def deliver_local(self, delivery: Delivery) -> int:
+        """Bus callback: a delivery addressed to this node."""
+        hub = self.hub
+        if delivery.kind == "connection":
+            conn = hub.connections.get(delivery.target)
+            return int(conn is not None and hub.send(conn, delivery.data))
+        if delivery.kind == "room":
+            members = hub.rooms.get(delivery.target)
+            if not members:
+                return 0
+            return hub.fan_out(list(members.values()), delivery.data, delivery.exclude)
+        if delivery.kind == "user":
+            members = hub.users.get(delivery.target)
+            return hub.fan_out(list(members.values()), delivery.data) if members else 0
+        if delivery.kind == "broadcast":
+            return hub.fan_out(list(hub.connections.values()), delivery.data)
+        if delivery.kind == "close":
+            conn = hub.connections.get(delivery.target)
+            if conn is None or self.close_local is None:
+                return 0
+            await self.close_local(conn, *NORMAL)
+            return 1
+        return 0
+
+
+class Connections:
+    """``@connections``: the AWS operations plus listing and attributes."""
+
+    def __init__(self, s: Services) -> None:
+        self._s = s
+
+    async def post(self, connection_id: str, data: bytes | str) -> None:
+        """PostToConnection. GoneError (410) for unknown ids, PayloadTooLargeError (413)."""
+        s = self._s
+        payload = s.check_size(as_bytes(data))
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None:
+            if not s.hub.send(conn, payload):
+                raise GoneError()
+            return
+        node = await s.owner(connection_id)
+        await s.bus.send(node, Delivery("connection", connection_id, payload))
+
+    async def post_many(self, connection_ids: list[str], data: bytes | str) -> int:
+        """Send one message to many connections; local ones share one frame. Unknown ids skip."""
+        s = self._s
+        payload = s.check_size(as_bytes(data))
+        local = []
+        remote = []
+        for cid in connection_ids:
+            conn = s.hub.connections.get(cid)
+            if conn is not None:
+                local.append(conn)
+            else:
+                remote.append(cid)
+        delivered = s.hub.fan_out(local, payload)
+        for cid in remote:
+            try:
+                await self.post(cid, payload)
+                delivered += 1
+            except GoneError:
+                pass
+        return delivered
+
+    async def get(self, connection_id: str) -> dict[str, Any]:
+        """GetConnection: connectedAt, lastActiveAt (epoch ms), identity, attributes."""
+        s = self._s
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None:
+            ctx = conn.context
+            return {
+                "connectedAt": ctx.connected_at,
+                "lastActiveAt": conn.last_active,
+                "sourceIp": ctx.source_ip,
+                "userAgent": ctx.user_agent,
+                "attributes": ctx.attributes,
+            }
+        record = await s.registry.get(connection_id)
+        if record is None:
+            raise GoneError()
+        return {
+            "connectedAt": record.connected_at,
+            "lastActiveAt": record.last_active_at,
+            "sourceIp": record.source_ip,
+            "userAgent": record.user_agent,
+            "attributes": record.attributes,
+        }
+
+    async def delete(self, connection_id: str) -> None:
+        """DeleteConnection: close with 1000 "Connection Closed Normally"."""
+        s = self._s
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None and s.close_local is not None:
+            await s.close_local(conn, *NORMAL)
+            return
+        node = await s.owner(connection_id)
+        await s.bus.send(node, Delivery("close", connection_id, b""))
+
+    async def list(self, limit: int = 100, cursor: str | None = None) -> Page:
+        if not 1 <= limit <= 1000:
+            raise BadRequestError("limit must be between 1 and 1000")
+        return await self._s.registry.list_connections(limit, cursor)
+
+    async def count(self) -> int:
+        return await self._s.registry.count()
+
+    async def set_attributes(self, connection_id: str, attributes: dict[str, Any]) -> None:
+        """Keep a small JSON object with the connection; later events carry it."""
+        if not isinstance(attributes, dict):
+            raise BadRequestError("attributes must be a JSON object")
+        size = len(orjson.dumps(attributes))
+        if size > MAX_ATTRIBUTES_BYTES:
+            raise BadRequestError(
+                f"attributes are {size} bytes of JSON; the limit is {MAX_ATTRIBUTES_BYTES}"
+            )
+        s = self._s
+        if not await s.registry.set_attributes(connection_id, attributes):
+            raise GoneError()
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None:
+            conn.context.attributes = attributes
+            conn.factory.refresh()
+
+    async def get_attributes(self, connection_id: str) -> dict[str, Any]:
+        info = await self.get(connection_id)
+        return info["attributes"] or {}
+
+
+class Rooms:
+    """Named groups of connections; sends cost O(members)."""
+
+    def __init__(self, s: Services) -> None:
+        self._s = s
+
+    async def join(self, room: str, connection_id: str) -> None:
+        s = self._s
+        check_name("room", room)
+        if not await s.registry.join(room, connection_id):
+            raise GoneError()
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None:
+            s.hub.join(room, conn)
+
+    async def leave(self, room: str, connection_id: str) -> None:
+        s = self._s
+        check_name("room", room)
+        if not await s.registry.leave(room, connection_id):
+            raise GoneError()
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None:
+            s.hub.leave(room, conn)
+
+    async def send(self, room: str, data: bytes | str, *, exclude: str | None = None) -> int:
+        """Deliver to every member (but ``exclude``); returns how many members it was sent to."""
+        s = self._s
+        check_name("room", room)
+        payload = s.check_size(as_bytes(data))
+        nodes = await s.registry.room_nodes(room)
+        delivered = 0
+        remote = []
+        for node, members in nodes.items():
+            if node == s.node_id:
+                local = s.hub.rooms.get(room)
+                if local:
+                    delivered += s.hub.fan_out(list(local.values()), payload, exclude)
+            else:
+                remote.append(node)
+                delivered += members
+        if remote:
+            await s.bus.publish(remote, Delivery("room", room, payload, exclude))
+        return delivered
+
+    publish = send
+
+    async def members(self, room: str) -> list[str]:
+        check_name("room", room)
+        return await self._s.registry.room_members(room)
+
+
+class Users:
+    """Bind connections to an application user id; send to or disconnect all of them."""
+
+    def __init__(self, s: Services, connections: Connections) -> None:
+        self._s = s
+        self._connections = connections
+
+    async def bind(self, user: str, connection_id: str) -> None:
+        s = self._s
+        check_name("user", user)
+        if not await s.registry.bind_user(user, connection_id):
+            raise GoneError()
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None:
+            s.hub.bind_user(user, conn)
+
+    async def connections(self, user: str) -> list[str]:
+        check_name("user", user)
+        return await self._s.registry.user_connections(user)
+
+    async def send(self, user: str, data: bytes | str) -> int:
+        check_name("user", user)
+        ids = await self._s.registry.user_connections(user)
+        return await self._connections.post_many(ids, data)
+
+    async def disconnect(self, user: str) -> int:
+        ids = await self.connections(user)
+        results = await asyncio.gather(
+            *(self._connections.delete(cid) for cid in ids), return_exceptions=True
+        )
+        return sum(1 for r in results if not isinstance(r, BaseException))
+
+
+class GatewayApi:
+    """What handlers get as ``context.gateway`` (and what :class:`Gateway` exposes)."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+        self.connections = Connections(services)
+        self.rooms = Rooms(services)
+        self.users = Users(services, self.connections)
+
+    async def broadcast(self, data: bytes | str) -> int:
+        """Send to every connection on every node."""
+        s = self._s
+        payload = s.check_size(as_bytes(data))
+        delivered = s.hub.fan_out(list(s.hub.connections.values()), payload)
+        total = await s.registry.count()
+        others = total - len(s.hub.connections)
+        if others > 0:
+            await s.bus.publish(["*"], Delivery("broadcast", "*", payload))
+            delivered += others
+        return delivered
+
+
+class SyncGatewayApi:
+    """A blocking facade over :class:`GatewayApi` for plain ``def`` handlers (run in threads).
+
+    ``context.gateway.rooms.send("lobby", "hi")`` blocks the handler's thread, never the loop.
+    """
+
+    def __init__(self, api: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._api = api
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._api, name)
+        if asyncio.iscoroutinefunction(target):
+            loop = self._loop
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                future = asyncio.run_coroutine_threadsafe(target(*args, **kwargs), loop)
+                return future.result()
+
+            return call
+        if isinstance(target, Connections | Rooms | Users):
+            return SyncGatewayApi(target, self._loop)
+        return target

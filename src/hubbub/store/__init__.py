@@ -1,0 +1,55 @@
+"""Shared state behind small Protocols; one file per implementation, chosen by URL scheme."""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlsplit
+
+from hubbub.errors import ConfigError
+from hubbub.store.base import (
+    Bus,
+    BusHandler,
+    ConnectionRecord,
+    Delivery,
+    Page,
+    Registry,
+    Store,
+)
+
+# scheme -> "module:factory"; the factory takes (url, node_id=..., key_prefix=...).
+_IMPLEMENTATIONS = {
+    "memory": "hubbub.store.memory:open_memory",
+    "redis": "hubbub.store.redis:open_redis",
+    "rediss": "hubbub.store.redis:open_redis",
+    "unix": "hubbub.store.redis:open_redis",
+}
+
+
+def open_store(url: str, *, node_id: str, key_prefix: str = "hubbub:") -> Store:
+    """Create (not start) the store named by ``url``."""
+    scheme = urlsplit(url).scheme
+    target = _IMPLEMENTATIONS.get(scheme)
+    if target is None:
+        known = ", ".join(f"{s}://" for s in _IMPLEMENTATIONS)
+        raise ConfigError("store.url", f"unknown scheme {scheme!r} (known: {known})")
+    module_name, _, factory = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            "store.url", f"{scheme}:// needs an extra package: pip install 'hubbub[redis]' ({exc})"
+        ) from exc
+    store: Store = getattr(module, factory)(url, node_id=node_id, key_prefix=key_prefix)
+    return store
+
+
+__all__ = [
+    "Bus",
+    "BusHandler",
+    "ConnectionRecord",
+    "Delivery",
+    "Page",
+    "Registry",
+    "Store",
+    "open_store",
+]

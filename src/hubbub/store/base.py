@@ -1,0 +1,123 @@
+"""The two small interfaces behind which shared state lives.
+
+``Registry`` answers *who is connected, where, and to what* (connections, rooms, users,
+attributes). ``Bus`` carries a delivery to the node that holds a connection, or to the nodes that
+have members in a room. The in-memory store implements both trivially for one node; the Redis store
+implements them for many. The gateway never knows which one it has.
+
+The store never imports the gateway: the gateway registers a :class:`BusHandler` and the store calls
+it back when a delivery for this node arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class ConnectionRecord:
+    """What the shared registry knows about one connection."""
+
+    connection_id: str
+    node_id: str
+    connected_at: int  # epoch ms
+    last_active_at: int  # epoch ms
+    source_ip: str
+    user_agent: str
+    attributes: dict[str, Any] | None = None
+    rooms: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    connection_ids: list[str]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message crossing nodes. ``kind`` says how the receiving node fans it out.
+
+    - ``"connection"``: ``target`` is a connection id;
+    - ``"room"``: ``target`` is a room, ``exclude`` an optional connection id;
+    - ``"broadcast"``: every local connection;
+    - ``"close"``: ``target`` is a connection id to close (DeleteConnection).
+    """
+
+    kind: str
+    target: str
+    data: bytes
+    exclude: str | None = None
+
+
+class BusHandler(Protocol):
+    async def __call__(self, delivery: Delivery) -> int:
+        """Deliver locally; return how many local connections received it."""
+        ...
+
+
+class Registry(Protocol):
+    """Connection registry. Every method is safe to call from any node."""
+
+    async def add(self, record: ConnectionRecord) -> None: ...
+
+    async def remove(self, connection_id: str) -> ConnectionRecord | None:
+        """Forget a connection and its memberships; return the record only to the first caller.
+
+        Exactly-once ``$disconnect`` hangs on this: whoever gets the record delivers it.
+        """
+        ...
+
+    async def get(self, connection_id: str) -> ConnectionRecord | None: ...
+
+    async def touch(self, connection_id: str, now_ms: int) -> None:
+        """Record activity (``lastActiveAt``)."""
+        ...
+
+    async def set_attributes(self, connection_id: str, attributes: dict[str, Any]) -> bool:
+        """Replace the connection's attributes; False if the connection is unknown."""
+        ...
+
+    async def join(self, room: str, connection_id: str) -> bool:
+        """Add to a room; False if the connection is unknown."""
+        ...
+
+    async def leave(self, room: str, connection_id: str) -> bool: ...
+
+    async def room_members(self, room: str) -> list[str]: ...
+
+    async def bind_user(self, user: str, connection_id: str) -> bool: ...
+
+    async def user_connections(self, user: str) -> list[str]: ...
+
+    async def list_connections(self, limit: int, cursor: str | None) -> Page: ...
+
+    async def count(self) -> int: ...
+
+    async def room_nodes(self, room: str) -> Mapping[str, int]:
+        """Nodes with members in ``room`` and how many each (interest-based routing)."""
+        ...
+
+
+class Bus(Protocol):
+    """Cross-node delivery. A single-node store delivers nothing remotely."""
+
+    node_id: str
+
+    async def send(self, node_id: str, delivery: Delivery) -> None: ...
+
+    async def publish(self, node_ids: Sequence[str], delivery: Delivery) -> None: ...
+
+
+class Store(Protocol):
+    """A registry and a bus with one lifecycle, opened from a URL."""
+
+    registry: Registry
+    bus: Bus
+
+    async def start(self, handler: BusHandler) -> None: ...
+
+    async def close(self) -> None: ...

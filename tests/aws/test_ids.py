@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import base64
+import re
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hubbub.aws.ids import api_id_for, is_valid_connection_id, new_connection_id, new_request_id
+
+AWS_ID = re.compile(r"[A-Za-z0-9_-]{15}=")
+
+
+def test_connection_id_has_the_aws_shape() -> None:
+    assert AWS_ID.fullmatch(new_connection_id())
+
+
+def test_request_id_has_the_aws_shape() -> None:
+    assert AWS_ID.fullmatch(new_request_id())
+
+
+def test_connection_id_encodes_eleven_random_bytes() -> None:
+    assert len(base64.urlsafe_b64decode(new_connection_id())) == 11
+
+
+def test_ids_do_not_repeat() -> None:
+    ids = {new_connection_id() for _ in range(10_000)} | {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 20_000
+
+
+def test_generated_ids_are_valid_connection_ids() -> None:
+    assert all(is_valid_connection_id(new_connection_id()) for _ in range(1_000))
+
+
+@given(st.text())
+def test_api_id_is_ten_lowercase_alphanumerics(name: str) -> None:
+    assert re.fullmatch(r"[a-z0-9]{10}", api_id_for(name))
+
+
+@given(st.text())
+def test_api_id_is_stable_for_a_name(name: str) -> None:
+    assert api_id_for(name) == api_id_for(name)
+
+
+def test_api_id_differs_between_names() -> None:
+    names = [f"api-{index}" for index in range(1_000)]
+    assert len({api_id_for(name) for name in names}) == len(names)
+
+
+@given(st.text(alphabet=string.printable.strip(), min_size=1, max_size=128))
+def test_printable_ascii_without_whitespace_is_a_valid_connection_id(value: str) -> None:
+    assert is_valid_connection_id(value)
+
+
+def test_empty_string_is_not_a_valid_connection_id() -> None:
+    assert not is_valid_connection_id("")
+
+
+def test_128_characters_is_a_valid_connection_id() -> None:
+    assert is_valid_connection_id("a" * 128)
+
+
+def test_129_characters_is_not_a_valid_connection_id() -> None:
+    assert not is_valid_connection_id("a" * 129)
+
+
+def test_connection_id_with_a_space_is_not_valid() -> None:
+    assert not is_valid_connection_id("abc def")
+
+
+def test_connection_id_with_control_characters_is_not_valid() -> None:
+    assert not any(is_valid_connection_id(f"abc{char}def") for char in "\t\n\r\x00\x7f")
+
+
+def test_connection_id_with_non_ascii_is_not_valid() -> None:
+    assert not is_valid_connection_id("abcé")
