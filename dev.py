@@ -142,7 +142,8 @@ class Runner:
     """Runs child processes in the foreground the way a shell does.
 
     Ctrl-C reaches the child directly (same process group); we only note it, wait for the child to
-    finish its own cleanup, then stop. SIGTERM is forwarded to the running child.
+    finish its own cleanup, then stop (a second Ctrl-C kills a child that lingers). SIGTERM is
+    forwarded to the running child.
     """
 
     def __init__(self) -> None:
@@ -150,6 +151,8 @@ class Runner:
         self._child: subprocess.Popen[bytes] | None = None
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.interrupted and self._child is not None and self._child.poll() is None:
+            self._child.kill()  # a second Ctrl-C: the child did not stop by itself
         self.interrupted = True
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
@@ -273,7 +276,12 @@ def main(argv: list[str]) -> int:
     return COMMANDS[command](args)
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)  # unwinds, so a Redis we started is stopped
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:

@@ -34,7 +34,8 @@ def operation(name: str) -> OperationModel:
 def botocore_parse(operation_name: str, status: int, headers: dict[str, str], body: bytes) -> Any:
     # HeadersDict is what botocore hands its parsers on a real response (case-insensitive).
     response = {"status_code": status, "headers": HeadersDict(headers), "body": body}
-    parser = botocore.parsers.create_parser("rest-json")
+    # Typed as Any: botocore passes output_shape None (PostToConnection) though the stubs say Shape.
+    parser: Any = botocore.parsers.create_parser("rest-json")
     return parser.parse(response, operation(operation_name).output_shape)
 
 

@@ -136,11 +136,19 @@ def test_body_text_is_none_without_a_body() -> None:
     assert parse_proxy_result({"statusCode": 200, "isBase64Encoded": True}).body_text() is None
 
 
-@pytest.mark.parametrize("body", ["not base64!", base64.b64encode(b"\xff\xfe").decode()])
-def test_body_text_of_bad_base64_is_invalid(body: str) -> None:
-    result = parse_proxy_result({"statusCode": 200, "body": body, "isBase64Encoded": True})
+BAD_BASE64 = ["not base64!", "é", base64.b64encode(b"\xff\xfe").decode()]
+
+
+@pytest.mark.parametrize("body", BAD_BASE64)
+def test_bad_base64_body_is_invalid_when_parsed(body: str) -> None:
     with pytest.raises(InvalidProxyResult, match="base64"):
-        result.body_text()
+        parse_proxy_result({"statusCode": 200, "body": body, "isBase64Encoded": True})
+
+
+@pytest.mark.parametrize("body", BAD_BASE64)
+def test_body_text_of_a_hand_built_bad_base64_result_is_invalid(body: str) -> None:
+    with pytest.raises(InvalidProxyResult, match="base64"):
+        ProxyResult(200, {}, body, is_base64=True).body_text()
 
 
 @given(st.text())
@@ -150,13 +158,29 @@ def test_any_text_round_trips_through_base64(text: str) -> None:
     assert result.body_text() == text
 
 
-@given(st.from_type(object) | st.dictionaries(st.text(), st.from_type(object)))
+any_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+proxy_keys = st.sampled_from(
+    ["statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "other"]
+)
+
+
+@given(any_values | st.dictionaries(proxy_keys, any_values))
 def test_any_value_parses_or_raises_invalid_proxy_result(value: Any) -> None:
     try:
         result = parse_proxy_result(value)
     except InvalidProxyResult:
         return
+    text = result.body_text()  # a parsed result's body always decodes
     assert 100 <= result.status_code <= 599
+    assert all(isinstance(item, str) for item in [*result.headers, *result.headers.values()])
+    assert text is None or isinstance(text, str)
 
 
 @pytest.mark.parametrize(

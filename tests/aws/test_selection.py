@@ -251,6 +251,14 @@ def test_arbitrary_json_bodies_evaluate_in_a_template(body: Any) -> None:
     assert isinstance(selector.evaluate(orjson.dumps(body)), str)
 
 
+@given(json_values | st.dictionaries(st.sampled_from("ab"), json_values))
+def test_fast_path_agrees_with_the_general_path(body: Any) -> None:
+    raw = orjson.dumps({"a": body})
+    fast = compile_route_selection("$request.body.a.b").evaluate(raw)
+    general = compile_route_selection("${request.body.a.b}!").evaluate(raw)
+    assert f"{fast}!" == general
+
+
 @given(st.text())
 def test_arbitrary_text_never_raises(body: str) -> None:
     result = ACTION.evaluate(body)

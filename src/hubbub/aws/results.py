@@ -10,7 +10,9 @@ hubbub's reading of the shapes a handler may return:
   list wins. A non-string ``body`` is sent as its JSON text.
 - a dict without ``statusCode`` -> 200 with the whole dict, as JSON, for body.
 - a str -> 200 with that body.
-- anything else, a status outside 100..599, or a body that cannot become JSON ->
+- ``isBase64Encoded`` (``true`` or ``"true"``) -> ``body`` must be base64 of UTF-8 text, because
+  it is sent as a text frame; :meth:`ProxyResult.body_text` decodes it.
+- anything else, a status outside 100..599, a body that cannot become JSON or bad base64 ->
   :class:`InvalidProxyResult` (502 on ``$connect``, the Internal server error frame on messages).
 """
 
@@ -48,16 +50,22 @@ class ProxyResult:
     def body_text(self) -> str | None:
         """The body to send as a text frame, base64-decoded when ``is_base64``; None if no body.
 
-        Raises InvalidProxyResult when a base64 body is not valid base64 of UTF-8 text.
+        Never raises for a result from :func:`parse_proxy_result`, which has checked the base64
+        already; for a hand-built one with bad base64 it raises InvalidProxyResult.
         """
         if self.body is None or not self.is_base64:
             return self.body
-        try:
-            return base64.b64decode(self.body, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidProxyResult(
-                f"isBase64Encoded body is not base64 of UTF-8 text: {exc}"
-            ) from exc
+        return _decode_base64_text(self.body)
+
+
+def _decode_base64_text(body: str) -> str:
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        # ValueError covers non-ASCII input to b64decode and the UnicodeDecodeError of .decode().
+        raise InvalidProxyResult(
+            f"isBase64Encoded body is not base64 of UTF-8 text: {exc}"
+        ) from exc
 
 
 def is_success(status: int) -> bool:
@@ -141,9 +149,9 @@ def parse_proxy_result(value: object) -> ProxyResult:
         )
     if "statusCode" not in value:
         return ProxyResult(200, body=_json_text(dict(value), "result"))
-    return ProxyResult(
-        status_code=_status(value["statusCode"]),
-        headers=_headers(value),
-        body=_body(value.get("body")),
-        is_base64=_is_true(value.get("isBase64Encoded")),
-    )
+    status = _status(value["statusCode"])
+    body = _body(value.get("body"))
+    is_base64 = _is_true(value.get("isBase64Encoded"))
+    if is_base64 and body is not None:
+        _decode_base64_text(body)  # fail here, where the caller expects InvalidProxyResult
+    return ProxyResult(status, _headers(value), body, is_base64)

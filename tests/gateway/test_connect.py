@@ -1,0 +1,139 @@
+"""$connect: the handshake waits for the handler, and its result decides the HTTP answer (§3.1)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import ModuleType
+
+import boto3
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from tests.gateway.conftest import GatewayFactory, routes
+from tests.helpers import eventually
+
+
+async def test_connect_event_has_the_aws_fields(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        url = gw.websocket_url + "?token=abc&room=1&room=2"
+        async with websockets.connect(url, additional_headers={"X-Custom-Case": "Yes"}):
+            pass
+    event = app.EVENTS[0]
+    assert set(event) == {
+        "headers",
+        "multiValueHeaders",
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+        "requestContext",
+        "isBase64Encoded",
+    }
+    assert event["headers"]["X-Custom-Case"] == "Yes"  # header case kept
+    assert event["queryStringParameters"] == {"token": "abc", "room": "2"}
+    assert event["multiValueQueryStringParameters"]["room"] == ["1", "2"]
+    rc = event["requestContext"]
+    assert rc["routeKey"] == "$connect"
+    assert rc["eventType"] == "CONNECT"
+    assert rc["stage"] == "dev"
+    assert rc["identity"]["sourceIp"] == "127.0.0.1"
+    assert rc["identity"]["userAgent"].startswith("Python/")
+    assert len(rc["connectionId"]) == 16
+    assert rc["connectionId"].endswith("=")
+    assert "messageId" not in rc
+
+
+async def test_connect_without_query_has_no_query_fields(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with websockets.connect(gw.websocket_url):
+            pass
+    assert "queryStringParameters" not in app.EVENTS[0]
+
+
+@pytest.mark.parametrize("status", [301, 401, 403, 501])
+async def test_non_2xx_connect_rejects_with_that_status(
+    gateway: GatewayFactory, app: ModuleType, status: int
+) -> None:
+    app.CONNECT_RESULT["statusCode"] = status
+    async with gateway(routes=routes(_connect="record")) as gw:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(gw.websocket_url):
+                pass
+    assert info.value.response.status_code == status
+
+
+async def test_connect_handler_error_rejects_with_502(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="boom")) as gw:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(gw.websocket_url):
+                pass
+    assert info.value.response.status_code == 502
+
+
+async def test_connect_invalid_result_rejects_with_502(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="bad_result")) as gw:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(gw.websocket_url):
+                pass
+    assert info.value.response.status_code == 502
+
+
+async def test_no_connect_route_accepts(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(echo={"handler": "echo", "route_response": True})) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send('{"action": "echo"}')
+            assert await ws.recv() == '{"action": "echo"}'
+
+
+async def test_connect_headers_are_copied_into_the_101(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    app.CONNECT_RESULT["headers"] = {"X-Hello": "world"}
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            assert ws.response.headers["X-Hello"] == "world"
+
+
+async def test_subprotocol_is_selected_only_when_the_handler_returns_it(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        # Not echoed by the handler: no protocol in the 101 (AWS never picks one by itself).
+        async with websockets.connect(gw.websocket_url, subprotocols=["chat"]) as ws:
+            assert ws.subprotocol is None
+            assert "Sec-WebSocket-Protocol" not in ws.response.headers
+        app.CONNECT_RESULT["headers"] = {"Sec-WebSocket-Protocol": "chat"}
+        async with websockets.connect(gw.websocket_url, subprotocols=["chat"]) as ws:
+            assert ws.subprotocol == "chat"
+
+
+async def test_connection_is_gone_while_connect_runs(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="post_self")) as gw:
+        async with websockets.connect(gw.websocket_url):
+            pass
+    await eventually(lambda: app.CONTEXTS, message="$connect handler")
+    assert app.CONTEXTS[0]["route"] == "$connect"  # its post_to_connection got GoneException
+
+
+async def test_connection_exists_after_connect(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with websockets.connect(gw.websocket_url):
+            cid = app.EVENTS[0]["requestContext"]["connectionId"]
+            client = boto3.client("apigatewaymanagementapi", endpoint_url=gw.management_url)
+            info = await asyncio.to_thread(client.get_connection, ConnectionId=cid)
+            assert info["Identity"]["SourceIp"] == "127.0.0.1"
+
+
+async def test_plain_http_get_on_the_stage_answers_426(gateway: GatewayFactory) -> None:
+    import aiohttp
+
+    async with gateway() as gw, aiohttp.ClientSession() as http:
+        async with http.get(gw.websocket_url.replace("ws://", "http://")) as resp:
+            assert resp.status == 426
