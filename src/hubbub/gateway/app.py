@@ -24,6 +24,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl
@@ -140,7 +141,7 @@ class Gateway(GatewayApi):
             async_api=self,
             sync_api=SyncGatewayApi(self, loop),
         )
-        await self.store.start(self.services.deliver_local)
+        await self.store.start(self.services.deliver_local, self._reaped)
         api = ManagementApi(self, stage=config.api.stage, health=self.health)
         self.management = await start_http(
             host=config.management.host,
@@ -226,11 +227,13 @@ class Gateway(GatewayApi):
         log.info("gateway stopped")
 
     async def health(self) -> dict[str, Any]:
+        store = self.store.status()
         return {
-            "status": "ok",
+            "status": "ok" if store.get("ok") else "degraded",
             "node": self.node_id,
             "connections": len(self.hub.connections),
             "uptime_s": round(time.time() - self.started_at, 3),
+            **store,
         }
 
     # -- setup helpers ------------------------------------------------------------------------
@@ -332,6 +335,8 @@ class Gateway(GatewayApi):
                 last_active_at=ctx.connected_at,
                 source_ip=ctx.source_ip,
                 user_agent=ctx.user_agent,
+                host=_header(ctx.headers, "host"),
+                authorizer=dict(ctx.authorizer) if ctx.authorizer else None,
             )
         )
         logs.event(logs.ACCESS, "connect", connectionId=conn.id, sourceIp=ctx.source_ip)
@@ -433,25 +438,63 @@ class Gateway(GatewayApi):
         route = self.routes.get("$disconnect")
         if route is not None:
             task = asyncio.get_running_loop().create_task(
-                self._disconnect(conn, route, code, reason)
+                self._disconnect(conn.context, route, code, reason)
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _disconnect(self, conn: Connection, route: Route, code: int, reason: str) -> None:
+    async def _reaped(self, record: ConnectionRecord) -> None:
+        """A dead node's connection, removed by us: its one ``$disconnect`` runs here."""
+        ctx = ConnectionContext(
+            connection_id=record.connection_id,
+            connected_at=record.connected_at,
+            source_ip=record.source_ip,
+            user_agent=record.user_agent,
+            headers=(("Host", record.host),) if record.host else (),
+            query=None,
+            authorizer=record.authorizer,
+            attributes=record.attributes,
+        )
+        logs.event(
+            logs.ACCESS,
+            "disconnect",
+            connectionId=record.connection_id,
+            code=ABNORMAL,
+            reason=NODE_LOST,
+            node=record.node_id,
+        )
+        route = self.routes.get("$disconnect")
+        if route is not None:
+            await self._disconnect(ctx, route, ABNORMAL, NODE_LOST)
+
+    async def _disconnect(
+        self, ctx: ConnectionContext, route: Route, code: int, reason: str
+    ) -> None:
         assert self.api_context is not None
         assert self.invoker is not None
         request_id = new_request_id()
         event = disconnect_event(
             self.api_context,
-            conn.context,
+            ctx,
             status_code=code,
             reason=reason,
             request_id=request_id,
             now_ms=now_ms(),
         )
         # Best effort, like AWS: the result is ignored; failures are logged by the invoker.
-        await self.invoker.invoke(route, event, connection_id=conn.id, request_id=request_id)
+        await self.invoker.invoke(
+            route, event, connection_id=ctx.connection_id, request_id=request_id
+        )
+
+
+NODE_LOST = "Gateway node lost"
+
+
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return ""
 
 
 _HOP_BY_HOP = {

@@ -12,6 +12,7 @@ from hubbub.store.base import (
     ConnectionRecord,
     Delivery,
     Page,
+    ReapHandler,
     Registry,
     Store,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "ConnectionRecord",
     "Delivery",
     "Page",
+    "ReapHandler",
     "Registry",
     "Store",
     "open_store",

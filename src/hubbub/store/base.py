@@ -27,6 +27,9 @@ class ConnectionRecord:
     source_ip: str
     user_agent: str
     attributes: dict[str, Any] | None = None
+    # Enough of the handshake to build a $disconnect event on another node (node loss).
+    host: str = ""
+    authorizer: dict[str, Any] | None = None
     rooms: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
 
@@ -56,6 +59,12 @@ class Delivery:
 class BusHandler(Protocol):
     async def __call__(self, delivery: Delivery) -> int:
         """Deliver locally; return how many local connections received it."""
+        ...
+
+
+class ReapHandler(Protocol):
+    async def __call__(self, record: ConnectionRecord) -> None:
+        """A connection of a dead node was removed by this node: deliver its ``$disconnect``."""
         ...
 
 
@@ -118,6 +127,18 @@ class Store(Protocol):
     registry: Registry
     bus: Bus
 
-    async def start(self, handler: BusHandler) -> None: ...
+    async def start(self, handler: BusHandler, on_reaped: ReapHandler) -> None:
+        """Connect, subscribe this node's deliveries to ``handler``, begin heartbeats.
 
-    async def close(self) -> None: ...
+        ``on_reaped`` is called once per connection of a dead node that this node removed from
+        the registry (the removal is atomic, so exactly one survivor gets each connection).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Stop heartbeats and remove this node's own entries (graceful shutdown)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """For /health: at least ``{"store": url-scheme, "ok": bool}``."""
+        ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, Page
+from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, Page, ReapHandler
 
 
 class MemoryRegistry:
@@ -142,11 +142,15 @@ class MemoryStore:
         self.registry = MemoryRegistry()
         self.bus = MemoryBus(node_id)
 
-    async def start(self, handler: BusHandler) -> None:
+    async def start(self, handler: BusHandler, on_reaped: ReapHandler) -> None:
+        del on_reaped  # one node: nobody else's connections to reap
         self.bus.attach(handler)
 
     async def close(self) -> None:
         return None
+
+    def status(self) -> dict[str, Any]:
+        return {"store": "memory", "ok": True}
 
 
 def open_memory(url: str, *, node_id: str, key_prefix: str = "") -> MemoryStore:
