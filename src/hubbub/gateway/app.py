@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -164,6 +165,7 @@ class Gateway(GatewayApi):
                 compression=config.server.compression,
             ),
             static_dir=config.static.dir,
+            extra_files=[("/hubbub.js", _BROWSER_CLIENT, "text/javascript; charset=utf-8")],
             max_header_bytes=config.limits.max_header_bytes,
         )
         self._accepting = True
@@ -488,6 +490,8 @@ class Gateway(GatewayApi):
 
 
 NODE_LOST = "Gateway node lost"
+# The browser client (clients/js/hubbub.js, shipped as package data) is served at /hubbub.js.
+_BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "static" / "hubbub.js"
 
 
 def _header(headers: Sequence[tuple[str, str]], name: str) -> str:

@@ -173,10 +173,11 @@ class _FrameGuard:
     payload length. A header split across chunks is kept in ``_head`` until complete.
     """
 
-    __slots__ = ("_head", "_inner", "_max_frame", "_skip")
+    __slots__ = ("_head", "_inner", "_max_frame", "_queue", "_skip")
 
-    def __init__(self, inner: Any, max_frame: int) -> None:
+    def __init__(self, inner: Any, queue: Any, max_frame: int) -> None:
         self._inner = inner
+        self._queue = queue
         self._max_frame = max_frame
         self._skip = 0  # payload bytes of the current frame still to pass through
         self._head = b""
@@ -184,7 +185,7 @@ class _FrameGuard:
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if not self._scan(data):
             exc = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
-            self._inner.queue.set_exception(exc)
+            self._queue.set_exception(exc)
             return True, b""
         result: tuple[bool, bytes] = self._inner.feed_data(data)
         return result
@@ -249,7 +250,7 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
         proto = request.protocol
         parser = proto._payload_parser
         if parser is not None and self._max_frame:
-            proto._payload_parser = _FrameGuard(parser, self._max_frame)
+            proto._payload_parser = _FrameGuard(parser, self._reader, self._max_frame)
 
 
 @dataclass(frozen=True)

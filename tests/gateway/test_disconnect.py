@@ -1,0 +1,126 @@
+"""$disconnect: exactly once, with the close code and reason (§1.2, §7)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import ModuleType
+
+import boto3
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tests.gateway.conftest import GatewayFactory, routes
+from tests.helpers import eventually
+
+
+def _disconnect_events(app: ModuleType) -> list[dict[str, object]]:
+    return [e for e in app.EVENTS if e["requestContext"]["routeKey"] == "$disconnect"]
+
+
+async def test_client_close_code_and_reason_are_reported(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record", _disconnect="record")) as gw:
+        ws = await websockets.connect(gw.websocket_url, user_agent_header="tester/1.0")
+        await ws.close(code=4001, reason="bye now")
+        await eventually(lambda: _disconnect_events(app))
+    event = _disconnect_events(app)[0]
+    rc = event["requestContext"]
+    assert rc["disconnectStatusCode"] == 4001
+    assert rc["disconnectReason"] == "bye now"
+    assert rc["eventType"] == "DISCONNECT"
+    assert rc["identity"]["userAgent"] == "tester/1.0"
+    assert set(event["headers"]) == {"Host", "x-api-key", "X-Forwarded-For", "x-restapi"}
+    assert "body" not in event
+    assert "queryStringParameters" not in event
+    connect = app.EVENTS[0]["requestContext"]
+    assert rc["connectionId"] == connect["connectionId"]
+    assert rc["connectedAt"] == connect["connectedAt"]
+
+
+async def test_close_without_status_reports_1005(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_disconnect="record")) as gw:
+        ws = await websockets.connect(gw.websocket_url)
+        ws.transport.write(b"\x88\x80\x00\x00\x00\x00")  # masked close frame, empty payload
+        await eventually(lambda: _disconnect_events(app))
+    assert _disconnect_events(app)[0]["requestContext"]["disconnectStatusCode"] == 1005
+
+
+async def test_tcp_drop_reports_1006(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_disconnect="record")) as gw:
+        ws = await websockets.connect(gw.websocket_url)
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        ws.transport.abort()
+        await eventually(lambda: _disconnect_events(app))
+    assert _disconnect_events(app)[0]["requestContext"]["disconnectStatusCode"] == 1006
+
+
+async def test_delete_connection_closes_with_1000_and_reports_it(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record", _disconnect="record")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            cid = app.EVENTS[0]["requestContext"]["connectionId"]
+            client = boto3.client("apigatewaymanagementapi", endpoint_url=gw.management_url)
+            await asyncio.to_thread(client.delete_connection, ConnectionId=cid)
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1000
+            with pytest.raises(client.exceptions.GoneException):
+                await asyncio.to_thread(client.get_connection, ConnectionId=cid)
+        await eventually(lambda: _disconnect_events(app))
+    rc = _disconnect_events(app)[0]["requestContext"]
+    assert (rc["disconnectStatusCode"], rc["disconnectReason"]) == (
+        1000,
+        "Connection Closed Normally",
+    )
+
+
+async def test_disconnect_runs_exactly_once_per_connection(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record", _disconnect="record")) as gw:
+        clients = [await websockets.connect(gw.websocket_url) for _ in range(20)]
+        ids = [e["requestContext"]["connectionId"] for e in app.EVENTS]
+        api = boto3.client("apigatewaymanagementapi", endpoint_url=gw.management_url)
+        # Close half from the client and delete the other half from the API, at the same time.
+        await asyncio.gather(
+            *(c.close() for c in clients[:10]),
+            *(asyncio.to_thread(api.delete_connection, ConnectionId=cid) for cid in ids[10:]),
+        )
+        await eventually(lambda: len(_disconnect_events(app)) >= 20)
+    # Shutdown ran too, and still nothing was delivered twice.
+    seen = [e["requestContext"]["connectionId"] for e in _disconnect_events(app)]
+    assert sorted(seen) == sorted(ids)
+
+
+async def test_shutdown_closes_with_1001_and_delivers_disconnect(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_disconnect="record")) as gw:
+        ws = await websockets.connect(gw.websocket_url)
+    # The gateway has drained: the $disconnect already ran before close() returned.
+    assert [
+        (e["requestContext"]["disconnectStatusCode"], e["requestContext"]["disconnectReason"])
+        for e in _disconnect_events(app)
+    ] == [(1001, "Going away")]
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1001
+
+
+async def test_disconnect_handler_failure_is_contained(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_disconnect="boom", _default="record")) as gw:
+        async with websockets.connect(gw.websocket_url):
+            pass
+        await eventually(lambda: app.EVENTS)
+        async with websockets.connect(gw.websocket_url) as ws:  # still serving
+            await ws.send("hello")
+            await eventually(lambda: len(app.EVENTS) >= 2)
