@@ -122,6 +122,27 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class JwtConfig:
+    issuer: str | None = None
+    audience: tuple[str, ...] = ()
+    secret: str | None = None
+    jwks_file: Path | None = None
+    algorithms: tuple[str, ...] = ()
+    leeway: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuthorizerConfig:
+    """A REQUEST authorizer on $connect: a Lambda-style handler, an HTTP URL, or built-in JWT."""
+
+    identity_source: tuple[str, ...] = ()
+    handler: str | None = None
+    url: str | None = None
+    timeout: float | None = None
+    jwt: JwtConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig = ApiConfig()
     server: ServerConfig = ServerConfig()
@@ -133,6 +154,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
+    authorizer: AuthorizerConfig | None = None
     # Folder that handler module paths and relative file paths are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"
@@ -183,7 +205,7 @@ def load_config(
 
 def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict>") -> Config:
     """Validate a plain mapping (as parsed from TOML) into a :class:`Config`."""
-    known = {*_SECTIONS, "management", "environment", "routes"}
+    known = {*_SECTIONS, "management", "environment", "routes", "authorizer"}
     for key in raw:
         if key not in known:
             raise ConfigError(key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -196,7 +218,9 @@ def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict
     management = _management(raw.get("management", {}))
     environment = _string_table(raw.get("environment", {}), "environment")
     routes = _routes(raw.get("routes", {}))
+    authorizer = _authorizer(raw["authorizer"], base_dir) if "authorizer" in raw else None
     config = Config(
+        authorizer=authorizer,
         management=management,
         environment=environment,
         routes=routes,
@@ -381,6 +405,85 @@ def _routes(raw: Any) -> dict[str, RouteConfig]:
             environment=_string_table(spec.get("environment", {}), f"{prefix}.environment"),
         )
     return routes
+
+
+def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("authorizer", "must be a table")
+    known = {"identity_source", "handler", "url", "timeout", "jwt"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"authorizer.{key}", f"unknown key (known: {', '.join(sorted(known))})"
+            )
+    sources = raw.get("identity_source", [])
+    if isinstance(sources, str):
+        sources = [sources]
+    sources = _coerce(sources, "tuple[str, ...]", "authorizer.identity_source")
+    from hubbub.aws.authorizer import parse_identity_source
+
+    for i, source in enumerate(sources):
+        try:
+            parse_identity_source(source)
+        except ValueError as exc:
+            raise ConfigError(f"authorizer.identity_source[{i}]", str(exc)) from exc
+    kinds = [k for k in ("handler", "url", "jwt") if k in raw]
+    if len(kinds) != 1:
+        raise ConfigError(
+            "authorizer", "needs exactly one of handler = ..., url = ... or [authorizer.jwt]"
+        )
+    handler = raw.get("handler")
+    if handler is not None:
+        _check_handler_string(handler, "authorizer.handler")
+    url = raw.get("url")
+    if url is not None and (
+        not isinstance(url, str) or not url.startswith(("http://", "https://"))
+    ):
+        raise ConfigError("authorizer.url", f"must be an http:// or https:// URL, got {url!r}")
+    timeout = raw.get("timeout")
+    if timeout is not None:
+        timeout = _coerce(timeout, "float", "authorizer.timeout") or None
+    jwt = _jwt(raw["jwt"], base_dir) if "jwt" in raw else None
+    if jwt is not None and not sources:
+        raise ConfigError(
+            "authorizer.identity_source", "the JWT authorizer needs the token's source"
+        )
+    return AuthorizerConfig(
+        identity_source=sources, handler=handler, url=url, timeout=timeout, jwt=jwt
+    )
+
+
+def _jwt(raw: Any, base_dir: Path) -> JwtConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("authorizer.jwt", "must be a table")
+    known = {"issuer", "audience", "secret", "jwks_file", "algorithms", "leeway"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"authorizer.jwt.{key}", f"unknown key (known: {', '.join(sorted(known))})"
+            )
+    audience = raw.get("audience", [])
+    if isinstance(audience, str):
+        audience = [audience]
+    jwks = raw.get("jwks_file")
+    jwks_path = None
+    if jwks is not None:
+        jwks_path = _coerce(jwks, "Path | None", "authorizer.jwt.jwks_file")
+        if not jwks_path.is_absolute():
+            jwks_path = base_dir / jwks_path
+    config = JwtConfig(
+        issuer=_coerce(raw["issuer"], "str", "authorizer.jwt.issuer") if "issuer" in raw else None,
+        audience=_coerce(audience, "tuple[str, ...]", "authorizer.jwt.audience"),
+        secret=_coerce(raw["secret"], "str", "authorizer.jwt.secret") if "secret" in raw else None,
+        jwks_file=jwks_path,
+        algorithms=_coerce(
+            raw.get("algorithms", []), "tuple[str, ...]", "authorizer.jwt.algorithms"
+        ),
+        leeway=_coerce(raw.get("leeway", 0), "float", "authorizer.jwt.leeway"),
+    )
+    if (config.secret is None) == (config.jwks_file is None):
+        raise ConfigError("authorizer.jwt", "needs exactly one of secret = ... or jwks_file = ...")
+    return config
 
 
 def _check_handler_string(value: Any, key: str) -> None:

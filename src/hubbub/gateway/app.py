@@ -24,12 +24,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from hubbub.aws.authorizer import method_arn
 from hubbub.aws.events import (
     ApiContext,
     ConnectionContext,
@@ -44,6 +45,7 @@ from hubbub.aws.selection import compile_route_selection, select_route
 from hubbub.config import Config
 from hubbub.gateway import logs
 from hubbub.gateway.api import ManagementApi
+from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
 from hubbub.gateway.connection import (
     ABNORMAL,
     BINARY,
@@ -72,6 +74,7 @@ from hubbub.gateway.transport import (
     start_http,
     start_public,
 )
+from hubbub.integrations import environment
 from hubbub.integrations.base import Integration
 from hubbub.integrations.python import PythonIntegration, load_handler
 from hubbub.store import ConnectionRecord, Store, open_store
@@ -119,7 +122,8 @@ class Gateway(GatewayApi):
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = False
         self._closed = asyncio.Event()
-        self._saved_env: dict[str, str | None] = {}
+        self.execution_role = execution_role()
+        self.authorizer: ConnectAuthorizer | None = None
         self.started_at = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -133,8 +137,9 @@ class Gateway(GatewayApi):
     async def start(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
-        self._apply_environment()
+        environment.install()
         self.routes = self._build_routes()
+        self.authorizer = self._build_authorizer()
         self.invoker = Invoker(
             max_concurrent=config.limits.max_concurrent_invocations,
             region=config.api.region,
@@ -143,7 +148,12 @@ class Gateway(GatewayApi):
             sync_api=SyncGatewayApi(self, loop),
         )
         await self.store.start(self.services.deliver_local, self._reaped)
-        api = ManagementApi(self, stage=config.api.stage, health=self.health)
+        authenticate = None
+        if config.management.auth == "sigv4":
+            authenticate = ManagementAuth(config.management, self.execution_role)
+        api = ManagementApi(
+            self, stage=config.api.stage, health=self.health, authenticate=authenticate
+        )
         self.management = await start_http(
             host=config.management.host,
             port=config.management.port,
@@ -153,6 +163,12 @@ class Gateway(GatewayApi):
         domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
         self.api_context = ApiContext(
             api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
+        )
+        self._method_arn = method_arn(
+            region=config.api.region,
+            account_id=config.api.account_id,
+            api_id=self.api_context.api_id,
+            stage=config.api.stage,
         )
         self.public = await start_public(
             host=config.server.host,
@@ -225,7 +241,6 @@ class Gateway(GatewayApi):
         for route in self.routes.values():
             await route.integration.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._restore_environment()
         log.info("gateway stopped")
 
     async def health(self) -> dict[str, Any]:
@@ -239,47 +254,92 @@ class Gateway(GatewayApi):
         }
 
     # -- setup helpers ------------------------------------------------------------------------
-    def _apply_environment(self) -> None:
-        # Handlers see [environment] like a Lambda's environment variables: process-wide.
-        for key, value in self.config.environment.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
-
-    def _restore_environment(self) -> None:
-        for key, old in self._saved_env.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-        self._saved_env.clear()
+    def _function_environment(
+        self, function_name: str, route_env: Mapping[str, str]
+    ) -> dict[str, str]:
+        """What one function's ``os.environ`` shows on top of the process environment."""
+        config = self.config
+        env = {
+            "AWS_REGION": config.api.region,
+            "AWS_DEFAULT_REGION": config.api.region,
+            "AWS_LAMBDA_FUNCTION_NAME": function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_EXECUTION_ENV": "hubbub",
+        }
+        if "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_ACCESS_KEY_ID" not in config.environment:
+            # Like a Lambda's execution role: handlers without credentials of their own can
+            # still call the management API, also when it requires SigV4.
+            env["AWS_ACCESS_KEY_ID"] = self.execution_role.access_key_id
+            env["AWS_SECRET_ACCESS_KEY"] = self.execution_role.secret_access_key
+        env.update(config.environment)
+        env.update(route_env)
+        return env
 
     def _build_routes(self) -> dict[str, Route]:
         config = self.config
         routes: dict[str, Route] = {}
         for key, spec in config.routes.items():
-            integration: Integration
-            if spec.handler is not None:
-                func = load_handler(spec.handler, config.base_dir, key=f'routes."{key}".handler')
-                integration = PythonIntegration(
-                    spec.handler.rpartition(".")[0].replace(".", "-") or spec.handler,
-                    func,
-                    self._pool,
-                )
-                is_async = integration.is_async
-            else:
-                from hubbub.integrations.http import HttpIntegration
-
-                assert spec.url is not None
-                integration = HttpIntegration(key, spec.url)
-                is_async = True
-            routes[key] = Route(
-                key=key,
-                integration=integration,
-                timeout=spec.timeout or config.limits.handler_timeout,
+            routes[key] = self._route(
+                key,
+                spec.handler,
+                spec.url,
+                f'routes."{key}"',
+                spec.environment,
+                timeout=spec.timeout,
                 two_way=spec.route_response,
-                is_async=is_async,
             )
         return routes
+
+    def _build_authorizer(self) -> ConnectAuthorizer | None:
+        auth = self.config.authorizer
+        if auth is None:
+            return None
+        route = None
+        if auth.handler is not None or auth.url is not None:
+            route = self._route(
+                "$authorizer", auth.handler, auth.url, "authorizer", {}, timeout=auth.timeout
+            )
+        return ConnectAuthorizer(auth, route)
+
+    def _route(
+        self,
+        key: str,
+        handler: str | None,
+        url: str | None,
+        config_key: str,
+        route_env: Mapping[str, str],
+        *,
+        timeout: float | None,
+        two_way: bool = False,
+    ) -> Route:
+        """One route's integration, loaded inside the function's own environment."""
+        integration: Integration
+        if handler is not None:
+            name = handler.rpartition(".")[0].replace(".", "-").replace("/", "-") or handler
+            env = self._function_environment(name, route_env)
+            token = environment.function_env(env)
+            try:  # module-level code of the handler reads its environment at import
+                func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
+            finally:
+                environment.reset(token)
+            integration = PythonIntegration(name, func, self._pool)
+            is_async = integration.is_async
+        else:
+            from hubbub.integrations.http import HttpIntegration
+
+            assert url is not None
+            integration = HttpIntegration(key, url)
+            env = {}
+            is_async = True
+        return Route(
+            key=key,
+            integration=integration,
+            timeout=timeout or self.config.limits.handler_timeout,
+            two_way=two_way,
+            is_async=is_async,
+            environment=env,
+        )
 
     # -- handshake ----------------------------------------------------------------------------
     async def _handshake(self, hs: Handshake) -> Accept | HttpResponse:
@@ -297,6 +357,20 @@ class Gateway(GatewayApi):
             headers=hs.headers,
             query=query,
         )
+        if self.authorizer is not None:
+            request_id = new_request_id()
+            verdict = await self.authorizer.authorize(
+                self.invoker,
+                connect_event(self.api_context, ctx, request_id=request_id, now_ms=connected),
+                headers=hs.headers,
+                query=query,
+                method_arn=self._method_arn,
+                connection_id=ctx.connection_id,
+                request_id=request_id,
+            )
+            if isinstance(verdict, HttpResponse):
+                return verdict
+            ctx.authorizer = verdict
         headers: dict[str, str] = {}
         subprotocol = None
         route = self.routes.get("$connect")
@@ -341,6 +415,10 @@ class Gateway(GatewayApi):
                 authorizer=dict(ctx.authorizer) if ctx.authorizer else None,
             )
         )
+        principal = (ctx.authorizer or {}).get("principalId")
+        if principal and 1 <= len(str(principal)) <= 128:
+            # Authorised connections belong to their principal: @users/{principalId} reaches them.
+            await self.users.bind(str(principal), conn.id)
         logs.event(logs.ACCESS, "connect", connectionId=conn.id, sourceIp=ctx.source_ip)
         limits = self.config.limits
         conn.arm_timers(limits.idle_timeout, limits.max_duration)

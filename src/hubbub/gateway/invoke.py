@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from hubbub.aws.results import InvalidProxyResult, ProxyResult, parse_proxy_result
 from hubbub.gateway import logs
+from hubbub.integrations import environment
 from hubbub.integrations.base import Integration, LambdaContext
 
 log = logging.getLogger("hubbub.invoke")
@@ -26,6 +28,8 @@ class Route:
     timeout: float
     two_way: bool = False
     is_async: bool = False
+    # The function's own environment variables (see hubbub.integrations.environment).
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,8 @@ class Outcome:
     result: ProxyResult | None
     error: str | None = None
     rejected: bool = False  # refused by a concurrency cap before running
+    raw: object = None  # the handler's return value, before proxy-result parsing
+    exception: BaseException | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,8 +72,15 @@ class Invoker:
         self.in_flight = 0
 
     async def invoke(
-        self, route: Route, event: dict[str, Any], *, connection_id: str, request_id: str
+        self,
+        route: Route,
+        event: dict[str, Any],
+        *,
+        connection_id: str,
+        request_id: str,
+        proxy: bool = True,
     ) -> Outcome:
+        """Run ``route``'s handler; ``proxy=False`` keeps the raw result (authorizers)."""
         if self._slots.locked():
             if self._waiting >= self._max_waiting:
                 logs.event(
@@ -83,7 +96,7 @@ class Invoker:
             await self._slots.acquire()
         self.in_flight += 1
         started = time.perf_counter()
-        outcome = await self._run(route, event, connection_id, request_id)
+        outcome = await self._run(route, event, connection_id, request_id, proxy)
         self.in_flight -= 1
         self._slots.release()
         logs.event(
@@ -92,14 +105,16 @@ class Invoker:
             route=route.key,
             connectionId=connection_id,
             requestId=request_id,
-            status=outcome.result.status_code if outcome.result else "error",
+            status=outcome.result.status_code
+            if outcome.result
+            else ("error" if outcome.error else "ok"),
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             **({"error": outcome.error} if outcome.error else {}),
         )
         return outcome
 
     async def _run(
-        self, route: Route, event: dict[str, Any], connection_id: str, request_id: str
+        self, route: Route, event: dict[str, Any], connection_id: str, request_id: str, proxy: bool
     ) -> Outcome:
         context = LambdaContext(
             request_id=request_id,
@@ -109,10 +124,11 @@ class Invoker:
             account_id=self._account_id,
             gateway=self.async_api if route.is_async else self.sync_api,
         )
+        token = environment.function_env(route.environment)
         try:
             async with asyncio.timeout(route.timeout):
                 raw = await route.integration.invoke(event, context)
-        except TimeoutError:
+        except TimeoutError as exc:
             log.warning(
                 "handler timed out",
                 extra={
@@ -123,10 +139,13 @@ class Invoker:
                     }
                 },
             )
-            return Outcome(None, f"timed out after {route.timeout:g}s")
+            return Outcome(None, f"timed out after {route.timeout:g}s", exception=exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if not proxy and str(exc) == "Unauthorized":
+                # An authorizer refusing a client is the normal path, not a failure.
+                return Outcome(None, "Unauthorized", exception=exc)
             # The handler's own fault: log it with the connection id, keep the socket.
             log.error(
                 "handler raised",
@@ -139,7 +158,11 @@ class Invoker:
                     }
                 },
             )
-            return Outcome(None, f"{type(exc).__name__}: {exc}")
+            return Outcome(None, f"{type(exc).__name__}: {exc}", exception=exc)
+        finally:
+            environment.reset(token)
+        if not proxy:
+            return Outcome(None, raw=raw)
         try:
             return Outcome(parse_proxy_result(raw))
         except InvalidProxyResult as exc:
@@ -153,4 +176,4 @@ class Invoker:
                     }
                 },
             )
-            return Outcome(None, f"invalid result: {exc}")
+            return Outcome(None, f"invalid result: {exc}", raw=raw, exception=exc)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import struct
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -372,8 +373,18 @@ def _file_handler(
     return handler
 
 
-async def start_http(*, host: str, port: int, handler: HttpHandler, max_body: int) -> Listener:
-    """Serve every path and method of an HTTP API through one ``handler``."""
+async def start_http(
+    *,
+    host: str,
+    port: int,
+    handler: HttpHandler,
+    max_body: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Listener:
+    """Serve every path and method of an HTTP API through one ``handler``.
+
+    With ``ssl_context`` the listener speaks HTTPS (the management API's TLS listener).
+    """
 
     async def entry(request: web.Request) -> web.Response:
         raw_path, query = _split_path(request.raw_path)
@@ -403,14 +414,16 @@ async def start_http(*, host: str, port: int, handler: HttpHandler, max_body: in
     # the largest legal post so the API, not aiohttp, answers "exactly 128 KB + 1".
     app = web.Application(client_max_size=max_body + 1024, handler_args=_limits(16384))
     app.router.add_route("*", "/{tail:.*}", entry)
-    return await _serve(app, host, port)
+    return await _serve(app, host, port, ssl_context=ssl_context)
 
 
 def _limits(max_header_bytes: int) -> dict[str, Any]:
     return {"max_field_size": max_header_bytes, "max_line_size": max_header_bytes}
 
 
-async def _serve(app: web.Application, host: str, port: int) -> Listener:
+async def _serve(
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> Listener:
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -419,6 +432,6 @@ async def _serve(app: web.Application, host: str, port: int) -> Listener:
     )
     await runner.setup()
     sock = _bind(host, port)
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=ssl_context)
     await site.start()
     return Listener(runner, sock)

@@ -9,6 +9,7 @@ on ``sys.path`` so handlers can import their siblings.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import importlib.util
@@ -78,7 +79,9 @@ class PythonIntegration:
         if self.is_async:
             return await self._func(event, context)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(self._func, event, context))
+        # copy_context: the thread sees the function's environment overlay (environment.py).
+        call = functools.partial(contextvars.copy_context().run, self._func, event, context)
+        return await loop.run_in_executor(self._pool, call)
 
     async def close(self) -> None:
         return None

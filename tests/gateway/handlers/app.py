@@ -106,3 +106,21 @@ def sync_in_process(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def bad_result(event: dict[str, Any], context: Any) -> object:
     _record(event)
     return 42
+
+
+def env(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Two-way: reports what a Lambda would read from its environment."""
+    keys = ["AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME", "ROUTE_ONLY", "GLOBAL_VAR"]
+    return {"statusCode": 200, "body": json.dumps({k: os.environ.get(k) for k in keys})}
+
+
+def post_self_default_session(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Unchanged AWS style: default boto3 session, no explicit credentials or region."""
+    import boto3
+
+    rc = event["requestContext"]
+    client = boto3.client("apigatewaymanagementapi", endpoint_url=os.environ["WEBSOCKET_ENDPOINT"])
+    client.post_to_connection(
+        ConnectionId=rc["connectionId"], Data=b"posted with the default session"
+    )
+    return {"statusCode": 200}

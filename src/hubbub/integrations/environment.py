@@ -1,0 +1,79 @@
+"""Per-function environment variables for in-process handlers.
+
+A Lambda function sees its own environment: the ``[environment]`` table, its route's
+``[routes."x".environment]``, ``AWS_LAMBDA_FUNCTION_NAME``, ``AWS_REGION``. In-process handlers
+share one process, so hubbub replaces ``os.environ`` by an overlay: reads consult the variables of
+the function that is running in the current context (a ``ContextVar`` set around each invocation,
+carried into handler threads by ``copy_context().run``) before the real environment. Writes and
+deletes go to the real environment, as before. Code that never runs inside a handler sees the
+process environment unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+_overlay: ContextVar[Mapping[str, str] | None] = ContextVar("hubbub_function_env", default=None)
+
+
+class _OverlayEnviron(os._Environ):  # type: ignore[type-arg]
+    """``os.environ`` whose reads see the running function's variables first."""
+
+    def __init__(self, real: os._Environ) -> None:  # type: ignore[type-arg]
+        super().__init__(
+            real._data,  # type: ignore[attr-defined]
+            real.encodekey,
+            real.decodekey,
+            real.encodevalue,
+            real.decodevalue,
+        )
+
+    def __getitem__(self, key: str) -> str:
+        extra = _overlay.get()
+        if extra is not None and key in extra:
+            return extra[key]
+        value: str = super().__getitem__(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        extra = _overlay.get()
+        if extra is not None and key in extra:
+            return True
+        return super().__contains__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        extra = _overlay.get()
+        if extra is None:
+            yield from super().__iter__()
+            return
+        yield from extra
+        for key in super().__iter__():
+            if key not in extra:
+                yield key
+
+    def __len__(self) -> int:
+        extra = _overlay.get()
+        if extra is None:
+            return super().__len__()
+        return len(set(extra) | set(super().__iter__()))
+
+    def copy(self) -> dict[str, str]:
+        return dict(self.items())
+
+
+def install() -> None:
+    """Put the overlay in place of ``os.environ`` (idempotent)."""
+    if not isinstance(os.environ, _OverlayEnviron):
+        os.environ = _OverlayEnviron(os.environ)  # noqa: B003 - same data, new reads
+
+
+def function_env(variables: Mapping[str, str]) -> Any:
+    """Make ``variables`` the running function's environment in the current context."""
+    return _overlay.set(variables)
+
+
+def reset(token: Any) -> None:
+    _overlay.reset(token)

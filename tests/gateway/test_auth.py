@@ -1,0 +1,226 @@
+"""$connect authorizers (§6) and SigV4 on the management API (§4.3), end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from types import ModuleType
+
+import boto3
+import jwt
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from tests.gateway.conftest import GatewayFactory, routes
+from tests.helpers import eventually
+
+AUTH = {
+    "handler": "auth.handler",
+    "identity_source": ["route.request.header.Authorization"],
+}
+
+
+async def _status(url: str, **kwargs: object) -> int:
+    try:
+        async with websockets.connect(url, **kwargs):  # type: ignore[arg-type]
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [("allow", 101), ("deny", 403), ("nope", 401), ("boom", 500), ("badctx", 500)],
+)
+async def test_authorizer_outcomes(
+    gateway: GatewayFactory, app: ModuleType, token: str, status: int
+) -> None:
+    async with gateway(authorizer=AUTH, routes=routes(_connect="record")) as gw:
+        got = await _status(gw.websocket_url, additional_headers={"Authorization": token})
+    assert got == status
+    assert bool(app.EVENTS) == (status == 101)  # $connect runs only after an Allow
+
+
+async def test_missing_identity_source_is_401_without_calling_the_authorizer(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(authorizer=AUTH, routes=routes(_connect="record")) as gw:
+        assert await _status(gw.websocket_url) == 401
+        assert await _status(gw.websocket_url, additional_headers={"Authorization": ""}) == 401
+
+
+async def test_authorizer_context_reaches_every_event(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    raw = {
+        "authorizer": AUTH,
+        "routes": routes(_connect="record", _disconnect="record", go="record"),
+    }
+    async with gateway(**raw) as gw:
+        async with websockets.connect(
+            gw.websocket_url, additional_headers={"Authorization": "allow"}
+        ) as ws:
+            await ws.send('{"action": "go"}')
+            await eventually(lambda: len(app.EVENTS) >= 2)
+        await eventually(lambda: len(app.EVENTS) >= 3)
+    expected = {"principalId": "user-42", "tier": "gold", "score": 7, "admin": False}
+    assert [e["requestContext"]["authorizer"] for e in app.EVENTS] == [expected] * 3
+
+
+async def test_authorised_connection_is_bound_to_its_principal(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(authorizer=AUTH, routes=routes(_connect="record")) as gw:
+        async with websockets.connect(
+            gw.websocket_url, additional_headers={"Authorization": "allow"}
+        ):
+            cid = app.EVENTS[0]["requestContext"]["connectionId"]
+            assert await gw.users.connections("user-42") == [cid]
+
+
+async def test_authorizer_event_has_method_arn_and_connection_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = tmp_path / "seen.json"
+    monkeypatch.setenv("SEEN", str(seen))
+    (tmp_path / "spy.py").write_text(
+        "import json, os\n"
+        "def handler(event, context):\n"
+        "    with open(os.environ['SEEN'], 'w') as f:\n"
+        "        f.write(json.dumps(event))\n"
+        "    raise Exception('Unauthorized')\n"
+    )
+    from hubbub.testing import run_gateway
+
+    config = {
+        "authorizer": {"handler": "spy.handler", "identity_source": ["route.request.querystring.t"]}
+    }
+    async with run_gateway(config, base_dir=tmp_path) as gw:
+        assert await _status(gw.websocket_url + "?t=x") == 401
+    event = json.loads(seen.read_text())
+    assert event["type"] == "REQUEST"
+    assert event["methodArn"].startswith("arn:aws:execute-api:us-east-1:")
+    assert event["methodArn"].endswith("/dev/$connect")
+    assert event["requestContext"]["connectionId"]
+    assert event["queryStringParameters"] == {"t": "x"}
+
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
+
+
+def _token(**claims: object) -> str:
+    base = {"sub": "alice", "iss": "https://issuer.test", "aud": "hubbub", "exp": time.time() + 60}
+    return jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
+
+
+JWT_AUTH = {
+    "identity_source": ["route.request.querystring.token"],
+    "jwt": {"issuer": "https://issuer.test", "audience": "hubbub", "secret": SECRET},
+}
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [({}, 101), ({"exp": time.time() - 10}, 401), ({"aud": "other"}, 401), ({"iss": "x"}, 401)],
+)
+async def test_builtin_jwt_authorizer(
+    gateway: GatewayFactory, app: ModuleType, claims: dict[str, object], status: int
+) -> None:
+    async with gateway(authorizer=JWT_AUTH, routes=routes(_connect="record")) as gw:
+        assert await _status(f"{gw.websocket_url}?token={_token(**claims)}") == status
+    if status == 101:
+        authorizer = app.EVENTS[0]["requestContext"]["authorizer"]
+        assert authorizer["principalId"] == "alice"
+        assert authorizer["iss"] == "https://issuer.test"
+
+
+async def test_jwt_with_a_wrong_signature_is_401(gateway: GatewayFactory) -> None:
+    forged = jwt.encode(
+        {"sub": "eve", "iss": "https://issuer.test", "aud": "hubbub", "exp": time.time() + 60},
+        "another-secret-that-is-long-enough-for-hs256",
+        algorithm="HS256",
+    )
+    async with gateway(authorizer=JWT_AUTH) as gw:
+        assert await _status(f"{gw.websocket_url}?token={forged}") == 401
+
+
+SIGV4 = {
+    "auth": "sigv4",
+    "credentials": [{"access_key_id": "AKIAHUBBUBTEST", "secret_access_key": "s3cret-key"}],
+}
+
+
+def _client(url: str, secret: str):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=url,
+        region_name="eu-west-1",
+        aws_access_key_id="AKIAHUBBUBTEST",
+        aws_secret_access_key=secret,
+    )
+
+
+async def test_sigv4_accepts_the_right_key_and_refuses_a_wrong_one(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(management=SIGV4, routes=routes(_connect="record")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            cid = app.EVENTS[0]["requestContext"]["connectionId"]
+            good = _client(gw.management_url, "s3cret-key")
+            await asyncio.to_thread(good.post_to_connection, ConnectionId=cid, Data=b"signed")
+            assert await ws.recv() == "signed"
+            bad = _client(gw.management_url, "wrong")
+            with pytest.raises(bad.exceptions.ForbiddenException):
+                await asyncio.to_thread(bad.post_to_connection, ConnectionId=cid, Data=b"x")
+            unsigned = boto3.client(
+                "apigatewaymanagementapi",
+                endpoint_url=gw.management_url,
+                region_name="eu-west-1",
+                config=__import__("botocore.config").config.Config(
+                    signature_version=__import__("botocore").UNSIGNED
+                ),
+            )
+            with pytest.raises(unsigned.exceptions.ForbiddenException):
+                await asyncio.to_thread(unsigned.get_connection, ConnectionId=cid)
+
+
+async def test_handler_without_credentials_is_authorised_under_sigv4(
+    gateway: GatewayFactory, app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Like a Lambda's execution role: a handler with no credentials of its own is not refused.
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    async with gateway(management=SIGV4, routes=routes(go="post_self_default_session")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send('{"action": "go"}')
+            assert await asyncio.wait_for(ws.recv(), 10) == "posted with the default session"
+
+
+async def test_handlers_see_their_function_environment(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    raw = {
+        "environment": {"GLOBAL_VAR": "g"},
+        "api": {"region": "ap-northeast-1"},
+        "routes": {
+            "a": {"handler": "app.env", "route_response": True, "environment": {"ROUTE_ONLY": "1"}},
+            "b": {"handler": "app.env", "route_response": True},
+        },
+    }
+    async with gateway(**raw) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send('{"action": "a"}')
+            a = json.loads(await ws.recv())
+            await ws.send('{"action": "b"}')
+            b = json.loads(await ws.recv())
+    assert a == {
+        "AWS_REGION": "ap-northeast-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "app",
+        "ROUTE_ONLY": "1",
+        "GLOBAL_VAR": "g",
+    }
+    assert b["ROUTE_ONLY"] is None
+    assert b["GLOBAL_VAR"] == "g"
