@@ -413,7 +413,8 @@ async def start_http(
     # Bodies larger than this are refused before they are read into memory; one byte more than
     # the largest legal post so the API, not aiohttp, answers "exactly 128 KB + 1".
     app = web.Application(client_max_size=max_body + 1024, handler_args=_limits(16384))
-    app.router.add_route("*", "/{tail:.*}", entry)
+    # [\s\S]: decoded paths may contain newlines (%0A), which the API must answer, not 404.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", entry)
     return await _serve(app, host, port, ssl_context=ssl_context)
 
 

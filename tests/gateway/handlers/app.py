@@ -124,3 +124,18 @@ def post_self_default_session(event: dict[str, Any], context: Any) -> dict[str, 
         ConnectionId=rc["connectionId"], Data=b"posted with the default session"
     )
     return {"statusCode": 200}
+
+
+async def room_join(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    body = json.loads(event["body"])
+    await context.gateway.rooms.join(body["room"], event["requestContext"]["connectionId"])
+    return {"statusCode": 200}
+
+
+async def room_say(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    body = json.loads(event["body"])
+    message = json.dumps({"room": body["room"], "text": body["text"]})
+    await context.gateway.rooms.send(
+        body["room"], message, exclude=event["requestContext"]["connectionId"]
+    )
+    return {"statusCode": 200}

@@ -1,0 +1,275 @@
+"""The Redis store's wire formats: key layout, Lua scripts, and the bus frame.
+
+Kept apart from :mod:`hubbub.store.redis` (the asyncio side) because these are *data*: what lives in
+Redis and what crosses a channel. See that module's docstring for how they are used.
+
+Key layout. ``T`` is the key prefix wrapped in a Redis Cluster hash tag (``hubbub:`` becomes
+``{hubbub:}``), so every key of one API hashes to one slot and every script below may touch any of
+them atomically, on a single server and on Cluster alike. The variable part is always last, after a
+fixed type word, so no room, user or node name can collide with another key::
+
+    T conn:<cid>          hash   node, connectedAt, lastActiveAt, sourceIp, userAgent, host,
+                                 attributes (JSON), authorizer (JSON)
+    T conn-rooms:<cid>    set    rooms of the connection
+    T conn-users:<cid>    set    users bound to the connection
+    T room:<room>         set    connection ids
+    T room-nodes:<room>   hash   node id -> members of the room on that node (interest routing)
+    T user:<user>         set    connection ids
+    T conns               zset   every connection id, score 0: lexicographic paging, O(1) count
+    T node-conns:<node>   set    connection ids held by the node (what a reaper removes)
+    T nodes               set    live node ids
+    T alive:<node>        string TTL = 3 heartbeat intervals; gone = the node is dead
+    T dead                set    nodes claimed dead whose connections are still being reaped
+    T fenced:<node>       string a node was declared dead (TTL 1 day); it must not re-register
+                                 the connections the others reaped
+
+Channels are not keys (no slot): ``<prefix>node:<node>`` per node and ``<prefix>broadcast``.
+
+Every script gets ``KEYS[1]`` = ``T nodes`` (only so Cluster routes it to the right slot) and
+``ARGV[1]`` = ``T``; the other keys it touches share the slot by construction.
+"""
+
+from __future__ import annotations
+
+from hubbub.store.base import Delivery
+
+# Shared by every script: key naming, the atomic removal of one connection, and membership.
+_PRELUDE = """
+local T = ARGV[1]
+local function key(kind, name) return T .. kind .. ':' .. name end
+
+-- The bus frame (see encode_frame): netstrings origin, kind, target, exclude; then raw data.
+local function frame(origin, kind, target, data)
+  return #origin .. ':' .. origin .. #kind .. ':' .. kind .. #target .. ':' .. target .. '0:' .. data
+end
+
+local function uncount(room, node)
+  local nk = key('room-nodes', room)
+  if redis.call('HINCRBY', nk, node, -1) <= 0 then redis.call('HDEL', nk, node) end
+end
+
+-- Forget a connection and every index entry that names it. Returns {cid, fields, rooms, users}
+-- to the caller that actually deleted the hash and false to everyone after: exactly-once.
+local function drop(cid)
+  local ck = key('conn', cid)
+  local fields = redis.call('HGETALL', ck)
+  if #fields == 0 then return false end
+  local node = redis.call('HGET', ck, 'node')
+  local rk, uk = key('conn-rooms', cid), key('conn-users', cid)
+  local rooms = redis.call('SMEMBERS', rk)
+  for _, room in ipairs(rooms) do
+    redis.call('SREM', key('room', room), cid)
+    uncount(room, node)
+  end
+  local users = redis.call('SMEMBERS', uk)
+  for _, user in ipairs(users) do redis.call('SREM', key('user', user), cid) end
+  redis.call('DEL', ck, rk, uk)
+  redis.call('SREM', key('node-conns', node), cid)
+  redis.call('ZREM', T .. 'conns', cid)
+  return {cid, fields, rooms, users}
+end
+
+local function join(cid, node, room)
+  if redis.call('SADD', key('conn-rooms', cid), room) == 1 then
+    redis.call('SADD', key('room', room), cid)
+    redis.call('HINCRBY', key('room-nodes', room), node, 1)
+  end
+end
+
+local function leave(cid, node, room)
+  if redis.call('SREM', key('conn-rooms', cid), room) == 1 then
+    redis.call('SREM', key('room', room), cid)
+    uncount(room, node)
+  end
+end
+
+local function bind(cid, user)
+  redis.call('SADD', key('conn-users', cid), user)
+  redis.call('SADD', key('user', user), cid)
+end
+"""
+
+# PUT: (re)write one connection with its memberships, replacing whatever Redis had for it.
+# ARGV: T, cid, node, nfields, fields..., nrooms, rooms..., nusers, users...
+# Returns 1, or -1 when the node is fenced (declared dead: it must not register anything).
+PUT = (
+    _PRELUDE
+    + """
+local cid, node = ARGV[2], ARGV[3]
+if redis.call('EXISTS', key('fenced', node)) == 1 then return -1 end
+drop(cid)
+local i = 4
+local n = tonumber(ARGV[i])
+local fields = {}
+for j = 1, n do fields[j] = ARGV[i + j] end
+redis.call('HSET', key('conn', cid), unpack(fields))
+redis.call('SADD', key('node-conns', node), cid)
+redis.call('ZADD', T .. 'conns', 0, cid)
+i = i + n + 1
+n = tonumber(ARGV[i])
+for j = 1, n do join(cid, node, ARGV[i + j]) end
+i = i + n + 1
+n = tonumber(ARGV[i])
+for j = 1, n do bind(cid, ARGV[i + j]) end
+return 1
+"""
+)
+
+# REMOVE: ARGV: T, cid, caller node. Returns {dropped-or-nil, caller fenced?, caller alive?}; the
+# two flags let the owner tell "a reaper took it" from "Redis lost it" (restart).
+REMOVE = (
+    _PRELUDE
+    + """
+local dropped = drop(ARGV[2])
+return {dropped, redis.call('EXISTS', key('fenced', ARGV[3])),
+        redis.call('EXISTS', key('alive', ARGV[3]))}
+"""
+)
+
+# GET: ARGV: T, cid. Returns {fields, rooms, users} or nil.
+GET = (
+    _PRELUDE
+    + """
+local cid = ARGV[2]
+local fields = redis.call('HGETALL', key('conn', cid))
+if #fields == 0 then return false end
+return {fields, redis.call('SMEMBERS', key('conn-rooms', cid)),
+        redis.call('SMEMBERS', key('conn-users', cid))}
+"""
+)
+
+# TOUCH: ARGV: T, cid1, ms1, cid2, ms2, ... Only existing connections (never resurrect a hash).
+TOUCH = (
+    _PRELUDE
+    + """
+for i = 2, #ARGV, 2 do
+  local ck = key('conn', ARGV[i])
+  if redis.call('EXISTS', ck) == 1 then redis.call('HSET', ck, 'lastActiveAt', ARGV[i + 1]) end
+end
+return 0
+"""
+)
+
+# CHANGE: join / leave / bind / attributes on any connection, from any node.
+# ARGV: T, channel prefix, calling node, op, cid, value. Returns 0 for an unknown connection.
+# When the connection lives on another node, that node is told in the same atomic step (a PUBLISH
+# on its channel) so its local fan-out index and its replay mirror follow.
+CHANGE = (
+    _PRELUDE
+    + """
+local channels, origin, op, cid, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local node = redis.call('HGET', key('conn', cid), 'node')
+if not node then return 0 end
+if op == 'join' then join(cid, node, value)
+elseif op == 'leave' then leave(cid, node, value)
+elseif op == 'bind' then bind(cid, value)
+elseif op == 'attributes' then redis.call('HSET', key('conn', cid), 'attributes', value)
+else return redis.error_reply('unknown op ' .. op) end
+if node ~= origin then
+  redis.call('PUBLISH', channels .. 'node:' .. node, frame(origin, op, cid, value))
+end
+return 1
+"""
+)
+
+# HELLO (the heartbeat): ARGV: T, node, ttl ms, reset. Returns 1 if the alive key still existed,
+# 0 if it had expired or vanished (Redis restarted: re-register everything), -1 if fenced.
+# ``reset`` = 1 lifts the fence: used at start (a new process owns nothing) and after this node
+# has surrendered the connections the others reaped.
+HELLO = (
+    _PRELUDE
+    + """
+local node = ARGV[2]
+if ARGV[4] == '1' then
+  redis.call('DEL', key('fenced', node))
+  redis.call('SREM', T .. 'dead', node)
+elseif redis.call('EXISTS', key('fenced', node)) == 1 then
+  return -1
+end
+local existed = redis.call('EXISTS', key('alive', node))
+redis.call('SET', key('alive', node), '1', 'PX', ARGV[3])
+redis.call('SADD', T .. 'nodes', node)
+return existed
+"""
+)
+
+# CLAIM: ARGV: T, calling node, fence ttl ms. Moves every node whose alive key is gone from
+# ``nodes`` to ``dead`` (fencing it) and returns the ``dead`` set: the nodes left to reap.
+CLAIM = (
+    _PRELUDE
+    + """
+local nodes = T .. 'nodes'
+for _, node in ipairs(redis.call('SMEMBERS', nodes)) do
+  if node ~= ARGV[2] and redis.call('EXISTS', key('alive', node)) == 0 then
+    redis.call('SREM', nodes, node)
+    redis.call('SADD', T .. 'dead', node)
+    redis.call('SET', key('fenced', node), '1', 'PX', ARGV[3])
+  end
+end
+return redis.call('SMEMBERS', T .. 'dead')
+"""
+)
+
+# REAP: ARGV: T, dead node, batch size. Pops up to a batch of the node's connections and drops
+# each (atomically, in this script): survivors racing on one node share the work, and each
+# connection is returned to exactly one of them. The node leaves ``dead`` when it has none left.
+REAP = (
+    _PRELUDE
+    + """
+local node = ARGV[2]
+if redis.call('SISMEMBER', T .. 'dead', node) == 0 then return {} end
+local out = {}
+for _, cid in ipairs(redis.call('SPOP', key('node-conns', node), ARGV[3])) do
+  local dropped = drop(cid)
+  if dropped then out[#out + 1] = dropped end
+end
+if redis.call('SCARD', key('node-conns', node)) == 0 then redis.call('SREM', T .. 'dead', node) end
+return out
+"""
+)
+
+# GOODBYE: ARGV: T, node. Graceful shutdown, after the node removed its connections.
+GOODBYE = (
+    _PRELUDE
+    + """
+local node = ARGV[2]
+redis.call('DEL', key('alive', node))
+redis.call('SREM', T .. 'nodes', node)
+return redis.call('SCARD', key('node-conns', node))
+"""
+)
+
+
+def hash_tagged(key_prefix: str) -> str:
+    """The prefix of every key: ``key_prefix`` as a Cluster hash tag, unless it already has one."""
+    start = key_prefix.find("{")
+    if start >= 0 and key_prefix.find("}", start + 2) > start:
+        return key_prefix  # the operator chose the slot: "{app}:" or "tenant:{7}:"
+    return "{" + (key_prefix or "hubbub") + "}"
+
+
+def encode_frame(origin: str, delivery: Delivery) -> bytes:
+    """One bus message: netstrings (origin, kind, target, exclude) then the raw data, no copy of
+    the payload into an escaped form (no base64, no JSON)."""
+    parts = []
+    for text in (origin, delivery.kind, delivery.target, delivery.exclude or ""):
+        raw = text.encode()
+        parts.append(b"%d:%s" % (len(raw), raw))
+    parts.append(delivery.data)
+    return b"".join(parts)
+
+
+def decode_frame(frame: bytes) -> tuple[str, Delivery]:
+    """Inverse of :func:`encode_frame`: ``(origin node, delivery)``. ValueError if malformed."""
+    fields: list[str] = []
+    pos = 0
+    for _ in range(4):
+        colon = frame.index(b":", pos)
+        size = int(frame[pos:colon])
+        start = colon + 1
+        if size < 0 or start + size > len(frame):
+            raise ValueError("truncated bus frame")
+        fields.append(frame[start : start + size].decode())
+        pos = start + size
+    origin, kind, target, exclude = fields
+    return origin, Delivery(kind, target, frame[pos:], exclude or None)

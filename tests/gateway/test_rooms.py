@@ -1,0 +1,239 @@
+"""Rooms, users, broadcast, listing and attributes through real HTTP and real sockets (issue 4)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import ModuleType
+
+import aiohttp
+import pytest
+import websockets
+
+from hubbub.gateway.app import Gateway
+from tests.gateway.conftest import GatewayFactory, routes
+from tests.helpers import eventually
+
+
+@asynccontextmanager
+async def clients(
+    gw: Gateway, app: ModuleType, n: int
+) -> AsyncIterator[tuple[list[websockets.ClientConnection], list[str]]]:
+    sockets = [await websockets.connect(gw.websocket_url) for _ in range(n)]
+    await eventually(lambda: len(app.EVENTS) >= n)
+    ids = [e["requestContext"]["connectionId"] for e in app.EVENTS[:n]]
+    try:
+        yield sockets, ids
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_room_rows_join_send_members_leave(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw, aiohttp.ClientSession() as http:
+        base = gw.management_url
+        async with clients(gw, app, 3) as (ws, ids):
+            for cid in ids[:2]:
+                async with http.put(f"{base}/@rooms/lobby/connections/{cid}") as resp:
+                    assert resp.status == 204
+            async with http.get(f"{base}/@rooms/lobby") as resp:
+                assert await resp.json() == {"room": "lobby", "count": 2, "connections": ids[:2]}
+            async with http.post(f"{base}/@rooms/lobby", data=b"to the lobby") as resp:
+                assert await resp.json() == {"delivered": 2}
+            assert await ws[0].recv() == "to the lobby"
+            assert await ws[1].recv() == "to the lobby"
+            async with http.post(f"{base}/@rooms/lobby?exclude={ids[0]}", data=b"not you") as resp:
+                assert await resp.json() == {"delivered": 1}
+            assert await ws[1].recv() == "not you"
+            async with http.delete(f"{base}/@rooms/lobby/connections/{ids[1]}") as resp:
+                assert resp.status == 204
+            async with http.get(f"{base}/@rooms/lobby") as resp:
+                assert (await resp.json())["connections"] == [ids[0]]
+            # The third client, never a member, received nothing: its next frame is this post.
+            await gw.connections.post(ids[2], "direct")
+            assert await ws[2].recv() == "direct"
+
+
+async def test_user_rows(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw, aiohttp.ClientSession() as http:
+        base = gw.management_url
+        async with clients(gw, app, 3) as (ws, ids):
+            for cid in ids[:2]:
+                async with http.put(f"{base}/@users/alice/connections/{cid}") as resp:
+                    assert resp.status == 204
+            async with http.get(f"{base}/@users/alice") as resp:
+                assert await resp.json() == {"user": "alice", "count": 2, "connections": ids[:2]}
+            async with http.post(f"{base}/@users/alice", data=b"hi alice") as resp:
+                assert await resp.json() == {"delivered": 2}
+            assert [await ws[0].recv(), await ws[1].recv()] == ["hi alice", "hi alice"]
+            async with http.delete(f"{base}/@users/alice") as resp:
+                assert resp.status == 204
+            for sock in ws[:2]:
+                await sock.wait_closed()
+                assert sock.close_code == 1000
+            async with http.get(f"{base}/@users/alice") as resp:
+                assert (await resp.json())["count"] == 0
+
+
+async def test_broadcast_and_listing(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw, aiohttp.ClientSession() as http:
+        base = gw.management_url
+        async with clients(gw, app, 5) as (ws, ids):
+            async with http.post(f"{base}/@broadcast", data=b"everyone") as resp:
+                assert await resp.json() == {"delivered": 5}
+            for sock in ws:
+                assert await sock.recv() == "everyone"
+            seen: list[str] = []
+            cursor = None
+            while True:
+                query = f"?limit=2&cursor={cursor}" if cursor else "?limit=2"
+                async with http.get(f"{base}/@connections{query}") as resp:
+                    page = await resp.json()
+                seen += page["connections"]
+                cursor = page["next"]
+                if cursor is None:
+                    break
+            assert seen == ids
+
+
+async def test_attributes_reach_get_connection_and_later_events(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with (
+        gateway(routes=routes(_connect="record", go="record")) as gw,
+        aiohttp.ClientSession() as http,
+    ):
+        base = gw.management_url
+        async with clients(gw, app, 1) as (ws, ids):
+            cid = ids[0]
+            attrs = {"nick": "ann", "score": 3}
+            async with http.put(f"{base}/@connections/{cid}/attributes", json=attrs) as resp:
+                assert resp.status == 204
+            async with http.get(f"{base}/@connections/{cid}/attributes") as resp:
+                assert await resp.json() == attrs
+            async with http.get(f"{base}/@connections/{cid}") as resp:
+                assert (await resp.json())["attributes"] == attrs
+            await ws[0].send('{"action": "go"}')
+            await eventually(lambda: len(app.EVENTS) >= 2)
+            assert app.EVENTS[1]["requestContext"]["attributes"] == attrs
+            async with http.put(f"{base}/@connections/{cid}/attributes", data=b"[1]") as resp:
+                assert resp.status == 400
+            big = {"x": "y" * 5000}
+            async with http.put(f"{base}/@connections/{cid}/attributes", json=big) as resp:
+                assert resp.status == 400
+                assert "4096" in (await resp.json())["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/@rooms/r/connections/nope="),
+        ("DELETE", "/@rooms/r/connections/nope="),
+        ("PUT", "/@users/u/connections/nope="),
+        ("PUT", "/@connections/nope=/attributes"),
+        ("GET", "/@connections/nope=/attributes"),
+    ],
+)
+async def test_unknown_connections_answer_410(
+    gateway: GatewayFactory, method: str, path: str
+) -> None:
+    async with gateway() as gw, aiohttp.ClientSession() as http:
+        async with http.request(method, gw.management_url + path, json={}) as resp:
+            assert resp.status == 410
+            assert resp.headers["x-amzn-ErrorType"] == "GoneException"
+
+
+async def test_bad_names_answer_400(gateway: GatewayFactory) -> None:
+    async with gateway() as gw, aiohttp.ClientSession() as http:
+        long_name = "r" * 129
+        async with http.post(f"{gw.management_url}/@rooms/{long_name}", data=b"x") as resp:
+            assert resp.status == 400
+            assert "1-128" in (await resp.json())["message"]
+        async with http.post(f"{gw.management_url}/@rooms/a%0Ab", data=b"x") as resp:
+            assert resp.status == 400
+
+
+async def test_percent_encoded_room_names_are_decoded(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw, aiohttp.ClientSession() as http:
+        async with clients(gw, app, 1) as (_ws, ids):
+            url = f"{gw.management_url}/@rooms/caf%C3%A9%20au%2Flait/connections/{ids[0]}"
+            async with http.put(url) as resp:
+                assert resp.status == 204
+            assert await gw.rooms.members("café au/lait") == ids
+
+
+async def test_disconnect_leaves_rooms_and_users(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 2) as (ws, ids):
+            for cid in ids:
+                await gw.rooms.join("r", cid)
+                await gw.users.bind("u", cid)
+            await ws[0].close()
+            await eventually(lambda: ids[0] not in gw.hub.connections)
+            assert await gw.rooms.members("r") == [ids[1]]
+            assert await gw.users.connections("u") == [ids[1]]
+            assert set(gw.hub.rooms["r"]) == {ids[1]}
+        await eventually(lambda: not gw.hub.connections)
+        assert await gw.rooms.members("r") == []
+        assert "r" not in gw.hub.rooms
+        assert "u" not in gw.hub.users
+
+
+async def test_in_process_api_from_a_handler(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_connect="record", join="room_join", say="room_say")) as gw:
+        async with clients(gw, app, 3) as (ws, _ids):
+            await ws[0].send('{"action": "join", "room": "x"}')
+            await ws[1].send('{"action": "join", "room": "x"}')
+            await eventually(lambda: len(gw.hub.rooms.get("x", {})) == 2)
+            await ws[0].send('{"action": "say", "room": "x", "text": "hello"}')
+            assert json.loads(await ws[1].recv()) == {"room": "x", "text": "hello"}
+
+
+async def test_room_send_frames_once_and_touches_only_members(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """O(room): the work of a room send counts members, not connections."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 60) as (ws, ids):
+            for cid in ids[:10]:
+                await gw.rooms.join("small", cid)
+            frames, writes = gw.hub.frames_built, gw.hub.writes
+            assert await gw.rooms.send("small", "ping") == 10
+            assert gw.hub.frames_built - frames == 1  # framed once
+            assert gw.hub.writes - writes == 10  # written only to the members
+            for sock in ws[:10]:
+                assert await sock.recv() == "ping"
+
+
+async def test_slow_consumer_is_dropped_and_reported(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    limits = {"send_queue_bytes": 64 * 1024}
+    async with gateway(routes=routes(_connect="record", _disconnect="record"), limits=limits) as gw:
+        slow = await websockets.connect(gw.websocket_url, max_queue=1)
+        fast = await websockets.connect(gw.websocket_url)
+        await eventually(lambda: len(app.EVENTS) >= 2)
+        slow_id, fast_id = (e["requestContext"]["connectionId"] for e in app.EVENTS[:2])
+        # The slow client stops reading at the socket level: pause its transport.
+        slow.transport.pause_reading()
+        for cid in (slow_id, fast_id):
+            await gw.rooms.join("feed", cid)
+        chunk = "z" * 16_000
+        for i in range(400):  # ~6.4 MB: far past the kernel buffers and the 64 KB queue
+            await gw.rooms.send("feed", chunk)
+            assert await fast.recv() == chunk, i
+            if slow_id not in gw.hub.connections:
+                break
+        await eventually(lambda: slow_id not in gw.hub.connections)
+        await eventually(
+            lambda: [e for e in app.EVENTS if e["requestContext"]["routeKey"] == "$disconnect"]
+        )
+        event = next(e for e in app.EVENTS if e["requestContext"]["routeKey"] == "$disconnect")
+        assert event["requestContext"]["disconnectStatusCode"] == 1013
+        assert event["requestContext"]["disconnectReason"] == "Send queue full"
+        assert await gw.rooms.members("feed") == [fast_id]
+        await fast.close()
+        slow.transport.abort()
