@@ -26,3 +26,13 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {message}")
         await asyncio.sleep(0.01)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for configs that must name their port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
