@@ -56,6 +56,13 @@ from hubbub.gateway.connection import (
 )
 from hubbub.gateway.hub import Hub
 from hubbub.gateway.invoke import BUSY, Invoker, Route
+from hubbub.gateway.limits import (
+    ABUSE_STRIKES,
+    RATE_EXCEEDED,
+    TOO_MANY_REQUESTS,
+    Admission,
+    TokenBucket,
+)
 from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
 from hubbub.gateway.transport import (
     BINARY as MSG_BINARY,
@@ -104,16 +111,23 @@ class Gateway(GatewayApi):
             node_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.node_id = node_id
         self.store: Store = open_store(
-            config.store.url, node_id=node_id, key_prefix=config.store.key_prefix
+            config.store.url,
+            node_id=node_id,
+            key_prefix=config.store.key_prefix,
+            heartbeat_interval=config.cluster.heartbeat_interval,
         )
         self.hub = Hub(config.limits.send_queue_bytes)
         self.services = Services(self.hub, self.store, max_post_bytes=config.limits.max_post_bytes)
         super().__init__(self.services)
         self.services.close_local = self._close_local
         self._selector = compile_route_selection(config.api.route_selection_expression)
-        self._pool = ThreadPoolExecutor(
-            max_workers=config.limits.handler_threads, thread_name_prefix="hubbub-handler"
+        self.admission = Admission(
+            allowed_origins=config.server.allowed_origins,
+            max_connections=config.limits.max_connections,
+            connect_rate=config.limits.connect_rate,
+            connect_rate_per_ip=config.limits.connect_rate_per_ip,
         )
+        self._pools: list[ThreadPoolExecutor] = []
         self.routes: dict[str, Route] = {}
         self.invoker: Invoker | None = None
         self.api_context: ApiContext | None = None
@@ -179,6 +193,9 @@ class Gateway(GatewayApi):
                 max_frame_bytes=config.limits.max_frame_bytes,
                 max_message_bytes=config.limits.max_message_bytes,
                 compression=config.server.compression,
+                ping_interval=config.server.ping_interval,
+                ping_timeout=config.server.ping_timeout,
+                handshake_timeout=config.limits.handshake_timeout,
             ),
             static_dir=config.static.dir,
             extra_files=[("/hubbub.js", _BROWSER_CLIENT, "text/javascript; charset=utf-8")],
@@ -240,7 +257,8 @@ class Gateway(GatewayApi):
         await self.store.close()
         for route in self.routes.values():
             await route.integration.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
         log.info("gateway stopped")
 
     async def health(self) -> dict[str, Any]:
@@ -323,7 +341,14 @@ class Gateway(GatewayApi):
                 func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
             finally:
                 environment.reset(token)
-            integration = PythonIntegration(name, func, self._pool)
+            # One pool per route: a route whose handlers block for minutes exhausts only its own
+            # threads (created on demand), never another route's.
+            pool = ThreadPoolExecutor(
+                max_workers=self.config.limits.handler_threads,
+                thread_name_prefix=f"hubbub-handler-{key}",
+            )
+            self._pools.append(pool)
+            integration = PythonIntegration(name, func, pool)
             is_async = integration.is_async
         else:
             from hubbub.integrations.http import HttpIntegration
@@ -345,6 +370,20 @@ class Gateway(GatewayApi):
     async def _handshake(self, hs: Handshake) -> Accept | HttpResponse:
         if not self._accepting:
             return HttpResponse(503, {}, b"Service Unavailable: the gateway is shutting down\n")
+        refusal = self.admission.check(
+            origin=hs.header("Origin"), remote=hs.remote, open_connections=len(self.hub.connections)
+        )
+        if refusal is not None:
+            logs.event(logs.ACCESS, "refused", sourceIp=hs.remote, status=refusal.status)
+            return refusal
+        # Counted until the connection opens, so a burst of slow $connects cannot overshoot.
+        self.admission.pending += 1
+        try:
+            return await self._admitted_handshake(hs)
+        finally:
+            self.admission.pending -= 1
+
+    async def _admitted_handshake(self, hs: Handshake) -> Accept | HttpResponse:
         assert self.api_context is not None
         assert self.invoker is not None
         connected = now_ms()
@@ -437,12 +476,17 @@ class Gateway(GatewayApi):
         routes = self.routes
         per_connection = self.config.limits.max_invocations_per_connection
         allow_binary = self.config.limits.allow_binary
+        message_rate = self.config.limits.message_rate
+        if message_rate > 0:
+            conn.rate = TokenBucket(message_rate)
         loop = asyncio.get_running_loop()
         while True:
             kind, data, extra = await receive()
             if kind == TEXT:
                 now = now_ms()
                 conn.last_active = now
+                if conn.rate is not None and not self._within_rate(conn):
+                    continue
                 key = select_route(selector, data, routes)
                 if key is None:
                     sock.write(frame_text(forbidden_frame(conn.id, new_request_id())))
@@ -465,12 +509,29 @@ class Gateway(GatewayApi):
                 conn.set_close(data or NO_STATUS, extra or "")
                 return
             elif kind == ERROR:
-                code = getattr(data, "code", ABNORMAL)
-                conn.set_close(code, _ERROR_REASONS.get(code, str(data)))
+                if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
+                    conn.set_close(ABNORMAL, "Ping timeout")
+                else:
+                    code = getattr(data, "code", ABNORMAL)
+                    conn.set_close(code, _ERROR_REASONS.get(code, str(data)))
                 return
             else:  # CLOSING / CLOSED: the transport is gone or we are closing it
                 conn.set_close(ABNORMAL, "")
                 return
+
+    def _within_rate(self, conn: Connection) -> bool:
+        """Apply the per-connection message rate; False means the message is refused."""
+        assert conn.rate is not None
+        if conn.rate.allow():
+            conn.strikes = 0
+            return True
+        conn.strikes += 1
+        if conn.strikes >= ABUSE_STRIKES:
+            conn._expire(RATE_EXCEEDED)
+        elif conn.socket.writable:
+            frame = error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id())
+            conn.socket.write(frame_text(frame))
+        return False
 
     async def _message(
         self, conn: Connection, route: Route, event: dict[str, Any], request_id: str

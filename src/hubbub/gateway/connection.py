@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from hubbub.aws.events import ConnectionContext, MessageEventFactory
+from hubbub.gateway.limits import TokenBucket
 
 if TYPE_CHECKING:
     from hubbub.gateway.transport import Socket
@@ -54,9 +55,11 @@ class Connection:
         "last_active",
         "outbox",
         "outbox_bytes",
+        "rate",
         "retired",
         "rooms",
         "socket",
+        "strikes",
         "tasks",
         "users",
     )
@@ -75,6 +78,8 @@ class Connection:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.outbox: deque[bytes] = deque()
         self.outbox_bytes = 0
+        self.rate: TokenBucket | None = None  # message rate limit, when configured
+        self.strikes = 0  # consecutive messages refused by the rate limit
         self._close: tuple[int, str] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._timers: list[asyncio.TimerHandle] = []

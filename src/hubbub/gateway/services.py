@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_NAME = 128
+# Delivery kinds a shared store sends to a connection's node when another node changed it.
+_NOTICES = frozenset({"join", "leave", "bind", "attributes"})
 MAX_ATTRIBUTES_BYTES = 4096
 
 
@@ -94,7 +96,25 @@ class Services:
                 return 0
             await self.close_local(conn, *NORMAL)
             return 1
+        if delivery.kind in _NOTICES:
+            # Another node changed one of our connections in the shared registry: follow locally.
+            return self.apply_notice(delivery)
         return 0
+
+    def apply_notice(self, delivery: Delivery) -> int:
+        conn = self.hub.connections.get(delivery.target)
+        if conn is None:
+            return 0
+        if delivery.kind == "attributes":
+            conn.context.attributes = orjson.loads(delivery.data)
+            conn.factory.refresh()
+        elif delivery.kind == "join":
+            self.hub.join(delivery.data.decode(), conn)
+        elif delivery.kind == "leave":
+            self.hub.leave(delivery.data.decode(), conn)
+        else:
+            self.hub.bind_user(delivery.data.decode(), conn)
+        return 1
 
 
 class Connections:

@@ -242,9 +242,12 @@ class _FrameGuard:
 class _HubbubWebSocketResponse(web.WebSocketResponse):
     """Adds the frame guard right after aiohttp installs its parser."""
 
-    def __init__(self, *, max_frame: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_frame: int, pong_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._max_frame = max_frame
+        if self._heartbeat is not None:
+            # aiohttp waits heartbeat/2 for the pong; hubbub makes it its own setting.
+            self._pong_heartbeat = pong_timeout
 
     def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
         super()._post_start(request, protocol, writer)
@@ -260,6 +263,9 @@ class SocketOptions:
     max_message_bytes: int
     compression: bool
     close_timeout: float = 5.0
+    ping_interval: float = 0.0  # 0 = no server pings
+    ping_timeout: float = 20.0
+    handshake_timeout: float = 10.0
 
 
 class Listener:
@@ -332,6 +338,8 @@ async def start_public(
             )
         ws = _HubbubWebSocketResponse(
             max_frame=options.max_frame_bytes,
+            pong_timeout=options.ping_timeout,
+            heartbeat=options.ping_interval or None,
             protocols=(decision.subprotocol,) if decision.subprotocol else (),
             compress=options.compression,
             max_msg_size=options.max_message_bytes,
@@ -351,7 +359,10 @@ async def start_public(
         await decision.run(Socket(ws, transport))  # type: ignore[arg-type,unused-ignore]
         return ws
 
-    app = web.Application(handler_args=_limits(max_header_bytes))
+    # keepalive_timeout bounds how long a TCP connection may take to send its (upgrade) request:
+    # aiohttp arms it at connection_made, so silent and slowloris clients are dropped.
+    handler_args = {**_limits(max_header_bytes), "keepalive_timeout": options.handshake_timeout}
+    app = web.Application(handler_args=handler_args)
     app.router.add_get(f"/{stage}", websocket_entry)
     for url_path, file_path, content_type in extra_files:
         app.router.add_get(url_path, _file_handler(file_path, content_type))
@@ -418,8 +429,27 @@ async def start_http(
     return await _serve(app, host, port, ssl_context=ssl_context)
 
 
+class _PeerFaultFilter(logging.Filter):
+    """aiohttp logs a traceback at ERROR for every malformed request a client sends. Those are
+    the peer's faults, answered with a 400: keep them, but at DEBUG and without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        if not log.isEnabledFor(logging.DEBUG):
+            record.exc_info = None
+        return log.isEnabledFor(logging.DEBUG)
+
+
+_peer_log = logging.getLogger("hubbub.transport.peer")
+_peer_log.addFilter(_PeerFaultFilter())
+
+
 def _limits(max_header_bytes: int) -> dict[str, Any]:
-    return {"max_field_size": max_header_bytes, "max_line_size": max_header_bytes}
+    return {
+        "max_field_size": max_header_bytes,
+        "max_line_size": max_header_bytes,
+        "logger": _peer_log,
+    }
 
 
 async def _serve(

@@ -139,3 +139,9 @@ async def room_say(event: dict[str, Any], context: Any) -> dict[str, Any]:
         body["room"], message, exclude=event["requestContext"]["connectionId"]
     )
     return {"statusCode": 200}
+
+
+def record_echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Plain def two-way route."""
+    _record(event)
+    return {"statusCode": 200, "body": event["body"]}
