@@ -72,12 +72,13 @@ async def test_message_rate_sends_too_many_requests_then_closes_abusers(
         async with websockets.connect(gw.websocket_url) as ws:
             for _ in range(40):
                 await ws.send('{"action": "echo"}')
-            frames = []
-            with pytest.raises(ConnectionClosed) as info:
+            frames: list[str | bytes] = []
+            try:
                 while True:
                     frames.append(await ws.recv())
-            assert info.value.rcvd is not None
-            assert info.value.rcvd.code == 1008
+            except ConnectionClosed as exc:
+                assert exc.rcvd is not None
+                assert exc.rcvd.code == 1008
             assert any("Too Many Requests" in str(f) for f in frames)
             assert frames.count('{"action": "echo"}') >= 5
         await eventually(lambda: app.EVENTS)
@@ -102,9 +103,7 @@ async def test_a_client_that_answers_pings_stays(gateway: GatewayFactory) -> Non
     server = {"ping_interval": 0.1, "ping_timeout": 0.3}
     async with gateway(server=server, routes=routes(echo=ECHO)) as gw:
         async with websockets.connect(gw.websocket_url) as ws:
-            deadline = time.monotonic() + 0.8
-            while time.monotonic() < deadline:  # idle on the app level; pongs keep it open
-                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.8)  # idle on the app level for 4 ping intervals; pongs keep it
             await ws.send('{"action": "echo"}')
             assert await ws.recv() == '{"action": "echo"}'
 
