@@ -29,6 +29,17 @@ async def _status(url: str, **kwargs: object) -> int:
         return exc.response.status_code
 
 
+async def _read_until_closed(
+    ws: websockets.ClientConnection,
+) -> tuple[list[str | bytes], int | None]:
+    frames: list[str | bytes] = []
+    try:
+        while True:
+            frames.append(await ws.recv())
+    except ConnectionClosed as exc:
+        return frames, exc.rcvd.code if exc.rcvd else None
+
+
 async def test_allowed_origins(gateway: GatewayFactory) -> None:
     server = {"allowed_origins": ["https://app.example.com", "https://*.example.org"]}
     async with gateway(server=server) as gw:
@@ -72,13 +83,8 @@ async def test_message_rate_sends_too_many_requests_then_closes_abusers(
         async with websockets.connect(gw.websocket_url) as ws:
             for _ in range(40):
                 await ws.send('{"action": "echo"}')
-            frames: list[str | bytes] = []
-            try:
-                while True:
-                    frames.append(await ws.recv())
-            except ConnectionClosed as exc:
-                assert exc.rcvd is not None
-                assert exc.rcvd.code == 1008
+            frames, code = await _read_until_closed(ws)
+            assert code == 1008
             assert any("Too Many Requests" in str(f) for f in frames)
             assert frames.count('{"action": "echo"}') >= 5
         await eventually(lambda: app.EVENTS)
