@@ -126,3 +126,14 @@ async def asyncio_sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)  # paces client activity; not used to wait for the server
+
+
+async def test_binary_frames_can_be_allowed(gateway: GatewayFactory, app: ModuleType) -> None:
+    async with gateway(routes=routes(_default="record"), limits={"allow_binary": True}) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(b"\x00\xffbin")
+            await eventually(lambda: app.EVENTS)
+    event = app.EVENTS[0]
+    assert event["isBase64Encoded"] is True
+    assert event["body"] == "AP9iaW4="
+    assert event["requestContext"]["routeKey"] == "$default"

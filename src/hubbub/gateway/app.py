@@ -20,6 +20,7 @@ is left.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -503,8 +504,10 @@ class Gateway(GatewayApi):
             elif kind == MSG_BINARY and not allow_binary:
                 await conn.close(*BINARY)
             elif kind == MSG_BINARY:
-                # Opt-in (limits.allow_binary): delivered as base64 with isBase64Encoded true.
-                continue
+                # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
+                # the way API Gateway hands binary payloads to Lambda elsewhere.
+                conn.last_active = now_ms()
+                self._binary(conn, data)
             elif kind == CLOSE:
                 conn.set_close(data or NO_STATUS, extra or "")
                 return
@@ -518,6 +521,20 @@ class Gateway(GatewayApi):
             else:  # CLOSING / CLOSED: the transport is gone or we are closing it
                 conn.set_close(ABNORMAL, "")
                 return
+
+    def _binary(self, conn: Connection, data: bytes) -> None:
+        route = self.routes.get("$default")
+        if route is None:
+            conn.socket.write(frame_text(forbidden_frame(conn.id, new_request_id())))
+            return
+        request_id = new_request_id()
+        body = base64.b64encode(data).decode("ascii")
+        event = conn.factory.build("$default", body, request_id, new_request_id(), now_ms())
+        event["isBase64Encoded"] = True
+        conn.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._message(conn, route, event, request_id))
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
 
     def _within_rate(self, conn: Connection) -> bool:
         """Apply the per-connection message rate; False means the message is refused."""

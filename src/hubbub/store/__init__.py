@@ -17,7 +17,7 @@ from hubbub.store.base import (
     Store,
 )
 
-# scheme -> "module:factory"; the factory takes (url, node_id=..., key_prefix=...).
+# scheme -> "module:factory"; the factory takes (url, node_id=, key_prefix=, heartbeat_interval=).
 _IMPLEMENTATIONS = {
     "memory": "hubbub.store.memory:open_memory",
     "redis": "hubbub.store.redis:open_redis",
@@ -26,8 +26,14 @@ _IMPLEMENTATIONS = {
 }
 
 
-def open_store(url: str, *, node_id: str, key_prefix: str = "hubbub:") -> Store:
-    """Create (not start) the store named by ``url``."""
+def open_store(
+    url: str, *, node_id: str, key_prefix: str = "hubbub:", heartbeat_interval: float = 2.0
+) -> Store:
+    """Create (not start) the store named by ``url``.
+
+    ``heartbeat_interval`` (seconds) matters to shared stores only: a node that misses three
+    heartbeats is declared dead and its connections are reaped by the others.
+    """
     scheme = urlsplit(url).scheme
     target = _IMPLEMENTATIONS.get(scheme)
     if target is None:
@@ -40,7 +46,9 @@ def open_store(url: str, *, node_id: str, key_prefix: str = "hubbub:") -> Store:
         raise ConfigError(
             "store.url", f"{scheme}:// needs an extra package: pip install 'hubbub[redis]' ({exc})"
         ) from exc
-    store: Store = getattr(module, factory)(url, node_id=node_id, key_prefix=key_prefix)
+    store: Store = getattr(module, factory)(
+        url, node_id=node_id, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval
+    )
     return store
 
 

@@ -48,6 +48,13 @@ class Delivery:
     - ``"room"``: ``target`` is a room, ``exclude`` an optional connection id;
     - ``"broadcast"``: every local connection;
     - ``"close"``: ``target`` is a connection id to close (DeleteConnection).
+
+    A shared store also tells the node holding a connection when another node changed it, so the
+    holder's local fan-out index follows (``target`` is the connection id):
+
+    - ``"join"`` / ``"leave"``: ``data`` is the room (UTF-8);
+    - ``"bind"``: ``data`` is the user (UTF-8);
+    - ``"attributes"``: ``data`` is the new attributes object (JSON).
     """
 
     kind: str

@@ -153,7 +153,9 @@ class MemoryStore:
         return {"store": "memory", "ok": True}
 
 
-def open_memory(url: str, *, node_id: str, key_prefix: str = "") -> MemoryStore:
+def open_memory(
+    url: str, *, node_id: str, key_prefix: str = "", heartbeat_interval: float = 2.0
+) -> MemoryStore:
     """Factory used by :func:`hubbub.store.open_store` for ``memory://``."""
-    del url, key_prefix  # nothing to configure: the process is the store
+    del url, key_prefix, heartbeat_interval  # nothing to configure: the process is the store
     return MemoryStore(node_id)

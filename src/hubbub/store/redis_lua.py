@@ -40,7 +40,8 @@ local function key(kind, name) return T .. kind .. ':' .. name end
 
 -- The bus frame (see encode_frame): netstrings origin, kind, target, exclude; then raw data.
 local function frame(origin, kind, target, data)
-  return #origin .. ':' .. origin .. #kind .. ':' .. kind .. #target .. ':' .. target .. '0:' .. data
+  return #origin .. ':' .. origin .. #kind .. ':' .. kind
+    .. #target .. ':' .. target .. '0:' .. data
 end
 
 local function uncount(room, node)

@@ -1,0 +1,413 @@
+"""The Redis store (``redis://``, ``rediss://``, ``unix://``): one registry and bus for many nodes.
+
+Theory of operation
+-------------------
+**Layout.** Every connection is a hash plus two small membership sets; rooms, users, the node's own
+connections and a sorted set of all ids are indexes over them (see :mod:`hubbub.store.redis_lua`
+for the key table). All keys of one API share a Cluster hash tag, so each operation that touches
+several keys is one Lua script: atomic, one round trip, valid on Redis Cluster.
+
+**Exactly-once removal.** ``remove`` and the reaper both end in the same ``drop`` step of a script,
+which deletes the connection hash and its index entries and returns the record. Redis runs scripts
+one at a time, so only the first caller sees the record; that caller alone runs ``$disconnect``.
+
+**Interest routing.** ``room-nodes:<room>`` counts the members of each room per node, maintained by
+the same scripts that join, leave and drop. A room send publishes only on the channels of nodes with
+members; a post to one connection only on its node's channel. Pub/sub frames carry the payload as
+raw bytes after a tiny netstring header (no JSON, no base64).
+
+**Remote membership.** Joining a room (binding a user, setting attributes) can be asked of any node.
+The script that changes Redis also publishes a notice on the owner's channel, so the owner's local
+fan-out index (the hub) and its replay mirror follow, in order with later room messages.
+
+**Heartbeats and reaping.** Each node refreshes ``alive:<node>`` (TTL = 3 heartbeat intervals)
+every interval. Four times per interval every node runs ``CLAIM``: nodes whose alive key is gone
+move from ``nodes`` to ``dead`` and are *fenced*. Survivors then ``REAP`` a dead node in batches:
+``SPOP`` some of its connections and drop each in the same script, so two racing survivors share
+the work and each connection is reaped (and gets its 1006 ``$disconnect``) exactly once.
+
+**Fencing.** A node that was only slow (a long pause, a network partition) and comes back finds its
+fence on the next heartbeat. The cluster already ran ``$disconnect`` for its registered
+connections, so it closes them locally (their removal then finds nothing: no second
+``$disconnect``), lifts the fence and registers what is left.
+
+**Outage.** Every call has a 1 s socket timeout and at most one reconnect attempt, so nothing hangs.
+Reads that need the shared view raise :class:`~hubbub.errors.UnavailableError` (HTTP 503). Writes
+about *this node's* connections cannot fail: they go to a local mirror first (records, rooms,
+users, attributes), the node marks itself dirty, and keeps serving its sockets. The heartbeat loop
+retries with backoff; once Redis answers it replays the mirror (``PUT`` rewrites each connection
+exactly), removes what closed meanwhile, drops stale entries of this node (a previous process with
+the same node id), and resubscribes. A Redis restart that lost the data is detected even when no
+call failed: the node's alive key is missing at the next heartbeat.
+
+Known limit: during a network partition in which *other* nodes still reach Redis, a connection that
+closes on the cut-off node gets ``$disconnect`` there at once and may be reaped again by a survivor.
+Pub/sub is at-most-once: messages published while a node is unsubscribed are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from hubbub.store import redis_lua as lua
+from hubbub.store.base import BusHandler, Delivery, ReapHandler
+from hubbub.store.redis_registry import (
+    DOWN_ERRORS,
+    Link,
+    RedisRegistry,
+    call_reaped,
+    parse_record,
+    strs,
+)
+
+log = logging.getLogger("hubbub.store.redis")
+
+MISSED_HEARTBEATS = 3
+CLAIMS_PER_INTERVAL = 4  # dead nodes are noticed within 3 intervals + a quarter
+FENCE_TTL_MS = 24 * 3600 * 1000
+REAP_BATCH = 100
+REAP_CONCURRENCY = 16  # $disconnect invocations in flight per reaping node
+# Deliveries that change a connection's memberships; the owner's mirror applies them.
+NOTICES = frozenset({"join", "leave", "bind", "attributes"})
+
+
+class RedisBus:
+    """Cross-node delivery over Redis pub/sub: a channel per node plus one broadcast channel."""
+
+    def __init__(self, link: Link, registry: RedisRegistry) -> None:
+        self._link = link
+        self._registry = registry
+        self.node_id = link.node_id
+        self.handler: BusHandler | None = None
+        self.received = 0  # deliveries addressed to this node (interest routing is testable)
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def send(self, node_id: str, delivery: Delivery) -> None:
+        if node_id == self.node_id:
+            await self._deliver(delivery)
+            return
+        link = self._link
+        try:
+            await link.client.publish(
+                f"{link.channels}node:{node_id}", lua.encode_frame(self.node_id, delivery)
+            )
+        except DOWN_ERRORS as exc:
+            raise link.unavailable(exc) from exc
+
+    async def publish(self, node_ids: Sequence[str], delivery: Delivery) -> None:
+        link = self._link
+        frame = lua.encode_frame(self.node_id, delivery)
+        try:
+            if "*" in node_ids:
+                await link.client.publish(link.broadcast_channel, frame)
+                return
+            others = [n for n in node_ids if n != self.node_id]
+            if len(others) == 1:
+                await link.client.publish(f"{link.channels}node:{others[0]}", frame)
+            elif others:
+                async with link.client.pipeline(transaction=False) as pipe:
+                    for node in others:
+                        pipe.publish(f"{link.channels}node:{node}", frame)
+                    await pipe.execute()
+        except DOWN_ERRORS as exc:
+            raise link.unavailable(exc) from exc
+        if self.node_id in node_ids:
+            await self._deliver(delivery)
+
+    async def receive(self, frame: bytes) -> None:
+        """A message on one of our channels."""
+        try:
+            origin, delivery = lua.decode_frame(frame)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("malformed bus frame dropped", extra={"fields": {"bytes": len(frame)}})
+            return
+        if origin == self.node_id:
+            return  # our own broadcast, already delivered locally by the sender
+        self.received += 1
+        if delivery.kind in NOTICES:
+            self._registry.apply_notice(delivery)
+        if delivery.kind == "close":
+            self.deliver_soon(delivery)  # closing awaits the registry: never stall the reader
+        else:
+            await self._deliver(delivery)
+
+    def deliver_soon(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(delivery))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        if self.handler is None:
+            return
+        try:
+            await self.handler(delivery)
+        except Exception:
+            log.exception(
+                "bus delivery failed",
+                extra={"fields": {"kind": delivery.kind, "target": delivery.target}},
+            )
+
+
+class RedisStore:
+    """``redis://``: registry + bus + heartbeats + reaping, with one lifecycle."""
+
+    def __init__(
+        self, url: str, *, node_id: str, key_prefix: str, heartbeat_interval: float = 2.0
+    ) -> None:
+        if heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        self._link = Link(url, node_id=node_id, key_prefix=key_prefix)
+        self.registry = RedisRegistry(self._link)
+        self.bus = RedisBus(self._link, self.registry)
+        self.node_id = node_id
+        self.heartbeat_interval = heartbeat_interval
+        self._ttl_ms = int(heartbeat_interval * MISSED_HEARTBEATS * 1000)
+        self._on_reaped: ReapHandler | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._subscribed = False
+        self._fenced = False
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self, handler: BusHandler, on_reaped: ReapHandler) -> None:
+        self.bus.handler = handler
+        self._on_reaped = on_reaped
+        link = self._link
+        # The first heartbeat replays and sweeps: entries a previous process with this node id
+        # left behind are reaped then (not now: the gateway cannot run $disconnect yet).
+        link.dirty = True
+        pubsub: PubSub | None = None
+        try:
+            pubsub = await self._subscribe()
+            # A new process owns no connection yet: lift any fence left on this node id.
+            await self._hello(reset=True)
+            link.up = True
+        except DOWN_ERRORS as exc:
+            link.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "redis unreachable at start; serving local connections until it answers",
+                extra={"fields": {"node": self.node_id, "error": link.last_error}},
+            )
+            if pubsub is not None:
+                await _close_pubsub(pubsub)
+                pubsub = None
+        self._spawn("subscriber", self._subscriber_loop(pubsub))
+        self._spawn("heartbeat", self._heartbeat_loop())
+        self._spawn("reaper", self._reaper_loop())
+
+    async def close(self) -> None:
+        """Stop heartbeats, remove this node's entries, disconnect. Bounded in an outage."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._cancel_tasks()
+        link = self._link
+        try:
+            await self.registry.remove_all_local()
+            await link.run("GOODBYE", self.node_id)
+        except DOWN_ERRORS as exc:
+            log.warning(
+                "could not deregister from redis; the other nodes will reap this node",
+                extra={"fields": {"node": self.node_id, "error": f"{exc}"}},
+            )
+        link.up = False
+        await link.client.aclose()
+
+    async def kill(self) -> None:
+        """Test aid: vanish like a SIGKILLed process (no goodbye, nothing removed)."""
+        self._closed = True
+        await self._cancel_tasks()
+        self._link.up = False
+        await self._link.client.aclose()
+
+    def status(self) -> dict[str, Any]:
+        link = self._link
+        up = link.up and self._subscribed and not self._fenced
+        status: dict[str, Any] = {
+            "store": "redis",
+            "ok": up,
+            "node_id": self.node_id,
+            "redis": "connected" if link.up else "down",
+            "subscribed": self._subscribed,
+            "deliveries_received": self.bus.received,
+            "heartbeat_interval": self.heartbeat_interval,
+        }
+        if not link.up and link.last_error:
+            status["error"] = link.last_error
+        return status
+
+    # -- background loops ---------------------------------------------------------------------
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks[name] = asyncio.get_running_loop().create_task(
+            coro, name=f"hubbub-redis-{name}"
+        )
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks.values()) + list(self.bus.tasks)
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _subscribe(self) -> PubSub:
+        link = self._link
+        pubsub = link.client.pubsub()
+        try:
+            await pubsub.subscribe(link.node_channel, link.broadcast_channel)
+        except BaseException:
+            await _close_pubsub(pubsub)
+            raise
+        self._subscribed = True
+        return pubsub
+
+    async def _subscriber_loop(self, pubsub: PubSub | None) -> None:
+        failures = 0
+        while True:
+            try:
+                if pubsub is None:
+                    pubsub = await self._subscribe()
+                failures = 0
+                await self._pump(pubsub)
+            except DOWN_ERRORS as exc:
+                self._link.lost(exc)
+            finally:
+                self._subscribed = False
+                if pubsub is not None:
+                    await _close_pubsub(pubsub)
+                    pubsub = None
+            failures += 1
+            await asyncio.sleep(self._backoff(failures))
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        # A socket can die without a reset (a host vanishes): when idle for an interval, ping;
+        # if the next interval brings nothing either, not even the PONG, start over.
+        pinged = False
+        while True:
+            message = await pubsub.get_message(timeout=self.heartbeat_interval)
+            if message is None:
+                if pinged:
+                    raise RedisConnectionError("pub/sub connection silent")
+                await pubsub.ping()
+                pinged = True
+                continue
+            pinged = False
+            if message["type"] == "message":
+                await self.bus.receive(message["data"])
+
+    async def _heartbeat_loop(self) -> None:
+        failures = 0
+        delay = self.heartbeat_interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._beat()
+                failures = 0
+                delay = self.heartbeat_interval
+            except DOWN_ERRORS as exc:
+                self._link.lost(exc)
+                failures += 1
+                delay = self._backoff(failures)
+
+    async def _beat(self) -> None:
+        link = self._link
+        was_up = link.up
+        existed = await self._hello(reset=False)
+        assert self._on_reaped is not None
+        if existed < 0:
+            await self._recover_fenced()
+        elif existed == 0 or link.dirty or not was_up:
+            if existed == 0:
+                # Our alive key was gone: Redis restarted (or we stalled past the TTL before
+                # anyone claimed us). Either way Redis may lack our connections: replay all.
+                self.registry.forget_registrations()
+            if not await self.registry.resync(self._on_reaped):
+                await self._recover_fenced()
+        await self.registry.flush_touches()
+        if not was_up:
+            link.restored()
+
+    async def _hello(self, *, reset: bool) -> int:
+        return int(await self._link.run("HELLO", self.node_id, self._ttl_ms, "1" if reset else "0"))
+
+    async def _recover_fenced(self) -> None:
+        """The others declared us dead and reaped our registered connections: follow suit."""
+        self._fenced = True
+        gone = self.registry.surrender()
+        log.warning(
+            "this node was declared dead by the cluster; closing its reaped connections",
+            extra={"fields": {"node": self.node_id, "connections": len(gone)}},
+        )
+        for cid in gone:
+            # Their $disconnect already ran on a survivor; closing them removes nothing more.
+            self.bus.deliver_soon(Delivery("close", cid, b""))
+        await self._hello(reset=True)
+        assert self._on_reaped is not None
+        await self.registry.resync(self._on_reaped)
+        self._fenced = False
+
+    async def _reaper_loop(self) -> None:
+        period = self.heartbeat_interval / CLAIMS_PER_INTERVAL
+        while True:
+            await asyncio.sleep(period)
+            if not self._link.up:
+                continue
+            try:
+                dead = strs(await self._link.run("CLAIM", self.node_id, FENCE_TTL_MS))
+                for node in dead:
+                    if node != self.node_id:
+                        await self._reap(node)
+            except DOWN_ERRORS as exc:
+                self._link.lost(exc)
+
+    async def _reap(self, node: str) -> None:
+        assert self._on_reaped is not None
+        reaped = 0
+        while True:
+            batch = await self._link.run("REAP", node, REAP_BATCH)
+            if not batch:
+                break
+            records = [parse_record(b[1], b[2], b[3], b[0].decode()) for b in batch]
+            reaped += len(records)
+            for start in range(0, len(records), REAP_CONCURRENCY):
+                await asyncio.gather(
+                    *(
+                        call_reaped(self._on_reaped, r)
+                        for r in records[start : start + REAP_CONCURRENCY]
+                    )
+                )
+        if reaped:
+            log.warning(
+                "reaped connections of a lost node",
+                extra={"fields": {"node": node, "connections": reaped, "by": self.node_id}},
+            )
+
+    def _backoff(self, failures: int) -> float:
+        base = min(self.heartbeat_interval, 0.1 * 2.0 ** min(failures, 10))
+        return base * random.uniform(0.8, 1.2)
+
+
+async def _close_pubsub(pubsub: PubSub) -> None:
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+
+def open_redis(
+    url: str, *, node_id: str, key_prefix: str = "hubbub:", heartbeat_interval: float = 2.0
+) -> RedisStore:
+    """Factory used by :func:`hubbub.store.open_store` for redis://, rediss:// and unix://."""
+    return RedisStore(
+        url, node_id=node_id, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval
+    )
+
+
+__all__ = ["RedisBus", "RedisRegistry", "RedisStore", "open_redis"]

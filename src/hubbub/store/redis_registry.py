@@ -1,0 +1,442 @@
+"""The Redis connection registry, and the link (client, scripts, health) the store shares.
+
+What lives where is described in :mod:`hubbub.store.redis_lua`; how the pieces behave together
+(exactly-once removal, fencing, outage replay) in :mod:`hubbub.store.redis`. This module holds the
+part that must be exact: every :class:`~hubbub.store.base.Registry` method, plus the local *mirror*
+of this node's own connections from which Redis is rebuilt after an outage or a restart.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hubbub.errors import UnavailableError
+from hubbub.store import redis_lua as lua
+from hubbub.store.base import ConnectionRecord, Delivery, Page, ReapHandler
+
+log = logging.getLogger("hubbub.store.redis")
+
+T = TypeVar("T")
+
+# What "Redis is not there" looks like. ReadOnlyError: we reached a replica (failover under way).
+DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    builtins.TimeoutError,
+    OSError,
+)
+SOCKET_TIMEOUT = 1.0
+RESYNC_CHUNK = 500
+
+
+@dataclass(slots=True)
+class _Local:
+    """This node's own connection, as the node knows it (the truth Redis is rebuilt from)."""
+
+    record: ConnectionRecord
+    registered: bool = False  # Redis acknowledged it since the last restart of Redis
+    version: int = 0  # bumped on every local change: a replay racing a change is repeated
+    replayed: int = -1  # the version the last replay wrote
+
+
+class Link:
+    """The client, the scripts and the up/down state shared by registry, bus and store."""
+
+    def __init__(self, url: str, *, node_id: str, key_prefix: str) -> None:
+        self.node_id = node_id
+        self.tag = lua.hash_tagged(key_prefix)
+        self.channels = key_prefix
+        self.node_channel = f"{key_prefix}node:{node_id}"
+        self.broadcast_channel = f"{key_prefix}broadcast"
+        self.anchor = self.tag + "nodes"  # KEYS[1] of every script: routes it to our slot
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            # One immediate retry re-dials a pooled socket that a Redis restart closed; more would
+            # only make a caller wait during a real outage.
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=False,
+        )
+        self.scripts = {
+            name: self.client.register_script(getattr(lua, name))
+            for name in ("PUT", "REMOVE", "GET", "TOUCH", "CHANGE", "HELLO", "CLAIM", "REAP")
+        }
+        self.scripts["GOODBYE"] = self.client.register_script(lua.GOODBYE)
+        self.up = False
+        self.dirty = False  # a local write did not reach Redis: replay the mirror when back
+        self.last_error = ""
+
+    def key(self, kind: str, name: str = "") -> str:
+        return f"{self.tag}{kind}:{name}" if name else f"{self.tag}{kind}"
+
+    async def run(self, script: str, *args: str | int | bytes, client: Any = None) -> Any:
+        """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag)."""
+        return await self.scripts[script](keys=[self.anchor], args=(self.tag, *args), client=client)
+
+    def lost(self, exc: BaseException) -> None:
+        """Redis did not answer: remember to replay, and say so once."""
+        self.dirty = True
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.up:
+            self.up = False
+            log.warning(
+                "redis unreachable; serving local connections only",
+                extra={"fields": {"node": self.node_id, "error": self.last_error}},
+            )
+
+    def restored(self) -> None:
+        if not self.up:
+            self.up = True
+            log.info("redis connection restored", extra={"fields": {"node": self.node_id}})
+
+    def unavailable(self, exc: BaseException) -> UnavailableError:
+        self.lost(exc)
+        return UnavailableError("The shared store (Redis) is unreachable; retry later")
+
+
+class RedisRegistry:
+    """The shared connection registry, with a local mirror of this node's own connections."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+        self.node_id = link.node_id
+        self._local: dict[str, _Local] = {}
+        self._pending_removals: set[str] = set()  # closed while Redis was away
+        self._surrendered: set[str] = set()  # reaped by others while we were fenced
+        self._touches: dict[str, int] = {}
+
+    # -- Registry protocol --------------------------------------------------------------------
+    async def add(self, record: ConnectionRecord) -> None:
+        link = self._link
+        if record.node_id != self.node_id:
+            try:
+                await link.run("PUT", *_put_args(record))
+            except DOWN_ERRORS as exc:
+                raise link.unavailable(exc) from exc
+            return
+        entry = _Local(_copy(record))
+        self._local[record.connection_id] = entry
+        await self._put(entry)
+
+    async def remove(self, connection_id: str) -> ConnectionRecord | None:
+        link = self._link
+        entry = self._local.pop(connection_id, None)
+        surrendered = connection_id in self._surrendered
+        self._surrendered.discard(connection_id)
+        self._touches.pop(connection_id, None)
+        try:
+            dropped, fenced, alive = await link.run("REMOVE", connection_id, self.node_id)
+        except DOWN_ERRORS as exc:
+            if entry is not None:
+                # Ours: $disconnect runs now (serve local connections); Redis is fixed on replay.
+                self._pending_removals.add(connection_id)
+                link.lost(exc)
+                return entry.record
+            if surrendered:
+                return None
+            raise link.unavailable(exc) from exc
+        if dropped:
+            return parse_record(dropped[1], dropped[2], dropped[3], connection_id)
+        if entry is not None and not fenced and (not alive or not entry.registered):
+            # Redis never had it, or lost it (restart): nobody else can have removed it, since
+            # only a fenced node's connections are reaped. We are the first and only caller.
+            return entry.record
+        return None
+
+    async def get(self, connection_id: str) -> ConnectionRecord | None:
+        entry = self._local.get(connection_id)
+        try:
+            found = await self._link.run("GET", connection_id)
+        except DOWN_ERRORS as exc:
+            if entry is not None:
+                self._link.lost(exc)
+                return _copy(entry.record)
+            raise self._link.unavailable(exc) from exc
+        if not found:
+            return _copy(entry.record) if entry is not None else None
+        record = parse_record(found[0], found[1], found[2], connection_id)
+        if entry is not None:  # touches of our own connections reach Redis with the heartbeat
+            record.last_active_at = max(record.last_active_at, entry.record.last_active_at)
+        return record
+
+    async def touch(self, connection_id: str, now_ms: int) -> None:
+        entry = self._local.get(connection_id)
+        if entry is not None:
+            # Batched: written by the heartbeat, one script for all of them.
+            entry.record.last_active_at = now_ms
+            self._touches[connection_id] = now_ms
+            return
+        try:
+            await self._link.run("TOUCH", connection_id, now_ms)
+        except DOWN_ERRORS as exc:
+            raise self._link.unavailable(exc) from exc
+
+    async def set_attributes(self, connection_id: str, attributes: dict[str, Any]) -> bool:
+        def apply(record: ConnectionRecord) -> None:
+            record.attributes = attributes
+
+        return await self._change("attributes", connection_id, orjson.dumps(attributes), apply)
+
+    async def join(self, room: str, connection_id: str) -> bool:
+        return await self._change("join", connection_id, room, lambda r: r.rooms.add(room))
+
+    async def leave(self, room: str, connection_id: str) -> bool:
+        return await self._change("leave", connection_id, room, lambda r: r.rooms.discard(room))
+
+    async def bind_user(self, user: str, connection_id: str) -> bool:
+        return await self._change("bind", connection_id, user, lambda r: r.users.add(user))
+
+    async def room_members(self, room: str) -> list[str]:
+        return strs(await self._read(self._link.client.smembers(self._link.key("room", room))))
+
+    async def user_connections(self, user: str) -> list[str]:
+        return strs(await self._read(self._link.client.smembers(self._link.key("user", user))))
+
+    async def list_connections(self, limit: int, cursor: str | None) -> Page:
+        # Lexicographic paging over a zset: stable while connections come and go, and a cursor
+        # whose connection closed meanwhile still marks the place.
+        start = f"({cursor}" if cursor else "-"
+        ids = strs(
+            await self._read(
+                self._link.client.zrangebylex(self._link.key("conns"), start, "+", 0, limit + 1)
+            )
+        )
+        chunk = ids[:limit]
+        return Page(chunk, chunk[-1] if len(ids) > limit else None)
+
+    async def count(self) -> int:
+        return int(await self._read(self._link.client.zcard(self._link.key("conns"))))
+
+    async def room_nodes(self, room: str) -> Mapping[str, int]:
+        raw = await self._read(self._link.client.hgetall(self._link.key("room-nodes", room)))
+        nodes = dict(zip(strs(raw), (int(v) for v in raw.values()), strict=True))
+        return {node: n for node, n in nodes.items() if n > 0}
+
+    # -- helpers ------------------------------------------------------------------------------
+    async def _read(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except DOWN_ERRORS as exc:
+            raise self._link.unavailable(exc) from exc
+
+    async def _change(
+        self,
+        op: str,
+        connection_id: str,
+        value: str | bytes,
+        apply: Callable[[ConnectionRecord], object],
+    ) -> bool:
+        link = self._link
+        entry = self._local.get(connection_id)
+        if entry is not None:
+            apply(entry.record)
+            entry.version += 1
+        try:
+            changed = await link.run(
+                "CHANGE", link.channels, self.node_id, op, connection_id, value
+            )
+        except DOWN_ERRORS as exc:
+            if entry is None:
+                raise link.unavailable(exc) from exc
+            link.lost(exc)  # ours: the mirror has it, the replay will write it
+            return True
+        if entry is not None:
+            if not changed:
+                link.dirty = True  # Redis lost our connection (restart): replay soon
+            return True
+        return bool(changed)
+
+    async def _put(self, entry: _Local) -> None:
+        try:
+            result = await self._link.run("PUT", *_put_args(entry.record))
+        except DOWN_ERRORS as exc:
+            self._link.lost(exc)
+            return
+        if result == 1:
+            entry.registered = True
+        else:  # fenced: the heartbeat will notice and recover; until then it stays local
+            self._link.dirty = True
+
+    def apply_notice(self, delivery: Delivery) -> None:
+        """Another node changed one of our connections in Redis; keep the mirror exact."""
+        entry = self._local.get(delivery.target)
+        if entry is None:
+            return
+        record = entry.record
+        if delivery.kind == "attributes":
+            record.attributes = orjson.loads(delivery.data)
+        else:
+            name = delivery.data.decode()
+            if delivery.kind == "join":
+                record.rooms.add(name)
+            elif delivery.kind == "leave":
+                record.rooms.discard(name)
+            else:
+                record.users.add(name)
+        entry.version += 1
+
+    # -- recovery -----------------------------------------------------------------------------
+    def forget_registrations(self) -> None:
+        """Redis no longer has our connections (it restarted): none counts as registered."""
+        for entry in self._local.values():
+            entry.registered = False
+
+    def surrender(self) -> list[str]:
+        """We were fenced: our registered connections were (or are being) reaped by others.
+
+        They leave the mirror (their removal will no longer fall back to the local record) and
+        are returned so the store can close them.
+        """
+        gone = [cid for cid, entry in self._local.items() if entry.registered]
+        for cid in gone:
+            del self._local[cid]
+            self._surrendered.add(cid)
+            self._touches.pop(cid, None)
+        return gone
+
+    async def resync(self, on_reaped: ReapHandler) -> bool:
+        """Make Redis exact for this node again; False if we turned out to be fenced."""
+        link = self._link
+        link.dirty = False
+        try:
+            for cid in list(self._pending_removals):
+                await link.run("REMOVE", cid, self.node_id)
+                self._pending_removals.discard(cid)
+            todo = list(self._local.values())
+            while todo:
+                chunk, todo = todo[:RESYNC_CHUNK], todo[RESYNC_CHUNK:]
+                if not await self._put_many(chunk):
+                    return False
+                # A local change raced the replay (its own write may have landed first): again.
+                todo.extend(e for e in chunk if e.version != e.replayed)
+            await self._sweep(on_reaped)
+        except DOWN_ERRORS:
+            link.dirty = True
+            raise
+        return True
+
+    async def _put_many(self, chunk: list[_Local]) -> bool:
+        async with self._link.client.pipeline(transaction=False) as pipe:
+            for entry in chunk:
+                entry.replayed = entry.version
+                await self._link.run("PUT", *_put_args(entry.record), client=pipe)
+            results = await pipe.execute()
+        for entry, result in zip(chunk, results, strict=True):
+            if result != 1:
+                return False
+            entry.registered = True
+        return True
+
+    async def _sweep(self, on_reaped: ReapHandler) -> None:
+        """Entries under our node id that we do not hold: a previous process with this id, or
+        connections surrendered while fenced. They are lost connections: reap them."""
+        link = self._link
+        ids = strs(await link.client.smembers(link.key("node-conns", self.node_id)))
+        for cid in ids:
+            if cid in self._local:
+                continue
+            dropped, _, _ = await link.run("REMOVE", cid, self.node_id)
+            if dropped:
+                await call_reaped(on_reaped, parse_record(dropped[1], dropped[2], dropped[3], cid))
+
+    async def flush_touches(self) -> None:
+        if not self._touches:
+            return
+        touches, self._touches = self._touches, {}
+        args: list[str | int] = []
+        for cid, ms in touches.items():
+            args += [cid, ms]
+        try:
+            await self._link.run("TOUCH", *args)
+        except DOWN_ERRORS:
+            # Not worth a replay of everything: lastActiveAt is advisory. Keep the newest.
+            self._touches = {**touches, **self._touches}
+            raise
+
+    async def remove_all_local(self) -> None:
+        """Graceful shutdown: drop whatever is still ours (normally nothing after the drain)."""
+        for cid in list(self._local):
+            await self.remove(cid)
+        for cid in list(self._pending_removals):
+            await self._link.run("REMOVE", cid, self.node_id)
+            self._pending_removals.discard(cid)
+
+
+# -- records on the wire ------------------------------------------------------------------
+def _put_args(record: ConnectionRecord) -> list[str | int | bytes]:
+    fields: list[str | int | bytes] = [
+        "node", record.node_id,
+        "connectedAt", record.connected_at,
+        "lastActiveAt", record.last_active_at,
+        "sourceIp", record.source_ip,
+        "userAgent", record.user_agent,
+        "host", record.host,
+    ]  # fmt: skip
+    if record.attributes is not None:
+        fields += ["attributes", orjson.dumps(record.attributes)]
+    if record.authorizer is not None:
+        fields += ["authorizer", orjson.dumps(record.authorizer)]
+    rooms, users = sorted(record.rooms), sorted(record.users)
+    return [
+        record.connection_id,
+        record.node_id,
+        len(fields),
+        *fields,
+        len(rooms),
+        *rooms,
+        len(users),
+        *users,
+    ]
+
+
+def parse_record(
+    flat: Sequence[bytes], rooms: Iterable[bytes], users: Iterable[bytes], connection_id: str
+) -> ConnectionRecord:
+    f = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+    attributes = f.get("attributes")
+    authorizer = f.get("authorizer")
+    return ConnectionRecord(
+        connection_id=connection_id,
+        node_id=f["node"].decode(),
+        connected_at=int(f.get("connectedAt", 0)),
+        last_active_at=int(f.get("lastActiveAt", 0)),
+        source_ip=f.get("sourceIp", b"").decode(),
+        user_agent=f.get("userAgent", b"").decode(),
+        attributes=orjson.loads(attributes) if attributes is not None else None,
+        host=f.get("host", b"").decode(),
+        authorizer=orjson.loads(authorizer) if authorizer is not None else None,
+        rooms={r.decode() for r in rooms},
+        users={u.decode() for u in users},
+    )
+
+
+def _copy(record: ConnectionRecord) -> ConnectionRecord:
+    return replace(record, rooms=set(record.rooms), users=set(record.users))
+
+
+def strs(values: Iterable[bytes | str]) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+async def call_reaped(on_reaped: ReapHandler, record: ConnectionRecord) -> None:
+    try:
+        await on_reaped(record)
+    except Exception:
+        log.exception(
+            "reaped-connection handler failed",
+            extra={"fields": {"connectionId": record.connection_id}},
+        )
