@@ -116,6 +116,18 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """Room history for the opt-in recovery protocol (hubbub.gateway.recovery)."""
+
+    enabled: bool = True
+    size: int = 1000
+    ttl: float = 300.0
+    # "" follows [store]: memory:// keeps history in memory, redis:// in Redis streams.
+    # "sqlite:///path.db" keeps it in a file so a single node that restarts loses nothing.
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str = "text"
     level: str = "info"
@@ -154,6 +166,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
+    history: HistoryConfig = HistoryConfig()
     authorizer: AuthorizerConfig | None = None
     # Folder that handler module paths and relative file paths are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
@@ -168,6 +181,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "store": StoreConfig,
     "cluster": ClusterConfig,
     "log": LogConfig,
+    "history": HistoryConfig,
 }
 
 
@@ -518,6 +532,14 @@ def _validate(config: Config) -> None:
     if not config.api.stage or "/" in config.api.stage or "@" in config.api.stage:
         raise ConfigError(
             "api.stage", f"must be a non-empty name without / or @, got {config.api.stage!r}"
+        )
+    if config.history.size < 1:
+        raise ConfigError("history.size", "must be at least 1")
+    if config.history.url and not config.history.url.startswith(
+        ("sqlite://", "memory://", "redis")
+    ):
+        raise ConfigError(
+            "history.url", "must be sqlite:///path, memory:// or empty (follow [store])"
         )
     if config.log.format not in ("text", "json"):
         raise ConfigError("log.format", f'must be "text" or "json", got {config.log.format!r}')

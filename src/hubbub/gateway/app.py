@@ -25,11 +25,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from hubbub.aws.authorizer import method_arn
 from hubbub.aws.events import (
@@ -44,6 +46,7 @@ from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id
 from hubbub.aws.results import is_success
 from hubbub.aws.selection import compile_route_selection, select_route
 from hubbub.config import Config
+from hubbub.errors import ManagementError
 from hubbub.gateway import logs
 from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
@@ -63,6 +66,13 @@ from hubbub.gateway.limits import (
     TOO_MANY_REQUESTS,
     Admission,
     TokenBucket,
+)
+from hubbub.gateway.recovery import (
+    CONTROL_PREFIX,
+    SUBPROTOCOL,
+    Resumer,
+    session_frame,
+    wants_recovery,
 )
 from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
 from hubbub.gateway.transport import (
@@ -86,6 +96,7 @@ from hubbub.integrations import environment
 from hubbub.integrations.base import Integration
 from hubbub.integrations.python import PythonIntegration, load_handler
 from hubbub.store import ConnectionRecord, Store, open_store
+from hubbub.store.recovery import Recovery, Session, open_recovery
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -138,6 +149,8 @@ class Gateway(GatewayApi):
         self._accepting = False
         self._closed = asyncio.Event()
         self.execution_role = execution_role()
+        self.recovery: Recovery | None = None
+        self.resumer: Resumer | None = None
         self.authorizer: ConnectAuthorizer | None = None
         self.started_at = 0.0
 
@@ -163,6 +176,11 @@ class Gateway(GatewayApi):
             sync_api=SyncGatewayApi(self, loop),
         )
         await self.store.start(self.services.deliver_local, self._reaped)
+        self.recovery = open_recovery(config)
+        self.services.recovery = self.recovery
+        if self.recovery is not None:
+            # A session outlives its connection by the history window.
+            self.resumer = Resumer(self.recovery, self, self.hub, session_ttl=config.history.ttl)
         authenticate = None
         if config.management.auth == "sigv4":
             authenticate = ManagementAuth(config.management, self.execution_role)
@@ -256,6 +274,8 @@ class Gateway(GatewayApi):
         if self.management is not None:
             await self.management.close()
         await self.store.close()
+        if self.recovery is not None:
+            await self.recovery.close()
         for route in self.routes.values():
             await route.integration.close()
         for pool in self._pools:
@@ -434,14 +454,24 @@ class Gateway(GatewayApi):
                     subprotocol = value.split(",")[0].strip()
                 elif name.lower() not in _HOP_BY_HOP:
                     headers[name] = value
+        opted_in = self.resumer is not None and wants_recovery(
+            hs.header("Sec-WebSocket-Protocol"), query
+        )
+        requested = hs.header("Sec-WebSocket-Protocol") or ""
+        if opted_in and subprotocol is None and SUBPROTOCOL in requested:
+            subprotocol = SUBPROTOCOL  # hubbub's own protocol: we answer for it ourselves
         return Accept(
-            run=lambda sock: self._run(sock, ctx), headers=headers, subprotocol=subprotocol
+            run=lambda sock: self._run(sock, ctx, opted_in),
+            headers=headers,
+            subprotocol=subprotocol,
         )
 
     # -- connection lifecycle -----------------------------------------------------------------
-    async def _run(self, sock: Socket, ctx: ConnectionContext) -> None:
+    async def _run(self, sock: Socket, ctx: ConnectionContext, opted_in: bool = False) -> None:
         assert self.api_context is not None
         conn = Connection(sock, ctx, MessageEventFactory(self.api_context, ctx))
+        if opted_in and self.resumer is not None:
+            conn.session = self.resumer.new_session()
         self.hub.add(conn)
         await self.store.registry.add(
             ConnectionRecord(
@@ -453,8 +483,11 @@ class Gateway(GatewayApi):
                 user_agent=ctx.user_agent,
                 host=_header(ctx.headers, "host"),
                 authorizer=dict(ctx.authorizer) if ctx.authorizer else None,
+                session=conn.session,
             )
         )
+        if conn.session is not None:
+            self.hub.send(conn, session_frame(conn.session, conn.id))
         principal = (ctx.authorizer or {}).get("principalId")
         if principal and 1 <= len(str(principal)) <= 128:
             # Authorised connections belong to their principal: @users/{principalId} reaches them.
@@ -487,6 +520,9 @@ class Gateway(GatewayApi):
                 now = now_ms()
                 conn.last_active = now
                 if conn.rate is not None and not self._within_rate(conn):
+                    continue
+                if conn.session is not None and data.startswith(CONTROL_PREFIX):
+                    self._spawn(conn, self._control(conn, data))
                     continue
                 key = select_route(selector, data, routes)
                 if key is None:
@@ -521,6 +557,29 @@ class Gateway(GatewayApi):
             else:  # CLOSING / CLOSED: the transport is gone or we are closing it
                 conn.set_close(ABNORMAL, "")
                 return
+
+    def _spawn(self, conn: Connection, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
+
+    async def _control(self, conn: Connection, text: str) -> None:
+        """A recovery control message (resume) of an opted-in client; never routed."""
+        assert self.resumer is not None
+        try:
+            reply = await self.resumer.control(conn, text)
+        except ManagementError as exc:
+            reply = orjson.dumps({"hubbub": "error", "message": str(exc)})
+        if reply is not None:
+            self.hub.send(conn, reply)
+
+    async def _save_session(self, record: ConnectionRecord) -> None:
+        if record.session is not None and self.resumer is not None:
+            session = Session(sorted(record.rooms), sorted(record.users), record.attributes)
+            try:
+                await self.resumer.save(record.session, session)
+            except Exception:  # best effort: the client will be told "session expired"
+                log.exception("saving a recovery session failed")
 
     def _binary(self, conn: Connection, data: bytes) -> None:
         route = self.routes.get("$default")
@@ -593,6 +652,7 @@ class Gateway(GatewayApi):
         logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
         if record is None:  # someone else (a reaping node) already delivered $disconnect
             return
+        await self._save_session(record)
         route = self.routes.get("$disconnect")
         if route is not None:
             task = asyncio.get_running_loop().create_task(
@@ -603,6 +663,7 @@ class Gateway(GatewayApi):
 
     async def _reaped(self, record: ConnectionRecord) -> None:
         """A dead node's connection, removed by us: its one ``$disconnect`` runs here."""
+        await self._save_session(record)
         ctx = ConnectionContext(
             connection_id=record.connection_id,
             connected_at=record.connected_at,

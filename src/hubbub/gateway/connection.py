@@ -50,6 +50,7 @@ class Connection:
         "closing",
         "context",
         "factory",
+        "held",
         "id",
         "in_flight",
         "last_active",
@@ -58,6 +59,7 @@ class Connection:
         "rate",
         "retired",
         "rooms",
+        "session",
         "socket",
         "strikes",
         "tasks",
@@ -80,6 +82,9 @@ class Connection:
         self.outbox_bytes = 0
         self.rate: TokenBucket | None = None  # message rate limit, when configured
         self.strikes = 0  # consecutive messages refused by the rate limit
+        # Recovery (hubbub.v1): the session token, and room envelopes held back during a resume.
+        self.session: str | None = None
+        self.held: list[tuple[str, int, bytes]] | None = None
         self._close: tuple[int, str] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._timers: list[asyncio.TimerHandle] = []

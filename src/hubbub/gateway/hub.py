@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hubbub.gateway.transport import frame_text
+from hubbub.store.recovery import Position
 
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
@@ -26,6 +28,21 @@ log = logging.getLogger("hubbub.hub")
 
 SLOW_CONSUMER_CODE = 1013
 SLOW_CONSUMER_REASON = "Send queue full"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A room message's position; the wrapped payload is built only if a member needs it."""
+
+    room: str
+    epoch: str
+    offset: int
+    data: bytes
+
+    def payload(self) -> bytes:
+        from hubbub.gateway.recovery import envelope
+
+        return envelope(self.room, Position(self.epoch, self.offset), self.data)
 
 
 class Hub:
@@ -69,15 +86,36 @@ class Hub:
         return self._write(conn, payload, frame_text(payload))
 
     def fan_out(
-        self, conns: Iterable[Connection], payload: bytes, exclude: str | None = None
+        self,
+        conns: Iterable[Connection],
+        payload: bytes,
+        exclude: str | None = None,
+        envelope: Envelope | None = None,
     ) -> int:
-        """Deliver one message to many connections, framing it once. Returns the count."""
+        """Deliver one message to many connections, framing it once. Returns the count.
+
+        With ``envelope`` (a room message with history), recovery-enabled connections get the
+        wrapped form instead, also framed once.
+        """
         frame = frame_text(payload)
         self.frames_built += 1
         delivered = 0
         write = self._write
+        wrapped = wrapped_frame = b""
         for conn in conns:
-            if conn.id != exclude and write(conn, payload, frame):
+            if conn.id == exclude:
+                continue
+            if envelope is not None and conn.session is not None:
+                if not wrapped:
+                    wrapped = envelope.payload()
+                    wrapped_frame = frame_text(wrapped)
+                    self.frames_built += 1
+                if conn.held is not None:  # resuming: the replay goes first, then these
+                    conn.held.append((envelope.room, envelope.offset, wrapped))
+                    delivered += 1
+                elif write(conn, wrapped, wrapped_frame):
+                    delivered += 1
+            elif write(conn, payload, frame):
                 delivered += 1
         return delivered
 

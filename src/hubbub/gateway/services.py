@@ -16,7 +16,9 @@ import orjson
 
 from hubbub.errors import BadRequestError, GoneError, PayloadTooLargeError
 from hubbub.gateway.connection import NORMAL
+from hubbub.gateway.hub import Envelope
 from hubbub.store.base import Delivery, Page, Store
+from hubbub.store.recovery import Recovery
 
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
@@ -55,6 +57,7 @@ class Services:
         self.bus = store.bus
         self.node_id = store.bus.node_id
         self.max_post_bytes = max_post_bytes
+        self.recovery: Recovery | None = None  # set by the Gateway when history is on
         # Set by the Gateway: close a local connection on behalf of DeleteConnection.
         self.close_local: Callable[[Connection, int, str], Awaitable[None]] | None = None
 
@@ -84,7 +87,10 @@ class Services:
             members = hub.rooms.get(delivery.target)
             if not members:
                 return 0
-            return hub.fan_out(list(members.values()), delivery.data, delivery.exclude)
+            envelope = None
+            if delivery.epoch is not None:
+                envelope = Envelope(delivery.target, delivery.epoch, delivery.offset, delivery.data)
+            return hub.fan_out(list(members.values()), delivery.data, delivery.exclude, envelope)
         if delivery.kind == "user":
             members = hub.users.get(delivery.target)
             return hub.fan_out(list(members.values()), delivery.data) if members else 0
@@ -249,6 +255,12 @@ class Rooms:
         s = self._s
         check_name("room", room)
         payload = s.check_size(as_bytes(data))
+        envelope = None
+        if s.recovery is not None:
+            # Every room message gets a position in the room's history, members or not: a
+            # client that is away right now resumes from it.
+            position = await s.recovery.append(room, payload)
+            envelope = Envelope(room, position.epoch, position.offset, payload)
         nodes = await s.registry.room_nodes(room)
         delivered = 0
         remote = []
@@ -256,12 +268,22 @@ class Rooms:
             if node == s.node_id:
                 local = s.hub.rooms.get(room)
                 if local:
-                    delivered += s.hub.fan_out(list(local.values()), payload, exclude)
+                    delivered += s.hub.fan_out(list(local.values()), payload, exclude, envelope)
             else:
                 remote.append(node)
                 delivered += members
         if remote:
-            await s.bus.publish(remote, Delivery("room", room, payload, exclude))
+            await s.bus.publish(
+                remote,
+                Delivery(
+                    "room",
+                    room,
+                    payload,
+                    exclude,
+                    epoch=envelope.epoch if envelope else None,
+                    offset=envelope.offset if envelope else 0,
+                ),
+            )
         return delivered
 
     publish = send

@@ -30,6 +30,8 @@ class ConnectionRecord:
     # Enough of the handshake to build a $disconnect event on another node (node loss).
     host: str = ""
     authorizer: dict[str, Any] | None = None
+    # Recovery session token of an opted-in client: whoever removes the record saves the session.
+    session: str | None = None
     rooms: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
 
@@ -61,6 +63,10 @@ class Delivery:
     target: str
     data: bytes
     exclude: str | None = None
+    # Room messages with history: their position, so receiving nodes can wrap them for
+    # recovery-enabled clients (hubbub.gateway.recovery).
+    epoch: str | None = None
+    offset: int = 0
 
 
 class BusHandler(Protocol):

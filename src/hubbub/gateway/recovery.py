@@ -1,0 +1,173 @@
+"""The opt-in recovery protocol (``hubbub.v1``): sessions, room envelopes, resume.
+
+Plain AWS-style clients never see any of this. A client opts in with the subprotocol ``hubbub.v1``
+or the query flag ``?hubbub=1``; from then on:
+
+- right after the handshake it receives ``{"hubbub": "session", "token": T, "connectionId": C}``;
+- room messages arrive wrapped: ``{"hubbub": "room", "room": R, "epoch": E, "offset": N,
+  "data": "<the message text>"}`` (direct posts and broadcasts are not wrapped: they have no
+  history);
+- after reconnecting (a new socket, a new connection id; ``$connect`` runs again, as for any new
+  connection — it is a new connection to the application too), its first message is
+  ``{"hubbub": "resume", "token": T, "rooms": {R: {"epoch": E, "offset": N}, ...}}``; the gateway
+  restores the old connection's rooms, user bindings and attributes onto the new one, replays every
+  room message after each given position in order (as envelopes), and answers
+  ``{"hubbub": "recovered", "recovered": true|false, "rooms": {R: {"recovered": bool, "replayed": n,
+  "reason": null|"epoch changed"|"window passed"}}, "reason": null|"session expired"}``.
+
+Messages published between the rejoin and the replay can arrive twice (live and replayed); they
+carry the same offset and clients drop offsets they have already seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hubbub.store.recovery import Missed, Position, Recovery, Session, new_token
+
+if TYPE_CHECKING:
+    from hubbub.gateway.connection import Connection
+    from hubbub.gateway.hub import Hub
+    from hubbub.gateway.services import GatewayApi
+
+log = logging.getLogger("hubbub.recovery")
+
+SUBPROTOCOL = "hubbub.v1"
+CONTROL_PREFIX = '{"hubbub"'
+
+
+def wants_recovery(requested_protocols: str | None, query: list[tuple[str, str]] | None) -> bool:
+    """The client opted in by subprotocol or query flag."""
+    if requested_protocols and SUBPROTOCOL in (p.strip() for p in requested_protocols.split(",")):
+        return True
+    return any(k == "hubbub" and v in ("1", "true") for k, v in (query or ()))
+
+
+def session_frame(token: str, connection_id: str) -> bytes:
+    return orjson.dumps({"hubbub": "session", "token": token, "connectionId": connection_id})
+
+
+def envelope(room: str, position: Position, data: bytes) -> bytes:
+    return orjson.dumps(
+        {
+            "hubbub": "room",
+            "room": room,
+            "epoch": position.epoch,
+            "offset": position.offset,
+            "data": data.decode("utf-8", "replace"),
+        }
+    )
+
+
+def _position(value: Any) -> Position | None:
+    if not isinstance(value, Mapping):
+        return None
+    epoch, offset = value.get("epoch"), value.get("offset")
+    if isinstance(epoch, str) and isinstance(offset, int) and not isinstance(offset, bool):
+        return Position(epoch, offset)
+    return None
+
+
+class Resumer:
+    """Handles control messages of opted-in connections."""
+
+    def __init__(
+        self, recovery: Recovery, api: GatewayApi, hub: Hub, *, session_ttl: float
+    ) -> None:
+        self._recovery = recovery
+        self._api = api
+        self._hub = hub
+        self._ttl = session_ttl
+
+    def new_session(self) -> str:
+        return new_token()
+
+    async def save(self, token: str, session: Session) -> None:
+        """Keep a closed connection's state for ``ttl`` seconds, for its client to resume."""
+        await self._recovery.save_session(token, session, self._ttl)
+
+    async def control(self, conn: Connection, text: str) -> bytes | None:
+        """Answer one control message; the reply frame payload, or None to ignore it."""
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return orjson.dumps({"hubbub": "error", "message": "invalid control message"})
+        if not isinstance(message, dict) or message.get("hubbub") != "resume":
+            return orjson.dumps({"hubbub": "error", "message": "unknown control message"})
+        token = message.get("token")
+        rooms = message.get("rooms") or {}
+        if not isinstance(token, str) or not isinstance(rooms, dict):
+            return orjson.dumps({"hubbub": "error", "message": "resume needs token and rooms"})
+        return await self._resume(conn, token, rooms)
+
+    async def _resume(self, conn: Connection, token: str, positions: dict[str, Any]) -> bytes:
+        session = await self._recovery.load_session(token)
+        if session is None:
+            return orjson.dumps(
+                {
+                    "hubbub": "recovered",
+                    "recovered": False,
+                    "reason": "session expired",
+                    "rooms": {},
+                }
+            )
+        api = self._api
+        if session.attributes:
+            await api.connections.set_attributes(conn.id, session.attributes)
+        for user in session.users:
+            await api.users.bind(user, conn.id)
+        report: dict[str, Any] = {}
+        recovered = True
+        replayed_up_to: dict[str, int] = {}
+        conn.held = []  # live room messages wait until the replay is written
+        try:
+            for room in session.rooms:
+                await api.rooms.join(room, conn.id)  # live delivery first, then fill the gap
+                known = _position(positions.get(room))
+                missed: Missed = await self._recovery.since(room, known)
+                head = missed.position
+                replayed_up_to[room] = head.offset
+                if known is None:
+                    # Nothing known about this room: rejoined, nothing to replay.
+                    report[room] = {
+                        "recovered": True,
+                        "replayed": 0,
+                        "reason": None,
+                        "epoch": head.epoch,
+                        "offset": head.offset,
+                    }
+                    continue
+                if missed.complete:
+                    for offset, data in missed.messages:
+                        self._hub.send(conn, envelope(room, Position(head.epoch, offset), data))
+                else:
+                    recovered = False
+                report[room] = {
+                    "recovered": missed.complete,
+                    "replayed": len(missed.messages) if missed.complete else 0,
+                    "reason": missed.reason,
+                    "epoch": head.epoch,
+                    "offset": head.offset,
+                }
+        finally:
+            held, conn.held = conn.held, None
+            for room, offset, payload in held:
+                if offset > replayed_up_to.get(room, 0):
+                    self._hub.send(conn, payload)
+        log.info(
+            "session resumed",
+            extra={
+                "fields": {
+                    "connectionId": conn.id,
+                    "rooms": len(session.rooms),
+                    "recovered": recovered,
+                }
+            },
+        )
+        return orjson.dumps(
+            {"hubbub": "recovered", "recovered": recovered, "reason": None, "rooms": report}
+        )

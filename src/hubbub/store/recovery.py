@@ -1,0 +1,185 @@
+"""Room history and client sessions: what lets a reconnecting client miss nothing.
+
+Theory of operation. Every room message gets a per-room ``offset`` (1, 2, 3, ...) within an
+``epoch`` (a random id fixed when the room's history is created; a store that loses its history —
+a memory store after a restart — starts a new epoch, so a client can tell "nothing missed" from
+"history gone"). Each room keeps the last ``size`` messages for at most ``ttl`` seconds.
+
+A *session* is what the gateway must restore for a client that comes back on a new connection:
+its rooms, user bindings and attributes, under an unguessable token. It is written through on every
+change (so it survives the death of the node that held the connection) and expires ``ttl`` seconds
+after the connection could last have been alive.
+
+One ``Recovery`` implementation per store: memory (one node, this process), SQLite (one node,
+survives restarts) and Redis streams (many nodes).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    epoch: str
+    offset: int
+
+
+@dataclass(slots=True)
+class Session:
+    rooms: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    attributes: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rooms": self.rooms, "users": self.users, "attributes": self.attributes}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Session:
+        return cls(
+            rooms=list(value.get("rooms") or []),
+            users=list(value.get("users") or []),
+            attributes=value.get("attributes"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Missed:
+    """Result of a history read: the messages after a position, or why they cannot be given."""
+
+    messages: list[tuple[int, bytes]]
+    position: Position
+    reason: str | None = None  # None = complete; else "epoch changed" / "window passed"
+
+    @property
+    def complete(self) -> bool:
+        return self.reason is None
+
+
+class Recovery(Protocol):
+    async def append(self, room: str, data: bytes) -> Position:
+        """Record one room message; return its position."""
+        ...
+
+    async def since(self, room: str, after: Position | None) -> Missed:
+        """Messages of ``room`` after ``after`` (all kept ones when None), oldest first."""
+        ...
+
+    async def save_session(self, token: str, session: Session, ttl: float) -> None: ...
+
+    async def load_session(self, token: str) -> Session | None: ...
+
+    async def close(self) -> None: ...
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+def missed_from(
+    entries: Sequence[tuple[int, bytes]], epoch: str, last: int, after: Position | None
+) -> Missed:
+    """Shared rule for every implementation: entries are (offset, data), oldest first."""
+    head = Position(epoch, last)
+    if after is None:
+        return Missed(list(entries), head)
+    if after.epoch != epoch:
+        return Missed([], head, "epoch changed")
+    if after.offset >= last:
+        return Missed([], head)
+    oldest = entries[0][0] if entries else last + 1
+    if after.offset + 1 < oldest:
+        return Missed([], head, "window passed")
+    return Missed([(o, d) for o, d in entries if o > after.offset], head)
+
+
+class _RoomLog:
+    __slots__ = ("entries", "epoch", "last")
+
+    def __init__(self, size: int) -> None:
+        self.epoch = new_epoch()
+        self.last = 0
+        self.entries: deque[tuple[int, bytes, float]] = deque(maxlen=size)
+
+
+class MemoryRecovery:
+    """History and sessions in this process (``memory://``)."""
+
+    def __init__(self, *, size: int, ttl: float) -> None:
+        self._size = size
+        self._ttl = ttl
+        self._rooms: dict[str, _RoomLog] = {}
+        self._sessions: dict[str, tuple[float, Session]] = {}
+
+    async def append(self, room: str, data: bytes) -> Position:
+        log = self._rooms.get(room)
+        if log is None:
+            log = self._rooms[room] = _RoomLog(self._size)
+        log.last += 1
+        log.entries.append((log.last, data, time.monotonic()))
+        return Position(log.epoch, log.last)
+
+    async def since(self, room: str, after: Position | None) -> Missed:
+        log = self._rooms.get(room)
+        if log is None:
+            log = self._rooms[room] = _RoomLog(self._size)
+        horizon = time.monotonic() - self._ttl
+        while log.entries and log.entries[0][2] < horizon:
+            log.entries.popleft()
+        entries = [(o, d) for o, d, _ in log.entries]
+        return missed_from(entries, log.epoch, log.last, after)
+
+    async def save_session(self, token: str, session: Session, ttl: float) -> None:
+        now = time.monotonic()
+        self._sessions[token] = (now + ttl, session)
+        if len(self._sessions) % 1024 == 0:  # amortised expiry sweep
+            for key in [k for k, (exp, _) in self._sessions.items() if exp < now]:
+                del self._sessions[key]
+
+    async def load_session(self, token: str) -> Session | None:
+        item = self._sessions.get(token)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return Session.from_json(item[1].to_json())  # a copy: callers mutate it
+
+    async def close(self) -> None:
+        return None
+
+
+def open_recovery(config: Any) -> Recovery | None:
+    """The history/session store named by ``[history]`` (following ``[store]`` by default)."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    history = config.history
+    if not history.enabled:
+        return None
+    url = history.url or config.store.url
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        path = Path(
+            url[len("sqlite://") :].lstrip("/")
+            if url.startswith("sqlite:///./")
+            else url[len("sqlite://") :]
+        )
+        if not path.is_absolute():
+            path = config.base_dir / path
+        from hubbub.store.recovery_sqlite import SqliteRecovery
+
+        return SqliteRecovery(path, size=history.size, ttl=history.ttl)
+    if scheme in ("redis", "rediss", "unix"):
+        from hubbub.store.recovery_redis import RedisRecovery
+
+        return RedisRecovery(
+            url, key_prefix=config.store.key_prefix, size=history.size, ttl=history.ttl
+        )
+    return MemoryRecovery(size=history.size, ttl=history.ttl)

@@ -1,0 +1,103 @@
+"""Room history in Redis streams and sessions in Redis strings: recovery across nodes.
+
+Per room, three keys share one hash slot (``{room:<name>}``), so the append script runs on Redis
+Cluster too: the epoch, the last offset (INCR) and a stream whose entry ids are ``0-<offset>`` (so
+offsets stay contiguous and ordered) capped near ``size`` entries. All three expire ``ttl`` seconds
+after the room's last message; a room whose history expired starts a new epoch, which clients see as
+"epoch changed". Sessions are plain keys with a TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hubbub.errors import UnavailableError
+from hubbub.store.recovery import Missed, Position, Session, missed_from, new_epoch
+
+_APPEND = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local last = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '0-' .. last, 'd', ARGV[3], 't', ARGV[4])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+return {epoch, last}
+"""
+
+
+class RedisRecovery:
+    def __init__(self, url: str, *, key_prefix: str, size: int, ttl: float) -> None:
+        self._redis: Any = aioredis.from_url(
+            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=False
+        )
+        self._prefix = key_prefix
+        self._size = size
+        self._ttl = ttl
+        self._append = self._redis.register_script(_APPEND)
+
+    def _keys(self, room: str) -> list[str]:
+        tag = f"{self._prefix}{{room:{room}}}"
+        return [f"{tag}:epoch", f"{tag}:last", f"{tag}:history"]
+
+    async def append(self, room: str, data: bytes) -> Position:
+        try:
+            epoch, last = await self._append(
+                keys=self._keys(room),
+                args=[new_epoch(), self._size, data, time.time(), max(1, int(self._ttl))],
+            )
+        except RedisError as exc:
+            raise UnavailableError(f"room history unavailable: {exc}") from exc
+        return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last))
+
+    async def since(self, room: str, after: Position | None) -> Missed:
+        epoch_key, last_key, stream = self._keys(room)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(epoch_key)
+                pipe.get(last_key)
+                start = f"(0-{after.offset}" if after is not None and after.offset > 0 else "-"
+                pipe.xrange(stream, start, "+")
+                epoch, last, entries = await pipe.execute()
+            if epoch is None:
+                # No history yet: create the epoch so positions handed out from now on match.
+                epoch = new_epoch().encode()
+                if not await self._redis.set(epoch_key, epoch, nx=True):
+                    epoch = await self._redis.get(epoch_key) or epoch
+        except RedisError as exc:
+            raise UnavailableError(f"room history unavailable: {exc}") from exc
+        horizon = time.time() - self._ttl
+        kept = []
+        for entry_id, fields in entries:
+            if float(fields[b"t"]) >= horizon:
+                kept.append((int(entry_id.split(b"-")[1]), bytes(fields[b"d"])))
+        epoch_text = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        # XRANGE started just after the position, so a gap before the first kept entry means
+        # the window passed (missed_from checks it).
+        return missed_from(kept, epoch_text, int(last or 0), after)
+
+    async def save_session(self, token: str, session: Session, ttl: float) -> None:
+        try:
+            await self._redis.set(
+                f"{self._prefix}session:{token}",
+                orjson.dumps(session.to_json()),
+                ex=max(1, int(ttl)),
+            )
+        except RedisError as exc:
+            raise UnavailableError(f"sessions unavailable: {exc}") from exc
+
+    async def load_session(self, token: str) -> Session | None:
+        try:
+            raw = await self._redis.get(f"{self._prefix}session:{token}")
+        except RedisError as exc:
+            raise UnavailableError(f"sessions unavailable: {exc}") from exc
+        return None if raw is None else Session.from_json(orjson.loads(raw))
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,101 @@
+"""One contract for room history and sessions, run on memory, SQLite and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hubbub.store.recovery import MemoryRecovery, Position, Recovery, Session
+from hubbub.store.recovery_redis import RedisRecovery
+from hubbub.store.recovery_sqlite import SqliteRecovery
+from tests.store.redis_server import delete_prefix, unique_prefix
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def recovery(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Recovery]:
+    impl: Recovery
+    cleanup = None
+    if request.param == "memory":
+        impl = MemoryRecovery(size=5, ttl=60)
+    elif request.param == "sqlite":
+        impl = SqliteRecovery(tmp_path / "h.db", size=5, ttl=60)
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = unique_prefix()
+        impl = RedisRecovery(url, key_prefix=prefix, size=5, ttl=60)
+        cleanup = (url, prefix)
+    yield impl
+    await impl.close()
+    if cleanup is not None:
+        await delete_prefix(*cleanup)
+
+
+async def test_offsets_are_contiguous_per_room(recovery: Recovery) -> None:
+    positions = [await recovery.append("a", f"m{i}".encode()) for i in range(3)]
+    other = await recovery.append("b", b"x")
+    assert [p.offset for p in positions] == [1, 2, 3]
+    assert len({p.epoch for p in positions}) == 1
+    assert other.offset == 1
+
+
+async def test_since_returns_what_came_after_a_position(recovery: Recovery) -> None:
+    first = await recovery.append("a", b"one")
+    await recovery.append("a", b"two")
+    await recovery.append("a", b"three")
+    missed = await recovery.since("a", first)
+    assert missed.complete
+    assert missed.messages == [(2, b"two"), (3, b"three")]
+    assert missed.position == Position(first.epoch, 3)
+
+
+async def test_since_the_head_is_empty_and_complete(recovery: Recovery) -> None:
+    head = await recovery.append("a", b"one")
+    missed = await recovery.since("a", head)
+    assert missed.complete
+    assert missed.messages == []
+
+
+async def test_since_none_returns_everything_kept(recovery: Recovery) -> None:
+    for i in range(3):
+        await recovery.append("a", f"m{i}".encode())
+    assert [o for o, _ in (await recovery.since("a", None)).messages] == [1, 2, 3]
+
+
+async def test_a_position_older_than_the_window_is_refused(recovery: Recovery) -> None:
+    first = await recovery.append("a", b"0")
+    for i in range(12):  # size is 5 (Redis trims approximately, so go well past it)
+        await recovery.append("a", str(i).encode())
+    for _ in range(200):  # and enough to make Redis' approximate MAXLEN trim for sure
+        await recovery.append("a", b".")
+    missed = await recovery.since("a", first)
+    assert missed.reason == "window passed"
+    assert missed.messages == []
+
+
+async def test_another_epoch_is_refused(recovery: Recovery) -> None:
+    await recovery.append("a", b"x")
+    missed = await recovery.since("a", Position("not-this-epoch", 1))
+    assert missed.reason == "epoch changed"
+
+
+async def test_unknown_room_has_an_epoch_for_later_positions(recovery: Recovery) -> None:
+    empty = await recovery.since("new", None)
+    assert empty.messages == []
+    first = await recovery.append("new", b"x")
+    assert first.epoch == empty.position.epoch
+
+
+async def test_sessions_round_trip_and_expire(recovery: Recovery) -> None:
+    session = Session(rooms=["a", "b"], users=["ann"], attributes={"nick": "ann"})
+    await recovery.save_session("tok", session, ttl=60)
+    loaded = await recovery.load_session("tok")
+    assert loaded is not None
+    assert loaded.to_json() == session.to_json()
+    assert await recovery.load_session("other") is None
+    await recovery.save_session("short", session, ttl=0.001)
+    import asyncio
+
+    await asyncio.sleep(1.1)  # Redis TTLs have one-second resolution
+    assert await recovery.load_session("short") is None
