@@ -22,6 +22,7 @@ SECTIONS = {
     "log": config.LogConfig,
     "authorizer": config.AuthorizerConfig,
     "authorizer.jwt": config.JwtConfig,
+    "history": config.HistoryConfig,
 }
 
 
