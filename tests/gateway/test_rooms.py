@@ -237,3 +237,22 @@ async def test_slow_consumer_is_dropped_and_reported(
         assert await gw.rooms.members("feed") == [fast_id]
         await fast.close()
         slow.transport.abort()
+
+
+async def test_compressed_connections_get_room_messages_in_order(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record"), server={"compression": True}) as gw:
+        plain = await websockets.connect(gw.websocket_url, compression=None)
+        deflated = await websockets.connect(gw.websocket_url, compression="deflate")
+        assert "permessage-deflate" in deflated.response.headers.get("Sec-WebSocket-Extensions", "")
+        await eventually(lambda: len(app.EVENTS) >= 2)
+        for event in app.EVENTS[:2]:
+            await gw.rooms.join("z", event["requestContext"]["connectionId"])
+        for i in range(50):
+            await gw.rooms.send("z", f"message {i} " + "x" * 200)
+        for ws in (plain, deflated):
+            assert [str(await ws.recv()).split()[1] for _ in range(50)] == [
+                str(i) for i in range(50)
+            ]
+            await ws.close()

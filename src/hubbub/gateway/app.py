@@ -264,7 +264,9 @@ class Gateway(GatewayApi):
             log.info("draining", extra={"fields": {"connections": len(conns)}})
         await asyncio.gather(*(c.close(*GOING_AWAY) for c in conns), return_exceptions=True)
         grace = self.config.server.shutdown_grace
+        # In-flight invocations of the closed connections finish too (within the grace period).
         pending = {t for t in self._background if not t.done()}
+        pending |= {t for c in conns for t in c.tasks if not t.done()}
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
             for task in still:

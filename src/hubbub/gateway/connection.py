@@ -46,7 +46,8 @@ class Connection:
     __slots__ = (
         "_close",
         "_drainer",
-        "_timers",
+        "_idle_timer",
+        "_max_timer",
         "closing",
         "context",
         "factory",
@@ -87,7 +88,8 @@ class Connection:
         self.held: list[tuple[str, int, bytes]] | None = None
         self._close: tuple[int, str] | None = None
         self._drainer: asyncio.Task[None] | None = None
-        self._timers: list[asyncio.TimerHandle] = []
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._max_timer: asyncio.TimerHandle | None = None
 
     # -- close bookkeeping -------------------------------------------------------------------
     def set_close(self, code: int, reason: str) -> None:
@@ -108,26 +110,31 @@ class Connection:
         await self.socket.close(code, reason)
 
     # -- compressed sends ---------------------------------------------------------------------
-    def enqueue_compressed(self, payload: bytes) -> None:
+    def enqueue_compressed(self, payload: bytes, limit: int) -> bool:
+        """Queue a message for a compressed connection; False when the queue is over ``limit``."""
         from hubbub.gateway.hub import drain_outbox
 
+        if self.outbox_bytes > limit:
+            return False
         self.outbox.append(payload)
+        self.outbox_bytes += len(payload)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(drain_outbox(self))
+        return True
 
     # -- timers -------------------------------------------------------------------------------
     def arm_timers(self, idle_timeout: float, max_duration: float) -> None:
         loop = asyncio.get_running_loop()
         if idle_timeout > 0:
-            self._timers.append(loop.call_later(idle_timeout, self._check_idle, idle_timeout))
+            self._idle_timer = loop.call_later(idle_timeout, self._check_idle, idle_timeout)
         if max_duration > 0:
-            self._timers.append(loop.call_later(max_duration, self._expire, MAX_DURATION))
+            self._max_timer = loop.call_later(max_duration, self._expire, MAX_DURATION)
 
     def _check_idle(self, idle_timeout: float) -> None:
         remaining = idle_timeout - (now_ms() - self.last_active) / 1000
         if remaining > 0.001:
             loop = asyncio.get_running_loop()
-            self._timers.append(loop.call_later(remaining, self._check_idle, idle_timeout))
+            self._idle_timer = loop.call_later(remaining, self._check_idle, idle_timeout)
         else:
             self._expire(IDLE)
 
@@ -138,8 +145,9 @@ class Connection:
             task.add_done_callback(self.tasks.discard)
 
     def cancel_timers(self) -> None:
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
+        for handle in (self._idle_timer, self._max_timer):
+            if handle is not None:
+                handle.cancel()
+        self._idle_timer = self._max_timer = None
         if self._drainer is not None:
             self._drainer.cancel()

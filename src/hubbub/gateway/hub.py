@@ -124,7 +124,9 @@ class Hub:
         if conn.closing or not sock.writable:
             return False
         if sock.compressed:
-            conn.enqueue_compressed(payload)
+            if not conn.enqueue_compressed(payload, self._limit):
+                self._drop_slow(conn)
+                return False
             return True
         sock.write(frame)
         self.writes += 1
@@ -156,6 +158,7 @@ async def drain_outbox(conn: Connection) -> None:
     outbox = conn.outbox
     while outbox:
         payload = outbox.popleft()
+        conn.outbox_bytes -= len(payload)
         try:
             await conn.socket.send(payload)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
