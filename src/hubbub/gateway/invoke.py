@@ -96,21 +96,23 @@ class Invoker:
             await self._slots.acquire()
         self.in_flight += 1
         started = time.perf_counter()
-        outcome = await self._run(route, event, connection_id, request_id, proxy)
-        self.in_flight -= 1
-        self._slots.release()
-        logs.event(
-            logs.ACCESS,
-            "invoke",
-            route=route.key,
-            connectionId=connection_id,
-            requestId=request_id,
-            status=outcome.result.status_code
-            if outcome.result
-            else ("error" if outcome.error else "ok"),
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            **({"error": outcome.error} if outcome.error else {}),
-        )
+        try:
+            outcome = await self._run(route, event, connection_id, request_id, proxy)
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+        if logs.ACCESS.isEnabledFor(logging.INFO):  # skip building the line when it is off
+            result = outcome.result
+            logs.event(
+                logs.ACCESS,
+                "invoke",
+                route=route.key,
+                connectionId=connection_id,
+                requestId=request_id,
+                status=result.status_code if result else ("error" if outcome.error else "ok"),
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                **({"error": outcome.error} if outcome.error else {}),
+            )
         return outcome
 
     async def _run(
