@@ -35,6 +35,8 @@ def _project(tmp_path: Path, extra: str = "") -> Path:
 port = 0
 [management]
 port = 0
+tls_port = 0
+state_dir = "{tmp_path / "state"}"
 [environment]
 EVENTS_FILE = "{tmp_path / "events.jsonl"}"
 [routes."$connect"]

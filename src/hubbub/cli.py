@@ -153,6 +153,12 @@ async def _serve(config: Config) -> int:
     pages = f"  (pages: {gateway.http_url}/)" if config.static.dir is not None else ""
     print(f"hubbub: websocket  {gateway.websocket_url}{pages}", flush=True)
     print(f"hubbub: management {gateway.management_url}", flush=True)
+    if gateway.management_https_url and gateway.tls is not None:
+        print(
+            f"hubbub: https-management {gateway.management_https_url}"
+            f"  (local CA: {gateway.tls.ca_cert})",
+            flush=True,
+        )
     await stop.wait()
     await gateway.close()
     return 0

@@ -61,6 +61,10 @@ class ManagementConfig:
     port: int = 8081
     auth: str = "none"
     credentials: tuple[Credential, ...] = ()
+    # The HTTPS management listener that makes https://{domainName}/{stage} work for handlers.
+    tls: bool = True
+    tls_port: int = 8443  # 0 = any free port
+    state_dir: Path | None = None  # None: hubbub.gateway.tls.default_state_dir() (per user)
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,8 @@ def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict
     if static.dir is not None and not static.dir.is_absolute():
         sections["static"] = StaticConfig(dir=(base_dir / static.dir))
     management = _management(raw.get("management", {}))
+    if management.state_dir is not None and not management.state_dir.is_absolute():
+        management = replace(management, state_dir=base_dir / management.state_dir)
     environment = _string_table(raw.get("environment", {}), "environment")
     routes = _routes(raw.get("routes", {}))
     authorizer = _authorizer(raw["authorizer"], base_dir) if "authorizer" in raw else None
@@ -320,9 +326,9 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
             raise ConfigError(key, f"must be a list of strings, got {value!r}")
         return tuple(value)
     if type_name == "Path | None":
-        if not isinstance(value, str) or not value:
-            raise ConfigError(key, f"must be a non-empty path string, got {value!r}")
-        return Path(value)
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a path string, got {value!r}")
+        return Path(value) if value else None  # "" = the default
     raise AssertionError(f"no coercion for {type_name}")  # pragma: no cover - programming error
 
 
@@ -351,7 +357,13 @@ def _management(raw: Any) -> ManagementConfig:
     if base.auth == "sigv4" and not creds:
         raise ConfigError("management.credentials", 'auth = "sigv4" needs at least one credential')
     return ManagementConfig(
-        host=base.host, port=base.port, auth=base.auth, credentials=tuple(creds)
+        host=base.host,
+        port=base.port,
+        auth=base.auth,
+        credentials=tuple(creds),
+        tls=base.tls,
+        tls_port=base.tls_port,
+        state_dir=base.state_dir,
     )
 
 
@@ -360,6 +372,9 @@ class _ManagementScalars:
     host: str = "127.0.0.1"
     port: int = 8081
     auth: str = "none"
+    tls: bool = True
+    tls_port: int = 8443
+    state_dir: Path | None = None
 
 
 def _string_table(raw: Any, key: str) -> dict[str, str]:
@@ -513,6 +528,7 @@ def _validate(config: Config) -> None:
     for key, value in (
         ("server.port", config.server.port),
         ("management.port", config.management.port),
+        ("management.tls_port", config.management.tls_port),
     ):
         if value > 65535:
             raise ConfigError(key, f"must be a TCP port (0-65535), got {value}")

@@ -6,7 +6,11 @@ async with run_gateway({"routes": {"$default": {"handler": "app.handler"}}}, bas
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,13 +19,24 @@ from hubbub.config import Config, build_config
 from hubbub.gateway.app import Gateway
 
 
+@functools.cache
+def _state_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="hubbub-test-state-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def make_config(raw: Mapping[str, Any] | None = None, *, base_dir: Path | str = ".") -> Config:
     """A Config from a dict shaped like hubbub.toml, with both listeners on port 0."""
     data: dict[str, Any] = {
         k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (raw or {}).items()
     }
     data.setdefault("server", {}).setdefault("port", 0)
-    data.setdefault("management", {}).setdefault("port", 0)
+    management = data.setdefault("management", {})
+    management.setdefault("port", 0)
+    management.setdefault("tls_port", 0)
+    # Keep tests' CA out of the user's own state folder.
+    management.setdefault("state_dir", str(_state_dir()))
     return build_config(data, base_dir=Path(base_dir).resolve())
 
 

@@ -43,6 +43,7 @@ async def test_two_clients_chat_and_a_gone_connection_is_cleaned_up(
     overrides = {
         "server.port": 0,
         "management.port": port,
+        "management.tls": False,
         "environment.WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{port}/dev",
     }
     config = load_config(CHAT / "hubbub.toml", env={}, overrides=overrides)
@@ -70,7 +71,9 @@ async def test_chat_page_is_served(tmp_path: Path) -> None:
     import aiohttp
 
     config = load_config(
-        CHAT / "hubbub.toml", env={}, overrides={"server.port": 0, "management.port": 0}
+        CHAT / "hubbub.toml",
+        env={},
+        overrides={"server.port": 0, "management.port": 0, "management.tls": False},
     )
     async with run_gateway(config) as gw, aiohttp.ClientSession() as http:
         async with http.get(gw.http_url + "/") as resp:

@@ -20,7 +20,9 @@ async def _recv(ws: websockets.ClientConnection) -> dict[str, object]:
 
 async def test_rooms_example() -> None:
     config = load_config(
-        ROOMS / "hubbub.toml", env={}, overrides={"server.port": 0, "management.port": 0}
+        ROOMS / "hubbub.toml",
+        env={},
+        overrides={"server.port": 0, "management.port": 0, "management.tls": False},
     )
     async with run_gateway(config) as gw:
         async with (

@@ -191,7 +191,7 @@ async def test_sigterm_drains_1000_connections_with_1000_disconnects(tmp_path: P
     (tmp_path / "app.py").write_text(DRAIN_HANDLER)
     events = tmp_path / "events.jsonl"
     (tmp_path / "hubbub.toml").write_text(
-        f"[server]\nport = 0\nshutdown_grace = 30\n[management]\nport = 0\n"
+        f"[server]\nport = 0\nshutdown_grace = 30\n[management]\nport = 0\ntls = false\n"
         f'[environment]\nEVENTS_FILE = "{events}"\n'
         f'[routes."$disconnect"]\nhandler = "app.handler"\n'
     )

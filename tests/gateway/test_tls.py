@@ -114,6 +114,13 @@ def test_leaf_names_loopback_and_the_configured_hosts(state: Path, trust: Path) 
     }
 
 
+def test_leaf_encodes_idn_and_leaves_out_non_names(state: Path, trust: Path) -> None:
+    tls = ensure_local_tls(state, ["bücher.test", "a..b"], trust_bundle=trust)
+    names = _san(tls.cert)
+    assert "xn--bcher-kva.test" in names
+    assert not any(".." in name for name in names)
+
+
 def test_leaf_is_a_server_certificate_issued_by_the_ca(state: Path, trust: Path) -> None:
     tls = ensure_local_tls(state, [], trust_bundle=trust)
     leaf = _cert(tls.cert)

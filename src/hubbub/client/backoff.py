@@ -16,8 +16,9 @@ Theory of operation. A client that lost its socket asks two questions:
 
 Retries are counted per *outage*: the counter goes back to zero only after a connection stayed up
 for ``stable_after`` seconds, so a server that accepts and immediately drops every socket is
-retried with growing delays instead of at full speed. The give-up policy (``max_attempts``,
-``max_elapsed``) is checked before every retry.
+retried with growing delays instead of at full speed. A refusal that carries ``Retry-After``
+(hubbub's 429 and 503 do) moves the jitter window to start there. The give-up policy
+(``max_attempts``, ``max_elapsed``) is checked before every retry.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ CLOSE_RULES: Final[tuple[Rule, ...]] = (
     Rule(1005, 1005, RECONNECT, "no status code in the close frame"),
     Rule(1006, 1006, RECONNECT, "abnormal closure: TCP connection lost, or heartbeat timed out"),
     Rule(1007, 1007, STOP, "invalid payload data: the application sent invalid text"),
-    Rule(1008, 1008, STOP, "policy violation"),
+    Rule(1008, 1008, STOP, "policy violation (hubbub: message rate exceeded)"),
     Rule(1009, 1009, STOP, "message too big: the application sent more than the server allows"),
     Rule(1010, 1010, STOP, "mandatory extension missing"),
     Rule(1011, 1011, RECONNECT, "internal server error"),
@@ -166,11 +167,22 @@ class Backoff:
         # (2**64 times any positive base is already far past any sensible cap).
         return min(self.cap, math.ldexp(self.base, min(retry, 64)))
 
-    def delay(self, retry: int, uniform: Callable[[float, float], float] = random.uniform) -> float:
-        """Draw the ``retry``-th delay, uniform in ``[0, ceiling(retry)]`` (full jitter)."""
-        high = self.ceiling(retry)
+    def delay(
+        self,
+        retry: int,
+        uniform: Callable[[float, float], float] = random.uniform,
+        *,
+        at_least: float = 0.0,
+    ) -> float:
+        """Draw the ``retry``-th delay, uniform in ``[0, ceiling(retry)]`` (full jitter).
+
+        ``at_least`` (a server's ``Retry-After``) shifts the window to start there; the result
+        never exceeds ``cap``, so the window shrinks instead of pushing past it.
+        """
+        floor = min(max(0.0, at_least), self.cap)
+        high = min(self.ceiling(retry), self.cap - floor)
         # Clamp: random.uniform(a, b) may return b + rounding error for some floats.
-        return min(high, max(0.0, uniform(0.0, high)))
+        return floor + min(high, max(0.0, uniform(0.0, high)))
 
     def exhausted(self, attempts: int, elapsed: float) -> bool:
         """True when an outage with ``attempts`` failed attempts lasting ``elapsed`` s must end."""

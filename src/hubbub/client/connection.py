@@ -151,6 +151,8 @@ class ClientConnection:
         self._done = asyncio.Event()
         self._final: ConnectionClosed | None = None
         self._close_requested = False
+        # What close() asked for; the runner may be the one that ends up sending the close frame.
+        self._close_frame: tuple[int, bytes] = (1000, b"")
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -288,10 +290,11 @@ class ClientConnection:
         """
         if self._final is None:
             self._close_requested = True
+            self._close_frame = (code, reason.encode("utf-8")[:123])
             sock = self._sock
             if sock is not None and not sock.closed:
                 with contextlib.suppress(*_WRITE_ERRORS):  # already gone: nothing to tell
-                    await sock.close(code=code, message=reason.encode("utf-8")[:123])
+                    await sock.close(code=code, message=self._close_frame[1])
             runner = self._runner
             if runner is not None and runner is not asyncio.current_task() and not runner.done():
                 # The runner may be sleeping, dialing or waiting for the inbox to drain.
@@ -339,6 +342,7 @@ class ClientConnection:
         retries = 0  # delays taken in the current outage (the backoff exponent)
         outage_start = closed_at = loop.time()
         error: BaseException | None = None
+        retry_after = 0.0  # seconds a refusing server asked for (Retry-After)
         reconnect = False  # True once a socket has been open
         delay_first = False  # the very first attempt goes immediately
         while True:
@@ -347,7 +351,7 @@ class ClientConnection:
                 if policy.exhausted(attempts, elapsed):
                     self._give_up(attempts, elapsed, error)
                     return
-                delay = policy.clamp(policy.delay(retries), elapsed)
+                delay = policy.clamp(policy.delay(retries, at_least=retry_after), elapsed)
                 retries += 1
                 self._state = "waiting"
                 log.info("reconnecting in %.3fs (attempt %d): %s", delay, attempts + 1, error)
@@ -362,7 +366,9 @@ class ClientConnection:
                 if self._dial_failed_for_good(exc):
                     return
                 error = exc
+                retry_after = _retry_after(exc)
                 continue
+            retry_after = 0.0
             opened_at = loop.time()
             code, reason, by_server, error = await self._serve(
                 sock, reconnect, attempts, opened_at - closed_at
@@ -420,7 +426,10 @@ class ClientConnection:
             return await self._pump(sock)
         finally:
             self._state = "waiting"
-            await sock.close()  # no-op when already closed; waits out a closing handshake
+            # A no-op when already closed. close() in another task makes the pump return first
+            # (aiohttp wakes the reader), so this call may be the one that sends its close frame.
+            code, message = self._close_frame
+            await sock.close(code=code, message=message)
             self._sock = None
 
     async def _replay(self, sock: aiohttp.ClientWebSocketResponse[bool], reconnect: bool) -> None:
@@ -553,6 +562,14 @@ class ClientConnection:
         session = self._session
         if self._owns_session and session is not None and not session.closed:
             await session.close()
+
+
+def _retry_after(exc: BaseException) -> float:
+    """The delta-seconds of a refusal's ``Retry-After`` header (HTTP dates are ignored), or 0."""
+    if not isinstance(exc, aiohttp.ClientResponseError) or exc.headers is None:
+        return 0.0
+    value = exc.headers.get("Retry-After", "").strip()
+    return float(value) if value.isdigit() else 0.0
 
 
 async def _write(sock: aiohttp.ClientWebSocketResponse[bool], message: Data) -> None:

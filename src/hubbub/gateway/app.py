@@ -46,7 +46,7 @@ from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id
 from hubbub.aws.results import is_success
 from hubbub.aws.selection import compile_route_selection, select_route
 from hubbub.config import Config
-from hubbub.errors import ManagementError
+from hubbub.errors import ConfigError, ManagementError
 from hubbub.gateway import logs
 from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
@@ -75,6 +75,14 @@ from hubbub.gateway.recovery import (
     wants_recovery,
 )
 from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
+from hubbub.gateway.tls import (
+    LocalTls,
+    default_state_dir,
+    ensure_local_tls,
+    event_domain,
+    handler_environment,
+    server_ssl_context,
+)
 from hubbub.gateway.transport import (
     BINARY as MSG_BINARY,
 )
@@ -94,6 +102,7 @@ from hubbub.gateway.transport import (
 )
 from hubbub.integrations import environment
 from hubbub.integrations.base import Integration
+from hubbub.integrations.http import HttpClient, HttpIntegration
 from hubbub.integrations.python import PythonIntegration, load_handler
 from hubbub.store import ConnectionRecord, Store, open_store
 from hubbub.store.recovery import Recovery, Session, open_recovery
@@ -145,6 +154,9 @@ class Gateway(GatewayApi):
         self.api_context: ApiContext | None = None
         self.public: Listener | None = None
         self.management: Listener | None = None
+        self.management_tls: Listener | None = None
+        self.tls: LocalTls | None = None
+        self._http = HttpClient()
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = False
         self._closed = asyncio.Event()
@@ -166,6 +178,15 @@ class Gateway(GatewayApi):
         config = self.config
         loop = asyncio.get_running_loop()
         environment.install()
+        if config.management.tls:
+            # Before the routes: the handlers' environment names the CA bundle.
+            state_dir = config.management.state_dir or default_state_dir()
+            try:
+                self.tls = ensure_local_tls(
+                    state_dir, [config.management.host, config.api.domain_name]
+                )
+            except OSError as exc:
+                raise ConfigError("management.state_dir", f"{state_dir}: {exc}") from exc
         self.routes = self._build_routes()
         self.authorizer = self._build_authorizer()
         self.invoker = Invoker(
@@ -193,7 +214,21 @@ class Gateway(GatewayApi):
             handler=api.handle,
             max_body=config.limits.max_post_bytes,
         )
-        domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
+        if self.tls is not None:
+            # https://{domainName}/{stage}, as handlers build it, reaches this listener with a
+            # certificate their SDK trusts (AWS_CA_BUNDLE points at our CA plus the usual ones).
+            self.management_tls = await start_http(
+                host=config.management.host,
+                port=config.management.tls_port,
+                handler=api.handle,
+                max_body=config.limits.max_post_bytes,
+                ssl_context=server_ssl_context(self.tls),
+            )
+            domain = config.api.domain_name or event_domain(
+                self.management_tls.host, self.management_tls.port
+            )
+        else:
+            domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
         self.api_context = ApiContext(
             api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
         )
@@ -247,6 +282,13 @@ class Gateway(GatewayApi):
         )
 
     @property
+    def management_https_url(self) -> str | None:
+        if self.management_tls is None:
+            return None
+        host = _host(self.management_tls.host)
+        return f"https://{host}:{self.management_tls.port}/{self.config.api.stage}"
+
+    @property
     def http_url(self) -> str:
         assert self.public is not None
         return f"http://{_host(self.public.host)}:{self.public.port}"
@@ -275,11 +317,14 @@ class Gateway(GatewayApi):
             await self.public.close()
         if self.management is not None:
             await self.management.close()
+        if self.management_tls is not None:
+            await self.management_tls.close()
         await self.store.close()
         if self.recovery is not None:
             await self.recovery.close()
         for route in self.routes.values():
             await route.integration.close()
+        await self._http.close()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
         log.info("gateway stopped")
@@ -313,6 +358,8 @@ class Gateway(GatewayApi):
             # still call the management API, also when it requires SigV4.
             env["AWS_ACCESS_KEY_ID"] = self.execution_role.access_key_id
             env["AWS_SECRET_ACCESS_KEY"] = self.execution_role.secret_access_key
+        if self.tls is not None:
+            env.update(handler_environment(self.tls))  # an AWS_CA_BUNDLE in [environment] wins
         env.update(config.environment)
         env.update(route_env)
         return env
@@ -374,10 +421,8 @@ class Gateway(GatewayApi):
             integration = PythonIntegration(name, func, pool)
             is_async = integration.is_async
         else:
-            from hubbub.integrations.http import HttpIntegration
-
             assert url is not None
-            integration = HttpIntegration(key, url)
+            integration = HttpIntegration(key, url, client=self._http)
             env = {}
             is_async = True
         return Route(

@@ -350,12 +350,28 @@ def _general_names(hosts: Sequence[str]) -> frozenset[x509.GeneralName]:
         host = _strip_port(given.strip()).lower()
         if host in _WILDCARDS:
             continue
-        try:
-            names.add(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            # Certificates carry ASCII (A-label) DNS names; encode internationalised ones.
-            names.add(x509.DNSName(host.encode("idna").decode("ascii")))
+        name = _general_name(host)
+        if name is None:
+            # Not a usable host name (e.g. "a..b"): leave it out rather than refuse to start;
+            # a client using it fails the name check and says so.
+            log.warning(
+                "not a host name, left out of the certificate", extra={"fields": {"host": given}}
+            )
+        else:
+            names.add(name)
     return frozenset(names)
+
+
+def _general_name(host: str) -> x509.GeneralName | None:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        # Certificates carry ASCII (A-label) DNS names; encode internationalised ones.
+        return x509.DNSName(host.encode("idna").decode("ascii"))
+    except UnicodeError:
+        return None
 
 
 def _strip_port(host: str) -> str:

@@ -22,15 +22,6 @@ _overlay: ContextVar[Mapping[str, str] | None] = ContextVar("hubbub_function_env
 class _OverlayEnviron(os._Environ):  # type: ignore[type-arg]
     """``os.environ`` whose reads see the running function's variables first."""
 
-    def __init__(self, real: os._Environ) -> None:  # type: ignore[type-arg]
-        super().__init__(
-            real._data,  # type: ignore[attr-defined]
-            real.encodekey,
-            real.decodekey,
-            real.encodevalue,
-            real.decodevalue,
-        )
-
     def __getitem__(self, key: str) -> str:
         extra = _overlay.get()
         if extra is not None and key in extra:
@@ -65,9 +56,13 @@ class _OverlayEnviron(os._Environ):  # type: ignore[type-arg]
 
 
 def install() -> None:
-    """Put the overlay in place of ``os.environ`` (idempotent)."""
-    if not isinstance(os.environ, _OverlayEnviron):
-        os.environ = _OverlayEnviron(os.environ)  # noqa: B003 - same data, new reads
+    """Turn ``os.environ`` into the overlay (idempotent).
+
+    The object keeps its identity (only its class changes), so code that captured a reference to
+    ``os.environ`` earlier — botocore sessions do — sees the overlay too.
+    """
+    if type(os.environ) is not _OverlayEnviron:
+        os.environ.__class__ = _OverlayEnviron
 
 
 def function_env(variables: Mapping[str, str]) -> Any:

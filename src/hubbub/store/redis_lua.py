@@ -38,10 +38,11 @@ _PRELUDE = """
 local T = ARGV[1]
 local function key(kind, name) return T .. kind .. ':' .. name end
 
--- The bus frame (see encode_frame): netstrings origin, kind, target, exclude; then raw data.
+-- The bus frame (see encode_frame): netstrings origin, kind, target, exclude, epoch, offset;
+-- then the raw data. Notices have no exclude and no history position: three empty fields.
 local function frame(origin, kind, target, data)
   return #origin .. ':' .. origin .. #kind .. ':' .. kind
-    .. #target .. ':' .. target .. '0:' .. data
+    .. #target .. ':' .. target .. '0:0:0:' .. data
 end
 
 local function uncount(room, node)
@@ -250,10 +251,19 @@ def hash_tagged(key_prefix: str) -> str:
 
 
 def encode_frame(origin: str, delivery: Delivery) -> bytes:
-    """One bus message: netstrings (origin, kind, target, exclude) then the raw data, no copy of
-    the payload into an escaped form (no base64, no JSON)."""
+    """One bus message: netstrings (origin, kind, target, exclude, epoch, offset), then the raw
+    data, never escaped or re-encoded (no base64, no JSON). Empty exclude/epoch mean None, an
+    empty offset 0 (room epochs and connection ids are never empty)."""
     parts = []
-    for text in (origin, delivery.kind, delivery.target, delivery.exclude or ""):
+    offset = str(delivery.offset) if delivery.offset else ""
+    for text in (
+        origin,
+        delivery.kind,
+        delivery.target,
+        delivery.exclude or "",
+        delivery.epoch or "",
+        offset,
+    ):
         raw = text.encode()
         parts.append(b"%d:%s" % (len(raw), raw))
     parts.append(delivery.data)
@@ -264,7 +274,7 @@ def decode_frame(frame: bytes) -> tuple[str, Delivery]:
     """Inverse of :func:`encode_frame`: ``(origin node, delivery)``. ValueError if malformed."""
     fields: list[str] = []
     pos = 0
-    for _ in range(4):
+    for _ in range(6):
         colon = frame.index(b":", pos)
         size = int(frame[pos:colon])
         start = colon + 1
@@ -272,5 +282,7 @@ def decode_frame(frame: bytes) -> tuple[str, Delivery]:
             raise ValueError("truncated bus frame")
         fields.append(frame[start : start + size].decode())
         pos = start + size
-    origin, kind, target, exclude = fields
-    return origin, Delivery(kind, target, frame[pos:], exclude or None)
+    origin, kind, target, exclude, epoch, offset = fields
+    return origin, Delivery(
+        kind, target, frame[pos:], exclude or None, epoch=epoch or None, offset=int(offset or 0)
+    )
