@@ -224,3 +224,23 @@ async def test_handlers_see_their_function_environment(
     }
     assert b["ROUTE_ONLY"] is None
     assert b["GLOBAL_VAR"] == "g"
+
+
+async def test_tokens_and_secrets_never_reach_the_logs(
+    gateway: GatewayFactory, app: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    good, expired = _token(), _token(exp=time.time() - 10)
+    async with gateway(
+        authorizer=JWT_AUTH, management=SIGV4, routes=routes(_connect="record")
+    ) as gw:
+        assert await _status(f"{gw.websocket_url}?token={good}") == 101
+        assert await _status(f"{gw.websocket_url}?token={expired}") == 401
+        bad = _client(gw.management_url, "wrong-secret-value")
+        with pytest.raises(bad.exceptions.ForbiddenException):
+            await asyncio.to_thread(bad.get_connection, ConnectionId="abc=")
+    server_side = [r for r in caplog.records if r.name.startswith(("hubbub", "aiohttp"))]
+    assert server_side  # the gateway did log (connects, invocations, refusals)
+    text = "".join(f"{r.getMessage()} {r.__dict__}" for r in server_side)
+    for secret in (good, expired, SECRET, "s3cret-key", "wrong-secret-value"):
+        assert secret not in text
