@@ -1,1 +1,449 @@
-// placeholder: the browser client is being written
+// hubbub browser client: a WebSocket that reconnects by itself, for hubbub and any AWS API Gateway
+// compatible WebSocket API. An ES module with no dependencies and no build step:
+//
+//   import { connect } from "/hubbub.js";
+//   const ws = connect(`ws://${location.host}/dev`);
+//   ws.on("message", (data) => console.log(data));
+//   ws.onReconnectSend({ action: "join", room: "lobby" }); // replayed after every reconnect
+//   ws.sendJson({ action: "join", room: "lobby" });
+//
+// Theory of operation (the same as the Python client, hubbub.client):
+// - At most one native WebSocket at a time: a new one is created only after the previous one
+//   fired "close", from one timer at a time. Two sockets of one client never coexist.
+// - Delays use exponential backoff with FULL jitter: uniform(0, min(cap, base * 2 ** retry)), so
+//   the clients a restarted server dropped come back spread over the window, not as one storm.
+//   The retry count starts over only after a socket stayed open `stableAfter` ms.
+// - Whether to reconnect depends on the close code (CLOSE_RULES, documented in docs/clients.md).
+//   Browsers hide the HTTP status of a refused handshake (a 401 looks like a lost connection,
+//   1006), so refusals are retried until the give-up policy says stop.
+// - send() while disconnected queues (bounded, `queueSize`); on every new socket the resubscribe
+//   messages go first, then the queue, then new sends. All of it runs synchronously in the
+//   socket's "open" handler, so nothing can interleave.
+// - A message handed to a socket the browser still believes open, but whose connection is
+//   already dead, is lost: only an acknowledging protocol can fix that (hubbub's opt-in recovery).
+
+/** Close codes → "reconnect" | "stop"; the first matching [first, last] range wins. */
+export const CLOSE_RULES = Object.freeze([
+  [1000, 1000, "stop", "normal closure: the server closed on purpose (AWS DeleteConnection)"],
+  [1001, 1001, "reconnect", "going away: server drain or restart, idle or maximum duration"],
+  [1002, 1002, "reconnect", "protocol error (often a proxy in the way)"],
+  [1003, 1003, "stop", "unsupported data: the application sent binary to a text-only API"],
+  [1005, 1005, "reconnect", "no status code in the close frame"],
+  [1006, 1006, "reconnect", "abnormal closure: TCP connection lost, or heartbeat timed out"],
+  [1007, 1007, "stop", "invalid payload data: the application sent invalid text"],
+  [1008, 1008, "stop", "policy violation (hubbub: message rate exceeded)"],
+  [1009, 1009, "stop", "message too big: the application sent more than the server allows"],
+  [1010, 1010, "stop", "mandatory extension missing"],
+  [1011, 1011, "reconnect", "internal server error"],
+  [1012, 1012, "reconnect", "service restart"],
+  [1013, 1013, "reconnect", "try again later (hubbub: slow consumer dropped)"],
+  [1014, 1014, "reconnect", "bad gateway"],
+  [1015, 1015, "stop", "TLS handshake failure"],
+  [3000, 3000, "stop", "unauthorized (IANA registry)"],
+  [3003, 3003, "stop", "forbidden (IANA registry)"],
+  [3000, 3999, "reconnect", "other registered library and framework codes"],
+  [4000, 4999, "stop", "application codes: the application decided"],
+  [0, 65535, "reconnect", "any other code"],
+].map((rule) => Object.freeze(rule)));
+
+/** "reconnect" or "stop" for a close code; `overrides` ({1000: "reconnect"}) win. */
+export function closeAction(code, overrides = {}) {
+  if (Object.prototype.hasOwnProperty.call(overrides, code)) return overrides[code];
+  const rule = CLOSE_RULES.find(([first, last]) => first <= code && code <= last);
+  return rule ? rule[2] : "reconnect";
+}
+
+const DEFAULT_BACKOFF = Object.freeze({
+  base: 500, // ms: the first delay is uniform in [0, base]
+  cap: 30000, // ms: no delay is longer
+  maxAttempts: null, // connection attempts per outage; null = no limit
+  maxElapsed: null, // ms per outage; null = no limit
+  stableAfter: 5000, // ms a socket must stay open to end the outage (reset the backoff)
+});
+
+/** The upper bound of the `retry`-th delay (0-based): min(cap, base * 2 ** retry). */
+export function backoffCeiling(retry, { base, cap } = DEFAULT_BACKOFF) {
+  if (!(retry >= 0)) throw new RangeError(`retry must be >= 0, got ${retry}`);
+  return Math.min(cap, base * 2 ** Math.min(retry, 64));
+}
+
+/** Draw the `retry`-th delay with full jitter: uniform in [0, backoffCeiling(retry)]. */
+export function backoffDelay(retry, backoff = DEFAULT_BACKOFF, random = Math.random) {
+  const high = backoffCeiling(retry, backoff);
+  return Math.min(high, Math.max(0, random() * high));
+}
+
+/** The client ended for good; `code`/`reason` are those of the last socket. */
+export class ConnectionClosedError extends Error {
+  constructor(message, { code = 1006, reason = "", unsent = 0 } = {}) {
+    super(unsent ? `${message}; ${unsent} queued message(s) not sent (see unsent())` : message);
+    this.name = "ConnectionClosedError";
+    this.code = code;
+    this.reason = reason;
+    this.unsent = unsent;
+  }
+}
+
+/** The give-up policy (maxAttempts / maxElapsed) ended an outage. */
+export class RetriesExhaustedError extends ConnectionClosedError {
+  constructor(message, { attempts, elapsed, unsent = 0 }) {
+    super(message, { code: 1006, reason: "retries exhausted", unsent });
+    this.name = "RetriesExhaustedError";
+    this.attempts = attempts;
+    this.elapsed = elapsed;
+  }
+}
+
+/** send() while disconnected, and `queueSize` messages are already waiting. */
+export class SendQueueFullError extends Error {
+  constructor(limit) {
+    super(
+      `the outgoing queue is full (${limit} messages queued while disconnected); ` +
+        "raise queueSize or wait for the 'reconnected' event",
+    );
+    this.name = "SendQueueFullError";
+    this.limit = limit;
+  }
+}
+
+const EVENTS = [
+  "message",
+  "open",
+  "close",
+  "reconnecting",
+  "reconnected",
+  "recovered", // reserved for hubbub's opt-in recovery protocol
+  "not_recovered",
+];
+
+function encode(message) {
+  if (
+    typeof message === "string" ||
+    message instanceof ArrayBuffer ||
+    ArrayBuffer.isView(message) ||
+    (typeof Blob !== "undefined" && message instanceof Blob)
+  ) {
+    return message;
+  }
+  return JSON.stringify(message);
+}
+
+/** A reconnecting WebSocket; create it with connect(). */
+export class HubbubSocket {
+  constructor(url, options = {}) {
+    const {
+      protocols = [],
+      backoff = {},
+      closeCodes = {},
+      queueSize = 1000,
+      binaryType = "blob",
+      WebSocket: Impl = globalThis.WebSocket,
+      random = Math.random,
+    } = options;
+    if (typeof Impl !== "function") throw new TypeError("no WebSocket implementation available");
+    if (!/^wss?:\/\/./.test(String(url))) {
+      throw new TypeError(`expected a ws:// or wss:// URL, got ${url}`);
+    }
+    const policy = { ...DEFAULT_BACKOFF, ...backoff };
+    if (!(policy.base > 0) || !(policy.cap >= policy.base) || !Number.isFinite(policy.cap)) {
+      throw new RangeError("backoff needs 0 < base <= cap (milliseconds, finite)");
+    }
+    if (!(queueSize >= 0)) throw new RangeError(`queueSize must be >= 0, got ${queueSize}`);
+    this.url = String(url);
+    this._protocols = protocols;
+    this._policy = policy;
+    this._closeCodes = closeCodes;
+    this._queueSize = queueSize;
+    this._binaryType = binaryType;
+    this._WebSocket = Impl;
+    this._random = random;
+    this._listeners = new Map(EVENTS.map((name) => [name, []]));
+    this._resubscribe = [];
+    this._outbox = [];
+    this._socket = null;
+    this._timer = null;
+    this._state = "connecting";
+    this._final = null;
+    this._closeRequested = false;
+    this._closeFrame = { code: 1000, reason: "" };
+    // Outage bookkeeping (see the theory of operation).
+    this._attempts = 0;
+    this._retries = 0;
+    this._outageStart = Date.now();
+    this._closedAt = this._outageStart;
+    this._everOpen = false;
+    this._lastCode = 1006;
+    this._dial();
+  }
+
+  /** "connecting", "replaying", "open", "waiting" (backoff) or "closed". */
+  get state() {
+    return this._state;
+  }
+
+  /** A socket is open and new sends go straight to it. */
+  get connected() {
+    return this._state === "open";
+  }
+
+  /** The client ended for good. */
+  get closed() {
+    return this._final !== null;
+  }
+
+  /** Call fn on each `name` event; returns a function that removes it. */
+  on(name, fn) {
+    const list = this._listeners.get(name);
+    if (!list) {
+      const known = EVENTS.join(", ");
+      throw new TypeError(`unknown event ${JSON.stringify(name)}; expected one of ${known}`);
+    }
+    if (typeof fn !== "function") throw new TypeError("the callback must be a function");
+    list.push(fn);
+    return () => this.off(name, fn);
+  }
+
+  /** Remove a callback added with on(). */
+  off(name, fn) {
+    const list = this._listeners.get(name);
+    const index = list ? list.indexOf(fn) : -1;
+    if (index >= 0) list.splice(index, 1);
+  }
+
+  /**
+   * Send `message` on every new socket after a reconnect, before queued sends. A string or
+   * binary goes as is, anything else as JSON; a function is called at each reconnect and returns
+   * one message or an array of messages. Returns a function that removes the registration.
+   */
+  onReconnectSend(message) {
+    const entry = { value: typeof message === "function" ? message : encode(message) };
+    this._resubscribe.push(entry);
+    return () => {
+      const index = this._resubscribe.indexOf(entry);
+      if (index >= 0) this._resubscribe.splice(index, 1);
+    };
+  }
+
+  /** Send text (or binary). Queued while disconnected; throws when the queue is full or closed. */
+  send(data) {
+    if (this._final) throw this._final;
+    if (this._closeRequested) {
+      throw new ConnectionClosedError("the connection is closing", { code: 1000 });
+    }
+    const socket = this._socket;
+    // Browsers silently discard sends on a socket that is not OPEN: queue those instead.
+    if (this._state === "open" && socket && socket.readyState === this._WebSocket.OPEN) {
+      socket.send(data);
+      return;
+    }
+    if (this._outbox.length >= this._queueSize) throw new SendQueueFullError(this._queueSize);
+    this._outbox.push(data);
+  }
+
+  /** Send `value` as JSON text. */
+  sendJson(value) {
+    this.send(JSON.stringify(value));
+  }
+
+  /** Messages queued while disconnected and not sent yet. */
+  unsent() {
+    return this._outbox.slice();
+  }
+
+  /** Close with `code`/`reason` and stop reconnecting. Safe to call twice. */
+  close(code = 1000, reason = "") {
+    if (this._final) return;
+    if (code !== 1000 && !(code >= 3000 && code <= 4999)) {
+      throw new RangeError(`close code must be 1000 or 3000-4999 (browser rule), got ${code}`);
+    }
+    this._closeRequested = true;
+    this._closeFrame = { code, reason };
+    clearTimeout(this._timer);
+    this._timer = null;
+    const socket = this._socket;
+    if (socket && socket.readyState <= this._WebSocket.OPEN) {
+      // Its "close" event ends the client; until then no new socket can start.
+      socket.close(code, reason);
+      return;
+    }
+    this._end(
+      new ConnectionClosedError("the connection was closed by the client", {
+        code,
+        reason,
+        unsent: this._outbox.length,
+      }),
+      false,
+    );
+  }
+
+  // -- internals ---------------------------------------------------------------------------
+  _emit(name, ...args) {
+    for (const fn of this._listeners.get(name).slice()) {
+      try {
+        const result = fn(...args);
+        if (result && typeof result.then === "function") {
+          result.then(undefined, (error) => {
+            console.error(`hubbub: ${name} callback failed`, error);
+          });
+        }
+      } catch (error) {
+        console.error(`hubbub: ${name} callback failed`, error);
+      }
+    }
+  }
+
+  _dial() {
+    this._timer = null;
+    if (this._socket) throw new Error("hubbub: a socket is still open"); // the core invariant
+    this._attempts += 1;
+    this._state = "connecting";
+    let socket;
+    try {
+      socket = new this._WebSocket(this.url, this._protocols);
+    } catch (error) {
+      // A malformed URL or a blocked port: nothing to retry.
+      this._end(new ConnectionClosedError(`cannot open ${this.url}: ${error.message}`), false);
+      return;
+    }
+    socket.binaryType = this._binaryType;
+    this._socket = socket;
+    let openedAt = null;
+    socket.addEventListener("open", () => {
+      openedAt = Date.now();
+      this._onOpen(socket);
+    });
+    socket.addEventListener("message", (event) => {
+      if (this._socket === socket) this._emit("message", event.data, event);
+    });
+    socket.addEventListener("close", (event) => {
+      this._socket = null;
+      this._onClose(event, openedAt);
+    });
+  }
+
+  _onOpen(socket) {
+    const reconnect = this._everOpen;
+    this._everOpen = true;
+    this._state = "replaying";
+    this._emit("open", { url: this.url, reconnect });
+    if (this._socket !== socket || socket.readyState !== this._WebSocket.OPEN) return;
+    if (reconnect) {
+      for (const message of this._resubscribeMessages()) socket.send(message);
+    }
+    while (this._outbox.length) socket.send(this._outbox.shift());
+    this._state = "open";
+    if (reconnect) {
+      const downtime = Date.now() - this._closedAt;
+      this._emit("reconnected", { attempts: this._attempts, downtime });
+    }
+  }
+
+  _resubscribeMessages() {
+    const messages = [];
+    for (const { value } of this._resubscribe.slice()) {
+      if (typeof value !== "function") {
+        messages.push(value);
+        continue;
+      }
+      try {
+        const produced = value();
+        if (Array.isArray(produced)) messages.push(...produced.map(encode));
+        else messages.push(encode(produced));
+      } catch (error) {
+        console.error("hubbub: onReconnectSend function failed; skipped", error);
+      }
+    }
+    return messages;
+  }
+
+  _onClose(event, openedAt) {
+    const now = Date.now();
+    if (this._closeRequested) {
+      const { code, reason } = this._closeFrame;
+      const error = new ConnectionClosedError("the connection was closed by the client", {
+        code,
+        reason,
+        unsent: this._outbox.length,
+      });
+      this._end(error, false);
+      return;
+    }
+    this._state = "waiting";
+    if (openedAt !== null) {
+      // A socket that was open: report it and decide by its close code.
+      const code = event.code || 1005;
+      this._lastCode = code;
+      this._closedAt = now;
+      if (closeAction(code, this._closeCodes) !== "reconnect") {
+        const described = event.reason ? `${code} ${event.reason}` : String(code);
+        const message =
+          code === 1000
+            ? `the server closed the connection (${described})`
+            : `the connection was closed (${described}); this close code does not reconnect`;
+        const options = { code, reason: event.reason, unsent: this._outbox.length };
+        this._end(new ConnectionClosedError(message, options), true);
+        return;
+      }
+      this._emit("close", { code, reason: event.reason, byServer: true, willReconnect: true });
+      if (now - openedAt >= this._policy.stableAfter) {
+        this._attempts = 0;
+        this._retries = 0;
+        this._outageStart = now;
+      }
+    }
+    this._schedule();
+  }
+
+  _schedule() {
+    const policy = this._policy;
+    const elapsed = Date.now() - this._outageStart;
+    const limitAttempts = policy.maxAttempts != null && this._attempts >= policy.maxAttempts;
+    const limitTime = policy.maxElapsed != null && elapsed >= policy.maxElapsed;
+    if (limitAttempts || limitTime) {
+      const error = new RetriesExhaustedError(
+        `gave up reconnecting to ${this.url} after ${this._attempts} attempt(s) ` +
+          `in ${(elapsed / 1000).toFixed(1)}s`,
+        { attempts: this._attempts, elapsed, unsent: this._outbox.length },
+      );
+      this._end(error, false);
+      return;
+    }
+    let delay = backoffDelay(this._retries, policy, this._random);
+    if (policy.maxElapsed != null) {
+      delay = Math.max(0, Math.min(delay, policy.maxElapsed - elapsed)); // never past the deadline
+    }
+    this._retries += 1;
+    this._state = "waiting";
+    this._emit("reconnecting", { attempt: this._attempts + 1, delay, code: this._lastCode });
+    this._timer = setTimeout(() => this._dial(), delay);
+  }
+
+  // The client is over: record why and emit the last event, a "close" that will not reconnect.
+  // Its `error` explains the end, except after close() (undefined).
+  _end(error, byServer) {
+    if (this._final) return;
+    this._final = error;
+    this._state = "closed";
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._emit("close", {
+      code: error.code,
+      reason: error.reason,
+      byServer,
+      willReconnect: false,
+      error: this._closeRequested ? undefined : error,
+    });
+  }
+}
+
+/**
+ * Open a reconnecting WebSocket to `url` (it starts connecting at once).
+ *
+ * Options: `protocols`; `backoff` {base, cap, maxAttempts, maxElapsed, stableAfter} in ms;
+ * `closeCodes` overrides the policy ({1000: "reconnect"}); `queueSize` (1000) bounds sends
+ * queued while disconnected; `binaryType`; `WebSocket` (an implementation, e.g. for Node);
+ * `random` (the jitter source).
+ */
+export function connect(url, options = {}) {
+  return new HubbubSocket(url, options);
+}

@@ -41,11 +41,16 @@ logger.setLevel(logging.INFO)
 # invocations run at once (each in its own thread or process), so every call opens its own short
 # connection with a busy timeout instead of sharing one.
 # ---------------------------------------------------------------------------------------------
-DB_PATH = os.environ.get("CHAT_DB") or str(Path(__file__).with_name("chat.sqlite3"))
+DEFAULT_DB = str(Path(__file__).with_name("chat.sqlite3"))
+
+
+def _db_path() -> str:
+    # Read per call, not at import: the table's location is configuration, like a table name.
+    return os.environ.get("CHAT_DB") or DEFAULT_DB
 
 
 def _query(sql: str, params: tuple[str, ...] = ()) -> list[Any]:
-    conn = sqlite3.connect(DB_PATH, timeout=10)
+    conn = sqlite3.connect(_db_path(), timeout=10)
     try:
         with conn:  # one transaction: committed on success, rolled back on error
             conn.execute("CREATE TABLE IF NOT EXISTS connections (connection_id TEXT PRIMARY KEY)")

@@ -43,22 +43,9 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
-from hubbub.client.backoff import (
-    NO_STATUS,
-    RECONNECT,
-    Action,
-    Backoff,
-    close_action,
-    close_meaning,
-    status_action,
-)
-from hubbub.client.errors import (
-    ConnectionClosed,
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    HandshakeRejected,
-    RetriesExhausted,
-)
+from hubbub.client import outcomes
+from hubbub.client.backoff import NO_STATUS, Action, Backoff, close_meaning
+from hubbub.client.errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from hubbub.client.events import (
     Callback,
     Close,
@@ -349,7 +336,9 @@ class ClientConnection:
             if delay_first:
                 elapsed = loop.time() - outage_start
                 if policy.exhausted(attempts, elapsed):
-                    self._give_up(attempts, elapsed, error)
+                    unsent = len(self._outbox)
+                    ended = outcomes.gave_up(self.url, attempts, elapsed, error, unsent=unsent)
+                    self._end(ended, error=error)
                     return
                 delay = policy.clamp(policy.delay(retries, at_least=retry_after), elapsed)
                 retries += 1
@@ -366,7 +355,7 @@ class ClientConnection:
                 if self._dial_failed_for_good(exc):
                     return
                 error = exc
-                retry_after = _retry_after(exc)
+                retry_after = outcomes.retry_after(exc)
                 continue
             retry_after = 0.0
             opened_at = loop.time()
@@ -483,64 +472,24 @@ class ClientConnection:
         self, code: int, reason: str, by_server: bool, error: BaseException | None
     ) -> bool:
         """Report a closed socket; returns True to reconnect, else ends the client."""
-        if close_action(code, self._close_codes) == RECONNECT:
-            log.warning("socket closed (%d %s); reconnecting", code, reason or close_meaning(code))
-            self._listeners.emit("close", Close(code, reason, by_server, True, error))
-            return True
-        described = f"{code} {reason}".strip()
         unsent = len(self._outbox)
-        if code == 1000:
-            exc: ConnectionClosed = ConnectionClosedOK(
-                f"the server closed the connection ({described})",
-                code=code,
-                reason=reason,
-                unsent=unsent,
-            )
-        else:
-            exc = ConnectionClosedError(
-                f"the connection was closed ({described}: {close_meaning(code)}); "
-                "this close code does not reconnect",
-                code=code,
-                reason=reason,
-                unsent=unsent,
-            )
-        self._end(exc, by_server=by_server, error=error)
-        return False
+        final = outcomes.final_close(code, reason, unsent=unsent, overrides=self._close_codes)
+        if final is not None:
+            self._end(final, by_server=by_server, error=error)
+            return False
+        log.warning("socket closed (%d %s); reconnecting", code, reason or close_meaning(code))
+        self._listeners.emit("close", Close(code, reason, by_server, True, error))
+        return True
 
     def _dial_failed_for_good(self, exc: BaseException) -> bool:
         """Classify a failed attempt; ends the client and returns True when it is final."""
-        final: ConnectionClosed | None = None
         unsent = len(self._outbox)
-        if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status != 101:
-            if status_action(exc.status, self._http_statuses) != RECONNECT:
-                final = HandshakeRejected(
-                    f"the server refused the WebSocket upgrade with HTTP {exc.status}",
-                    status=exc.status,
-                    unsent=unsent,
-                )
-        elif isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-            final = ConnectionClosedError(
-                f"TLS failed: {exc}", code=1015, reason="TLS handshake failure", unsent=unsent
-            )
-        elif isinstance(exc, aiohttp.InvalidURL):
-            final = ConnectionClosedError(f"invalid URL: {exc}", code=ABNORMAL, unsent=unsent)
+        final = outcomes.final_dial_failure(exc, unsent=unsent, overrides=self._http_statuses)
         if final is None:
             log.debug("connection attempt failed: %r", exc)
             return False
-        final.__cause__ = exc
         self._end(final, by_server=True, error=exc)
         return True
-
-    def _give_up(self, attempts: int, elapsed: float, error: BaseException | None) -> None:
-        exc = RetriesExhausted(
-            f"gave up reconnecting to {self.url} after {attempts} attempt(s) in {elapsed:.1f}s"
-            + (f"; last error: {error!r}" if error is not None else ""),
-            attempts=attempts,
-            elapsed=elapsed,
-            unsent=len(self._outbox),
-        )
-        exc.__cause__ = error
-        self._end(exc, by_server=False, error=error)
 
     def _end(
         self, exc: ConnectionClosed, *, by_server: bool = False, error: BaseException | None = None
@@ -562,14 +511,6 @@ class ClientConnection:
         session = self._session
         if self._owns_session and session is not None and not session.closed:
             await session.close()
-
-
-def _retry_after(exc: BaseException) -> float:
-    """The delta-seconds of a refusal's ``Retry-After`` header (HTTP dates are ignored), or 0."""
-    if not isinstance(exc, aiohttp.ClientResponseError) or exc.headers is None:
-        return 0.0
-    value = exc.headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else 0.0
 
 
 async def _write(sock: aiohttp.ClientWebSocketResponse[bool], message: Data) -> None:

@@ -1,0 +1,76 @@
+"""The example chat page (examples/chat/public/index.html) in headless Chromium, served by a real
+gateway running the example's unchanged Lambda handler, through a gateway restart."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page
+
+from hubbub.gateway.app import Gateway
+from hubbub.integrations import python as python_integration
+from hubbub.testing import run_gateway
+from tests.client.conftest import public_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat"
+
+if not (CHAT / "public" / "index.html").is_file():  # pragma: no cover - the example is elsewhere
+    pytest.skip("examples/chat/public/index.html does not exist", allow_module_level=True)
+
+
+@pytest.fixture
+def chat_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh import of the example's handler, private to this test.
+
+    Its SQLite path (read from CHAT_DB at import) and its boto3 client are module globals, and
+    handler modules are cached per process; this test imports its own copy, and the cache is
+    restored afterwards so later tests import theirs.
+    """
+    monkeypatch.setenv("CHAT_DB", str(tmp_path / "chat.sqlite3"))
+    cache = {path: m for path, m in python_integration._MODULES.items() if path.parent != CHAT}
+    monkeypatch.setattr(python_integration, "_MODULES", cache)
+
+
+@contextlib.asynccontextmanager
+async def chat_gateway(
+    monkeypatch: pytest.MonkeyPatch, port: int = 0, management_port: int = 0
+) -> AsyncIterator[Gateway]:
+    # The example's hubbub.toml, on free ports (or the ports of the gateway it replaces, since the
+    # handler keeps its boto3 client and so its management endpoint for the process lifetime).
+    route = {"handler": "handler.handler"}
+    raw = {
+        "api": {"name": "chat", "stage": "dev"},
+        "server": {"port": port},
+        "management": {"port": management_port},
+        "routes": {key: route for key in ("$connect", "$disconnect", "sendMessage", "$default")},
+        "static": {"dir": "public"},
+    }
+    async with run_gateway(raw, base_dir=CHAT) as gw:
+        monkeypatch.setenv("WEBSOCKET_ENDPOINT", gw.management_url)
+        yield gw
+
+
+async def say(page: Page, text: str) -> None:
+    await page.fill("#text", text)
+    await page.click("#send")
+    await page.wait_for_selector(f"#messages .message.own .text:text-is('{text}')")
+
+
+async def test_chat_page_sends_and_receives_and_survives_a_restart(
+    page: Page, chat_handler: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with chat_gateway(monkeypatch) as gw:
+        assert gw.management is not None
+        ports = public_port(gw), gw.management.port
+        await page.goto(gw.http_url + "/")
+        await page.wait_for_selector("#status[data-state='open']")
+        await say(page, "hello from the browser")
+    await page.wait_for_selector("#status:not([data-state='open'])")
+    async with chat_gateway(monkeypatch, *ports):
+        await page.wait_for_selector("#status[data-state='open']")
+        await say(page, "still here after the restart")
