@@ -89,11 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(config: Config) -> int:
-    from hubbub.gateway.app import Gateway
+    from hubbub.gateway.auth import execution_role
+    from hubbub.gateway.routing import RouteFactory
+    from hubbub.integrations.http import HttpClient
 
     # Building the routes imports every handler, so a missing module or function is caught too.
-    gateway = Gateway(config)
-    gateway._build_routes()
+    factory = RouteFactory(config, execution_role=execution_role(), tls=None, http=HttpClient())
+    factory.routes()
+    factory.authorizer()
+    factory.close()
     print(f"config: {config.source}")
     print(f"api: {config.api.name} stage={config.api.stage}")
     print(f"route selection: {config.api.route_selection_expression}")

@@ -20,18 +20,14 @@ is left.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
-
-import orjson
 
 from hubbub.aws.authorizer import method_arn
 from hubbub.aws.events import (
@@ -41,80 +37,57 @@ from hubbub.aws.events import (
     connect_event,
     disconnect_event,
 )
-from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
 from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id
 from hubbub.aws.results import is_success
-from hubbub.aws.selection import compile_route_selection, select_route
+from hubbub.aws.selection import compile_route_selection
 from hubbub.config import Config
-from hubbub.errors import ConfigError, ManagementError
+from hubbub.errors import ConfigError
 from hubbub.gateway import logs
 from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
 from hubbub.gateway.connection import (
     ABNORMAL,
-    BINARY,
     GOING_AWAY,
-    NO_STATUS,
     Connection,
     now_ms,
 )
 from hubbub.gateway.hub import Hub
-from hubbub.gateway.invoke import BUSY, Invoker, Route
+from hubbub.gateway.invoke import Invoker, Route
 from hubbub.gateway.limits import (
-    ABUSE_STRIKES,
-    RATE_EXCEEDED,
-    TOO_MANY_REQUESTS,
     Admission,
-    TokenBucket,
 )
+from hubbub.gateway.messages import MessageLoop
 from hubbub.gateway.recovery import (
-    CONTROL_PREFIX,
     SUBPROTOCOL,
     Resumer,
     session_frame,
     wants_recovery,
 )
+from hubbub.gateway.routing import RouteFactory
 from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
 from hubbub.gateway.tls import (
     LocalTls,
     default_state_dir,
     ensure_local_tls,
     event_domain,
-    handler_environment,
     server_ssl_context,
 )
 from hubbub.gateway.transport import (
-    BINARY as MSG_BINARY,
-)
-from hubbub.gateway.transport import (
-    CLOSE,
-    ERROR,
-    TEXT,
     Accept,
     Handshake,
     HttpResponse,
     Listener,
     Socket,
     SocketOptions,
-    frame_text,
     start_http,
     start_public,
 )
 from hubbub.integrations import environment
-from hubbub.integrations.base import Integration
-from hubbub.integrations.http import HttpClient, HttpIntegration
-from hubbub.integrations.python import PythonIntegration, load_handler
+from hubbub.integrations.http import HttpClient
 from hubbub.store import ConnectionRecord, Store, open_store
 from hubbub.store.recovery import Recovery, Session, open_recovery
 
 log = logging.getLogger("hubbub.gateway")
-
-# Reasons reported in $disconnect for closes the peer caused through a protocol error.
-_ERROR_REASONS = {
-    1002: "Protocol error",
-    1007: "Invalid frame payload data",
-    1009: "Message too big",
-}
 
 
 class Gateway(GatewayApi):
@@ -148,7 +121,7 @@ class Gateway(GatewayApi):
             connect_rate=config.limits.connect_rate,
             connect_rate_per_ip=config.limits.connect_rate_per_ip,
         )
-        self._pools: list[ThreadPoolExecutor] = []
+        self.route_factory: RouteFactory | None = None
         self.routes: dict[str, Route] = {}
         self.invoker: Invoker | None = None
         self.api_context: ApiContext | None = None
@@ -163,6 +136,7 @@ class Gateway(GatewayApi):
         self.execution_role = execution_role()
         self.recovery: Recovery | None = None
         self.resumer: Resumer | None = None
+        self.messages: MessageLoop | None = None
         self.authorizer: ConnectAuthorizer | None = None
         self.started_at = 0.0
 
@@ -187,8 +161,11 @@ class Gateway(GatewayApi):
                 )
             except OSError as exc:
                 raise ConfigError("management.state_dir", f"{state_dir}: {exc}") from exc
-        self.routes = self._build_routes()
-        self.authorizer = self._build_authorizer()
+        self.route_factory = RouteFactory(
+            config, execution_role=self.execution_role, tls=self.tls, http=self._http
+        )
+        self.routes = self.route_factory.routes()
+        self.authorizer = self.route_factory.authorizer()
         self.invoker = Invoker(
             max_concurrent=config.limits.max_concurrent_invocations,
             region=config.api.region,
@@ -202,6 +179,14 @@ class Gateway(GatewayApi):
         if self.recovery is not None:
             # A session outlives its connection by the history window.
             self.resumer = Resumer(self.recovery, self, self.hub, session_ttl=config.history.ttl)
+        self.messages = MessageLoop(
+            limits=config.limits,
+            selector=self._selector,
+            routes=self.routes,
+            invoker=self.invoker,
+            hub=self.hub,
+            resumer=self.resumer,
+        )
         authenticate = None
         if config.management.auth == "sigv4":
             authenticate = ManagementAuth(config.management, self.execution_role)
@@ -325,8 +310,8 @@ class Gateway(GatewayApi):
         for route in self.routes.values():
             await route.integration.close()
         await self._http.close()
-        for pool in self._pools:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if self.route_factory is not None:
+            self.route_factory.close()
         log.info("gateway stopped")
 
     async def health(self) -> dict[str, Any]:
@@ -338,101 +323,6 @@ class Gateway(GatewayApi):
             "uptime_s": round(time.time() - self.started_at, 3),
             **store,
         }
-
-    # -- setup helpers ------------------------------------------------------------------------
-    def _function_environment(
-        self, function_name: str, route_env: Mapping[str, str]
-    ) -> dict[str, str]:
-        """What one function's ``os.environ`` shows on top of the process environment."""
-        config = self.config
-        env = {
-            "AWS_REGION": config.api.region,
-            "AWS_DEFAULT_REGION": config.api.region,
-            "AWS_LAMBDA_FUNCTION_NAME": function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-            "AWS_EXECUTION_ENV": "hubbub",
-        }
-        if "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_ACCESS_KEY_ID" not in config.environment:
-            # Like a Lambda's execution role: handlers without credentials of their own can
-            # still call the management API, also when it requires SigV4.
-            env["AWS_ACCESS_KEY_ID"] = self.execution_role.access_key_id
-            env["AWS_SECRET_ACCESS_KEY"] = self.execution_role.secret_access_key
-        if self.tls is not None:
-            env.update(handler_environment(self.tls))  # an AWS_CA_BUNDLE in [environment] wins
-        env.update(config.environment)
-        env.update(route_env)
-        return env
-
-    def _build_routes(self) -> dict[str, Route]:
-        config = self.config
-        routes: dict[str, Route] = {}
-        for key, spec in config.routes.items():
-            routes[key] = self._route(
-                key,
-                spec.handler,
-                spec.url,
-                f'routes."{key}"',
-                spec.environment,
-                timeout=spec.timeout,
-                two_way=spec.route_response,
-            )
-        return routes
-
-    def _build_authorizer(self) -> ConnectAuthorizer | None:
-        auth = self.config.authorizer
-        if auth is None:
-            return None
-        route = None
-        if auth.handler is not None or auth.url is not None:
-            route = self._route(
-                "$authorizer", auth.handler, auth.url, "authorizer", {}, timeout=auth.timeout
-            )
-        return ConnectAuthorizer(auth, route)
-
-    def _route(
-        self,
-        key: str,
-        handler: str | None,
-        url: str | None,
-        config_key: str,
-        route_env: Mapping[str, str],
-        *,
-        timeout: float | None,
-        two_way: bool = False,
-    ) -> Route:
-        """One route's integration, loaded inside the function's own environment."""
-        integration: Integration
-        if handler is not None:
-            name = handler.rpartition(".")[0].replace(".", "-").replace("/", "-") or handler
-            env = self._function_environment(name, route_env)
-            token = environment.function_env(env)
-            try:  # module-level code of the handler reads its environment at import
-                func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
-            finally:
-                environment.reset(token)
-            # One pool per route: a route whose handlers block for minutes exhausts only its own
-            # threads (created on demand), never another route's.
-            pool = ThreadPoolExecutor(
-                max_workers=self.config.limits.handler_threads,
-                thread_name_prefix=f"hubbub-handler-{key}",
-            )
-            self._pools.append(pool)
-            integration = PythonIntegration(name, func, pool)
-            is_async = integration.is_async
-        else:
-            assert url is not None
-            integration = HttpIntegration(key, url, client=self._http)
-            env = {}
-            is_async = True
-        return Route(
-            key=key,
-            integration=integration,
-            timeout=timeout or self.config.limits.handler_timeout,
-            two_way=two_way,
-            is_async=is_async,
-            environment=env,
-        )
 
     # -- handshake ----------------------------------------------------------------------------
     async def _handshake(self, hs: Handshake) -> Accept | HttpResponse:
@@ -543,82 +433,13 @@ class Gateway(GatewayApi):
         limits = self.config.limits
         conn.arm_timers(limits.idle_timeout, limits.max_duration)
         try:
-            await self._read_loop(conn)
+            assert self.messages is not None
+            await self.messages.run(conn)
         except asyncio.CancelledError:
             conn.set_close(*GOING_AWAY)
             raise
         finally:
             await self._retire(conn)
-
-    async def _read_loop(self, conn: Connection) -> None:
-        sock = conn.socket
-        receive = sock.receive
-        selector = self._selector
-        routes = self.routes
-        per_connection = self.config.limits.max_invocations_per_connection
-        allow_binary = self.config.limits.allow_binary
-        message_rate = self.config.limits.message_rate
-        if message_rate > 0:
-            conn.rate = TokenBucket(message_rate)
-        loop = asyncio.get_running_loop()
-        while True:
-            kind, data, extra = await receive()
-            if kind == TEXT:
-                now = now_ms()
-                conn.last_active = now
-                if conn.rate is not None and not self._within_rate(conn):
-                    continue
-                if conn.session is not None and data.startswith(CONTROL_PREFIX):
-                    self._spawn(conn, self._control(conn, data))
-                    continue
-                key = select_route(selector, data, routes)
-                if key is None:
-                    sock.write(frame_text(forbidden_frame(conn.id, new_request_id())))
-                    continue
-                if conn.in_flight >= per_connection:
-                    sock.write(frame_text(error_frame(BUSY, conn.id, new_request_id())))
-                    continue
-                request_id = new_request_id()
-                event = conn.factory.build(key, data, request_id, new_request_id(), now)
-                conn.in_flight += 1
-                task = loop.create_task(self._message(conn, routes[key], event, request_id))
-                conn.tasks.add(task)
-                task.add_done_callback(conn.tasks.discard)
-            elif kind == MSG_BINARY and not allow_binary:
-                await conn.close(*BINARY)
-            elif kind == MSG_BINARY:
-                # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
-                # the way API Gateway hands binary payloads to Lambda elsewhere.
-                conn.last_active = now_ms()
-                self._binary(conn, data)
-            elif kind == CLOSE:
-                conn.set_close(data or NO_STATUS, extra or "")
-                return
-            elif kind == ERROR:
-                if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
-                    conn.set_close(ABNORMAL, "Ping timeout")
-                else:
-                    code = getattr(data, "code", ABNORMAL)
-                    conn.set_close(code, _ERROR_REASONS.get(code, str(data)))
-                return
-            else:  # CLOSING / CLOSED: the transport is gone or we are closing it
-                conn.set_close(ABNORMAL, "")
-                return
-
-    def _spawn(self, conn: Connection, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        conn.tasks.add(task)
-        task.add_done_callback(conn.tasks.discard)
-
-    async def _control(self, conn: Connection, text: str) -> None:
-        """A recovery control message (resume) of an opted-in client; never routed."""
-        assert self.resumer is not None
-        try:
-            reply = await self.resumer.control(conn, text)
-        except ManagementError as exc:
-            reply = orjson.dumps({"hubbub": "error", "message": str(exc)})
-        if reply is not None:
-            self.hub.send(conn, reply)
 
     async def _save_session(self, record: ConnectionRecord) -> None:
         if record.session is not None and self.resumer is not None:
@@ -627,59 +448,6 @@ class Gateway(GatewayApi):
                 await self.resumer.save(record.session, session)
             except Exception:  # best effort: the client will be told "session expired"
                 log.exception("saving a recovery session failed")
-
-    def _binary(self, conn: Connection, data: bytes) -> None:
-        route = self.routes.get("$default")
-        if route is None:
-            conn.socket.write(frame_text(forbidden_frame(conn.id, new_request_id())))
-            return
-        request_id = new_request_id()
-        body = base64.b64encode(data).decode("ascii")
-        event = conn.factory.build("$default", body, request_id, new_request_id(), now_ms())
-        event["isBase64Encoded"] = True
-        conn.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._message(conn, route, event, request_id))
-        conn.tasks.add(task)
-        task.add_done_callback(conn.tasks.discard)
-
-    def _within_rate(self, conn: Connection) -> bool:
-        """Apply the per-connection message rate; False means the message is refused."""
-        assert conn.rate is not None
-        if conn.rate.allow():
-            conn.strikes = 0
-            return True
-        conn.strikes += 1
-        if conn.strikes >= ABUSE_STRIKES:
-            conn._expire(RATE_EXCEEDED)
-        elif conn.socket.writable:
-            frame = error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id())
-            conn.socket.write(frame_text(frame))
-        return False
-
-    async def _message(
-        self, conn: Connection, route: Route, event: dict[str, Any], request_id: str
-    ) -> None:
-        assert self.invoker is not None
-        try:
-            outcome = await self.invoker.invoke(
-                route, event, connection_id=conn.id, request_id=request_id
-            )
-        finally:
-            conn.in_flight -= 1
-        result = outcome.result
-        if result is None:
-            if conn.socket.writable:
-                frame = (
-                    error_frame(BUSY, conn.id, request_id)
-                    if outcome.rejected
-                    else internal_error_frame(conn.id, request_id)
-                )
-                conn.socket.write(frame_text(frame))
-            return
-        if route.two_way:
-            body = result.body_text()
-            if body is not None:
-                self.hub.send(conn, body.encode("utf-8"))
 
     async def _close_local(self, conn: Connection, code: int, reason: str) -> None:
         """DeleteConnection on a local connection: gone for the API at once, then closed."""

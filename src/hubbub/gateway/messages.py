@@ -1,0 +1,178 @@
+"""The message path of one connection: read, limit, route, invoke, answer.
+
+Each text message is routed by the selection expression and its invocation started as a task —
+invocations of one connection run concurrently, as on AWS — bounded by the per-connection cap.
+Recovery control messages of opted-in clients (``{"hubbub": ...}``) are answered here and never
+routed. Everything that ends the read loop records its close code and reason on the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import orjson
+
+from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
+from hubbub.aws.ids import new_request_id
+from hubbub.aws.selection import RouteSelector, select_route
+from hubbub.config import LimitsConfig
+from hubbub.errors import ManagementError
+from hubbub.gateway.connection import ABNORMAL, BINARY, NO_STATUS, Connection, now_ms
+from hubbub.gateway.hub import Hub
+from hubbub.gateway.invoke import BUSY, Invoker, Route
+from hubbub.gateway.limits import ABUSE_STRIKES, RATE_EXCEEDED, TOO_MANY_REQUESTS, TokenBucket
+from hubbub.gateway.recovery import CONTROL_PREFIX, Resumer
+from hubbub.gateway.transport import BINARY as MSG_BINARY
+from hubbub.gateway.transport import CLOSE, ERROR, TEXT, frame_text
+
+# Reasons reported in $disconnect for closes the peer caused through a protocol error.
+_ERROR_REASONS = {
+    1002: "Protocol error",
+    1007: "Invalid frame payload data",
+    1009: "Message too big",
+}
+
+
+class MessageLoop:
+    def __init__(
+        self,
+        *,
+        limits: LimitsConfig,
+        selector: RouteSelector,
+        routes: Mapping[str, Route],
+        invoker: Invoker,
+        hub: Hub,
+        resumer: Resumer | None,
+    ) -> None:
+        self.limits = limits
+        self.selector = selector
+        self.routes = routes
+        self.invoker = invoker
+        self.hub = hub
+        self.resumer = resumer
+
+    async def run(self, conn: Connection) -> None:
+        """Read until the connection ends; record why in ``conn.set_close``."""
+        sock = conn.socket
+        receive = sock.receive
+        selector = self.selector
+        routes = self.routes
+        per_connection = self.limits.max_invocations_per_connection
+        allow_binary = self.limits.allow_binary
+        message_rate = self.limits.message_rate
+        if message_rate > 0:
+            conn.rate = TokenBucket(message_rate)
+        loop = asyncio.get_running_loop()
+        while True:
+            kind, data, extra = await receive()
+            if kind == TEXT:
+                now = now_ms()
+                conn.last_active = now
+                if conn.rate is not None and not self._within_rate(conn):
+                    continue
+                if conn.session is not None and data.startswith(CONTROL_PREFIX):
+                    self._spawn(conn, self._control(conn, data))
+                    continue
+                key = select_route(selector, data, routes)
+                if key is None:
+                    sock.write(frame_text(forbidden_frame(conn.id, new_request_id())))
+                    continue
+                if conn.in_flight >= per_connection:
+                    sock.write(frame_text(error_frame(BUSY, conn.id, new_request_id())))
+                    continue
+                request_id = new_request_id()
+                event = conn.factory.build(key, data, request_id, new_request_id(), now)
+                conn.in_flight += 1
+                task = loop.create_task(self._message(conn, routes[key], event, request_id))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+            elif kind == MSG_BINARY and not allow_binary:
+                await conn.close(*BINARY)
+            elif kind == MSG_BINARY:
+                # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
+                # the way API Gateway hands binary payloads to Lambda elsewhere.
+                conn.last_active = now_ms()
+                self._binary(conn, data)
+            elif kind == CLOSE:
+                conn.set_close(data or NO_STATUS, extra or "")
+                return
+            elif kind == ERROR:
+                if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
+                    conn.set_close(ABNORMAL, "Ping timeout")
+                else:
+                    code = getattr(data, "code", ABNORMAL)
+                    conn.set_close(code, _ERROR_REASONS.get(code, str(data)))
+                return
+            else:  # CLOSING / CLOSED: the transport is gone or we are closing it
+                conn.set_close(ABNORMAL, "")
+                return
+
+    def _spawn(self, conn: Connection, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
+
+    async def _control(self, conn: Connection, text: str) -> None:
+        """A recovery control message (resume) of an opted-in client; never routed."""
+        assert self.resumer is not None
+        try:
+            reply = await self.resumer.control(conn, text)
+        except ManagementError as exc:
+            reply = orjson.dumps({"hubbub": "error", "message": str(exc)})
+        if reply is not None:
+            self.hub.send(conn, reply)
+
+    def _binary(self, conn: Connection, data: bytes) -> None:
+        route = self.routes.get("$default")
+        if route is None:
+            conn.socket.write(frame_text(forbidden_frame(conn.id, new_request_id())))
+            return
+        request_id = new_request_id()
+        body = base64.b64encode(data).decode("ascii")
+        event = conn.factory.build("$default", body, request_id, new_request_id(), now_ms())
+        event["isBase64Encoded"] = True
+        conn.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._message(conn, route, event, request_id))
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
+
+    def _within_rate(self, conn: Connection) -> bool:
+        """Apply the per-connection message rate; False means the message is refused."""
+        assert conn.rate is not None
+        if conn.rate.allow():
+            conn.strikes = 0
+            return True
+        conn.strikes += 1
+        if conn.strikes >= ABUSE_STRIKES:
+            conn._expire(RATE_EXCEEDED)
+        elif conn.socket.writable:
+            frame = error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id())
+            conn.socket.write(frame_text(frame))
+        return False
+
+    async def _message(
+        self, conn: Connection, route: Route, event: dict[str, Any], request_id: str
+    ) -> None:
+        try:
+            outcome = await self.invoker.invoke(
+                route, event, connection_id=conn.id, request_id=request_id
+            )
+        finally:
+            conn.in_flight -= 1
+        result = outcome.result
+        if result is None:
+            if conn.socket.writable:
+                frame = (
+                    error_frame(BUSY, conn.id, request_id)
+                    if outcome.rejected
+                    else internal_error_frame(conn.id, request_id)
+                )
+                conn.socket.write(frame_text(frame))
+            return
+        if route.two_way:
+            body = result.body_text()
+            if body is not None:
+                self.hub.send(conn, body.encode("utf-8"))

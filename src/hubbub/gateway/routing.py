@@ -1,0 +1,137 @@
+"""Building routes: each route's integration, loaded inside its function's own environment.
+
+A route is what one Lambda function is on AWS: a handler (Python in-process, or an HTTP endpoint),
+a timeout, its environment variables (``[environment]`` + the route's own + what Lambda sets), and —
+for plain ``def`` handlers — its own thread pool, so a route whose handlers block for minutes
+exhausts only its own threads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from hubbub.aws.sigv4 import Credential
+from hubbub.config import Config
+from hubbub.gateway.auth import ConnectAuthorizer
+from hubbub.gateway.invoke import Route
+from hubbub.gateway.tls import LocalTls, handler_environment
+from hubbub.integrations import environment
+from hubbub.integrations.base import Integration
+from hubbub.integrations.http import HttpClient, HttpIntegration
+from hubbub.integrations.python import PythonIntegration, load_handler
+
+
+class RouteFactory:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        execution_role: Credential,
+        tls: LocalTls | None,
+        http: HttpClient,
+    ) -> None:
+        self.config = config
+        self.execution_role = execution_role
+        self.tls = tls
+        self._http = http
+        self._pools: list[ThreadPoolExecutor] = []
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def function_environment(
+        self, function_name: str, route_env: Mapping[str, str]
+    ) -> dict[str, str]:
+        """What one function's ``os.environ`` shows on top of the process environment."""
+        config = self.config
+        env = {
+            "AWS_REGION": config.api.region,
+            "AWS_DEFAULT_REGION": config.api.region,
+            "AWS_LAMBDA_FUNCTION_NAME": function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_EXECUTION_ENV": "hubbub",
+        }
+        if "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_ACCESS_KEY_ID" not in config.environment:
+            # Like a Lambda's execution role: handlers without credentials of their own can
+            # still call the management API, also when it requires SigV4.
+            env["AWS_ACCESS_KEY_ID"] = self.execution_role.access_key_id
+            env["AWS_SECRET_ACCESS_KEY"] = self.execution_role.secret_access_key
+        if self.tls is not None:
+            env.update(handler_environment(self.tls))  # an AWS_CA_BUNDLE in [environment] wins
+        env.update(config.environment)
+        env.update(route_env)
+        return env
+
+    def routes(self) -> dict[str, Route]:
+        config = self.config
+        routes: dict[str, Route] = {}
+        for key, spec in config.routes.items():
+            routes[key] = self.route(
+                key,
+                spec.handler,
+                spec.url,
+                f'routes."{key}"',
+                spec.environment,
+                timeout=spec.timeout,
+                two_way=spec.route_response,
+            )
+        return routes
+
+    def authorizer(self) -> ConnectAuthorizer | None:
+        auth = self.config.authorizer
+        if auth is None:
+            return None
+        route = None
+        if auth.handler is not None or auth.url is not None:
+            route = self.route(
+                "$authorizer", auth.handler, auth.url, "authorizer", {}, timeout=auth.timeout
+            )
+        return ConnectAuthorizer(auth, route)
+
+    def route(
+        self,
+        key: str,
+        handler: str | None,
+        url: str | None,
+        config_key: str,
+        route_env: Mapping[str, str],
+        *,
+        timeout: float | None,
+        two_way: bool = False,
+    ) -> Route:
+        """One route's integration, loaded inside the function's own environment."""
+        integration: Integration
+        if handler is not None:
+            name = handler.rpartition(".")[0].replace(".", "-").replace("/", "-") or handler
+            env = self.function_environment(name, route_env)
+            token = environment.function_env(env)
+            try:  # module-level code of the handler reads its environment at import
+                func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
+            finally:
+                environment.reset(token)
+            # One pool per route: a route whose handlers block for minutes exhausts only its own
+            # threads (created on demand), never another route's.
+            pool = ThreadPoolExecutor(
+                max_workers=self.config.limits.handler_threads,
+                thread_name_prefix=f"hubbub-handler-{key}",
+            )
+            self._pools.append(pool)
+            integration = PythonIntegration(name, func, pool)
+            is_async = integration.is_async
+        else:
+            assert url is not None
+            integration = HttpIntegration(key, url, client=self._http)
+            env = {}
+            is_async = True
+        return Route(
+            key=key,
+            integration=integration,
+            timeout=timeout or self.config.limits.handler_timeout,
+            two_way=two_way,
+            is_async=is_async,
+            environment=env,
+        )
