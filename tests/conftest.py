@@ -16,3 +16,7 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    # boto3's default session caches the credentials it found first; each test starts afresh.
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)

@@ -20,7 +20,13 @@
 //   messages go first, then the queue, then new sends. All of it runs synchronously in the
 //   socket's "open" handler, so nothing can interleave.
 // - A message handed to a socket the browser still believes open, but whose connection is
-//   already dead, is lost: only an acknowledging protocol can fix that (hubbub's opt-in recovery).
+//   already dead, is lost: only an acknowledging protocol can fix that.
+// - With `recovery: true` (hubbub's opt-in protocol, docs/recovery.md) the socket offers the
+//   "hubbub.v1" subprotocol; a SessionState keeps the session token and the last offset per room,
+//   unwraps room envelopes and drops duplicates and control frames. After a reconnect the resume
+//   message goes first; resubscribe messages and the queue wait for the gateway's answer (at most
+//   `recoveryTimeout` ms), which is reported as "recovered" or "not_recovered":
+//     open -> resume -> (replayed messages) -> recovered | not_recovered -> queue -> reconnected
 
 /** Close codes → "reconnect" | "stop"; the first matching [first, last] range wins. */
 export const CLOSE_RULES = Object.freeze([
@@ -112,9 +118,131 @@ const EVENTS = [
   "close",
   "reconnecting",
   "reconnected",
-  "recovered", // reserved for hubbub's opt-in recovery protocol
+  "recovered", // recovery: true only
   "not_recovered",
 ];
+
+/** The subprotocol of hubbub's recovery protocol. */
+export const SUBPROTOCOL = "hubbub.v1";
+// Every control frame the gateway writes starts with exactly these characters (compact JSON).
+const CONTROL_PREFIX = '{"hubbub"';
+
+const isInt = (value) => Number.isInteger(value);
+
+/**
+ * The client half of the recovery protocol, without I/O (the same as hubbub.client.recovery).
+ * receive(text) classifies one text frame of an opted-in socket: {kind: "message", data, meta}
+ * for the application (room envelopes unwrapped, duplicates dropped), {kind: "answer", ...} for
+ * the answer to the resume in progress, or null (session, error, late answer: protocol business).
+ * The newest session token is kept, except that a socket which dies while its resume is still
+ * unanswered leaves the previous token in place (its session is the complete one).
+ */
+export class SessionState {
+  constructor() {
+    this.token = null; // presented by the next resume
+    this.connectionId = null;
+    this.positions = new Map(); // room -> {epoch, offset} of the last delivered message
+    this.resuming = false;
+    this.duplicates = 0;
+    this._pendingToken = null;
+  }
+
+  /** The resume message for a new socket (its first message), or null without a token. */
+  startResume() {
+    if (this.token === null) return null;
+    this.resuming = true;
+    const rooms = Object.fromEntries(
+      [...this.positions].map(([room, { epoch, offset }]) => [room, { epoch, offset }]),
+    );
+    return JSON.stringify({ hubbub: "resume", token: this.token, rooms });
+  }
+
+  /** The resume ended without an answer (timeout): this socket's session counts from now on. */
+  settle() {
+    this.resuming = false;
+    if (this._pendingToken !== null) {
+      this.token = this._pendingToken;
+      this._pendingToken = null;
+    }
+  }
+
+  socketClosed() {
+    this.resuming = false;
+    this._pendingToken = null;
+  }
+
+  receive(text) {
+    const plain = { kind: "message", data: text, meta: null };
+    if (!text.startsWith(CONTROL_PREFIX)) return plain;
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return plain; // not JSON after all: the application's
+    }
+    if (frame === null || typeof frame !== "object") return plain;
+    switch (frame.hubbub) {
+      case "room":
+        return this._envelope(frame);
+      case "session":
+        if (typeof frame.token === "string") {
+          this.connectionId = typeof frame.connectionId === "string" ? frame.connectionId : null;
+          if (this.resuming) this._pendingToken = frame.token;
+          else this.token = frame.token;
+        }
+        return null;
+      case "recovered":
+        return this._answer(frame);
+      case "error":
+        console.warn("hubbub: the gateway refused a recovery message:", frame.message);
+        return null;
+      default:
+        return null; // a control frame of a newer protocol version
+    }
+  }
+
+  _envelope({ room, epoch, offset, data }) {
+    if (typeof room !== "string" || typeof epoch !== "string" || !isInt(offset)) return null;
+    if (typeof data !== "string") return null;
+    const last = this.positions.get(room);
+    if (last && last.epoch === epoch && offset <= last.offset) {
+      this.duplicates += 1;
+      return null;
+    }
+    this.positions.set(room, { epoch, offset });
+    return { kind: "message", data, meta: { room, epoch, offset, replayed: this.resuming } };
+  }
+
+  _answer(frame) {
+    const rooms = {};
+    const raw = frame.rooms && typeof frame.rooms === "object" ? frame.rooms : {};
+    for (const [room, r] of Object.entries(raw)) {
+      if (!r || typeof r !== "object") continue;
+      const report = {
+        recovered: r.recovered === true,
+        replayed: isInt(r.replayed) ? r.replayed : 0,
+        reason: typeof r.reason === "string" ? r.reason : null,
+        epoch: typeof r.epoch === "string" ? r.epoch : null,
+        offset: isInt(r.offset) ? r.offset : null,
+      };
+      rooms[room] = report;
+      // The answer's position is the head when the gateway read the history; live messages
+      // delivered since may be past it already (same epoch: keep the larger).
+      if (report.epoch !== null && report.offset !== null) {
+        const last = this.positions.get(room);
+        if (!last || last.epoch !== report.epoch || last.offset < report.offset) {
+          this.positions.set(room, { epoch: report.epoch, offset: report.offset });
+        }
+      }
+    }
+    const awaited = this.resuming;
+    this.settle();
+    if (!awaited) return null;
+    const reason = typeof frame.reason === "string" ? frame.reason : null;
+    const recovered = frame.recovered === true;
+    return { kind: "answer", recovered, resumed: reason === null, reason, rooms };
+  }
+}
 
 function encode(message) {
   if (
@@ -139,6 +267,8 @@ export class HubbubSocket {
       binaryType = "blob",
       WebSocket: Impl = globalThis.WebSocket,
       random = Math.random,
+      recovery = false,
+      recoveryTimeout = 10000,
     } = options;
     if (typeof Impl !== "function") throw new TypeError("no WebSocket implementation available");
     if (!/^wss?:\/\/./.test(String(url))) {
@@ -149,8 +279,17 @@ export class HubbubSocket {
       throw new RangeError("backoff needs 0 < base <= cap (milliseconds, finite)");
     }
     if (!(queueSize >= 0)) throw new RangeError(`queueSize must be >= 0, got ${queueSize}`);
+    if (!(recoveryTimeout > 0)) {
+      throw new RangeError(`recoveryTimeout must be positive, got ${recoveryTimeout}`);
+    }
     this.url = String(url);
-    this._protocols = protocols;
+    const offered = typeof protocols === "string" ? [protocols] : [...protocols];
+    if (recovery && !offered.includes(SUBPROTOCOL)) offered.unshift(SUBPROTOCOL);
+    this._protocols = offered;
+    this._session = recovery ? new SessionState() : null;
+    this._recoveryTimeout = recoveryTimeout;
+    this._recovering = false; // the current socket speaks hubbub.v1
+    this._resumeTimer = null; // set while waiting for the answer to a resume
     this._policy = policy;
     this._closeCodes = closeCodes;
     this._queueSize = queueSize;
@@ -191,6 +330,22 @@ export class HubbubSocket {
     return this._final !== null;
   }
 
+  /** (recovery) The gateway's id for the current connection, from its session frame. */
+  get connectionId() {
+    return this._session ? this._session.connectionId : null;
+  }
+
+  /** (recovery) The token the next reconnect resumes from. */
+  get sessionToken() {
+    return this._session ? this._session.token : null;
+  }
+
+  /** (recovery) The last delivered {epoch, offset} per room: {room: {epoch, offset}}. */
+  positions() {
+    if (!this._session) return {};
+    return Object.fromEntries([...this._session.positions].map(([r, p]) => [r, { ...p }]));
+  }
+
   /** Call fn on each `name` event; returns a function that removes it. */
   on(name, fn) {
     const list = this._listeners.get(name);
@@ -214,9 +369,12 @@ export class HubbubSocket {
    * Send `message` on every new socket after a reconnect, before queued sends. A string or
    * binary goes as is, anything else as JSON; a function is called at each reconnect and returns
    * one message or an array of messages. Returns a function that removes the registration.
+   * `{skipIfResumed: true}` (recovery): not sent when the gateway resumed the session (it rejoined
+   * the rooms itself), sent when it could not. Use it for joins.
    */
-  onReconnectSend(message) {
-    const entry = { value: typeof message === "function" ? message : encode(message) };
+  onReconnectSend(message, { skipIfResumed = false } = {}) {
+    const value = typeof message === "function" ? message : encode(message);
+    const entry = { value, skipIfResumed };
     this._resubscribe.push(entry);
     return () => {
       const index = this._resubscribe.indexOf(entry);
@@ -313,10 +471,13 @@ export class HubbubSocket {
       this._onOpen(socket);
     });
     socket.addEventListener("message", (event) => {
-      if (this._socket === socket) this._emit("message", event.data, event);
+      if (this._socket === socket) this._onMessage(socket, event);
     });
     socket.addEventListener("close", (event) => {
       this._socket = null;
+      clearTimeout(this._resumeTimer);
+      this._resumeTimer = null;
+      if (this._session) this._session.socketClosed();
       this._onClose(event, openedAt);
     });
   }
@@ -325,10 +486,63 @@ export class HubbubSocket {
     const reconnect = this._everOpen;
     this._everOpen = true;
     this._state = "replaying";
+    this._recovering = this._session !== null && socket.protocol === SUBPROTOCOL;
+    if (this._session && !this._recovering) {
+      console.warn(`hubbub: the server did not accept ${SUBPROTOCOL}: no recovery on this socket`);
+    }
     this._emit("open", { url: this.url, reconnect });
     if (this._socket !== socket || socket.readyState !== this._WebSocket.OPEN) return;
+    if (reconnect && this._session) {
+      const resume = this._recovering ? this._session.startResume() : null;
+      if (resume !== null) {
+        // The resume goes first; the rest waits for the answer (see _onMessage) or the timer.
+        socket.send(resume);
+        this._resumeTimer = setTimeout(() => {
+          this._resumeTimer = null;
+          this._session.settle(); // a late answer only updates the positions
+          console.warn("hubbub: no recovery answer in time; carrying on");
+          this._emit("not_recovered", notRecovered("timeout"));
+          this._flush(socket, true, false);
+        }, this._recoveryTimeout);
+        return;
+      }
+      this._emit("not_recovered", notRecovered(this._recovering ? "no session" : "unsupported"));
+    }
+    this._flush(socket, reconnect, false);
+  }
+
+  _onMessage(socket, event) {
+    if (!this._recovering || typeof event.data !== "string") {
+      this._emit("message", event.data, event, null);
+      return;
+    }
+    const item = this._session.receive(event.data);
+    if (item === null) return;
+    if (item.kind === "message") {
+      this._emit("message", item.data, event, item.meta);
+      return;
+    }
+    // The answer to our resume: report it, then send what waited for it.
+    clearTimeout(this._resumeTimer);
+    this._resumeTimer = null;
+    if (item.recovered) {
+      const replayed = Object.values(item.rooms).reduce((n, r) => n + r.replayed, 0);
+      this._emit("recovered", { rooms: item.rooms, replayed });
+    } else {
+      const lost = Object.keys(item.rooms).filter((room) => !item.rooms[room].recovered);
+      const reason = item.reason || (lost.length ? item.rooms[lost[0]].reason : null);
+      const detail = notRecovered(reason || "not recovered", item.resumed, item.rooms);
+      this._emit("not_recovered", detail);
+    }
+    this._flush(socket, true, item.resumed);
+  }
+
+  // Resubscribe (after a reconnect), then the queue, then "open": all synchronous, so nothing
+  // the application sends meanwhile can overtake them.
+  _flush(socket, reconnect, resumed) {
+    if (this._socket !== socket || socket.readyState !== this._WebSocket.OPEN) return;
     if (reconnect) {
-      for (const message of this._resubscribeMessages()) socket.send(message);
+      for (const message of this._resubscribeMessages(resumed)) socket.send(message);
     }
     while (this._outbox.length) socket.send(this._outbox.shift());
     this._state = "open";
@@ -338,9 +552,10 @@ export class HubbubSocket {
     }
   }
 
-  _resubscribeMessages() {
+  _resubscribeMessages(resumed) {
     const messages = [];
-    for (const { value } of this._resubscribe.slice()) {
+    for (const { value, skipIfResumed } of this._resubscribe.slice()) {
+      if (resumed && skipIfResumed) continue;
       if (typeof value !== "function") {
         messages.push(value);
         continue;
@@ -426,6 +641,8 @@ export class HubbubSocket {
     this._state = "closed";
     clearTimeout(this._timer);
     this._timer = null;
+    clearTimeout(this._resumeTimer);
+    this._resumeTimer = null;
     this._emit("close", {
       code: error.code,
       reason: error.reason,
@@ -436,13 +653,19 @@ export class HubbubSocket {
   }
 }
 
+function notRecovered(reason, resumed = false, rooms = {}) {
+  const lost = Object.keys(rooms).filter((room) => !rooms[room].recovered);
+  return { reason, resumed, rooms, lost };
+}
+
 /**
  * Open a reconnecting WebSocket to `url` (it starts connecting at once).
  *
  * Options: `protocols`; `backoff` {base, cap, maxAttempts, maxElapsed, stableAfter} in ms;
  * `closeCodes` overrides the policy ({1000: "reconnect"}); `queueSize` (1000) bounds sends
  * queued while disconnected; `binaryType`; `WebSocket` (an implementation, e.g. for Node);
- * `random` (the jitter source).
+ * `random` (the jitter source); `recovery` (false) speaks hubbub's recovery protocol, and
+ * `recoveryTimeout` (10000 ms) bounds the wait for its answer after a reconnect.
  */
 export function connect(url, options = {}) {
   return new HubbubSocket(url, options);

@@ -4,6 +4,7 @@ gateway running the example's unchanged Lambda handler, through a gateway restar
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from playwright.async_api import Page
 
 from hubbub.gateway.app import Gateway
-from hubbub.integrations import python as python_integration
+from hubbub.integrations.python import load_handler
 from hubbub.testing import run_gateway
 from tests.client.conftest import public_port
 
@@ -25,15 +26,15 @@ if not (CHAT / "public" / "index.html").is_file():  # pragma: no cover - the exa
 
 @pytest.fixture
 def chat_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh import of the example's handler, private to this test.
+    """The example's handler with a private table and a fresh management client.
 
-    Its SQLite path (read from CHAT_DB at import) and its boto3 client are module globals, and
-    handler modules are cached per process; this test imports its own copy, and the cache is
-    restored afterwards so later tests import theirs.
+    The handler reads ``CHAT_DB`` per call, but creates its boto3 client once per process (as a
+    Lambda container does), bound to the endpoint of the first call: another test's gateway, on
+    another port, may have set it already. This test starts with none (restored afterwards).
     """
     monkeypatch.setenv("CHAT_DB", str(tmp_path / "chat.sqlite3"))
-    cache = {path: m for path, m in python_integration._MODULES.items() if path.parent != CHAT}
-    monkeypatch.setattr(python_integration, "_MODULES", cache)
+    module = sys.modules[load_handler("handler.handler", CHAT).__module__]
+    monkeypatch.setattr(module, "_client", None)
 
 
 @contextlib.asynccontextmanager
@@ -64,13 +65,28 @@ async def say(page: Page, text: str) -> None:
 async def test_chat_page_sends_and_receives_and_survives_a_restart(
     page: Page, chat_handler: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    scripts: list[str] = []
+    page.on("request", lambda request: scripts.append(request.url.rsplit("/", 1)[-1]))
     async with chat_gateway(monkeypatch) as gw:
         assert gw.management is not None
         ports = public_port(gw), gw.management.port
         await page.goto(gw.http_url + "/")
         await page.wait_for_selector("#status[data-state='open']")
         await say(page, "hello from the browser")
+    assert "hubbub.js" in scripts  # the page runs on the browser client
     await page.wait_for_selector("#status:not([data-state='open'])")
+    # Sent while the gateway is down: the client queues it and sends it after the reconnect.
+    await page.fill("#text", "written while offline")
+    await page.click("#send")
     async with chat_gateway(monkeypatch, *ports):
         await page.wait_for_selector("#status[data-state='open']")
+        await page.wait_for_selector(
+            "#messages .message.own .text:text-is('written while offline')"
+        )
         await say(page, "still here after the restart")
+    texts = await page.locator("#messages .message .text").all_text_contents()
+    assert texts == [
+        "hello from the browser",
+        "written while offline",
+        "still here after the restart",
+    ]

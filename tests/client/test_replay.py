@@ -14,10 +14,16 @@ from tests.helpers import TIME_SCALE, eventually
 FAST = Backoff(base=0.01 * TIME_SCALE, cap=0.05 * TIME_SCALE)
 
 
-async def wait_disconnected(ws: ClientConnection) -> None:
-    # The client must have *noticed* the drop: a write into a socket the server already aborted
-    # is accepted by the kernel and lost (the limit the recovery protocol will lift).
-    await eventually(lambda: not ws.connected, message="client noticed the drop")
+def noticed(ws: ClientConnection) -> list[object]:
+    """Records the client's ``close`` events, to wait on after a drop.
+
+    The client must have *noticed* the drop: a write into a socket the server already aborted is
+    accepted by the kernel and lost (in plain mode). Polling ``ws.connected`` instead could miss a
+    reconnect that completes between two polls.
+    """
+    closes: list[object] = []
+    ws.on("close", closes.append)
+    return closes
 
 
 async def test_resubscribe_and_queued_sends_arrive_in_order_after_a_drop(
@@ -31,12 +37,13 @@ async def test_resubscribe_and_queued_sends_arrive_in_order_after_a_drop(
         ws.on_reconnect_send("plain text")
         await ws.send("before")
         assert await ws.recv() == "before"
-        abort_all(gw)
-        await wait_disconnected(ws)
-        await ws.send("queued 1")
-        await ws.send_json({"action": "queued", "n": 2})
+        closes = noticed(ws)
         reconnected: list[object] = []
         ws.on("reconnected", reconnected.append)
+        abort_all(gw)
+        await eventually(lambda: closes, message="client noticed the drop")
+        await ws.send("queued 1")
+        await ws.send_json({"action": "queued", "n": 2})
         await eventually(lambda: reconnected, message="reconnected")
         await ws.send("after")
         await eventually(lambda: len(app.RECEIVED) == 8, message="all 8 messages")

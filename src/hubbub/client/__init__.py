@@ -13,8 +13,11 @@
 
 It reconnects by itself with exponential backoff and full jitter, decides by close code (and
 handshake HTTP status) whether reconnecting makes sense, replays registered messages after every
-reconnect, queues sends made while disconnected, and never has two sockets open at once. Built on
-aiohttp's client; see ``docs/clients.md`` for the policy table and every option.
+reconnect, queues sends made while disconnected, and never has two sockets open at once. With
+``connect(url, recovery=True)`` it speaks hubbub's recovery protocol: after a reconnect the gateway
+restores its rooms and replays the room messages it missed (each exactly once, in order), or says
+what was lost (the ``recovered`` / ``not_recovered`` events). Built on aiohttp's client; see
+``docs/clients.md`` for the policy table and every option.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from hubbub.client.events import (
     Reconnecting,
     Recovered,
 )
+from hubbub.client.recovery import Position, Received, RoomReport
 
 __all__ = [
     "CLOSE_RULES",
@@ -69,10 +73,13 @@ __all__ = [
     "Message",
     "NotRecovered",
     "Open",
+    "Position",
+    "Received",
     "Reconnected",
     "Reconnecting",
     "Recovered",
     "RetriesExhausted",
+    "RoomReport",
     "SendQueueFull",
     "State",
     "close_action",

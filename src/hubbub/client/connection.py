@@ -25,9 +25,21 @@ final by the policy in :mod:`hubbub.client.backoff`, or when the give-up policy 
 same :class:`~hubbub.client.errors.ConnectionClosed` is then raised by ``recv()`` (after the
 messages already received), ``send()`` and the initial ``async with``.
 
-What it cannot promise without the (later, opt-in) recovery protocol: a message written to a socket
-that dies before the bytes leave the machine is lost, and messages the server sent while no socket
-was open are not replayed.
+With ``recovery=True`` (hubbub's opt-in protocol, :mod:`hubbub.client.recovery`) the socket
+offers the ``hubbub.v1`` subprotocol, and every text frame goes through a
+:class:`~hubbub.client.recovery.SessionState` that keeps the session token and the last offset per
+room, unwraps room envelopes and drops duplicates and control frames. A reconnect then runs::
+
+    open ──▶ resume (first message) ──▶ read until the answer ──▶ recovered | not_recovered
+         ──▶ resubscribe (unless resumed) ──▶ the outbox ──▶ open ──▶ reconnected ──▶ pump
+
+The receiving side, resume handshake included, is :class:`~hubbub.client.reader.Reader`, driven
+by the runner. Replayed messages read while waiting for the answer go to the inbox like any other;
+the wait is bounded (``recovery_timeout``), after which the queue is flushed anyway.
+
+What plain mode cannot promise: a message written to a socket that dies before the bytes leave the
+machine is lost, and messages the server sent while no socket was open are not replayed. Recovery
+closes the second gap for room messages (within the gateway's history window).
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from ssl import SSLContext
 from typing import Any, Literal
 
@@ -44,7 +56,7 @@ import aiohttp
 from yarl import URL
 
 from hubbub.client import outcomes
-from hubbub.client.backoff import NO_STATUS, Action, Backoff, close_meaning
+from hubbub.client.backoff import Action, Backoff, close_meaning
 from hubbub.client.errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from hubbub.client.events import (
     Callback,
@@ -56,6 +68,9 @@ from hubbub.client.events import (
     Reconnecting,
 )
 from hubbub.client.queues import Data, Inbox, Outbox
+from hubbub.client.reader import ABNORMAL, Ending, Reader, Socket
+from hubbub.client.recovery import SUBPROTOCOL, Position, Received, SessionState
+from hubbub.client.resubscribe import Message, MessageSource, Resubscriptions
 
 __all__ = ["ClientConnection", "Message", "State", "connect"]
 
@@ -63,23 +78,10 @@ log = logging.getLogger("hubbub.client")
 
 State = Literal["new", "connecting", "replaying", "open", "waiting", "closed"]
 
-# What on_reconnect_send and send_json accept: text and bytes go as they are, the rest as JSON.
-Message = Data | Mapping[str, Any] | Sequence[Any] | int | float | bool | None
-# A callable replayed at each reconnect: an iterable of messages, or one text/bytes/dict message.
-MessageSource = Callable[[], Iterable[Message] | Data | Mapping[str, Any]]
-
-ABNORMAL = 1006
 # Transient failures to open a socket: reconnect. Anything else escaping ws_connect is a bug.
 _DIAL_ERRORS = (OSError, TimeoutError, aiohttp.ClientError)
 # A write that fails because the socket is going away.
 _WRITE_ERRORS = (ConnectionError, aiohttp.ClientError)
-
-
-def encode(message: Message) -> Data:
-    """Text and bytes unchanged; anything else as compact JSON text."""
-    if isinstance(message, str | bytes):
-        return message
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 class ClientConnection:
@@ -106,6 +108,8 @@ class ClientConnection:
         max_message_bytes: int = 4 * 1024 * 1024,
         ssl: SSLContext | bool = True,
         session: aiohttp.ClientSession | None = None,
+        recovery: bool = False,
+        recovery_timeout: float = 10.0,
     ) -> None:
         parsed = URL(url)
         if parsed.scheme not in ("ws", "wss") or not parsed.host:
@@ -114,10 +118,15 @@ class ClientConnection:
             raise ValueError("open_timeout and close_timeout must be positive")
         if heartbeat is not None and heartbeat <= 0:
             raise ValueError(f"heartbeat must be positive or None, got {heartbeat}")
+        if recovery_timeout <= 0:
+            raise ValueError(f"recovery_timeout must be positive, got {recovery_timeout}")
         self.url = url
         self.backoff = backoff or Backoff()
         self._headers = dict(headers or {})
         self._subprotocols = tuple(subprotocols)
+        self._recovery = SessionState() if recovery else None
+        if recovery and SUBPROTOCOL not in self._subprotocols:
+            self._subprotocols = (SUBPROTOCOL, *self._subprotocols)
         self._close_codes = dict(close_codes or {})
         self._http_statuses = dict(http_statuses or {})
         self._heartbeat = heartbeat
@@ -127,12 +136,13 @@ class ClientConnection:
         self._ssl = ssl
         self._session = session
         self._owns_session = session is None
-        self._inbox = Inbox(max_queue)
+        self._inbox: Inbox[Received] = Inbox(max_queue)
         self._outbox = Outbox(queue_size)
         self._listeners = Listeners()
-        self._resubscribe: list[Data | MessageSource] = []
+        self._reader = Reader(self._inbox, self._listeners, self._recovery, recovery_timeout)
+        self._resubscribe = Resubscriptions()
         self._state: State = "new"
-        self._sock: aiohttp.ClientWebSocketResponse[bool] | None = None
+        self._sock: Socket | None = None
         self._runner: asyncio.Task[None] | None = None
         self._opened: asyncio.Future[None] | None = None
         self._done = asyncio.Event()
@@ -162,6 +172,22 @@ class ClientConnection:
         """The subprotocol the current socket negotiated, if any."""
         return self._sock.protocol if self._sock is not None else None
 
+    @property
+    def connection_id(self) -> str | None:
+        """(``recovery=True``) The gateway's id for the current connection, from its session
+        frame (``None`` until that arrived)."""
+        return self._recovery.connection_id if self._recovery is not None else None
+
+    @property
+    def session_token(self) -> str | None:
+        """(``recovery=True``) The token the next reconnect will resume from."""
+        return self._recovery.token if self._recovery is not None else None
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """(``recovery=True``) The last delivered epoch and offset per room (a copy)."""
+        return dict(self._recovery.positions) if self._recovery is not None else {}
+
     def on(self, event: EventName, callback: Callback) -> Callable[[], None]:
         """Call ``callback(event_object)`` on each ``event``; returns a function that removes it.
 
@@ -169,7 +195,9 @@ class ClientConnection:
         """
         return self._listeners.add(event, callback)
 
-    def on_reconnect_send(self, message: Message | MessageSource) -> Callable[[], None]:
+    def on_reconnect_send(
+        self, message: Message | MessageSource, *, skip_if_resumed: bool = False
+    ) -> Callable[[], None]:
         """Send ``message`` on every new socket after a reconnect, before any queued send.
 
         ``message`` is text, bytes, a JSON-serialisable value, or a callable returning a list (any
@@ -177,15 +205,12 @@ class ClientConnection:
         reconnect, so it can reflect the current state:
         ``lambda: [{"action": "join", "room": r} for r in rooms]``. Registrations replay in the
         order they were made. Returns a function that removes the registration.
+
+        ``skip_if_resumed=True`` (for ``recovery=True``): not sent when the gateway resumed the
+        session, since it has rejoined the rooms itself; sent when it could not (session expired,
+        no answer, a server without recovery). Use it for joins.
         """
-        entry: Data | MessageSource = message if callable(message) else encode(message)
-        self._resubscribe.append(entry)
-
-        def remove() -> None:
-            if entry in self._resubscribe:
-                self._resubscribe.remove(entry)
-
-        return remove
+        return self._resubscribe.add(message, skip_if_resumed=skip_if_resumed)
 
     async def send(self, message: Data) -> None:
         """Send text (or bytes, as a binary frame).
@@ -217,9 +242,25 @@ class ClientConnection:
         """The next message (``str`` for text frames, ``bytes`` for binary frames).
 
         Waits through reconnects; raises :class:`~hubbub.client.errors.ConnectionClosed` once the
-        client is closed and every message received before was returned.
+        client is closed and every message received before was returned. With ``recovery=True``
+        a room message is its plain text (see :meth:`recv_message` for its room and offset).
         """
+        return (await self._inbox.get()).data
+
+    async def recv_message(self) -> Received:
+        """The next message with what the recovery protocol knows about it: ``data`` plus
+        ``room``, ``epoch``, ``offset`` and ``replayed`` for room messages (same queue as
+        :meth:`recv`: a message is returned by one of them only)."""
         return await self._inbox.get()
+
+    async def messages(self) -> AsyncIterator[Received]:
+        """``async for message in ws.messages()``: :meth:`recv_message` until the client is closed
+        (ends quietly after ``close()`` or a 1000 close, as ``async for message in ws`` does)."""
+        while True:
+            try:
+                yield await self._inbox.get()
+            except ConnectionClosedOK:
+                return
 
     async def recv_json(self) -> Any:
         """The next message, parsed as JSON."""
@@ -372,7 +413,7 @@ class ClientConnection:
                 attempts = retries = 0
                 outage_start = closed_at
 
-    async def _dial(self) -> aiohttp.ClientWebSocketResponse[bool]:
+    async def _dial(self) -> Socket:
         # The invariant the whole design rests on: no new socket while one is alive.
         assert self._sock is None, "a socket is still open"
         assert self._session is not None
@@ -391,18 +432,25 @@ class ClientConnection:
 
     async def _serve(
         self,
-        sock: aiohttp.ClientWebSocketResponse[bool],
+        sock: Socket,
         reconnect: bool,
         attempts: int,
         downtime: float,
-    ) -> tuple[int, str, bool, BaseException | None]:
+    ) -> Ending:
         """Own one open socket until it is fully closed; returns how it ended."""
         self._sock = sock
+        self._reader.attach(sock)
         try:
             self._state = "replaying"
             self._listeners.emit("open", Open(self.url, reconnect))
+            resumed = False
             try:
-                await self._replay(sock, reconnect)
+                if reconnect and self._recovery is not None:
+                    outcome = await self._reader.resume()
+                    if not isinstance(outcome, bool):
+                        return outcome  # the socket ended before the gateway answered
+                    resumed = outcome
+                await self._replay(sock, reconnect, resumed)
             except _WRITE_ERRORS:
                 pass  # the socket broke while replaying; the pump reads how it ended
             else:
@@ -412,60 +460,24 @@ class ClientConnection:
                     self._listeners.emit("reconnected", Reconnected(attempts, downtime))
                 if self._opened is not None and not self._opened.done():
                     self._opened.set_result(None)
-            return await self._pump(sock)
+            return await self._reader.pump()
         finally:
             self._state = "waiting"
+            self._reader.detach()
             # A no-op when already closed. close() in another task makes the pump return first
             # (aiohttp wakes the reader), so this call may be the one that sends its close frame.
             code, message = self._close_frame
             await sock.close(code=code, message=message)
             self._sock = None
 
-    async def _replay(self, sock: aiohttp.ClientWebSocketResponse[bool], reconnect: bool) -> None:
+    async def _replay(self, sock: Socket, reconnect: bool, resumed: bool) -> None:
         if reconnect:
-            for message in self._resubscribe_messages():
+            for message in self._resubscribe.messages(resumed=resumed):
                 await _write(sock, message)
         outbox = self._outbox
         while outbox:
             await _write(sock, outbox.peek())
             outbox.pop()  # only now: a failed write keeps it for the next socket
-
-    def _resubscribe_messages(self) -> list[Data]:
-        messages: list[Data] = []
-        for entry in list(self._resubscribe):
-            if not callable(entry):
-                messages.append(entry)
-                continue
-            try:
-                produced = entry()
-                if isinstance(produced, str | bytes | Mapping):
-                    messages.append(encode(produced))
-                else:
-                    messages.extend(encode(m) for m in produced)
-            except Exception:
-                log.exception("on_reconnect_send callable %r failed; skipped", entry)
-        return messages
-
-    async def _pump(
-        self, sock: aiohttp.ClientWebSocketResponse[bool]
-    ) -> tuple[int, str, bool, BaseException | None]:
-        """Move messages to the inbox until the socket ends; returns code, reason, by_server,
-        error. A stream that ends without a close frame is 1006, whatever aiohttp recorded."""
-        put = self._inbox.put
-        while True:
-            msg = await sock.receive()
-            kind = msg.type
-            if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
-                await put(msg.data)
-            elif kind is aiohttp.WSMsgType.CLOSE:
-                return (msg.data or NO_STATUS), (msg.extra or ""), True, None
-            elif kind is aiohttp.WSMsgType.ERROR:
-                # Our side ended it: the server broke the protocol or a limit (the exception's
-                # code, e.g. 1009), or the heartbeat got no pong (1006).
-                error: BaseException = msg.data
-                return getattr(error, "code", ABNORMAL), str(error), False, error
-            else:  # CLOSING (close() was called) or CLOSED (the TCP connection is gone)
-                return ABNORMAL, "", True, sock.exception()
 
     # -- decisions ----------------------------------------------------------------------------
     def _socket_closed(
@@ -513,7 +525,7 @@ class ClientConnection:
             await session.close()
 
 
-async def _write(sock: aiohttp.ClientWebSocketResponse[bool], message: Data) -> None:
+async def _write(sock: Socket, message: Data) -> None:
     if isinstance(message, str):
         await sock.send_str(message)
     else:
@@ -536,6 +548,8 @@ def connect(
     max_message_bytes: int = 4 * 1024 * 1024,
     ssl: SSLContext | bool = True,
     session: aiohttp.ClientSession | None = None,
+    recovery: bool = False,
+    recovery_timeout: float = 10.0,
 ) -> ClientConnection:
     """A reconnecting client for ``url`` (``ws://`` or ``wss://``); nothing happens until it is
     awaited or entered::
@@ -553,6 +567,11 @@ def connect(
     ``heartbeat`` sends a ping every N seconds and treats a missing pong as a lost connection (off
     by default: AWS API Gateway does not promise to answer pings); ``open_timeout`` bounds each
     handshake, ``close_timeout`` each closing handshake; ``session`` reuses an aiohttp session.
+
+    ``recovery=True`` speaks hubbub's recovery protocol (``docs/recovery.md``): after a reconnect
+    the gateway rejoins the rooms and replays the room messages missed meanwhile (exactly once, in
+    order), and the ``recovered`` / ``not_recovered`` event says whether anything was lost;
+    ``recovery_timeout`` bounds the wait for that answer before queued sends are flushed anyway.
     """
     return ClientConnection(
         url,
@@ -569,4 +588,6 @@ def connect(
         max_message_bytes=max_message_bytes,
         ssl=ssl,
         session=session,
+        recovery=recovery,
+        recovery_timeout=recovery_timeout,
     )

@@ -7,9 +7,17 @@ removes it. Events are frozen dataclasses; the names and their order over one ou
     close       a socket closed, or the client ended without one (final when not will_reconnect)
     reconnecting  the next attempt is scheduled after ``delay`` seconds
     reconnected   a new socket is open and the resubscribe + queued messages were sent
-    recovered / not_recovered   reserved for the opt-in recovery protocol (not emitted yet)
+    recovered     (``recovery=True`` only) the gateway restored the session and replayed every
+                  room message missed while away
+    not_recovered (``recovery=True`` only) something was missed for good: resync
 
     open -> close(will_reconnect) -> reconnecting -> [reconnecting ...] -> open -> reconnected
+
+With ``recovery=True`` each ``reconnected`` is preceded by exactly one ``recovered`` or
+``not_recovered`` (queued sends are flushed between the two; a socket lost before the gateway
+answered emits neither, and the next one resumes again)::
+
+    open -> close(will_reconnect) -> reconnecting ... -> open -> recovered -> reconnected
 
 Plain callbacks run inline, in that order, on the client's task: keep them short (the socket
 is not read while they run). A callback that returns an awaitable (an ``async def``) is run
@@ -26,6 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
+from hubbub.client.recovery import RoomReport
+
 __all__ = [
     "EVENT_NAMES",
     "Close",
@@ -37,6 +47,7 @@ __all__ = [
     "Reconnected",
     "Reconnecting",
     "Recovered",
+    "RoomReport",
 ]
 
 log = logging.getLogger("hubbub.client")
@@ -91,16 +102,39 @@ class Reconnected:
 
 @dataclass(frozen=True, slots=True)
 class Recovered:
-    """Reserved: the gateway restored this session's rooms and replayed what was missed."""
+    """After a reconnect the gateway restored the session (rooms, user bindings, attributes) and
+    replayed, in order, every room message missed while away; ``rooms`` has the report per room."""
 
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    rooms: Mapping[str, RoomReport] = field(default_factory=dict)
+
+    @property
+    def replayed(self) -> int:
+        """Room messages replayed in all (duplicates the client dropped included)."""
+        return sum(report.replayed for report in self.rooms.values())
 
 
 @dataclass(frozen=True, slots=True)
 class NotRecovered:
-    """Reserved: the gateway could not restore the session; the application must resync."""
+    """After a reconnect something was missed for good: the application must resync.
 
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    ``resumed`` True: the session is back (rooms rejoined, users and attributes restored) but the
+    rooms in ``lost`` have a gap (``reason`` is the first one's: ``"window passed"`` or
+    ``"epoch changed"``). ``resumed`` False: nothing was restored and the rooms must be joined
+    again (``on_reconnect_send(..., skip_if_resumed=True)`` does that); ``reason`` is
+    ``"session expired"`` (away longer than the gateway's ``[history] ttl``, or its history was
+    lost), ``"no session"`` (the previous socket never got a session token), ``"unsupported"``
+    (the server did not accept ``hubbub.v1``) or ``"timeout"`` (no answer in
+    ``recovery_timeout``).
+    """
+
+    reason: str
+    resumed: bool = False
+    rooms: Mapping[str, RoomReport] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> tuple[str, ...]:
+        """The rooms whose missed messages could not be replayed."""
+        return tuple(room for room, report in self.rooms.items() if not report.recovered)
 
 
 Event = Open | Close | Reconnecting | Reconnected | Recovered | NotRecovered

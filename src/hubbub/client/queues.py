@@ -14,21 +14,23 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from hubbub.client.errors import SendQueueFull
 
 __all__ = ["Data", "Inbox", "Outbox"]
 
 Data = str | bytes
+T = TypeVar("T")
 
 
-class Inbox:
+class Inbox(Generic[T]):
     """A bounded FIFO of received messages that can be ended with an exception."""
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError(f"max_queue must be >= 1, got {maxsize}")
-        self._items: deque[Data] = deque()
+        self._items: deque[T] = deque()
         self._maxsize = maxsize
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
@@ -38,7 +40,7 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    async def put(self, item: Data) -> None:
+    async def put(self, item: T) -> None:
         """Append ``item``, waiting while the inbox is full."""
         while len(self._items) >= self._maxsize:
             self._writable.clear()
@@ -46,7 +48,7 @@ class Inbox:
         self._items.append(item)
         self._readable.set()
 
-    async def get(self) -> Data:
+    async def get(self) -> T:
         """The next message; raises the end exception once the inbox is empty and ended."""
         while not self._items:
             if self._end is not None:
