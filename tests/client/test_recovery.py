@@ -119,11 +119,6 @@ async def test_messages_published_while_away_arrive_once_in_order_after_a_drop(
     assert report.rooms["r"].recovered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway: a resume without a position for a room (nothing received in it yet) "
-    "rejoins without replaying; the session should keep each room's position",
-)
 async def test_a_room_that_was_silent_before_the_drop_still_replays(rooms: ModuleType) -> None:
     async with gateway() as gw:
         ws = await connect(gw.websocket_url, backoff=FAST, recovery=True)

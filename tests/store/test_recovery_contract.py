@@ -99,3 +99,12 @@ async def test_sessions_round_trip_and_expire(recovery: Recovery) -> None:
 
     await asyncio.sleep(1.1)  # Redis TTLs have one-second resolution
     assert await recovery.load_session("short") is None
+
+
+async def test_head_is_the_latest_position(recovery: Recovery) -> None:
+    empty = await recovery.head("h")
+    assert empty.offset == 0
+    await recovery.append("h", b"a")
+    second = await recovery.append("h", b"b")
+    assert await recovery.head("h") == second
+    assert second.epoch == empty.epoch

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -85,7 +85,7 @@ from hubbub.gateway.transport import (
 from hubbub.integrations import environment
 from hubbub.integrations.http import HttpClient
 from hubbub.store import ConnectionRecord, Store, open_store
-from hubbub.store.recovery import Recovery, Session, open_recovery
+from hubbub.store.recovery import Position, Recovery, Session, open_recovery
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -441,9 +441,17 @@ class Gateway(GatewayApi):
         finally:
             await self._retire(conn)
 
-    async def _save_session(self, record: ConnectionRecord) -> None:
+    async def _save_session(
+        self, record: ConnectionRecord, joined: Mapping[str, Position] | None = None
+    ) -> None:
         if record.session is not None and self.resumer is not None:
-            session = Session(sorted(record.rooms), sorted(record.users), record.attributes)
+            rooms = sorted(record.rooms)
+            session = Session(
+                rooms,
+                sorted(record.users),
+                record.attributes,
+                {r: p for r, p in (joined or {}).items() if r in record.rooms},
+            )
             try:
                 await self.resumer.save(record.session, session)
             except Exception:  # best effort: the client will be told "session expired"
@@ -467,7 +475,7 @@ class Gateway(GatewayApi):
         logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
         if record is None:  # someone else (a reaping node) already delivered $disconnect
             return
-        await self._save_session(record)
+        await self._save_session(record, conn.joined)
         route = self.routes.get("$disconnect")
         if route is not None:
             task = asyncio.get_running_loop().create_task(

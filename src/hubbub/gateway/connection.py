@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubbub.aws.events import ConnectionContext, MessageEventFactory
 from hubbub.gateway.limits import TokenBucket
+from hubbub.store.recovery import Position
 
 if TYPE_CHECKING:
     from hubbub.gateway.transport import Socket
@@ -54,6 +55,7 @@ class Connection:
         "held",
         "id",
         "in_flight",
+        "joined",
         "last_active",
         "outbox",
         "outbox_bytes",
@@ -86,6 +88,7 @@ class Connection:
         # Recovery (hubbub.v1): the session token, and room envelopes held back during a resume.
         self.session: str | None = None
         self.held: list[tuple[str, int, bytes]] | None = None
+        self.joined: dict[str, Position] = {}  # room -> its head when this connection joined
         self._close: tuple[int, str] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None

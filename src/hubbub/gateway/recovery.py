@@ -15,8 +15,9 @@ or the query flag ``?hubbub=1``; from then on:
   ``{"hubbub": "recovered", "recovered": true|false, "rooms": {R: {"recovered": bool, "replayed": n,
   "reason": null|"epoch changed"|"window passed"}}, "reason": null|"session expired"}``.
 
-Messages published between the rejoin and the replay can arrive twice (live and replayed); they
-carry the same offset and clients drop offsets they have already seen.
+Room messages published while a resume runs are held back and written after the replay, so none
+arrives twice from one resume; clients still drop offsets they have already seen (at-least-once
+across reconnects).
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class Resumer:
         try:
             for room in session.rooms:
                 await api.rooms.join(room, conn.id)  # live delivery first, then fill the gap
-                known = _position(positions.get(room))
+                # The client's own position, else where its old connection joined the room.
+                known = _position(positions.get(room)) or session.joined.get(room)
                 missed: Missed = await self._recovery.since(room, known)
                 head = missed.position
                 replayed_up_to[room] = head.offset

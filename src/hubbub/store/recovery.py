@@ -35,16 +35,26 @@ class Session:
     rooms: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     attributes: dict[str, Any] | None = None
+    # Each room's head when the connection joined it: the resume point for a room in which the
+    # client never received a message (so it has no position of its own to present).
+    joined: dict[str, Position] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"rooms": self.rooms, "users": self.users, "attributes": self.attributes}
+        return {
+            "rooms": self.rooms,
+            "users": self.users,
+            "attributes": self.attributes,
+            "joined": {r: [p.epoch, p.offset] for r, p in self.joined.items()},
+        }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Session:
+        joined = value.get("joined") or {}
         return cls(
             rooms=list(value.get("rooms") or []),
             users=list(value.get("users") or []),
             attributes=value.get("attributes"),
+            joined={r: Position(str(e), int(o)) for r, (e, o) in joined.items()},
         )
 
 
@@ -68,6 +78,10 @@ class Recovery(Protocol):
 
     async def since(self, room: str, after: Position | None) -> Missed:
         """Messages of ``room`` after ``after`` (all kept ones when None), oldest first."""
+        ...
+
+    async def head(self, room: str) -> Position:
+        """The position of the room's latest message (offset 0 when there is none yet)."""
         ...
 
     async def save_session(self, token: str, session: Session, ttl: float) -> None: ...
@@ -137,6 +151,12 @@ class MemoryRecovery:
             log.entries.popleft()
         entries = [(o, d) for o, d, _ in log.entries]
         return missed_from(entries, log.epoch, log.last, after)
+
+    async def head(self, room: str) -> Position:
+        log = self._rooms.get(room)
+        if log is None:
+            log = self._rooms[room] = _RoomLog(self._size)
+        return Position(log.epoch, log.last)
 
     async def save_session(self, token: str, session: Session, ttl: float) -> None:
         now = time.monotonic()

@@ -82,6 +82,18 @@ class RedisRecovery:
         # the window passed (missed_from checks it).
         return missed_from(kept, epoch_text, int(last or 0), after)
 
+    async def head(self, room: str) -> Position:
+        epoch_key, last_key, _ = self._keys(room)
+        try:
+            epoch, last = await self._redis.mget(epoch_key, last_key)
+            if epoch is None:
+                epoch = new_epoch().encode()
+                if not await self._redis.set(epoch_key, epoch, nx=True):
+                    epoch = await self._redis.get(epoch_key) or epoch
+        except RedisError as exc:
+            raise UnavailableError(f"room history unavailable: {exc}") from exc
+        return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last or 0))
+
     async def save_session(self, token: str, session: Session, ttl: float) -> None:
         try:
             await self._redis.set(

@@ -84,6 +84,9 @@ class SqliteRecovery:
         ).fetchall()
         return missed_from([(int(o), bytes(d)) for o, d in rows], epoch, last, after)
 
+    async def head(self, room: str) -> Position:
+        return Position(*self._room(room))
+
     async def save_session(self, token: str, session: Session, ttl: float) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
