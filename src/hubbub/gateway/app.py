@@ -85,6 +85,7 @@ from hubbub.gateway.transport import (
 from hubbub.integrations import environment
 from hubbub.integrations.http import HttpClient
 from hubbub.store import ConnectionRecord, Store, open_store
+from hubbub.store.memory import MemoryStore
 from hubbub.store.recovery import Position, Recovery, Session, open_recovery
 
 log = logging.getLogger("hubbub.gateway")
@@ -186,6 +187,8 @@ class Gateway(GatewayApi):
             invoker=self.invoker,
             hub=self.hub,
             resumer=self.resumer,
+            # One node answers GetConnection from memory; only a shared registry needs touches.
+            touch=None if isinstance(self.store, MemoryStore) else self.store.registry.touch,
         )
         authenticate = None
         if config.management.auth == "sigv4":

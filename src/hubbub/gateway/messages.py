@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import orjson
@@ -46,6 +46,7 @@ class MessageLoop:
         invoker: Invoker,
         hub: Hub,
         resumer: Resumer | None,
+        touch: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> None:
         self.limits = limits
         self.selector = selector
@@ -53,6 +54,7 @@ class MessageLoop:
         self.invoker = invoker
         self.hub = hub
         self.resumer = resumer
+        self.touch = touch
 
     async def run(self, conn: Connection) -> None:
         """Read until the connection ends; record why in ``conn.set_close``."""
@@ -66,11 +68,14 @@ class MessageLoop:
         if message_rate > 0:
             conn.rate = TokenBucket(message_rate)
         loop = asyncio.get_running_loop()
+        touch = self.touch
         while True:
             kind, data, extra = await receive()
             if kind == TEXT:
                 now = now_ms()
                 conn.last_active = now
+                if touch is not None:  # shared registries: lastActiveAt for other nodes
+                    await touch(conn.id, now)
                 if conn.rate is not None and not self._within_rate(conn):
                     continue
                 if conn.session is not None and data.startswith(CONTROL_PREFIX):

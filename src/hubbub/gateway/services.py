@@ -235,9 +235,12 @@ class Rooms:
     async def join(self, room: str, connection_id: str) -> None:
         s = self._s
         check_name("room", room)
+        conn = s.hub.connections.get(connection_id)
+        if conn is not None and conn.session is not None and s.recovery is not None:
+            # Where this member's history starts, in case it never receives a message here.
+            conn.joined.setdefault(room, await s.recovery.head(room))
         if not await s.registry.join(room, connection_id):
             raise GoneError()
-        conn = s.hub.connections.get(connection_id)
         if conn is not None:
             s.hub.join(room, conn)
 
@@ -264,6 +267,8 @@ class Rooms:
         nodes = await s.registry.room_nodes(room)
         delivered = 0
         remote = []
+        has_remote = any(node != s.node_id for node in nodes)
+        excluded_on = await self._remote_member_node(room, exclude) if has_remote else None
         for node, members in nodes.items():
             if node == s.node_id:
                 local = s.hub.rooms.get(room)
@@ -271,7 +276,7 @@ class Rooms:
                     delivered += s.hub.fan_out(list(local.values()), payload, exclude, envelope)
             else:
                 remote.append(node)
-                delivered += members
+                delivered += members - (node == excluded_on)
         if remote:
             await s.bus.publish(
                 remote,
@@ -287,6 +292,13 @@ class Rooms:
         return delivered
 
     publish = send
+
+    async def _remote_member_node(self, room: str, exclude: str | None) -> str | None:
+        """The node of an excluded member held elsewhere, so the count leaves it out."""
+        if exclude is None or exclude in self._s.hub.connections:
+            return None
+        record = await self._s.registry.get(exclude)
+        return record.node_id if record is not None and room in record.rooms else None
 
     async def members(self, room: str) -> list[str]:
         check_name("room", room)

@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from hubbub.errors import UnavailableError
 from hubbub.store.recovery import Missed, Position, Session, missed_from, new_epoch
@@ -34,8 +36,13 @@ return {epoch, last}
 
 class RedisRecovery:
     def __init__(self, url: str, *, key_prefix: str, size: int, ttl: float) -> None:
+        # Short timeouts and a single retry: during an outage a room send answers 503 quickly.
         self._redis: Any = aioredis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=False
+            url,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=False,
         )
         self._prefix = key_prefix
         self._size = size

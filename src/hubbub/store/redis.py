@@ -1,5 +1,9 @@
 """The Redis store (``redis://``, ``rediss://``, ``unix://``): one registry and bus for many nodes.
 
+Three modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
+(the registry and its local mirror) and :mod:`hubbub.store.redis_lua` (key layout, Lua scripts, bus
+frame). Operators' view: ``docs/scaling.md``.
+
 Theory of operation
 -------------------
 **Layout.** Every connection is a hash plus two small membership sets; rooms, users, the node's own
@@ -31,6 +35,11 @@ fence on the next heartbeat. The cluster already ran ``$disconnect`` for its reg
 connections, so it closes them locally (their removal then finds nothing: no second
 ``$disconnect``), lifts the fence and registers what is left.
 
+**Restarts under a fixed node id.** A new process lifts any fence on its id at start and, on its
+first heartbeat, reaps the entries under its id that it does not hold (left by the previous
+process). The alive key holds a per-process token, so two live processes sharing an id are
+reported instead of silently reaping each other.
+
 **Outage.** Every call has a 1 s socket timeout and at most one reconnect attempt, so nothing hangs.
 Reads that need the shared view raise :class:`~hubbub.errors.UnavailableError` (HTTP 503). Writes
 about *this node's* connections cannot fail: they go to a local mirror first (records, rooms,
@@ -58,9 +67,10 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub.store import redis_lua as lua
-from hubbub.store.base import BusHandler, Delivery, ReapHandler
+from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, ReapHandler
 from hubbub.store.redis_registry import (
     DOWN_ERRORS,
+    Fenced,
     Link,
     RedisRegistry,
     call_reaped,
@@ -133,7 +143,11 @@ class RedisBus:
             return  # our own broadcast, already delivered locally by the sender
         self.received += 1
         if delivery.kind in NOTICES:
-            self._registry.apply_notice(delivery)
+            try:
+                self._registry.apply_notice(delivery)
+            except ValueError:  # bad JSON or UTF-8: only a foreign publisher could send that
+                log.warning("malformed notice dropped", extra={"fields": {"kind": delivery.kind}})
+                return
         if delivery.kind == "close":
             self.deliver_soon(delivery)  # closing awaits the registry: never stall the reader
         else:
@@ -172,6 +186,7 @@ class RedisStore:
         self._ttl_ms = int(heartbeat_interval * MISSED_HEARTBEATS * 1000)
         self._on_reaped: ReapHandler | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._disconnects: set[asyncio.Task[None]] = set()  # $disconnect of reaped connections
         self._subscribed = False
         self._fenced = False
         self._closed = False
@@ -213,13 +228,14 @@ class RedisStore:
         try:
             await self.registry.remove_all_local()
             await link.run("GOODBYE", self.node_id)
-        except DOWN_ERRORS as exc:
+        except Exception as exc:  # shutting down: report, never raise into the drain
             log.warning(
                 "could not deregister from redis; the other nodes will reap this node",
                 extra={"fields": {"node": self.node_id, "error": f"{exc}"}},
             )
         link.up = False
-        await link.client.aclose()
+        with contextlib.suppress(Exception):
+            await link.client.aclose()
 
     async def kill(self) -> None:
         """Test aid: vanish like a SIGKILLed process (no goodbye, nothing removed)."""
@@ -251,13 +267,17 @@ class RedisStore:
         )
 
     async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks.values()) + list(self.bus.tasks)
+        self._closed = True  # loops also check it: a cancellation can be lost inside redis-py
+        pending = {*self._tasks.values(), *self.bus.tasks, *self._disconnects}
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for _ in range(10):
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            # asyncio.wait neither raises the tasks' errors nor swallows our own cancellation.
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        log.warning("redis store tasks did not stop", extra={"fields": {"tasks": len(pending)}})
 
     async def _subscribe(self) -> PubSub:
         link = self._link
@@ -272,7 +292,7 @@ class RedisStore:
 
     async def _subscriber_loop(self, pubsub: PubSub | None) -> None:
         failures = 0
-        while True:
+        while not self._closed:
             try:
                 if pubsub is None:
                     pubsub = await self._subscribe()
@@ -280,6 +300,8 @@ class RedisStore:
                 await self._pump(pubsub)
             except DOWN_ERRORS as exc:
                 self._link.lost(exc)
+            except Exception:
+                log.exception("redis subscriber failed; resubscribing")
             finally:
                 self._subscribed = False
                 if pubsub is not None:
@@ -292,7 +314,7 @@ class RedisStore:
         # A socket can die without a reset (a host vanishes): when idle for an interval, ping;
         # if the next interval brings nothing either, not even the PONG, start over.
         pinged = False
-        while True:
+        while not self._closed:
             message = await pubsub.get_message(timeout=self.heartbeat_interval)
             if message is None:
                 if pinged:
@@ -307,7 +329,7 @@ class RedisStore:
     async def _heartbeat_loop(self) -> None:
         failures = 0
         delay = self.heartbeat_interval
-        while True:
+        while not self._closed:
             await asyncio.sleep(delay)
             try:
                 await self._beat()
@@ -317,12 +339,22 @@ class RedisStore:
                 self._link.lost(exc)
                 failures += 1
                 delay = self._backoff(failures)
+            except Exception:
+                # A bug must not stop the heartbeat: this node would be declared dead.
+                log.exception("redis heartbeat failed")
+                self._link.dirty = True
+                failures += 1
+                delay = self._backoff(failures)
 
     async def _beat(self) -> None:
         link = self._link
         was_up = link.up
         existed = await self._hello(reset=False)
-        assert self._on_reaped is not None
+        if existed == 2:
+            log.error(
+                "another process heartbeats with this node id; node ids must be unique",
+                extra={"fields": {"node": self.node_id}},
+            )
         if existed < 0:
             await self._recover_fenced()
         elif existed == 0 or link.dirty or not was_up:
@@ -330,14 +362,18 @@ class RedisStore:
                 # Our alive key was gone: Redis restarted (or we stalled past the TTL before
                 # anyone claimed us). Either way Redis may lack our connections: replay all.
                 self.registry.forget_registrations()
-            if not await self.registry.resync(self._on_reaped):
+            try:
+                self._disconnect_later(await self.registry.resync())
+            except Fenced:
                 await self._recover_fenced()
         await self.registry.flush_touches()
         if not was_up:
             link.restored()
 
     async def _hello(self, *, reset: bool) -> int:
-        return int(await self._link.run("HELLO", self.node_id, self._ttl_ms, "1" if reset else "0"))
+        link = self._link
+        flag = "1" if reset else "0"
+        return int(await link.run("HELLO", self.node_id, self._ttl_ms, flag, link.token))
 
     async def _recover_fenced(self) -> None:
         """The others declared us dead and reaped our registered connections: follow suit."""
@@ -351,13 +387,12 @@ class RedisStore:
             # Their $disconnect already ran on a survivor; closing them removes nothing more.
             self.bus.deliver_soon(Delivery("close", cid, b""))
         await self._hello(reset=True)
-        assert self._on_reaped is not None
-        await self.registry.resync(self._on_reaped)
+        self._disconnect_later(await self.registry.resync())
         self._fenced = False
 
     async def _reaper_loop(self) -> None:
         period = self.heartbeat_interval / CLAIMS_PER_INTERVAL
-        while True:
+        while not self._closed:
             await asyncio.sleep(period)
             if not self._link.up:
                 continue
@@ -368,28 +403,42 @@ class RedisStore:
                         await self._reap(node)
             except DOWN_ERRORS as exc:
                 self._link.lost(exc)
+            except Exception:
+                log.exception("redis reaper failed")
 
     async def _reap(self, node: str) -> None:
-        assert self._on_reaped is not None
-        reaped = 0
+        """Take (a share of) a dead node's connections out of Redis, then deliver their
+        ``$disconnect`` in the background: they answer 410 without waiting for handlers."""
+        records: list[ConnectionRecord] = []
         while True:
             batch = await self._link.run("REAP", node, REAP_BATCH)
             if not batch:
                 break
-            records = [parse_record(b[1], b[2], b[3], b[0].decode()) for b in batch]
-            reaped += len(records)
-            for start in range(0, len(records), REAP_CONCURRENCY):
-                await asyncio.gather(
-                    *(
-                        call_reaped(self._on_reaped, r)
-                        for r in records[start : start + REAP_CONCURRENCY]
-                    )
-                )
-        if reaped:
+            records += [parse_record(b[1], b[2], b[3], b[0].decode()) for b in batch]
+        if records:
             log.warning(
                 "reaped connections of a lost node",
-                extra={"fields": {"node": node, "connections": reaped, "by": self.node_id}},
+                extra={"fields": {"node": node, "connections": len(records), "by": self.node_id}},
             )
+        self._disconnect_later(records)
+
+    def _disconnect_later(self, records: list[ConnectionRecord]) -> None:
+        if not records:
+            return
+        task = asyncio.get_running_loop().create_task(self._disconnect_all(records))
+        self._disconnects.add(task)
+        task.add_done_callback(self._disconnects.discard)
+
+    async def _disconnect_all(self, records: list[ConnectionRecord]) -> None:
+        on_reaped = self._on_reaped
+        assert on_reaped is not None
+        slots = asyncio.Semaphore(REAP_CONCURRENCY)  # under the gateway's invocation cap
+
+        async def one(record: ConnectionRecord) -> None:
+            async with slots:
+                await call_reaped(on_reaped, record)
+
+        await asyncio.gather(*(one(r) for r in records))
 
     def _backoff(self, failures: int) -> float:
         base = min(self.heartbeat_interval, 0.1 * 2.0 ** min(failures, 10))

@@ -18,7 +18,8 @@ fixed type word, so no room, user or node name can collide with another key::
     T conns               zset   every connection id, score 0: lexicographic paging, O(1) count
     T node-conns:<node>   set    connection ids held by the node (what a reaper removes)
     T nodes               set    live node ids
-    T alive:<node>        string TTL = 3 heartbeat intervals; gone = the node is dead
+    T alive:<node>        string the node process's token, TTL = 3 heartbeat intervals;
+                                 gone = the node is dead
     T dead                set    nodes claimed dead whose connections are still being reaped
     T fenced:<node>       string a node was declared dead (TTL 1 day); it must not re-register
                                  the connections the others reaped
@@ -174,24 +175,27 @@ return 1
 """
 )
 
-# HELLO (the heartbeat): ARGV: T, node, ttl ms, reset. Returns 1 if the alive key still existed,
-# 0 if it had expired or vanished (Redis restarted: re-register everything), -1 if fenced.
+# HELLO (the heartbeat): ARGV: T, node, ttl ms, reset, token. Returns 1 if our alive key was
+# still there, 0 if it had expired or vanished (Redis restarted: re-register everything), 2 if it
+# held another process's token (a second process uses this node id), -1 if fenced.
 # ``reset`` = 1 lifts the fence: used at start (a new process owns nothing) and after this node
 # has surrendered the connections the others reaped.
 HELLO = (
     _PRELUDE
     + """
-local node = ARGV[2]
+local node, token = ARGV[2], ARGV[5]
 if ARGV[4] == '1' then
   redis.call('DEL', key('fenced', node))
   redis.call('SREM', T .. 'dead', node)
 elseif redis.call('EXISTS', key('fenced', node)) == 1 then
   return -1
 end
-local existed = redis.call('EXISTS', key('alive', node))
-redis.call('SET', key('alive', node), '1', 'PX', ARGV[3])
+local previous = redis.call('GET', key('alive', node))
+redis.call('SET', key('alive', node), token, 'PX', ARGV[3])
 redis.call('SADD', T .. 'nodes', node)
-return existed
+if not previous then return 0 end
+if previous == token then return 1 end
+return 2
 """
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.errors import UnavailableError
@@ -30,11 +31,14 @@ log = logging.getLogger("hubbub.store.redis")
 
 T = TypeVar("T")
 
-# What "Redis is not there" looks like. ReadOnlyError: we reached a replica (failover under way).
+# What "Redis cannot serve us" looks like. ReadOnlyError: we reached a replica (failover under
+# way); OutOfMemoryError: maxmemory reached and writes refused; MasterDownError: a replica lost it.
 DOWN_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
+    OutOfMemoryError,
+    MasterDownError,
     builtins.TimeoutError,
     OSError,
 )
@@ -52,11 +56,17 @@ class _Local:
     replayed: int = -1  # the version the last replay wrote
 
 
+class Fenced(Exception):  # internal: never leaves the store
+    """The other nodes declared this node dead (see :mod:`hubbub.store.redis`, "Fencing")."""
+
+
 class Link:
     """The client, the scripts and the up/down state shared by registry, bus and store."""
 
     def __init__(self, url: str, *, node_id: str, key_prefix: str) -> None:
         self.node_id = node_id
+        # Written into our alive key: another process heartbeating with our node id shows up.
+        self.token = uuid.uuid4().hex
         self.tag = lua.hash_tagged(key_prefix)
         self.channels = key_prefix
         self.node_channel = f"{key_prefix}node:{node_id}"
@@ -135,6 +145,8 @@ class RedisRegistry:
     async def remove(self, connection_id: str) -> ConnectionRecord | None:
         link = self._link
         entry = self._local.pop(connection_id, None)
+        # Read now: a registration still in flight may be acknowledged while we wait below.
+        registered = entry is not None and entry.registered
         surrendered = connection_id in self._surrendered
         self._surrendered.discard(connection_id)
         self._touches.pop(connection_id, None)
@@ -151,7 +163,7 @@ class RedisRegistry:
             raise link.unavailable(exc) from exc
         if dropped:
             return parse_record(dropped[1], dropped[2], dropped[3], connection_id)
-        if entry is not None and not fenced and (not alive or not entry.registered):
+        if entry is not None and not fenced and (not alive or not registered):
             # Redis never had it, or lost it (restart): nobody else can have removed it, since
             # only a fenced node's connections are reaped. We are the first and only caller.
             return entry.record
@@ -263,13 +275,22 @@ class RedisRegistry:
     async def _put(self, entry: _Local) -> None:
         try:
             result = await self._link.run("PUT", *_put_args(entry.record))
+            if result == 1:
+                entry.registered = True
+                await self._unless_removed_meanwhile(entry)
+            else:  # fenced: the heartbeat will notice and recover; until then it stays local
+                self._link.dirty = True
         except DOWN_ERRORS as exc:
             self._link.lost(exc)
-            return
-        if result == 1:
-            entry.registered = True
-        else:  # fenced: the heartbeat will notice and recover; until then it stays local
-            self._link.dirty = True
+
+    async def _unless_removed_meanwhile(self, entry: _Local) -> None:
+        """A ``remove`` that overtook this entry's PUT found nothing in Redis (and the local
+        record delivered ``$disconnect``); the PUT then wrote a ghost. Take it out again."""
+        cid = entry.record.connection_id
+        if self._local.get(cid) is not entry:
+            self._pending_removals.add(cid)  # if Redis fails now, the replay removes it
+            await self._link.run("REMOVE", cid, self.node_id)
+            self._pending_removals.discard(cid)
 
     def apply_notice(self, delivery: Delivery) -> None:
         """Another node changed one of our connections in Redis; keep the mirror exact."""
@@ -308,8 +329,12 @@ class RedisRegistry:
             self._touches.pop(cid, None)
         return gone
 
-    async def resync(self, on_reaped: ReapHandler) -> bool:
-        """Make Redis exact for this node again; False if we turned out to be fenced."""
+    async def resync(self) -> list[ConnectionRecord]:
+        """Make Redis exact for this node again.
+
+        Returns the stale entries under our node id it removed (the caller delivers their
+        ``$disconnect``); raises :class:`Fenced` if the cluster declared us dead meanwhile.
+        """
         link = self._link
         link.dirty = False
         try:
@@ -319,17 +344,15 @@ class RedisRegistry:
             todo = list(self._local.values())
             while todo:
                 chunk, todo = todo[:RESYNC_CHUNK], todo[RESYNC_CHUNK:]
-                if not await self._put_many(chunk):
-                    return False
+                await self._put_many(chunk)
                 # A local change raced the replay (its own write may have landed first): again.
                 todo.extend(e for e in chunk if e.version != e.replayed)
-            await self._sweep(on_reaped)
-        except DOWN_ERRORS:
+            return await self._sweep()
+        except BaseException:
             link.dirty = True
             raise
-        return True
 
-    async def _put_many(self, chunk: list[_Local]) -> bool:
+    async def _put_many(self, chunk: list[_Local]) -> None:
         async with self._link.client.pipeline(transaction=False) as pipe:
             for entry in chunk:
                 entry.replayed = entry.version
@@ -337,21 +360,23 @@ class RedisRegistry:
             results = await pipe.execute()
         for entry, result in zip(chunk, results, strict=True):
             if result != 1:
-                return False
+                raise Fenced()
             entry.registered = True
-        return True
+        for entry in chunk:
+            await self._unless_removed_meanwhile(entry)
 
-    async def _sweep(self, on_reaped: ReapHandler) -> None:
+    async def _sweep(self) -> list[ConnectionRecord]:
         """Entries under our node id that we do not hold: a previous process with this id, or
         connections surrendered while fenced. They are lost connections: reap them."""
         link = self._link
-        ids = strs(await link.client.smembers(link.key("node-conns", self.node_id)))
-        for cid in ids:
+        swept = []
+        for cid in strs(await link.client.smembers(link.key("node-conns", self.node_id))):
             if cid in self._local:
                 continue
             dropped, _, _ = await link.run("REMOVE", cid, self.node_id)
             if dropped:
-                await call_reaped(on_reaped, parse_record(dropped[1], dropped[2], dropped[3], cid))
+                swept.append(parse_record(dropped[1], dropped[2], dropped[3], cid))
+        return swept
 
     async def flush_touches(self) -> None:
         if not self._touches:

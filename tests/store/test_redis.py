@@ -1,0 +1,181 @@
+"""What only the Redis store has: its wire formats, and its behaviour when Redis goes away.
+
+Outage tests run their own ``redis-server`` (``scripts/ensure_redis.py``'s ``start_redis``) so
+they can stop and restart it without disturbing the shared server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hubbub.errors import UnavailableError
+from hubbub.store import Delivery
+from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged
+from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
+from tests.helpers import eventually
+from tests.store.conftest import HEARTBEAT, Node, Stores, _cluster, record
+from tests.store.test_contract import eventually_async
+
+# -- pure parts -------------------------------------------------------------------------------
+
+names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(
+    origin=names,
+    kind=names,
+    target=names,
+    exclude=st.one_of(st.none(), names.filter(bool)),
+    epoch=st.one_of(st.none(), names.filter(bool)),
+    offset=st.integers(min_value=0, max_value=2**63),
+    data=st.binary(max_size=300),
+)
+def test_frame_round_trips(
+    *,
+    origin: str,
+    kind: str,
+    target: str,
+    exclude: str | None,
+    epoch: str | None,
+    offset: int,
+    data: bytes,
+) -> None:
+    delivery = Delivery(kind, target, data, exclude, epoch=epoch, offset=offset)
+    assert decode_frame(encode_frame(origin, delivery)) == (origin, delivery)
+
+
+def test_frame_keeps_the_payload_raw() -> None:
+    frame = encode_frame("n1", Delivery("room", "lobby", b'{"a":1}', "c9", epoch="e1", offset=7))
+    assert frame == b'2:n14:room5:lobby2:c92:e11:7{"a":1}'
+
+
+@pytest.mark.parametrize("frame", [b"", b"3:ab", b"x:ab", b"1:a1:b1:c9:abc", b"1:a1:b1:c0:0:"])
+def test_malformed_frame_is_rejected(frame: bytes) -> None:
+    with pytest.raises(ValueError, match=r"."):  # int(), index() or truncation: all ValueError
+        decode_frame(frame)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "tag"),
+    [
+        ("hubbub:", "{hubbub:}"),
+        ("app1:", "{app1:}"),
+        ("{tenant7}:", "{tenant7}:"),  # the operator picked the slot
+        ("x:{y}:", "x:{y}:"),
+        ("{}:", "{{}:}"),  # an empty tag would hash the whole key: wrap it
+        ("", "{hubbub}"),
+    ],
+)
+def test_every_key_of_an_api_shares_one_hash_tag(prefix: str, tag: str) -> None:
+    assert hash_tagged(prefix) == tag
+
+
+# -- outage -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisProcess]:
+    try:
+        server = start_redis()
+    except RedisUnavailable as exc:
+        pytest.fail(f"needs redis-server: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def outage_stores(private_redis: RedisProcess) -> AsyncIterator[Stores]:
+    async with _cluster(private_redis.url) as open_node:
+        yield open_node
+
+
+async def test_outage_keeps_local_work_and_fails_shared_reads_fast(
+    outage_stores: Stores, private_redis: RedisProcess
+) -> None:
+    a, b = await outage_stores("node-a"), await outage_stores("node-b")
+    await a.registry.add(record("a1", "node-a"))
+    await b.registry.add(record("b1", "node-b"))
+    await asyncio.to_thread(private_redis.kill)
+    # Writes about our own connections succeed locally...
+    await a.registry.add(record("a2", "node-a"))
+    assert await a.registry.join("lobby", "a2")
+    removed = await a.registry.remove("a1")
+    assert removed is not None  # ...and a closing connection still gets its $disconnect.
+    # Reads that need the shared view fail at once with 503, never hang.
+    started = time.monotonic()
+    with pytest.raises(UnavailableError):
+        await a.registry.get("b1")
+    with pytest.raises(UnavailableError):
+        await a.registry.room_members("lobby")
+    assert time.monotonic() - started < 2.0
+    await eventually(lambda: not a.store.status()["ok"], message="node-a reports the outage")
+    status = a.store.status()
+    assert status["redis"] == "down"
+    assert "error" in status
+
+
+async def test_registry_is_exact_again_after_redis_restarts_empty(
+    outage_stores: Stores, private_redis: RedisProcess
+) -> None:
+    a, b = await outage_stores("node-a"), await outage_stores("node-b")
+    for cid in ("a1", "a2", "a3"):
+        await a.registry.add(record(cid, "node-a"))
+    await a.registry.join("lobby", "a1")
+    await b.registry.add(record("b1", "node-b"))
+    await b.registry.join("lobby", "b1")
+    await asyncio.to_thread(private_redis.kill)
+    await a.registry.remove("a2")  # closes during the outage
+    await a.registry.bind_user("ada", "a3")  # changes during the outage
+    await asyncio.to_thread(private_redis.start)  # persistence is off: it comes back empty
+
+    async def exact() -> bool:
+        try:
+            return (
+                await b.registry.count() == 3
+                and sorted(await b.registry.room_members("lobby")) == ["a1", "b1"]
+                and await b.registry.user_connections("ada") == ["a3"]
+                and await b.registry.get("a2") is None
+                and dict(await b.registry.room_nodes("lobby")) == {"node-a": 1, "node-b": 1}
+            )
+        except UnavailableError:
+            return False
+
+    await eventually_async(exact, timeout=10 * HEARTBEAT + 3, message="registry rebuilt")
+    await eventually(
+        lambda: a.store.status()["ok"] and b.store.status()["ok"], message="both nodes healthy"
+    )
+    # Deliveries flow again (both nodes resubscribed).
+    await a.store.bus.send("node-b", Delivery("connection", "b1", b"back"))
+    await eventually(lambda: b.deliveries, message="delivery after the restart")
+    # Nobody was mistaken for dead: no reaping happened.
+    assert a.reaped == b.reaped == []
+
+
+async def test_node_started_during_an_outage_joins_when_redis_returns(
+    private_redis: RedisProcess,
+) -> None:
+    await asyncio.to_thread(private_redis.stop)
+    async with _cluster(private_redis.url) as open_node:
+        started = time.monotonic()
+        a = await open_node("node-a")
+        assert time.monotonic() - started < 3.0
+        assert a.store.status()["redis"] == "down"
+        await a.registry.add(record("a1", "node-a"))
+        await asyncio.to_thread(private_redis.start)
+        b: Node = await open_node("node-b")
+
+        async def registered() -> bool:
+            try:
+                return await b.registry.get("a1") is not None
+            except UnavailableError:
+                return False
+
+        await eventually_async(registered, timeout=10 * HEARTBEAT + 3, message="a1 registered")
