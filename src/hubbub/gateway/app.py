@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -79,6 +79,7 @@ from hubbub.gateway.transport import (
     Listener,
     Socket,
     SocketOptions,
+    find_header,
     start_http,
     start_public,
 )
@@ -421,7 +422,7 @@ class Gateway(GatewayApi):
                 last_active_at=ctx.connected_at,
                 source_ip=ctx.source_ip,
                 user_agent=ctx.user_agent,
-                host=_header(ctx.headers, "host"),
+                host=find_header(ctx.headers, "host") or "",
                 authorizer=dict(ctx.authorizer) if ctx.authorizer else None,
                 session=conn.session,
             )
@@ -535,13 +536,6 @@ class Gateway(GatewayApi):
 NODE_LOST = "Gateway node lost"
 # The browser client (clients/js/hubbub.js, shipped as package data) is served at /hubbub.js.
 _BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "static" / "hubbub.js"
-
-
-def _header(headers: Sequence[tuple[str, str]], name: str) -> str:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return ""
 
 
 _HOP_BY_HOP = {

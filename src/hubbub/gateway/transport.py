@@ -55,6 +55,15 @@ def frame_text(payload: bytes) -> bytes:
     return _PACK_64(0x81, 127, n) + payload
 
 
+def find_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of a header, matched case-insensitively (names keep the client's case)."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """An HTTP request as the management API sees it."""
@@ -67,11 +76,7 @@ class HttpRequest:
     remote: str
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return find_header(self.headers, name)
 
 
 @dataclass(slots=True)
@@ -91,11 +96,7 @@ class Handshake:
     remote: str
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return find_header(self.headers, name)
 
 
 @dataclass(slots=True)
