@@ -25,6 +25,7 @@ async def test_added_record_is_returned_with_every_field(stores: Stores) -> None
         host="example.test",
         attributes={"name": "ada", "n": [1, 2]},
         authorizer={"principalId": "u-1", "claims": {"scope": "x"}},
+        session="recovery-token",
     )
     await node.registry.add(rec)
     got = await node.registry.get("c1")

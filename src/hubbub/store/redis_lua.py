@@ -9,7 +9,7 @@ them atomically, on a single server and on Cluster alike. The variable part is a
 fixed type word, so no room, user or node name can collide with another key::
 
     T conn:<cid>          hash   node, connectedAt, lastActiveAt, sourceIp, userAgent, host,
-                                 attributes (JSON), authorizer (JSON)
+                                 attributes (JSON), authorizer (JSON), session (recovery token)
     T conn-rooms:<cid>    set    rooms of the connection
     T conn-users:<cid>    set    users bound to the connection
     T room:<room>         set    connection ids

@@ -415,6 +415,8 @@ def _put_args(record: ConnectionRecord) -> list[str | int | bytes]:
         fields += ["attributes", orjson.dumps(record.attributes)]
     if record.authorizer is not None:
         fields += ["authorizer", orjson.dumps(record.authorizer)]
+    if record.session is not None:
+        fields += ["session", record.session]
     rooms, users = sorted(record.rooms), sorted(record.users)
     return [
         record.connection_id,
@@ -444,6 +446,7 @@ def parse_record(
         attributes=orjson.loads(attributes) if attributes is not None else None,
         host=f.get("host", b"").decode(),
         authorizer=orjson.loads(authorizer) if authorizer is not None else None,
+        session=f["session"].decode() if "session" in f else None,
         rooms={r.decode() for r in rooms},
         users={u.decode() for u in users},
     )
