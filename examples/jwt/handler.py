@@ -1,4 +1,4 @@
-"""Answers who the connection belongs to: what the JWT authorizer put in requestContext.authorizer."""
+"""Answers who the connection belongs to: what the JWT authorizer put in the event."""
 
 from __future__ import annotations
 
