@@ -141,9 +141,11 @@ def parse_proxy_result(value: object) -> ProxyResult:
     """Normalise what a handler returned; raise InvalidProxyResult when it is unusable."""
     if value is None:
         return ProxyResult(200)
-    if isinstance(value, str):
+    if type(value) is dict:  # the common case; skips the slower ABC checks below
+        pass
+    elif isinstance(value, str):
         return ProxyResult(200, body=value)
-    if not isinstance(value, Mapping):
+    elif not isinstance(value, Mapping):
         raise InvalidProxyResult(
             f"a handler must return a dict, a str or None, not {type(value).__name__}"
         )
