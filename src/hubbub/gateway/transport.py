@@ -286,6 +286,7 @@ class Listener:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+        self._sock.close()  # ours: aiohttp's cleanup stops serving but we created the socket
 
 
 def _bind(host: str, port: int) -> socket.socket:
