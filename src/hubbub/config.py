@@ -12,6 +12,7 @@ unknown keys, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -314,6 +315,8 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
     if type_name == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, f"must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
         if value < 0:
             raise ConfigError(key, f"must not be negative, got {value}")
         return float(value)

@@ -116,7 +116,14 @@ def _lookup(document: Any, path: Path) -> Any:
     return value
 
 
-def _stringify(value: Any, *, top: bool = False) -> str:
+# Deeper structures are cut off with "...": no route key is that deep, and plain recursion would
+# hit Python's recursion limit on the ~1000-level documents orjson accepts.
+_MAX_DEPTH = 64
+
+
+def _stringify(value: Any, *, top: bool = False, depth: int = 0) -> str:
+    if depth > _MAX_DEPTH:
+        return "..."
     if value is _MISSING:
         return ""
     if value is None:
@@ -132,9 +139,9 @@ def _stringify(value: Any, *, top: bool = False) -> str:
     if type(value) is float:
         return orjson.dumps(value).decode("ascii")
     if type(value) is list:
-        return "[" + ", ".join([_stringify(item) for item in value]) + "]"
+        return "[" + ", ".join([_stringify(item, depth=depth + 1) for item in value]) + "]"
     if type(value) is dict:
-        items = [f"{key}={_stringify(item)}" for key, item in value.items()]
+        items = [f"{key}={_stringify(item, depth=depth + 1)}" for key, item in value.items()]
         return "{" + ", ".join(items) + "}"
     raise TypeError(f"not a JSON value: {type(value).__name__}")  # pragma: no cover
 

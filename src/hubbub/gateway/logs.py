@@ -51,7 +51,11 @@ class JsonFormatter(logging.Formatter):
 
 def _text(value: Any) -> str:
     text = str(value)
-    return f'"{text}"' if (" " in text or not text) else text
+    if text and text.isprintable() and " " not in text and '"' not in text:
+        return text
+    # Quote and escape anything else, so client-supplied text (a close reason) can never break
+    # out of its field or forge a log line.
+    return orjson.dumps(text).decode()
 
 
 def configure(fmt: str = "text", level: str = "info") -> None:

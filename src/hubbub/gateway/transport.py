@@ -18,6 +18,7 @@ Two things here go beyond aiohttp's public surface, both measured or required by
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 import ssl
@@ -185,9 +186,9 @@ class _FrameGuard:
         self._head = b""
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        if not self._scan(data):
-            exc = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
-            self._queue.set_exception(exc)
+        problem = self._scan(data)
+        if problem:
+            self._queue.set_exception(problem)
             return True, b""
         result: tuple[bool, bytes] = self._inner.feed_data(data)
         return result
@@ -195,7 +196,8 @@ class _FrameGuard:
     def feed_eof(self) -> None:
         self._inner.feed_eof()
 
-    def _scan(self, data: bytes) -> bool:
+    def _scan(self, data: bytes) -> WebSocketError | None:
+        """Walk the frame headers in ``data``; the protocol error to close with, if any."""
         pos = 0
         size = len(data)
         if self._head:
@@ -204,13 +206,13 @@ class _FrameGuard:
             self._head = b""
         elif self._skip >= size:
             self._skip -= size
-            return True
+            return None
         pos = self._skip
         self._skip = 0
         while pos < size:
             if size - pos < 2:
                 self._head = data[pos:]
-                return True
+                return None
             b0 = data[pos]
             b1 = data[pos + 1]
             length = b1 & 0x7F
@@ -219,25 +221,27 @@ class _FrameGuard:
                 header += 2
                 if size - pos < header:
                     self._head = data[pos:]
-                    return True
+                    return None
                 length = int.from_bytes(data[pos + 2 : pos + 4], "big")
             elif length == 127:
                 header += 8
                 if size - pos < header:
                     self._head = data[pos:]
-                    return True
+                    return None
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
             elif size - pos < header:
                 self._head = data[pos:]
-                return True
+                return None
+            if not b1 & 0x80:  # RFC 6455 §5.1: a server must close on an unmasked client frame
+                return WebSocketError(WSCloseCode.PROTOCOL_ERROR, "Unmasked client frame")
             if (b0 & 0x0F) < 0x8 and length > self._max_frame:
-                return False
+                return WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
             end = pos + header + length
             if end > size:
                 self._skip = end - size
-                return True
+                return None
             pos = end
-        return True
+        return None
 
 
 class _HubbubWebSocketResponse(web.WebSocketResponse):
@@ -304,6 +308,23 @@ def _headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
 
 
+def _upgrade_problem(request: web.Request) -> str | None:
+    """Why this upgrade request can never succeed (RFC 6455 §4.2.1), or None."""
+    headers = request.headers
+    connection = headers.get("Connection", "")
+    if "upgrade" not in (token.strip().lower() for token in connection.split(",")):
+        return "Connection: Upgrade is required"
+    if headers.get("Sec-WebSocket-Version", "") != "13":
+        return "Sec-WebSocket-Version must be 13"
+    try:
+        key = base64.b64decode(headers.get("Sec-WebSocket-Key", "").encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        key = b""
+    if len(key) != 16:
+        return "Sec-WebSocket-Key must be 16 bytes in base64"
+    return None
+
+
 def _split_path(raw: str) -> tuple[str, str]:
     path, _, query = raw.partition("?")
     return path, query
@@ -329,6 +350,10 @@ async def start_public(
                 text=f"Upgrade Required: /{stage} is a WebSocket endpoint\n",
                 headers={"Upgrade": "websocket"},
             )
+        problem = _upgrade_problem(request)
+        if problem is not None:
+            # Checked before $connect runs: an upgrade that cannot succeed never reaches a handler.
+            return web.Response(status=400, text=f"Bad Request: {problem}\n")
         raw_path, query = _split_path(request.raw_path)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         remote = str(peer[0]) if peer else ""
@@ -344,7 +369,8 @@ async def start_public(
             heartbeat=options.ping_interval or None,
             protocols=(decision.subprotocol,) if decision.subprotocol else (),
             compress=options.compression,
-            max_msg_size=options.max_message_bytes,
+            # aiohttp refuses sizes >= max_msg_size; a message of exactly the limit is allowed.
+            max_msg_size=options.max_message_bytes + 1,
             autoclose=True,
             autoping=True,
             timeout=options.close_timeout,
@@ -354,7 +380,9 @@ async def start_public(
         try:
             await ws.prepare(request)
         except (ConnectionError, RuntimeError):
-            return ws
+            # The client left before the 101: nothing to answer, but aiohttp needs a response
+            # it can finish without complaining (an unprepared WebSocketResponse is not one).
+            return web.Response(status=400)
         transport = request.transport
         if transport is None:  # peer vanished between handshake and 101
             return ws
