@@ -1,0 +1,1 @@
+"""hubbub's benchmark harness: ``python -m bench`` (see docs/benchmarks.md)."""

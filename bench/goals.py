@@ -1,0 +1,204 @@
+"""The targets hubbub is measured against, as ratios inside one run (median over runs)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Goal:
+    text: str
+    scenario: str
+    hubbub: str  # row key of hubbub's row
+    peer: str | None  # row key of the peer (None: an absolute target on hubbub's row)
+    target: float
+    kind: str  # "ratio" (hubbub ÷ peer ≥ target), "at_most" / "at_least" (hubbub's value),
+    # "zero_errors", "held" (connections held ≥ target), "info" (a ratio without a target)
+    peer_scenario: str | None = None  # the peer's row is in another scenario (default: same)
+    # A peer that delivered nothing counts as an infinite ratio (the boto3 path's collapse is
+    # the result there); elsewhere it means the peer did not run properly: no value.
+    zero_peer_counts: bool = False
+
+
+GOALS = [
+    Goal(
+        "fan-out 1k: hubbub room ÷ bare picows broadcast",
+        "fanout",
+        "hubbub",
+        "picows",
+        0.9,
+        "ratio",
+    ),
+    Goal("fan-out 1k: hubbub room ÷ Node ws", "fanout", "hubbub", "node", 1.0, "ratio"),
+    Goal("fan-out 1k: hubbub room ÷ python-socketio", "fanout", "hubbub", "socketio", 8.0, "ratio"),
+    Goal("routed (async handler) ÷ bare aiohttp echo", "routed", "hubbub", "aiohttp", 0.6, "ratio"),
+    Goal("routed (async handler) ÷ serverless-offline", "routed", "hubbub", "sls", 10.0, "ratio"),
+    Goal(
+        "seed pattern (def + boto3), 100 conns: errors",
+        "routed-boto3",
+        "hubbub",
+        None,
+        0,
+        "zero_errors",
+    ),
+    Goal(
+        "seed pattern (def + boto3) ÷ serverless-offline boto3",
+        "routed-boto3",
+        "hubbub",
+        "sls",
+        30.0,
+        "ratio",
+        zero_peer_counts=True,
+    ),
+    Goal(
+        "handshakes with Python $connect ÷ bare aiohttp",
+        "connect",
+        "hubbub",
+        "aiohttp",
+        0.7,
+        "ratio",
+    ),
+    Goal(
+        "handshakes with Python $connect ÷ serverless-offline",
+        "connect",
+        "hubbub",
+        "sls",
+        2.0,
+        "ratio",
+    ),
+    Goal("RSS per idle connection (KB) at 10k", "idle", "hubbub", None, 16.0, "at_most"),
+    Goal("idle connections held on one node", "idle-max", "hubbub", None, 100_000, "held"),
+    Goal(
+        "cross-node fan-out (2 nodes + Redis) ÷ one node",
+        "cross-node",
+        "hubbub-cluster",
+        "hubbub",
+        0,
+        "info",
+        peer_scenario="fanout",
+    ),
+]
+
+
+def _find(rows: list[Row], scenario: str, key: str) -> Row | None:
+    for row in rows:
+        if row["scenario"] == scenario and row["key"] == key:
+            return row
+    return None
+
+
+def _ok(row: Row | None) -> bool:
+    return row is not None and row["status"] in ("ok", "partial") and row.get("rate") is not None
+
+
+def value_in_run(goal: Goal, rows: list[Row]) -> float | None:
+    """The goal's measured value in one run, None when a side is missing."""
+    mine = _find(rows, goal.scenario, goal.hubbub)
+    if not _ok(mine):
+        return None
+    assert mine is not None
+    if goal.kind in ("ratio", "info"):
+        peer = _find(rows, goal.peer_scenario or goal.scenario, goal.peer or "")
+        if not _ok(peer) or not peer:
+            return None
+        if not peer["rate"]:  # the peer delivered nothing at all (e.g. it crashed)
+            return math.inf if mine["rate"] and goal.zero_peer_counts else None
+        return float(mine["rate"]) / float(peer["rate"])
+    if goal.kind == "zero_errors":
+        return float(mine.get("errors") or 0)
+    if goal.kind == "held":
+        return float(mine.get("detail", {}).get("connections", 0))
+    return float(mine["rate"])
+
+
+def passed(goal: Goal, value: float) -> bool | None:
+    if goal.kind == "info":
+        return None
+    if goal.kind in ("ratio", "at_least", "held"):
+        return value >= goal.target
+    if goal.kind == "zero_errors":
+        return value == 0
+    return value <= goal.target
+
+
+def evaluate(runs: list[list[Row]]) -> list[dict[str, Any]]:
+    """Per goal: the value in each run, their median, and whether it meets the target."""
+    out = []
+    for goal in GOALS:
+        values = [value_in_run(goal, rows) for rows in runs]
+        present = [v for v in values if v is not None]
+        median = statistics.median(present) if present else None
+        out.append(
+            {
+                "goal": goal.text,
+                "scenario": goal.scenario,
+                "peer": goal.peer,
+                "kind": goal.kind,
+                "target": goal.target,
+                "per_run": values,
+                "median": median,
+                "pass": None if median is None else passed(goal, median),
+            }
+        )
+    return out
+
+
+def summarize(runs: list[list[Row]]) -> list[Row]:
+    """One row per (scenario, key): medians over runs, plus "hubbub ÷ this" from per-run ratios."""
+    order: list[tuple[str, str]] = []
+    by_key: dict[tuple[str, str], list[Row]] = {}
+    for rows in runs:
+        for row in rows:
+            k = (row["scenario"], row["key"])
+            if k not in by_key:
+                order.append(k)
+                by_key[k] = []
+            by_key[k].append(row)
+    summary = []
+    for k in order:
+        rows = by_key[k]
+        ok = [r for r in rows if _ok(r)]
+        first = ok[0] if ok else rows[0]
+        merged: Row = {
+            key: first.get(key) for key in ("scenario", "key", "server", "label", "unit")
+        }
+        merged["status"] = first["status"]
+        merged["reason"] = next((r["reason"] for r in rows if r.get("reason")), "")
+        merged["runs"] = len(ok)
+        merged["version"] = first.get("version", "")
+        for field in (
+            "rate",
+            "server_us_per_msg",
+            "server_cpu_pct",
+            "gen_cpu_pct",
+            "gen_us_per_msg",
+            "other_cpu_pct",
+        ):
+            merged[field] = _median([r.get(field) for r in ok])
+        for field in ("p50_ms", "p99_ms", "p999_ms"):
+            merged[field] = _median([(r.get("latency") or {}).get(field) for r in ok])
+        merged["errors"] = max((r.get("errors") or 0 for r in ok), default=None)
+        merged["detail"] = first.get("detail", {})
+        # hubbub ÷ this row, per run, then the median (hubbub's own first row is the reference).
+        ratios = []
+        for run_rows in runs:
+            ref = next(
+                (r for r in run_rows if r["scenario"] == k[0] and r["key"].startswith("hubbub")),
+                None,
+            )
+            found = _find(run_rows, *k)
+            if _ok(ref) and _ok(found) and found and ref:
+                ratios.append(ref["rate"] / found["rate"] if found["rate"] else math.inf)
+        merged["hubbub_ratio"] = statistics.median(ratios) if ratios else None
+        summary.append(merged)
+    return summary
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return statistics.median(present) if present else None

@@ -1,0 +1,1 @@
+"""The handlers and configuration hubbub runs in the benchmark."""

@@ -1,0 +1,1 @@
+"""Reference servers measured next to hubbub (the ceilings and the peers)."""

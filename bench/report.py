@@ -1,0 +1,392 @@
+"""Results JSON → Markdown tables, PNG plots and docs/benchmarks.md.
+
+``python -m bench.report bench/results/latest.json`` re-renders the report of a saved run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+TITLES = {
+    "routed": "Routed messages (client frame → route → handler → reply), 100 connections",
+    "routed-boto3": "Seed pattern: `def` handler + boto3 `post_to_connection`, 100 connections",
+    "fanout": "Fan-out: one publisher, a room of 1,000, 4 publishes in flight",
+    "fanout-10k": "Fan-out: one publisher, a room of 10,000, 4 publishes in flight",
+    "connect": "Connect rate: handshakes per second (closed right after the 101)",
+    "latency": "Latency under load: open loop at half of each server's routed maximum",
+    "idle": "Idle memory: RSS per idle connection",
+    "idle-max": "Idle connections held by one hubbub node",
+    "cross-node": "Cross-node fan-out: publisher on node A, 1,000 members on node B (Redis store)",
+}
+
+PLOTS = ["throughput.png", "cpu.png", "latency.png", "idle.png"]
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    if math.isinf(value):
+        return "∞"
+    if digits == 0 and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _rate(value: Any) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    if value >= 10_000:
+        return f"{value / 1000:,.1f} k"
+    return f"{value:,.0f}"
+
+
+NOISY_PCT = 30.0  # other processes used this much of the two benchmark cores during a window
+
+
+def _noisy(row: Row) -> str:
+    other = row.get("other_cpu_pct")
+    return " ⚠" if other is not None and other > NOISY_PCT else ""
+
+
+def scenario_table(rows: list[Row], scenario: str) -> str:
+    rows = [r for r in rows if r["scenario"] == scenario]
+    if not rows:
+        return ""
+    lines = [f"### {TITLES.get(scenario, scenario)}", ""]
+    if scenario.startswith("idle"):
+        lines += [
+            "| server | KB per idle conn | connections | RSS base → held MB | idle CPU % | note |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            d = r.get("detail") or {}
+            if r["status"] not in ("ok", "partial"):
+                lines.append(f"| {r['label']} | {r['status']} | | | | {r['reason']} |")
+                continue
+            rss = f"{_num(d.get('rss_base_mb'), 1)} → {_num(d.get('rss_held_mb'), 1)}"
+            lines.append(
+                f"| {r['label']} | {_num(r['rate'], 1)} | {_num(d.get('connections'))} | {rss} "
+                f"| {_num(r.get('server_cpu_pct'), 1)} | {r.get('reason', '')} |"
+            )
+        return "\n".join(lines) + "\n"
+    unit = rows[0]["unit"]
+    per = "handshake" if unit == "conn/s" else ("delivery" if "deliver" in unit else "msg")
+    lines += [
+        f"| server | {unit} | hubbub ÷ this | p50 ms | p99 ms | server µs/{per} "
+        f"| server CPU % | generator CPU % | other load % | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["status"] not in ("ok", "partial"):
+            lines.append(f"| {r['label']} | {r['status']}: {r['reason']} | | | | | | | | |")
+            continue
+        ratio = "" if r["key"].startswith("hubbub") else _num(r.get("hubbub_ratio"), 2)
+        if scenario == "latency":
+            ratio = ""
+        errors = _num(r.get("errors"))
+        note = f" ({r['reason']})" if r.get("reason") else ""
+        lines.append(
+            f"| {r['label']} | {_rate(r['rate'])}{note} | {ratio} | {_num(r.get('p50_ms'), 2)} "
+            f"| {_num(r.get('p99_ms'), 2)} | {_num(r.get('server_us_per_msg'), 1)} "
+            f"| {_num(r.get('server_cpu_pct'))} | {_num(r.get('gen_cpu_pct'))} "
+            f"| {_num(r.get('other_cpu_pct'))}{_noisy(r)} | {errors} |"
+        )
+    if scenario == "latency":
+        lines.append("")
+        lines.append(
+            "Offered rate = half of the server's own maximum from the routed scenario "
+            "of the same run: "
+            + ", ".join(
+                f"{r['label']} {_rate((r.get('detail') or {}).get('target_rate'))}/s"
+                for r in rows
+                if r["status"] == "ok"
+            )
+            + "."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def goals_table(goals: list[dict[str, Any]]) -> str:
+    lines = [
+        "| goal | target | measured (median) | per run | met |",
+        "|---|---|---|---|---|",
+    ]
+    for g in goals:
+        kind = g["kind"]
+        target = {
+            "ratio": f"≥ {g['target']:g}×",
+            "at_most": f"≤ {g['target']:g}",
+            "zero_errors": "0",
+            "held": f"≥ {g['target']:,.0f}",
+            "info": "(for information)",
+        }.get(kind, str(g["target"]))
+        digits = 2 if kind in ("ratio", "info") else (1 if kind == "at_most" else 0)
+        suffix = "×" if kind in ("ratio", "info") else ""
+        median = "–" if g["median"] is None else f"{_num(g['median'], digits)}{suffix}"
+        per_run = ", ".join("–" if v is None else _num(v, digits) for v in g["per_run"])
+        met = {True: "yes", False: "**no**", None: "–" if kind == "info" else "n/a"}[g["pass"]]
+        lines.append(f"| {g['goal']} | {target} | {median} | {per_run} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def unavailable(rows: list[Row]) -> str:
+    missing = [r for r in rows if r["status"] not in ("ok",)]
+    if not missing:
+        return "Everything ran.\n"
+    return (
+        "\n".join(
+            f"- **{r['scenario']} · {r['label']}** ({r['status']}): {r['reason']}" for r in missing
+        )
+        + "\n"
+    )
+
+
+def markdown(data: dict[str, Any]) -> str:
+    meta = data["meta"]
+    summary = data["summary"]
+    parts = [
+        f"Run {meta['started']} · `{meta['command']}` · {meta['runs']} run(s)"
+        + (" · quick mode" if meta.get("quick") else ""),
+        "",
+        "#### Goals (ratios inside one run; median over runs)",
+        "",
+        goals_table(data["goals"]),
+    ]
+    for scenario in TITLES:
+        table = scenario_table(summary, scenario)
+        if table:
+            parts += [table]
+    if any(_noisy(r) for r in summary):
+        parts += [
+            f"⚠ *other load*: processes outside the benchmark used more than {NOISY_PCT:.0f} % of "
+            "a core on cores 0–1 during that window (a shared machine); its absolute numbers are "
+            "low, and ratios against rows measured under a different load are less reliable.",
+            "",
+        ]
+    parts += ["#### Not measured, or only partly", "", unavailable(summary)]
+    return "\n".join(parts)
+
+
+# -- plots ---------------------------------------------------------------------------------------
+def plots(data: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = [r for r in data["summary"] if r["status"] in ("ok", "partial")]
+    written = []
+
+    def bars(ax: Any, rows: list[Row], field: str, title: str, fmt: str = "{:,.0f}") -> None:
+        rows = [r for r in rows if r.get(field) is not None]
+        labels = [r["label"] for r in rows]
+        values = [r[field] for r in rows]
+        colors = ["#d2691e" if r["key"].startswith("hubbub") else "#4a7ab5" for r in rows]
+        ax.barh(labels, values, color=colors, height=0.6)
+        ax.set_ylim(max(len(values), 3) - 0.5, -0.5)
+        ax.set_title(title, fontsize=10)
+        for i, v in enumerate(values):
+            ax.text(v, i, " " + fmt.format(v), va="center", fontsize=8)
+        ax.margins(x=0.25)
+        ax.tick_params(labelsize=8)
+
+    def pick(scenario: str) -> list[Row]:
+        return [r for r in summary if r["scenario"] == scenario]
+
+    panels = [
+        (s, f"{s}: {pick(s)[0]['unit']}" if pick(s) else s)
+        for s in ("routed", "routed-boto3", "fanout", "fanout-10k", "connect", "cross-node")
+        if pick(s)
+    ]
+    if panels:
+        fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), squeeze=False)
+        for ax, (scenario, title) in zip(axes[:, 0], panels, strict=True):
+            bars(ax, pick(scenario), "rate", title)
+        fig.suptitle("Throughput (higher is better; hubbub in orange)", fontsize=11)
+        fig.tight_layout()
+        written.append(_save(fig, out / "throughput.png", plt))
+
+        fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), squeeze=False)
+        for ax, (scenario, _) in zip(axes[:, 0], panels, strict=True):
+            rows = pick(scenario)
+            unit = rows[0]["unit"]
+            per = "handshake" if unit == "conn/s" else ("delivery" if "deliver" in unit else "msg")
+            bars(ax, rows, "server_us_per_msg", f"{scenario}: server CPU µs per {per}", "{:,.1f}")
+        fig.suptitle("Server CPU per message (lower is better)", fontsize=11)
+        fig.tight_layout()
+        written.append(_save(fig, out / "cpu.png", plt))
+
+    lat_panels = [s for s in ("latency", "routed", "fanout") if pick(s)]
+    if lat_panels:
+        fig, axes = plt.subplots(
+            len(lat_panels), 1, figsize=(8, 2.4 * len(lat_panels)), squeeze=False
+        )
+        for ax, scenario in zip(axes[:, 0], lat_panels, strict=True):
+            rows = [r for r in pick(scenario) if r.get("p99_ms") is not None]
+            labels = [r["label"] for r in rows]
+            y = range(len(rows))
+            ax.barh([i - 0.2 for i in y], [r["p50_ms"] for r in rows], height=0.4, label="p50")
+            ax.barh([i + 0.2 for i in y], [r["p99_ms"] for r in rows], height=0.4, label="p99")
+            ax.set_yticks(list(y), labels, fontsize=8)
+            ax.invert_yaxis()
+            ax.set_xscale("log")
+            ax.set_title(f"{scenario}: latency ms (log scale)", fontsize=10)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(_save(fig, out / "latency.png", plt))
+
+    if pick("idle"):
+        fig, ax = plt.subplots(figsize=(8, 2.6))
+        bars(
+            ax,
+            pick("idle"),
+            "rate",
+            "KB of server RSS per idle connection (lower is better)",
+            "{:,.1f}",
+        )
+        goal = 16.0
+        ax.axvline(goal, color="grey", linestyle="--", linewidth=1)
+        fig.tight_layout()
+        written.append(_save(fig, out / "idle.png", plt))
+    return written
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- docs/benchmarks.md --------------------------------------------------------------------------
+METHOD = """\
+- **Pinning.** Every server runs pinned to core 0 (its whole process tree: Node's threads,
+  serverless-offline's Python runners, Redis in the cross-node case); the load generator runs
+  pinned to core 1 (`os.sched_setaffinity`). Loopback only (127.0.0.0/8).
+- **Load generator.** One asyncio process on **picows + uvloop** (`bench/loadgen.py`). Every
+  measured message carries `|seq|send-time|` (8 + 19 digits), so replies and deliveries are matched
+  with one `bytes.find`. 1 s warm-up, then a 5 s measured window (quick mode: 0.5 s + 2 s).
+- **CPU.** Server CPU is `utime + stime` (plus reaped children) of the server's process tree from
+  `/proc/PID/stat`, read at both ends of the measured window; it is reported per message
+  (µs/msg, µs/delivery, µs/handshake) and as % of one core. The generator's own CPU is reported too:
+  near 100 % the generator, not the server, is the limit — then compare µs per message.
+- **routed**: 100 connections, closed loop, one ~96-byte JSON message in flight per connection.
+  hubbub: route `echo` → an `async def` two-way handler returning the body. Bare aiohttp / picows /
+  Node ws: plain echo. serverless-offline: the same Python handler behind a two-way route
+  (`routeResponseSelectionExpression: $default`).
+- **routed-boto3** (the seed's pattern): a plain `def` handler that posts the reply back with
+  boto3's `apigatewaymanagementapi.post_to_connection`, 100 connections; a message whose reply has
+  not arrived in 10 s counts as an error and the connection moves on.
+- **fan-out**: N members in one room and one publisher that keeps 4 publishes in flight that have
+  not reached every member; ~110-byte JSON; latency = publisher send → each receive. hubbub: members
+  learn their id through a two-way `whoami` route and join with
+  `PUT /{stage}/@rooms/{room}/connections/{id}`; the publisher's message goes to an `async def`
+  handler calling `await context.gateway.rooms.send(room, body)` (row "hubbub"), or is POSTed to
+  `/{stage}/@rooms/{room}` by an HTTP client (row "POST @rooms"). Bare servers: a `join` message,
+  then a `publish` message relayed to every member (picows: `transport.send` per member; aiohttp:
+  the idiomatic `await ws.send_str()` loop; Node: `ws.send` per member). python-socketio:
+  `enter_room` + `emit("msg", data, room=...)`, default in-memory manager.
+- **idle**: warm up with 200 connections (opened and closed), read the server's RSS, open N idle
+  connections, wait 2 s, read RSS again: (held − base) ÷ N. Idle CPU is measured over 3 s while
+  they are held.
+- **idle-max** (full mode): as many idle connections as one hubbub node can hold here, up to
+  100,000, from source addresses 127.0.0.2 and up (20,000 per address, so the ephemeral port range
+  is never exhausted); the generator and the server each need that many file descriptors.
+- **connect**: 50 concurrent clients open a WebSocket, wait for the 101 and close it, again and
+  again, from 8 source addresses (127.0.0.2–9). hubbub runs a Python `$connect` handler (a plain
+  `def`, run in its thread pool; a second row uses an `async def` one); serverless-offline runs its
+  Python `$connect` handler.
+- **latency**: open loop, 100 connections, at half of each server's own maximum routed rate
+  measured in the same run.
+- **cross-node**: two hubbub nodes on one Redis (a private `redis-server` unless one answers on
+  127.0.0.1:6379; unique `store.key_prefix`), members on node B, publisher on node A; both nodes and
+  Redis are pinned to core 0 and their CPU is summed.
+- **Ratios** (hubbub ÷ peer) are computed inside one run, server against server; with `--runs N`
+  the reported ratio is the median of the per-run ratios (absolute numbers move up to 25 % between
+  batches on shared machines, same-run ratios about 10 %).
+- Compression is off everywhere (the generator never offers permessage-deflate).
+- **Shared machines.** Each row records *other load*: the busy time of cores 0–1 that belonged to
+  neither the server nor the generator during its window. A full run waits up to 30 s before each
+  row for that load to drop below 25 % of a core (`--quiet-wait`), and all runs of one scenario
+  are done back to back, so the rows a ratio compares are measured close together.
+- `--profile` records hubbub with py-spy during every measured window
+  (`bench/results/profiles/*.txt`: top functions by self and inclusive time).
+"""
+
+
+def docs(data: dict[str, Any], path: Path, results_dir: Path) -> None:
+    meta = data["meta"]
+    machine = meta["machine"]
+    rel = Path("..") / results_dir.resolve().relative_to(path.parent.parent.resolve())
+    images = "\n\n".join(
+        f"![{p}]({(rel / p).as_posix()})" for p in PLOTS if (results_dir / p).exists()
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items()))
+    text = f"""# Benchmarks
+
+hubbub is measured against bare WebSocket stacks (the ceilings: picows, aiohttp, Node `ws`) and
+against its peers (python-socketio for rooms, serverless-offline for the AWS programming model),
+always **in the same run**, and compared as ratios. The harness is `bench/`:
+
+```sh
+.venv/bin/python -m bench            # full run (about {meta.get("estimate_min", 10)} minutes)
+.venv/bin/python -m bench --quick    # under 2 minutes: shorter windows, fewer scenarios
+.venv/bin/python -m bench --runs 3   # the median of per-run ratios
+.venv/bin/python -m bench --scenarios routed,fanout --peers hubbub,aiohttp,picows
+```
+
+Results go to `bench/results/` (`latest.json`, `latest.md`, PNG plots, one timestamped JSON per
+run); a full run also rewrites this page.
+
+## Latest results
+
+Machine: {machine["nproc"]} cores ({machine["cpu_model"]}), {machine["mem_gb"]:.0f} GB RAM,
+Linux {machine["kernel"]}, Python {machine["python"]}. Versions: {versions}.
+
+{markdown(data)}
+
+{images}
+
+## Method
+
+{METHOD}
+## Reading the numbers
+
+- A generator near 100 % CPU means the server was not saturated: its msgs/s is then a floor, and
+  server µs per message is the fairer comparison. A server below 100 % with a generator below
+  100 % was slowed by something else: look at *other load*.
+- Server CPU per message falls as load rises (a busy event loop batches more events per
+  wake-up), so compare µs per message between rows that ran at similar CPU %.
+- serverless-offline runs one Python process per concurrently-invoked function instance and
+  forwards each message over HTTP to it; its CPU is that whole process tree.
+- Idle RSS of serverless-offline and the two-node case is a sum over processes (shared pages are
+  counted in each).
+"""
+    path.write_text(text, encoding="utf-8")
+
+
+def render(data: dict[str, Any], out: Path, docs_path: Path | None = None) -> None:
+    (out / "latest.md").write_text(markdown(data), encoding="utf-8")
+    try:
+        plots(data, out)
+    except ImportError as exc:  # matplotlib is optional for the harness itself
+        print(f"bench: no plots ({exc}); pip install matplotlib", file=sys.stderr)
+    if docs_path is not None:
+        docs(data, docs_path, out)
+
+
+if __name__ == "__main__":
+    from bench import goals
+
+    source = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.json")
+    saved = json.loads(source.read_text())
+    saved["summary"] = goals.summarize(saved["runs"])
+    saved["goals"] = goals.evaluate(saved["runs"])
+    render(saved, source.parent)

@@ -1,0 +1,53 @@
+"""The benchmark harness runs end to end: a tiny routed run against hubbub and bare aiohttp."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("picows", reason="the bench extra (picows) is not installed")
+pytest.importorskip("uvloop", reason="the bench extra (uvloop) is not installed")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_routed_run_measures_hubbub_and_aiohttp(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--scenarios",
+        "routed",
+        "--peers",
+        "hubbub,aiohttp",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "0.5",
+        "--connections",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--no-install",
+        "--no-docs",
+        "--quiet-wait",
+        "0",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((tmp_path / "latest.json").read_text())
+    rows = {row["key"]: row for row in data["runs"][0]}
+    assert set(rows) == {"hubbub", "aiohttp"}
+    for key, row in rows.items():
+        assert row["status"] == "ok", (key, row["reason"])
+        assert row["rate"] > 0, key
+        assert row["server_us_per_msg"] > 0, key
+    assert (tmp_path / "latest.md").read_text().count("hubbub") > 0
