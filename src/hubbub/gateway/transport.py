@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_websocket import WebSocketError
 
 log = logging.getLogger("hubbub.transport")
@@ -461,9 +462,13 @@ async def start_http(
 
 class _PeerFaultFilter(logging.Filter):
     """aiohttp logs a traceback at ERROR for every malformed request a client sends. Those are
-    the peer's faults, answered with a 400: keep them, but at DEBUG and without the traceback."""
+    the peer's faults, answered with a 400 (or a client that left): keep them at DEBUG without
+    the traceback. Anything else stays an error: it is ours."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError | ConnectionError):
+            return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         if not log.isEnabledFor(logging.DEBUG):
             record.exc_info = None
