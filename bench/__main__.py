@@ -194,7 +194,7 @@ class Progress:
             extra += f", {row['errors']} errors"
         if row.get("reason"):
             extra += f" [{row['reason'][:120]}]"
-        if row.get("quiet_wait_s", 0) >= 1:
+        if row.get("quiet_wait_s", 0) > 1.5:  # one 1 s sample is always taken
             extra += f" (waited {row['quiet_wait_s']:.0f} s for a quieter machine)"
         print(f" {report._num(row['rate'], 1)} {row['unit']}{extra}", file=sys.stderr, flush=True)
 

@@ -52,7 +52,7 @@ def emit(name: str, data: dict[str, Any]) -> None:
 
 
 async def read_command() -> str:
-    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    line: str = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     return line.strip()
 
 
@@ -334,7 +334,8 @@ async def run_rate(spec: dict[str, Any]) -> dict[str, Any]:
         sent = seq = 0
         n = len(transports)
         while not stop:
-            await asyncio.sleep(0.0005)
+            # 1 ms ticks: uvloop's timers have millisecond resolution (shorter sleeps spin).
+            await asyncio.sleep(0.001)
             due = int((now_ns() - start) * rate / 1e9) - sent
             for _ in range(due):
                 seq += 1

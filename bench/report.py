@@ -92,7 +92,10 @@ def scenario_table(rows: list[Row], scenario: str) -> str:
         if scenario == "latency":
             ratio = ""
         errors = _num(r.get("errors"))
-        note = f" ({r['reason']})" if r.get("reason") else ""
+        reason = r.get("reason") or (
+            "nothing answered in the measured window" if not r["rate"] else ""
+        )
+        note = f" ({reason})" if reason else ""
         lines.append(
             f"| {r['label']} | {_rate(r['rate'])}{note} | {ratio} | {_num(r.get('p50_ms'), 2)} "
             f"| {_num(r.get('p99_ms'), 2)} | {_num(r.get('server_us_per_msg'), 1)} "
@@ -272,7 +275,15 @@ METHOD = """\
   pinned to core 1 (`os.sched_setaffinity`). Loopback only (127.0.0.0/8).
 - **Load generator.** One asyncio process on **picows + uvloop** (`bench/loadgen.py`). Every
   measured message carries `|seq|send-time|` (8 + 19 digits), so replies and deliveries are matched
-  with one `bytes.find`. 1 s warm-up, then a 5 s measured window (quick mode: 0.5 s + 2 s).
+  with one `bytes.find`. 1 s warm-up, then a 5 s measured window (quick mode: 0.5 s + 1.5 s).
+- **Interleaving** (routed and fan-out 1k). Every server of the scenario runs at once (all pinned
+  to core 0, all idle but one) and the generator keeps its connections to each; the measured time
+  is cut into 1 s slices (quick: 0.5 s) taken in turn — A, B, C, … then C, B, A, … — until each
+  server has had its 5 s. On a shared machine the background load changes from second to second;
+  this way every server sees the same share of it. Each slice starts after a 0.1 s settle and ends
+  with the server's in-flight messages drained. `--no-interleave` measures one server after the
+  other instead (fan-out 10k always does: ten thousand connections per server at once would not
+  fit the file-descriptor limit).
 - **CPU.** Server CPU is `utime + stime` (plus reaped children) of the server's process tree from
   `/proc/PID/stat`, read at both ends of the measured window; it is reported per message
   (µs/msg, µs/delivery, µs/handshake) and as % of one core. The generator's own CPU is reported too:
@@ -280,7 +291,11 @@ METHOD = """\
 - **routed**: 100 connections, closed loop, one ~96-byte JSON message in flight per connection.
   hubbub: route `echo` → an `async def` two-way handler returning the body. Bare aiohttp / picows /
   Node ws: plain echo. serverless-offline: the same Python handler behind a two-way route
-  (`routeResponseSelectionExpression: $default`).
+  (`routeResponseSelectionExpression: $default`), function timeout 29 s (API Gateway's limit).
+  serverless-offline starts one Python process per concurrent invocation; the harness starts its
+  closed loop 10 connections at a time so that pool grows gradually (started with all 100 at once
+  on a busy core, its first invocations time out and serverless-offline dies with `write EPIPE`),
+  and its steady state is what is measured. Quick mode gives it 10 connections.
 - **routed-boto3** (the seed's pattern): a plain `def` handler that posts the reply back with
   boto3's `apigatewaymanagementapi.post_to_connection`, 100 connections; a message whose reply has
   not arrived in 10 s counts as an error and the connection moves on.
@@ -304,7 +319,8 @@ METHOD = """\
   `def`, run in its thread pool; a second row uses an `async def` one); serverless-offline runs its
   Python `$connect` handler.
 - **latency**: open loop, 100 connections, at half of each server's own maximum routed rate
-  measured in the same run.
+  measured in the same run. (In open loop serverless-offline keeps starting processes for the
+  messages that queue up; "nothing answered" means none came back within the window.)
 - **cross-node**: two hubbub nodes on one Redis (a private `redis-server` unless one answers on
   127.0.0.1:6379; unique `store.key_prefix`), members on node B, publisher on node A; both nodes and
   Redis are pinned to core 0 and their CPU is summed.
@@ -383,10 +399,13 @@ def render(data: dict[str, Any], out: Path, docs_path: Path | None = None) -> No
 
 
 if __name__ == "__main__":
+    # python -m bench.report [RESULTS.json] [--docs]: re-render a saved run (and docs/).
     from bench import goals
 
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.json")
+    args = [a for a in sys.argv[1:] if a != "--docs"]
+    source = Path(args[0] if args else "bench/results/latest.json")
     saved = json.loads(source.read_text())
     saved["summary"] = goals.summarize(saved["runs"])
     saved["goals"] = goals.evaluate(saved["runs"])
-    render(saved, source.parent)
+    docs_path = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+    render(saved, source.parent, docs_path if "--docs" in sys.argv else None)
