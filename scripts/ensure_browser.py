@@ -18,6 +18,12 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.provision import apt_install, log
 
 __all__ = ["CHROMIUM_ARGS", "ensure_chromium", "find_chromium"]
 
@@ -35,12 +41,6 @@ CHROMIUM_ARGS = (
 
 _DEBIAN_CHROMIUM = "/usr/bin/chromium"
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# Set once `apt-get update` ran in this process tree, so ensure_redis does not repeat it.
-_APT_UPDATED_ENV = "HUBBUB_APT_UPDATED"
-
-
-def _log(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
 
 
 def find_chromium() -> str | None:
@@ -51,40 +51,6 @@ def find_chromium() -> str | None:
         path = shutil.which(name)
         if path:
             return path
-    return None
-
-
-def _privilege_prefix() -> list[str] | None:
-    """``[]`` as root, ``["sudo"]`` when sudo exists, else None (cannot install)."""
-    if os.geteuid() == 0:
-        return []
-    if shutil.which("sudo"):
-        return ["sudo"]
-    return None
-
-
-def _apt_install(package: str) -> str | None:
-    """Install a Debian package; return None on success or the reason it could not be done."""
-    if not shutil.which("apt-get"):
-        return "apt-get not found (not a Debian-like system)"
-    prefix = _privilege_prefix()
-    if prefix is None:
-        return "not root and sudo is not available"
-    env_cmd = [*prefix, "env", "DEBIAN_FRONTEND=noninteractive"]
-    steps: list[list[str]] = []
-    if not os.environ.get(_APT_UPDATED_ENV):
-        steps.append([*env_cmd, "apt-get", "update", "-q"])
-    steps.append([*env_cmd, "apt-get", "install", "-y", "-q", package])
-    for cmd in steps:
-        _log(" ".join(cmd))
-        try:
-            result = subprocess.run(cmd, check=False, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            return f"{cmd[0]}: {exc}"
-        if result.returncode != 0:
-            return f"`{' '.join(cmd)}` exited with {result.returncode}"
-        if "update" in cmd:
-            os.environ[_APT_UPDATED_ENV] = "1"
     return None
 
 
@@ -107,15 +73,15 @@ def ensure_chromium() -> str | None:
     path = find_chromium()
     if path:
         return path
-    _log("chromium: not found, installing Debian's chromium package")
-    reason = _apt_install("chromium")
+    log("chromium: not found, installing Debian's chromium package")
+    reason = apt_install("chromium")
     if reason is None:
         path = find_chromium()
         if path:
             return path
         reason = "apt-get succeeded but no chromium binary appeared"
-    _log(f"chromium: unavailable ({reason}); browser tests cannot run")
-    _log("chromium: install it with `sudo apt-get install chromium` (Debian/Ubuntu)")
+    log(f"chromium: unavailable ({reason}); browser tests cannot run")
+    log("chromium: install it with `sudo apt-get install chromium` (Debian/Ubuntu)")
     return None
 
 

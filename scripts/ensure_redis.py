@@ -27,21 +27,20 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+if __name__ == "__main__":  # run as a script: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.provision import apt_install, log
+
 __all__ = ["RedisProcess", "RedisUnavailable", "ensure_redis", "ping", "start_redis"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6379
 READY_TIMEOUT = 10.0
-# Set once `apt-get update` ran in this process tree, so ensure_browser does not repeat it.
-_APT_UPDATED_ENV = "HUBBUB_APT_UPDATED"
 
 
 class RedisUnavailable(RuntimeError):
     """No Redis is running and none could be installed or started."""
-
-
-def _log(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
 
 
 def ping(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, timeout: float = 1.0) -> bool:
@@ -61,34 +60,6 @@ def _free_port() -> int:
         return port
 
 
-def _apt_install(package: str) -> str | None:
-    """Install a Debian package; return None on success or the reason it could not be done."""
-    if not shutil.which("apt-get"):
-        return "apt-get not found (not a Debian-like system)"
-    if os.geteuid() == 0:
-        prefix: list[str] = []
-    elif shutil.which("sudo"):
-        prefix = ["sudo"]
-    else:
-        return "not root and sudo is not available"
-    env_cmd = [*prefix, "env", "DEBIAN_FRONTEND=noninteractive"]
-    steps: list[list[str]] = []
-    if not os.environ.get(_APT_UPDATED_ENV):
-        steps.append([*env_cmd, "apt-get", "update", "-q"])
-    steps.append([*env_cmd, "apt-get", "install", "-y", "-q", package])
-    for cmd in steps:
-        _log(" ".join(cmd))
-        try:
-            result = subprocess.run(cmd, check=False, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            return f"{cmd[0]}: {exc}"
-        if result.returncode != 0:
-            return f"`{' '.join(cmd)}` exited with {result.returncode}"
-        if "update" in cmd:
-            os.environ[_APT_UPDATED_ENV] = "1"
-    return None
-
-
 def find_redis_server(install: bool = True) -> str:
     """Path of ``redis-server``; installs Debian's package when missing and allowed."""
     path = shutil.which("redis-server")
@@ -96,8 +67,8 @@ def find_redis_server(install: bool = True) -> str:
         return path
     reason = "redis-server is not on PATH"
     if install:
-        _log("redis: redis-server not found, installing Debian's redis-server package")
-        failure = _apt_install("redis-server")
+        log("redis: redis-server not found, installing Debian's redis-server package")
+        failure = apt_install("redis-server")
         path = shutil.which("redis-server") or (
             "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
         )
@@ -242,15 +213,15 @@ def main() -> int:
     try:
         if ping(DEFAULT_HOST, DEFAULT_PORT):
             print(f"redis://{DEFAULT_HOST}:{DEFAULT_PORT}/0")
-            _log("redis: already running (not started by this script)")
+            log("redis: already running (not started by this script)")
             return 0
         server = start_redis()
     except RedisUnavailable as exc:
-        _log(f"redis: {exc}")
+        log(f"redis: {exc}")
         return 1
     with server:
         print(server.url, flush=True)
-        _log(f"redis: started (pid {server.pid}); Ctrl-C to stop")
+        log(f"redis: started (pid {server.pid}); Ctrl-C to stop")
         try:
             while server.running:
                 time.sleep(0.5)

@@ -1,7 +1,7 @@
-"""Gateway bugs the fuzzer found, one regression test each (fixed; see bench/fuzz.py ``KNOWN``).
+"""Gateway bugs the fuzzer found, one regression test each (fixed; see bench/fuzz/known.py).
 
 Each test states the correct behaviour. While a bug is open its test carries a strict xfail
-marker and an entry in ``bench.fuzz.KNOWN``; both go when it is fixed, and the test stays.
+marker and an entry in ``bench.fuzz.known.KNOWN``; both go when it is fixed, and the test stays.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from bench.fuzz import ErrorRecorder, Peer, close_payload, frame, upgrade_request
+from bench.fuzz.invariants import ErrorRecorder
+from bench.fuzz.wire import Peer, close_payload, frame, upgrade_request
 from hubbub.aws.selection import compile_route_selection, select_route
 from hubbub.config import load_config
 from hubbub.errors import ConfigError

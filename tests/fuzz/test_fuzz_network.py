@@ -1,4 +1,4 @@
-"""The fuzzer's CI sample: bench/fuzz.py itself, a fixed seed, 300 cases per target.
+"""The fuzzer's CI sample: bench/fuzz itself, a fixed seed, 300 cases per target.
 
 Each target runs against its own in-process gateway and must leave every invariant intact (the
 gateway still echoes, hub/registry/tasks back to baseline, no traceback logged) with no finding
@@ -13,21 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from bench import fuzz
+from bench.fuzz.config import run_config
+from bench.fuzz.env import NETWORK_TARGETS, Env, FuzzOptions
+from bench.fuzz.frames import gen_frames
+from bench.fuzz.handshake import gen_handshake
+from bench.fuzz.report import Report
+from bench.fuzz.run import case_rng, plan, run_fuzz
 from tests.helpers import TIME_SCALE
 
 SEED = 20240601
 CASES = 300
 
 
-_REPORTS: dict[str, fuzz.Report] = {}
+_REPORTS: dict[str, Report] = {}
 
 
-async def _sample(target: str) -> fuzz.Report:
+async def _sample(target: str) -> Report:
     """Run (once per session) the sample of one target; later tests read the same report."""
     if target in _REPORTS:
         return _REPORTS[target]
-    options = fuzz.FuzzOptions(
+    options = FuzzOptions(
         cases=CASES,
         seed=SEED,
         targets=[target],
@@ -36,18 +41,18 @@ async def _sample(target: str) -> fuzz.Report:
         timeout=5.0 * TIME_SCALE,  # generous: a loaded CI machine must not look like a bug
         handshake_timeout=1.0 * TIME_SCALE,
     )
-    report = await fuzz.run_fuzz(options)
+    report = await run_fuzz(options)
     assert report.checks == 2
     assert sum(report.per_target[target].values()) == CASES
     _REPORTS[target] = report
     return report
 
 
-def _explain(report: fuzz.Report) -> str:
+def _explain(report: Report) -> str:
     return report.summary()
 
 
-@pytest.mark.parametrize("target", fuzz.NETWORK_TARGETS)
+@pytest.mark.parametrize("target", NETWORK_TARGETS)
 async def test_fuzz_sample_keeps_the_gateway_healthy(target: str) -> None:
     report = await _sample(target)
     assert report.unknown_failures() == [], _explain(report)
@@ -69,8 +74,8 @@ async def test_frame_fuzz_draws_every_protocol_close_code() -> None:
 
 def test_config_fuzz_only_ever_raises_config_error(tmp_path: Path) -> None:
     # Pure: no gateway; the same generator as the long mode.
-    env = fuzz.Env("127.0.0.1", 0, None, "dev", 1.0, 1.0, config_dir=tmp_path)
-    results = [fuzz.run_config(env, fuzz.case_rng(SEED, "config", i)) for i in range(CASES)]
+    env = Env("127.0.0.1", 0, None, "dev", 1.0, 1.0, config_dir=tmp_path)
+    results = [run_config(env, case_rng(SEED, "config", i)) for i in range(CASES)]
     crashes = [f for _, f in results if f and f.startswith("config-crash")]
     assert crashes == []
     assert {outcome for outcome, _ in results} == {"config-error", "accepted"}
@@ -85,15 +90,15 @@ def test_cases_are_a_function_of_seed_target_and_index() -> None:
 
 
 def _generate(target: str, index: int) -> object:
-    rng = fuzz.case_rng(SEED, target, index)
+    rng = case_rng(SEED, target, index)
     if target == "handshake":
-        return fuzz.gen_handshake(rng, b"h:1", "dev")
-    return fuzz.gen_frames(rng)
+        return gen_handshake(rng, b"h:1", "dev")
+    return gen_frames(rng)
 
 
 def test_plan_deals_cases_round_robin() -> None:
-    options = fuzz.FuzzOptions(cases=7, targets=["a", "b", "c"])
-    assert fuzz.plan(options) == [
+    options = FuzzOptions(cases=7, targets=["a", "b", "c"])
+    assert plan(options) == [
         ("a", 0),
         ("b", 0),
         ("c", 0),
@@ -106,6 +111,6 @@ def test_plan_deals_cases_round_robin() -> None:
 
 def test_case_rng_does_not_depend_on_global_random_state() -> None:
     random.seed(1)
-    first = fuzz.case_rng(SEED, "frames", 3).random()
+    first = case_rng(SEED, "frames", 3).random()
     random.seed(2)
-    assert fuzz.case_rng(SEED, "frames", 3).random() == first
+    assert case_rng(SEED, "frames", 3).random() == first

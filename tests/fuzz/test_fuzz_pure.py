@@ -5,7 +5,7 @@
   stream is cut into TCP reads, it passes legal frames through untouched and stops at the first
   oversized data frame;
 - route selection on arbitrary JSON and text, SigV4 verification on arbitrary requests, identity
-  sources, and the structured config mutator of bench/fuzz.py: only their documented errors.
+  sources, and the structured config mutator of bench/fuzz: only their documented errors.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bench.fuzz import frame, gen_config
+from bench.fuzz.config import gen_config
+from bench.fuzz.wire import frame
 from hubbub.aws.authorizer import parse_identity_source
 from hubbub.aws.management import RESOURCES, parse_management_path
 from hubbub.aws.selection import compile_route_selection, select_route
