@@ -66,6 +66,8 @@ class ManagementConfig:
     tls: bool = True
     tls_port: int = 8443  # 0 = any free port
     state_dir: Path | None = None  # None: hubbub.gateway.tls.default_state_dir() (per user)
+    # boto3 calls from this process to these listeners skip the network (gateway/inprocess.py).
+    in_process: bool = True
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ def _management(raw: Any) -> ManagementConfig:
         tls=base.tls,
         tls_port=base.tls_port,
         state_dir=base.state_dir,
+        in_process=base.in_process,
     )
 
 
@@ -378,6 +381,7 @@ class _ManagementScalars:
     tls: bool = True
     tls_port: int = 8443
     state_dir: Path | None = None
+    in_process: bool = True
 
 
 def _string_table(raw: Any, key: str) -> dict[str, str]:

@@ -433,13 +433,18 @@ def _gateway_serves_tls() -> bool:
     not _gateway_serves_tls(),
     reason="Gateway does not serve TLS yet ([management] tls_port/state_dir not wired)",
 )
+@pytest.mark.parametrize("in_process", [False, True])  # over TLS, and answered in-process
 async def test_an_unchanged_aws_handler_reaches_the_gateway_over_https(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: bool
 ) -> None:
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
     (tmp_path / "aws_style.py").write_text(_AWS_STYLE_HANDLER)
     config = {
-        "management": {"tls_port": 0, "state_dir": str(tmp_path / "state")},
+        "management": {
+            "tls_port": 0,
+            "state_dir": str(tmp_path / "state"),
+            "in_process": in_process,
+        },
         "routes": {"ping": {"handler": "aws_style.handler"}},
     }
     async with run_gateway(config, base_dir=tmp_path) as gw:

@@ -42,7 +42,7 @@ from hubbub.aws.results import is_success
 from hubbub.aws.selection import compile_route_selection
 from hubbub.config import Config
 from hubbub.errors import ConfigError
-from hubbub.gateway import logs
+from hubbub.gateway import inprocess, logs
 from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
 from hubbub.gateway.connection import (
@@ -131,6 +131,7 @@ class Gateway(GatewayApi):
         self.management: Listener | None = None
         self.management_tls: Listener | None = None
         self.tls: LocalTls | None = None
+        self.in_process: inprocess.InProcessEndpoint | None = None
         self._http = HttpClient()
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = False
@@ -154,6 +155,8 @@ class Gateway(GatewayApi):
         config = self.config
         loop = asyncio.get_running_loop()
         environment.install()
+        if config.management.in_process:
+            inprocess.install()  # before handlers load: their module-level boto3 clients too
         if config.management.tls:
             # Before the routes: the handlers' environment names the CA bundle.
             state_dir = config.management.state_dir or default_state_dir()
@@ -218,6 +221,13 @@ class Gateway(GatewayApi):
             )
         else:
             domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
+        if config.management.in_process:
+            self.in_process = inprocess.serve(
+                api.handle,
+                listeners=(("http", self.management), ("https", self.management_tls)),
+                domain_name=config.api.domain_name,
+                signed=authenticate is not None,
+            )
         self.api_context = ApiContext(
             api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
         )
@@ -304,6 +314,8 @@ class Gateway(GatewayApi):
                 task.cancel()
         if self.public is not None:
             await self.public.close()
+        if self.in_process is not None:
+            self.in_process.close()
         if self.management is not None:
             await self.management.close()
         if self.management_tls is not None:
