@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -206,6 +207,46 @@ async def test_room_send_frames_once_and_touches_only_members(
             assert gw.hub.writes - writes == 10  # written only to the members
             for sock in ws[:10]:
                 assert await sock.recv() == "ping"
+
+
+async def test_room_send_skips_a_member_whose_closing_handshake_has_begun(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """After the close frame no data frame may follow (RFC 6455 §5.5.1), though TCP is still up."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 2) as (ws, ids):
+            for cid in ids:
+                await gw.rooms.join("r", cid)
+            loop = asyncio.get_running_loop()
+            closing = loop.create_task(gw.hub.connections[ids[0]].close(1000, "bye"))
+            # Callbacks run in order: this one right after the task's first step has sent the
+            # close frame, before anything (the read loop, the peer's reply) could react to it.
+            delivered: asyncio.Future[int] = loop.create_future()
+            loop.call_soon(lambda: delivered.set_result(gw.hub.send_room("r", b"after close")))
+            assert await delivered == 1
+            assert await ws[1].recv() == "after close"
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await ws[0].recv()
+            await closing
+
+
+async def test_a_room_of_plain_and_compressed_members_honours_exclude(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record"), server={"compression": True}) as gw:
+        plain = [await websockets.connect(gw.websocket_url, compression=None) for _ in range(2)]
+        deflated = await websockets.connect(gw.websocket_url, compression="deflate")
+        await eventually(lambda: len(app.EVENTS) >= 3)
+        plain_id, _, deflated_id = (e["requestContext"]["connectionId"] for e in app.EVENTS[:3])
+        for event in app.EVENTS[:3]:
+            await gw.rooms.join("mix", event["requestContext"]["connectionId"])
+        assert await gw.rooms.send("mix", "not to plain", exclude=plain_id) == 2
+        assert await gw.rooms.send("mix", "not to deflated", exclude=deflated_id) == 2
+        assert await plain[0].recv() == "not to deflated"
+        assert [await plain[1].recv() for _ in range(2)] == ["not to plain", "not to deflated"]
+        assert await deflated.recv() == "not to plain"
+        for ws in (*plain, deflated):
+            await ws.close()
 
 
 async def test_slow_consumer_is_dropped_and_reported(

@@ -148,6 +148,20 @@ async def test_room_nodes_counts_members_per_node(stores: Stores) -> None:
     assert dict(await node.registry.room_nodes("empty")) == {}
 
 
+async def test_room_nodes_follow_leaves_and_removals(stores: Stores) -> None:
+    node = await stores()
+    for cid, owner in (("a1", "node-a"), ("a2", "node-a"), ("b1", "node-b")):
+        await node.registry.add(record(cid, owner))
+        await node.registry.join("lobby", cid)
+    await node.registry.leave("lobby", "b1")
+    assert dict(await node.registry.room_nodes("lobby")) == {"node-a": 2}
+    await node.registry.remove("a1")
+    assert dict(await node.registry.room_nodes("lobby")) == {"node-a": 1}
+    await node.registry.join("lobby", "b1")
+    await node.registry.remove("a2")
+    assert dict(await node.registry.room_nodes("lobby")) == {"node-b": 1}
+
+
 async def test_users_bind_many_connections(stores: Stores) -> None:
     node = await stores()
     for cid in ("c1", "c2", "c3"):

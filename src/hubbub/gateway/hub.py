@@ -8,6 +8,14 @@ not take yet, and the buffered size is our per-connection send queue. When it pa
 ``send_queue_bytes`` the consumer is too slow: it is dropped (1013, "Send queue full") rather than
 letting memory grow or the room wait. Connections that negotiated permessage-deflate cannot share
 frames; they get their own ordered outbox drained by one task each.
+
+The common recipient takes the shared frame as is: not compressed, not recovery-enabled (those get
+a per-room envelope). Each room therefore also keeps its members split (:class:`Members`): the
+plain ones as bare sockets, written in one tight loop (:meth:`Socket.broadcast`), the others one by
+one. Both facts are fixed before a connection can join anything (compression is negotiated in the
+handshake, the recovery session assigned before :meth:`Hub.add`). The tight loop does not look at
+``Connection.closing``: a connection only sets it right before closing its WebSocket or aborting
+its transport, which the socket's own checks see.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hubbub.gateway.transport import frame_text
+from hubbub.gateway.transport import Socket, frame_text
 from hubbub.store.recovery import Position
 
 if TYPE_CHECKING:
@@ -45,11 +53,36 @@ class Envelope:
         return envelope(self.room, Position(self.epoch, self.offset), self.data)
 
 
+class Members:
+    """The local members of a room (or of the node), split for fan-out; see the module docstring."""
+
+    __slots__ = ("plain", "special")
+
+    def __init__(self) -> None:
+        self.plain: dict[str, Socket] = {}  # take the shared frame: written by Socket.broadcast
+        self.special: dict[str, Connection] = {}  # compressed or recovery-enabled: one by one
+
+    def add(self, conn: Connection) -> None:
+        if conn.session is None and not conn.socket.compressed:
+            self.plain[conn.id] = conn.socket
+        else:
+            self.special[conn.id] = conn
+
+    def discard(self, cid: str) -> None:
+        self.plain.pop(cid, None)
+        self.special.pop(cid, None)
+
+    def __bool__(self) -> bool:
+        return bool(self.plain or self.special)
+
+
 class Hub:
     def __init__(self, send_queue_bytes: int) -> None:
         self.connections: dict[str, Connection] = {}
         self.rooms: dict[str, dict[str, Connection]] = {}
         self.users: dict[str, dict[str, Connection]] = {}
+        self._everyone = Members()
+        self._room_members: dict[str, Members] = {}  # rooms again, split for send_room
         self._limit = send_queue_bytes
         self.frames_built = 0  # counted so tests can prove "frame once"
         self.writes = 0
@@ -57,11 +90,13 @@ class Hub:
     # -- membership -------------------------------------------------------------------------
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
+        self._everyone.add(conn)
 
     def remove(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
+        self._everyone.discard(conn.id)
         for room in conn.rooms:
-            _discard(self.rooms, room, conn.id)
+            self._leave_index(room, conn.id)
         for user in conn.users:
             _discard(self.users, user, conn.id)
         conn.rooms.clear()
@@ -70,10 +105,22 @@ class Hub:
     def join(self, room: str, conn: Connection) -> None:
         conn.rooms.add(room)
         self.rooms.setdefault(room, {})[conn.id] = conn
+        members = self._room_members.get(room)
+        if members is None:
+            members = self._room_members[room] = Members()
+        members.add(conn)
 
     def leave(self, room: str, conn: Connection) -> None:
         conn.rooms.discard(room)
-        _discard(self.rooms, room, conn.id)
+        self._leave_index(room, conn.id)
+
+    def _leave_index(self, room: str, cid: str) -> None:
+        _discard(self.rooms, room, cid)
+        members = self._room_members.get(room)
+        if members is not None:
+            members.discard(cid)
+            if not members:
+                del self._room_members[room]
 
     def bind_user(self, user: str, conn: Connection) -> None:
         conn.users.add(user)
@@ -84,6 +131,43 @@ class Hub:
         """Deliver one text message to one connection; False if it is closing."""
         self.frames_built += 1
         return self._write(conn, payload, frame_text(payload))
+
+    def send_room(
+        self,
+        room: str,
+        payload: bytes,
+        exclude: str | None = None,
+        envelope: Envelope | None = None,
+    ) -> int:
+        """Deliver one message to the room's local members (but ``exclude``); returns the count.
+
+        With ``envelope`` (a room message with history), recovery-enabled members get the wrapped
+        form instead.
+        """
+        members = self._room_members.get(room)
+        return self._send_members(members, payload, exclude, envelope) if members else 0
+
+    def broadcast(self, payload: bytes) -> int:
+        """Deliver one message to every local connection; returns the count."""
+        return self._send_members(self._everyone, payload, None, None)
+
+    def _send_members(
+        self, members: Members, payload: bytes, exclude: str | None, envelope: Envelope | None
+    ) -> int:
+        frame = frame_text(payload)
+        self.frames_built += 1
+        delivered = 0
+        plain = members.plain
+        if plain:
+            skip = plain.get(exclude) if exclude is not None else None
+            delivered, over = Socket.broadcast(plain.values(), frame, self._limit, skip)
+            self.writes += delivered
+            if over:
+                self._drop_over(plain, over)
+        if members.special:
+            conns = list(members.special.values())
+            delivered += self._fan_out_framed(conns, payload, frame, exclude, envelope)
+        return delivered
 
     def fan_out(
         self,
@@ -97,8 +181,17 @@ class Hub:
         With ``envelope`` (a room message with history), recovery-enabled connections get the
         wrapped form instead, also framed once.
         """
-        frame = frame_text(payload)
         self.frames_built += 1
+        return self._fan_out_framed(conns, payload, frame_text(payload), exclude, envelope)
+
+    def _fan_out_framed(
+        self,
+        conns: Iterable[Connection],
+        payload: bytes,
+        frame: bytes,
+        exclude: str | None,
+        envelope: Envelope | None,
+    ) -> int:
         delivered = 0
         write = self._write
         wrapped = wrapped_frame = b""
@@ -133,6 +226,14 @@ class Hub:
         if sock.buffered() > self._limit:
             self._drop_slow(conn)
         return True
+
+    def _drop_over(self, plain: dict[str, Socket], over: list[Socket]) -> None:
+        """Drop the connections whose sockets :meth:`Socket.broadcast` found over the limit."""
+        slow = set(over)
+        for cid in [cid for cid, sock in plain.items() if sock in slow]:
+            conn = self.connections.get(cid)
+            if conn is not None:
+                self._drop_slow(conn)
 
     def _drop_slow(self, conn: Connection) -> None:
         log.warning(

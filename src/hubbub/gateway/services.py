@@ -84,18 +84,15 @@ class Services:
             conn = hub.connections.get(delivery.target)
             return int(conn is not None and hub.send(conn, delivery.data))
         if delivery.kind == "room":
-            members = hub.rooms.get(delivery.target)
-            if not members:
-                return 0
             envelope = None
             if delivery.epoch is not None:
                 envelope = Envelope(delivery.target, delivery.epoch, delivery.offset, delivery.data)
-            return hub.fan_out(list(members.values()), delivery.data, delivery.exclude, envelope)
+            return hub.send_room(delivery.target, delivery.data, delivery.exclude, envelope)
         if delivery.kind == "user":
             members = hub.users.get(delivery.target)
             return hub.fan_out(list(members.values()), delivery.data) if members else 0
         if delivery.kind == "broadcast":
-            return hub.fan_out(list(hub.connections.values()), delivery.data)
+            return hub.broadcast(delivery.data)
         if delivery.kind == "close":
             conn = hub.connections.get(delivery.target)
             if conn is None or self.close_local is None:
@@ -271,9 +268,7 @@ class Rooms:
         excluded_on = await self._remote_member_node(room, exclude) if has_remote else None
         for node, members in nodes.items():
             if node == s.node_id:
-                local = s.hub.rooms.get(room)
-                if local:
-                    delivered += s.hub.fan_out(list(local.values()), payload, exclude, envelope)
+                delivered += s.hub.send_room(room, payload, exclude, envelope)
             else:
                 remote.append(node)
                 delivered += members - (node == excluded_on)
@@ -351,7 +346,7 @@ class GatewayApi:
         """Send to every connection on every node."""
         s = self._s
         payload = s.check_size(as_bytes(data))
-        delivered = s.hub.fan_out(list(s.hub.connections.values()), payload)
+        delivered = s.hub.broadcast(payload)
         total = await s.registry.count()
         others = total - len(s.hub.connections)
         if others > 0:

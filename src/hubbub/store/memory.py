@@ -13,12 +13,16 @@ from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, Page, Reap
 
 
 class MemoryRegistry:
-    """Connection registry in plain dicts; O(1) per operation, O(members) per room read."""
+    """Connection registry in plain dicts; O(1) per operation, O(members) per member listing."""
 
     def __init__(self) -> None:
         self._connections: dict[str, ConnectionRecord] = {}
-        self._rooms: dict[str, dict[str, None]] = {}  # dict as an ordered set: stable listings
-        self._users: dict[str, dict[str, None]] = {}
+        # room -> {connection id: its node}; ordered, so listings are stable.
+        self._rooms: dict[str, dict[str, str]] = {}
+        # room -> {node: members there}, kept with _rooms so room_nodes, asked on every room
+        # send, costs O(nodes) instead of a walk over the members.
+        self._room_nodes: dict[str, dict[str, int]] = {}
+        self._users: dict[str, dict[str, None]] = {}  # dict as an ordered set
 
     async def add(self, record: ConnectionRecord) -> None:
         self._connections[record.connection_id] = record
@@ -28,7 +32,7 @@ class MemoryRegistry:
         if record is None:
             return None
         for room in record.rooms:
-            _discard(self._rooms, room, connection_id)
+            self._leave(room, connection_id)
         for user in record.users:
             _discard(self._users, user, connection_id)
         return record
@@ -53,7 +57,11 @@ class MemoryRegistry:
         if record is None:
             return False
         record.rooms.add(room)
-        self._rooms.setdefault(room, {})[connection_id] = None
+        members = self._rooms.setdefault(room, {})
+        if connection_id not in members:
+            members[connection_id] = record.node_id
+            counts = self._room_nodes.setdefault(room, {})
+            counts[record.node_id] = counts.get(record.node_id, 0) + 1
         return True
 
     async def leave(self, room: str, connection_id: str) -> bool:
@@ -61,8 +69,22 @@ class MemoryRegistry:
         if record is None:
             return False
         record.rooms.discard(room)
-        _discard(self._rooms, room, connection_id)
+        self._leave(room, connection_id)
         return True
+
+    def _leave(self, room: str, connection_id: str) -> None:
+        members = self._rooms.get(room)
+        node = members.pop(connection_id, None) if members is not None else None
+        if node is None:
+            return
+        if not members:
+            del self._rooms[room]
+            del self._room_nodes[room]
+            return
+        counts = self._room_nodes[room]
+        counts[node] -= 1
+        if not counts[node]:
+            del counts[node]
 
     async def room_members(self, room: str) -> list[str]:
         return list(self._rooms.get(room, ()))
@@ -97,15 +119,7 @@ class MemoryRegistry:
         return len(self._connections)
 
     async def room_nodes(self, room: str) -> Mapping[str, int]:
-        members = self._rooms.get(room)
-        if not members:
-            return {}
-        nodes: dict[str, int] = {}
-        for cid in members:
-            record = self._connections.get(cid)
-            if record is not None:
-                nodes[record.node_id] = nodes.get(record.node_id, 0) + 1
-        return nodes
+        return dict(self._room_nodes.get(room, {}))  # a copy: callers must not see later changes
 
 
 def _discard(index: dict[str, dict[str, None]], key: str, member: str) -> None:
