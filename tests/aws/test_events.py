@@ -407,6 +407,23 @@ def test_disconnect_event_host_falls_back_to_the_domain_name() -> None:
     assert disconnect(make_conn(headers=[]))["headers"]["Host"] == API.domain_name
 
 
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["Host", "host", "HOST", "X-Other"]), st.text(max_size=8)),
+        max_size=5,
+    )
+)
+def test_forgetting_the_handshake_keeps_the_disconnect_and_message_events(
+    headers: list[tuple[str, str]],
+) -> None:
+    conn = make_conn(headers=headers)
+    before = disconnect(conn), message(conn)
+    conn.forget_handshake()
+    assert (disconnect(conn), message(conn)) == before
+    assert conn.query is None
+    assert len(conn.headers) <= 1
+
+
 def test_disconnect_event_carries_status_code_and_reason() -> None:
     context = disconnect()["requestContext"]
     assert context["disconnectStatusCode"] == 1001

@@ -28,6 +28,17 @@ async def _closed_code(ws: websockets.ClientConnection) -> int | None:
         return exc.rcvd.code if exc.rcvd else None
 
 
+async def _echo_until_closed(ws: websockets.ClientConnection) -> int | None:
+    """Keep the connection busy until the server closes it; return the close code it sent."""
+    try:
+        while True:
+            await ws.send('{"action": "echo"}')
+            await ws.recv()
+            await asyncio_sleep(0.05)
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else None
+
+
 async def test_binary_frame_closes_with_1003(gateway: GatewayFactory, app: ModuleType) -> None:
     async with gateway(routes=routes(_disconnect="record")) as gw:
         async with websockets.connect(gw.websocket_url) as ws:
@@ -120,6 +131,40 @@ async def test_max_duration_closes_with_1001(gateway: GatewayFactory, app: Modul
             assert await _closed_code(ws) == 1001
         await eventually(lambda: _disconnects(app))
     assert _disconnects(app) == [(1001, "Maximum connection duration reached")]
+
+
+async def test_activity_does_not_postpone_the_max_duration(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    limits = {"idle_timeout": 0.3, "max_duration": 0.6}
+    echo = {"handler": "echo", "route_response": True}
+    async with gateway(routes=routes(_disconnect="record", echo=echo), limits=limits) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            assert await _echo_until_closed(ws) == 1001
+        await eventually(lambda: _disconnects(app))
+    assert _disconnects(app) == [(1001, "Maximum connection duration reached")]
+
+
+async def test_a_closed_connection_is_no_longer_watched_for_timeouts(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_disconnect="record")) as gw:
+        async with websockets.connect(gw.websocket_url):
+            await eventually(lambda: len(gw.timeouts) == 1)
+        await eventually(lambda: _disconnects(app))
+        assert len(gw.timeouts) == 0
+    assert _disconnects(app) == [(1000, "")]
+
+
+async def test_timeouts_of_0_are_off(gateway: GatewayFactory, app: ModuleType) -> None:
+    limits = {"idle_timeout": 0, "max_duration": 0}
+    echo = {"handler": "echo", "route_response": True}
+    async with gateway(routes=routes(echo=echo), limits=limits) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send('{"action": "echo"}')
+            await ws.recv()
+            assert len(gw.timeouts) == 0
+            assert ws.state.name == "OPEN"
 
 
 async def asyncio_sleep(seconds: float) -> None:

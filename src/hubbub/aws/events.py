@@ -71,6 +71,17 @@ class ConnectionContext:
     authorizer: Mapping[str, Any] | None = None
     attributes: Mapping[str, Any] | None = None
 
+    def forget_handshake(self) -> None:
+        """Keep of the handshake only what later events use: the Host header.
+
+        Call it once the ``$connect`` event is built: ``$disconnect`` carries just the Host
+        header, MESSAGE events neither headers nor query, and an open connection then no longer
+        holds every request header (~0.9 KB per connection).
+        """
+        host = [pair for pair in self.headers if pair[0].lower() == "host"][-1:]
+        self.headers = (("Host", host[0][1]),) if host else ()
+        self.query = None
+
 
 @lru_cache(maxsize=64)
 def _clf_second(epoch_s: int) -> str:

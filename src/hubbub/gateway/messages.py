@@ -152,7 +152,7 @@ class MessageLoop:
             return True
         conn.strikes += 1
         if conn.strikes >= ABUSE_STRIKES:
-            conn._expire(RATE_EXCEEDED)
+            conn.expire(RATE_EXCEEDED)
         elif conn.socket.writable:
             frame = error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id())
             conn.socket.write(frame_text(frame))

@@ -361,6 +361,12 @@ def _split_path(raw: str) -> tuple[str, str]:
     return path, query
 
 
+def _handshake(request: web.Request) -> Handshake:
+    raw_path, query = _split_path(request.raw_path)
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return Handshake(raw_path, query, _headers(request), str(peer[0]) if peer else "")
+
+
 async def start_public(
     *,
     host: str,
@@ -385,11 +391,7 @@ async def start_public(
         if problem is not None:
             # Checked before $connect runs: an upgrade that cannot succeed never reaches a handler.
             return web.Response(status=400, text=f"Bad Request: {problem}\n")
-        raw_path, query = _split_path(request.raw_path)
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        remote = str(peer[0]) if peer else ""
-        handshake = Handshake(raw_path, query, _headers(request), remote)
-        decision = await on_handshake(handshake)
+        decision = await on_handshake(_handshake(request))
         if isinstance(decision, HttpResponse):
             return web.Response(
                 status=decision.status, headers=decision.headers, body=decision.body
@@ -417,7 +419,11 @@ async def start_public(
         transport = request.transport
         if transport is None:  # peer vanished between handshake and 101
             return ws
-        await decision.run(Socket(ws, transport))  # type: ignore[arg-type,unused-ignore]
+        run = decision.run(Socket(ws, transport))  # type: ignore[arg-type,unused-ignore]
+        # This frame lives as long as the connection: let the decision (and what it refers to)
+        # go now rather than hold it in a local.
+        del decision
+        await run
         return ws
 
     # keepalive_timeout bounds how long a TCP connection may take to send its (upgrade) request:
