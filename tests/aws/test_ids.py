@@ -4,10 +4,17 @@ import base64
 import re
 import string
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.aws.ids import api_id_for, is_valid_connection_id, new_connection_id, new_request_id
+from hubbub.aws.ids import (
+    _RequestIds,
+    api_id_for,
+    is_valid_connection_id,
+    new_connection_id,
+    new_request_id,
+)
 
 AWS_ID = re.compile(r"[A-Za-z0-9_-]{15}=")
 
@@ -18,6 +25,15 @@ def test_connection_id_has_the_aws_shape() -> None:
 
 def test_request_id_has_the_aws_shape() -> None:
     assert AWS_ID.fullmatch(new_request_id())
+
+
+@pytest.mark.parametrize("start", [0, (1 << 22) - 3, (5 << 22) - 1, (1 << 48) - 3])
+def test_request_ids_are_base64_of_the_prefix_and_the_counter(start: int) -> None:
+    prefix = b"\xfb\xef\x00\x10\x80"
+    ids = _RequestIds(prefix, start)
+    for n in range(start, start + 6):  # across a block of 2**22 ids, and the 48-bit wrap
+        counter = (n & ((1 << 48) - 1)).to_bytes(6, "big")
+        assert ids.next() == base64.urlsafe_b64encode(prefix + counter).decode("ascii")
 
 
 def test_connection_id_encodes_eleven_random_bytes() -> None:

@@ -25,6 +25,36 @@ def test_a_dict_with_status_code() -> None:
     assert (result.status_code, result.body) == (401, "no")
 
 
+def test_the_common_shapes_have_no_headers() -> None:
+    assert parse_proxy_result({"statusCode": 200, "body": "x"}) == ProxyResult(200, {}, "x", False)
+    assert parse_proxy_result({"statusCode": 204}) == ProxyResult(204, {}, None, False)
+    assert parse_proxy_result({"statusCode": 200, "body": None}) == ProxyResult(200, {}, None)
+
+
+def test_a_result_without_headers_shares_a_read_only_mapping() -> None:
+    for result in (ProxyResult(200), parse_proxy_result({"statusCode": 200, "body": "x"})):
+        with pytest.raises(TypeError):
+            result.headers["X-Mine"] = "no"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"statusCode": 200, "body": "\ud800"},
+        {"statusCode": 200, "body": "\udfff", "headers": {"a": "b"}},
+        "x\ud800",
+    ],
+)
+def test_text_with_lone_surrogates_is_invalid(value: object) -> None:
+    with pytest.raises(InvalidProxyResult, match="Unicode"):
+        parse_proxy_result(value)
+
+
+def test_non_ascii_text_is_kept() -> None:
+    assert parse_proxy_result({"statusCode": 200, "body": "héllo ✓"}).body == "héllo ✓"
+    assert parse_proxy_result("naïve").body == "naïve"
+
+
 def test_a_numeric_string_status_code() -> None:
     assert parse_proxy_result({"statusCode": "403"}).status_code == 403
 

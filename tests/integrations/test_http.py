@@ -27,7 +27,7 @@ import websockets
 from aiohttp import web
 from websockets.exceptions import InvalidStatus
 
-from hubbub.integrations.base import InvocationError, LambdaContext
+from hubbub.integrations.base import InvocationError, LambdaContext, LambdaFunction
 from hubbub.integrations.http import MAX_REPLY_BYTES, HttpClient, HttpIntegration
 from hubbub.testing import run_gateway
 from tests.helpers import TIME_SCALE, eventually
@@ -295,9 +295,7 @@ async def test_connections_are_kept_alive_between_invocations(endpoint: Endpoint
 
 # -- the integration object itself ------------------------------------------------------------
 def _context() -> LambdaContext:
-    return LambdaContext(
-        request_id="req", function_name="fn", timeout=5, region="us-east-1", account_id="0"
-    )
+    return LambdaContext(LambdaFunction("fn", region="us-east-1", account_id="0"), "req", 5)
 
 
 async def test_integrations_can_share_one_client(endpoint: Endpoint) -> None:

@@ -27,16 +27,49 @@ def new_connection_id() -> str:
 
 
 # Request and message ids must be unique, not secret: a random 5-byte prefix per process plus a
-# 6-byte counter gives the same 16-character shape without a system call per message (two ids
-# per message were 4% of the routed path). Connection ids stay fully random: they name sockets.
-_REQUEST_PREFIX = os.urandom(5)
-_request_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+# 6-byte counter gives the same 16-character shape without a system call per message. Connection
+# ids stay fully random: they name sockets.
+_COUNTER_MASK = (1 << 48) - 1
+_LOW_BITS = 22  # the counter bits in the last four characters (6 + 6 + 6 + 4, then "=")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)  # 12 bits -> two characters
+# 10 bits -> a character, a character holding 4 bits (and 2 zero bits), and the padding.
+_ENDS = tuple(a + _ALPHABET[b << 2] + "=" for a in _ALPHABET for b in range(16))
 
 
-def new_request_id() -> str:
-    """Return a fresh unique request (or message) id, same shape as a connection id."""
-    n = next(_request_counter) & 0xFFFFFFFFFFFF
-    return base64.urlsafe_b64encode(_REQUEST_PREFIX + n.to_bytes(6, "big")).decode("ascii")
+class _RequestIds:
+    """``base64url(prefix + counter)`` built from strings, at half the cost of encoding bytes.
+
+    The first 11 characters change only every 2**22 ids: they are encoded once per block and the
+    last four come from two lookup tables (two ids per message were ~5 % of the routed path).
+    The result equals ``urlsafe_b64encode(prefix + counter.to_bytes(6, "big"))``.
+    """
+
+    __slots__ = ("_block", "_counter", "_prefix")
+
+    def __init__(self, prefix: bytes, start: int) -> None:
+        self._prefix = prefix
+        self._counter = itertools.count(start)
+        # (counter >> _LOW_BITS, its 11 characters), replaced as one object: thread-safe.
+        self._block = (-1, "")
+
+    def next(self) -> str:
+        """Return a fresh unique request (or message) id, same shape as a connection id."""
+        n = next(self._counter) & _COUNTER_MASK
+        block = self._block
+        if block[0] != n >> _LOW_BITS:
+            block = self._new_block(n >> _LOW_BITS)
+        return block[1] + _PAIRS[n >> 10 & 0xFFF] + _ENDS[n & 0x3FF]
+
+    def _new_block(self, high: int) -> tuple[int, str]:
+        first = (high << _LOW_BITS).to_bytes(6, "big")
+        block = (high, base64.urlsafe_b64encode(self._prefix + first).decode("ascii")[:11])
+        self._block = block
+        return block
+
+
+# The bound method itself, not a wrapper function: one call less per id.
+new_request_id = _RequestIds(os.urandom(5), int.from_bytes(os.urandom(3), "big")).next
 
 
 def api_id_for(name: str) -> str:

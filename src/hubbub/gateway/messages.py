@@ -2,6 +2,8 @@
 
 Each text message is routed by the selection expression and its invocation started as a task —
 invocations of one connection run concurrently, as on AWS — bounded by the per-connection cap.
+A route whose handler is an ``async def`` without ``await`` cannot suspend: it runs to completion
+right here, without a task (see :meth:`Invoker.invoke_inline`), unless the global cap is reached.
 Recovery control messages of opted-in clients (``{"hubbub": ...}``) are answered here and never
 routed. Everything that ends the read loop records its close code and reason on the connection.
 """
@@ -22,7 +24,7 @@ from hubbub.config import LimitsConfig
 from hubbub.errors import ManagementError
 from hubbub.gateway.connection import ABNORMAL, BINARY, NO_STATUS, Connection, now_ms
 from hubbub.gateway.hub import Hub
-from hubbub.gateway.invoke import BUSY, Invoker, Route
+from hubbub.gateway.invoke import BUSY, Invoker, Outcome, Route
 from hubbub.gateway.limits import ABUSE_STRIKES, RATE_EXCEEDED, TOO_MANY_REQUESTS, TokenBucket
 from hubbub.gateway.recovery import CONTROL_PREFIX, Resumer
 from hubbub.gateway.transport import BINARY as MSG_BINARY
@@ -68,6 +70,7 @@ class MessageLoop:
         if message_rate > 0:
             conn.rate = TokenBucket(message_rate)
         loop = asyncio.get_running_loop()
+        invoker = self.invoker
         touch = self.touch
         while True:
             kind, data, extra = await receive()
@@ -90,8 +93,16 @@ class MessageLoop:
                     continue
                 request_id = new_request_id()
                 event = conn.factory.build(key, data, request_id, new_request_id(), now)
+                route = routes[key]
+                if route.inline is not None and invoker.can_run_inline():
+                    outcome = await invoker.invoke_inline(
+                        route, event, connection_id=conn.id, request_id=request_id
+                    )
+                    if outcome is not None:
+                        self._answer(conn, route, outcome, request_id)
+                    continue
                 conn.in_flight += 1
-                task = loop.create_task(self._message(conn, routes[key], event, request_id))
+                task = loop.create_task(self._message(conn, route, event, request_id))
                 conn.tasks.add(task)
                 task.add_done_callback(conn.tasks.discard)
             elif kind == MSG_BINARY and not allow_binary:
@@ -167,6 +178,10 @@ class MessageLoop:
             )
         finally:
             conn.in_flight -= 1
+        self._answer(conn, route, outcome, request_id)
+
+    def _answer(self, conn: Connection, route: Route, outcome: Outcome, request_id: str) -> None:
+        """Answer one invocation: its reply on a two-way route, or the error frame."""
         result = outcome.result
         if result is None:
             if conn.socket.writable:

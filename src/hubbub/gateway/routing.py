@@ -8,9 +8,13 @@ exhausts only its own threads.
 
 from __future__ import annotations
 
+import dis
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from inspect import CO_COROUTINE
+from types import FunctionType
+from typing import Any
 
 from hubbub.aws.sigv4 import Credential
 from hubbub.config import Config
@@ -122,11 +126,13 @@ class RouteFactory:
             self._pools.append(pool)
             integration = PythonIntegration(name, func, pool)
             is_async = integration.is_async
+            inline = func if never_suspends(func) else None
         else:
             assert url is not None
             integration = HttpIntegration(key, url, client=self._http)
             env = {}
             is_async = True
+            inline = None
         return Route(
             key=key,
             integration=integration,
@@ -134,4 +140,19 @@ class RouteFactory:
             two_way=two_way,
             is_async=is_async,
             environment=env,
+            inline=inline,
         )
+
+
+def never_suspends(func: Callable[..., Any]) -> bool:
+    """Tell whether ``func`` is an ``async def`` whose own code has no ``await`` (nor ``async
+    for`` / ``async with``): its coroutine then runs to its end in one step, and the gateway may
+    run it inline instead of in a task (see Invoker.invoke_inline).
+
+    Every suspension of a coroutine is a YIELD_VALUE in its own bytecode; code of nested
+    functions sits in other code objects. Anything that is not a plain coroutine function
+    (a partial, a callable object, a wrapper) answers False: such handlers keep their task.
+    """
+    if not isinstance(func, FunctionType) or not func.__code__.co_flags & CO_COROUTINE:
+        return False
+    return all(op.opname != "YIELD_VALUE" for op in dis.get_instructions(func.__code__))

@@ -22,6 +22,20 @@ class Integration(Protocol):
     async def close(self) -> None: ...
 
 
+class LambdaFunction:
+    """What every context of one function says about the function: built once per route.
+
+    The ARN and log group are formatted here, not per invocation (two f-strings per message).
+    """
+
+    __slots__ = ("arn", "log_group_name", "name")
+
+    def __init__(self, name: str, *, region: str, account_id: str) -> None:
+        self.name = name
+        self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+        self.log_group_name = f"/aws/lambda/{name}"
+
+
 class LambdaContext:
     """The subset of ``awslambdaric``'s context object that handlers use.
 
@@ -44,21 +58,14 @@ class LambdaContext:
     )
 
     def __init__(
-        self,
-        *,
-        request_id: str,
-        function_name: str,
-        timeout: float,
-        region: str,
-        account_id: str,
-        gateway: Any = None,
+        self, function: LambdaFunction, request_id: str, timeout: float, gateway: Any = None
     ) -> None:
         self.aws_request_id = request_id
-        self.function_name = function_name
+        self.function_name = function.name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{function_name}"
+        self.invoked_function_arn = function.arn
         self.memory_limit_in_mb = "128"
-        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_group_name = function.log_group_name
         self.log_stream_name = "hubbub"
         self.identity = None
         self.client_context = None

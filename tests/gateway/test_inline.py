@@ -1,0 +1,255 @@
+"""Inline invocations: ``async def`` handlers without ``await`` run without a task of their own,
+with the same event, context, environment, answers and limits as any other handler."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
+
+import pytest
+import websockets
+
+from hubbub.gateway.app import Gateway
+from hubbub.gateway.invoke import Invoker, Route
+from hubbub.gateway.routing import never_suspends
+from hubbub.integrations.python import PythonIntegration, load_handler
+from tests.gateway.conftest import HANDLERS, GatewayFactory
+from tests.helpers import eventually
+
+FRAME = re.compile(
+    r'^\{"message": "(?P<message>[^"]+)", "connectionId":"[A-Za-z0-9_=-]{16}", '
+    r'"requestId":"[A-Za-z0-9_=-]{16}"\}$'
+)
+
+
+@pytest.fixture
+def inline() -> ModuleType:
+    """handlers/inline.py as the gateway loads it, with fresh events for ``hold``."""
+    module = sys.modules[load_handler("inline.echo", HANDLERS).__module__]
+    module.reset()
+    return module
+
+
+def _routes(**handlers: str | dict[str, Any]) -> dict[str, Any]:
+    """Two-way routes to handlers of handlers/inline.py: ``_routes(echo="echo")``."""
+    out: dict[str, Any] = {}
+    for key, spec in handlers.items():
+        extra = {"handler": spec} if isinstance(spec, str) else spec
+        out[key] = {"route_response": True, **extra, "handler": f"inline.{extra['handler']}"}
+    return out
+
+
+def _message(action: str) -> str:
+    return json.dumps({"action": action})
+
+
+async def _error_message(ws: websockets.ClientConnection) -> str:
+    match = FRAME.match(str(await ws.recv()))
+    assert match, "expected an error frame"
+    return match["message"]
+
+
+# -- which handlers run inline -------------------------------------------------------------------
+async def _no_await(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"statusCode": 200}
+
+
+async def _awaits(event: dict[str, Any], context: Any) -> None:
+    await asyncio.sleep(0)
+
+
+async def _async_with(event: dict[str, Any], context: Any) -> None:
+    async with asyncio.Lock():
+        pass
+
+
+async def _async_for(event: Any, context: Any) -> list[Any]:
+    return [item async for item in event]
+
+
+async def _nested_await(event: dict[str, Any], context: Any) -> Any:
+    async def later() -> None:
+        await asyncio.sleep(0)
+
+    return later
+
+
+def _plain(event: dict[str, Any], context: Any) -> None:
+    return None
+
+
+def test_an_async_def_without_await_never_suspends() -> None:
+    assert never_suspends(_no_await)
+
+
+def test_await_in_a_nested_function_does_not_count() -> None:
+    assert never_suspends(_nested_await)
+
+
+def test_await_async_with_and_async_for_may_suspend() -> None:
+    assert not any(never_suspends(f) for f in (_awaits, _async_with, _async_for))
+
+
+def test_plain_functions_and_wrappers_are_not_inline() -> None:
+    assert not never_suspends(_plain)
+    assert not never_suspends(functools.partial(_no_await))
+
+
+async def test_only_await_free_async_handlers_get_an_inline_route(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    raw = _routes(echo="echo", hold="hold")
+    raw["plain"] = {"handler": "app.record_echo", "route_response": True}
+    async with gateway(routes=raw) as gw:
+        assert gw.routes["echo"].inline is inline.echo
+        assert gw.routes["hold"].inline is None
+        assert gw.routes["plain"].inline is None
+
+
+def test_an_inline_invocation_ends_in_one_step() -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        route = Route(
+            key="r",
+            integration=PythonIntegration("fn", _no_await, pool),
+            timeout=1,
+            inline=_no_await,
+        )
+        invoker = Invoker(max_concurrent=1, region="us-east-1", account_id="000000000000")
+        step = invoker.invoke_inline(route, {}, connection_id="c", request_id="r")
+        with pytest.raises(StopIteration) as returned:  # it never yields to an event loop
+            step.send(None)
+    assert returned.value.value.result.status_code == 200
+    assert invoker.in_flight == 0
+
+
+# -- the same contract as any handler --------------------------------------------------------
+async def test_inline_handler_sees_its_context(gateway: GatewayFactory) -> None:
+    async with gateway(routes=_routes(describe="describe"), limits={"handler_timeout": 7}) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("describe"))
+            seen = json.loads(await ws.recv())
+    assert seen.pop("aws_request_id") == seen.pop("requestId")
+    assert 6000 < seen.pop("remaining") <= 7000
+    assert seen == {
+        "function_name": "inline",
+        "function_version": "$LATEST",
+        "invoked_function_arn": "arn:aws:lambda:us-east-1:000000000000:function:inline",
+        "memory_limit_in_mb": "128",
+        "log_group_name": "/aws/lambda/inline",
+        "log_stream_name": "hubbub",
+        "identity": None,
+        "client_context": None,
+        "environ": {"AWS_LAMBDA_FUNCTION_NAME": "inline", "ROUTE_ONLY": None},
+    }
+
+
+async def test_inline_handler_environment_stays_with_its_route(gateway: GatewayFactory) -> None:
+    own = {"handler": "describe", "environment": {"ROUTE_ONLY": "yes"}}
+    async with gateway(routes=_routes(own=own, other="describe")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("own"))
+            assert json.loads(await ws.recv())["environ"]["ROUTE_ONLY"] == "yes"
+            await ws.send(_message("other"))
+            assert json.loads(await ws.recv())["environ"]["ROUTE_ONLY"] is None
+
+
+async def test_inline_handler_error_sends_internal_server_error_and_keeps_the_socket(
+    gateway: GatewayFactory,
+) -> None:
+    async with gateway(routes=_routes(boom="boom", echo="echo")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("boom"))
+            assert await _error_message(ws) == "Internal server error"
+            await ws.send(_message("echo"))
+            assert await ws.recv() == _message("echo")
+
+
+async def test_inline_timeout_error_sends_internal_server_error(gateway: GatewayFactory) -> None:
+    async with gateway(routes=_routes(late="times_out")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("late"))
+            assert await _error_message(ws) == "Internal server error"
+
+
+async def test_inline_invalid_result_sends_internal_server_error(gateway: GatewayFactory) -> None:
+    async with gateway(routes=_routes(bad="bad_result")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("bad"))
+            assert await _error_message(ws) == "Internal server error"
+
+
+async def test_inline_body_that_is_not_unicode_text_sends_internal_server_error(
+    gateway: GatewayFactory,
+) -> None:
+    async with gateway(routes=_routes(half="lone_surrogate", echo="echo")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("half"))
+            assert await _error_message(ws) == "Internal server error"
+            await ws.send(_message("echo"))
+            assert await ws.recv() == _message("echo")
+
+
+@pytest.mark.parametrize("handler", ["unprintable_header", "unprintable_header_after_await"])
+async def test_a_result_that_breaks_parsing_sends_internal_server_error(
+    gateway: GatewayFactory, handler: str
+) -> None:
+    async with gateway(routes=_routes(odd=handler, echo="echo")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("odd"))
+            assert await _error_message(ws) == "Internal server error"
+            await ws.send(_message("echo"))
+            assert await ws.recv() == _message("echo")
+
+
+async def test_inline_handler_cancelling_itself_answers_nothing_and_keeps_the_socket(
+    gateway: GatewayFactory,
+) -> None:
+    async with gateway(routes=_routes(cancels="cancels", echo="echo")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("cancels"))
+            await ws.send(_message("echo"))
+            assert await ws.recv() == _message("echo")  # the first frame is the echo's
+
+
+# -- limits ------------------------------------------------------------------------------------
+def _only_connection(gw: Gateway) -> Any:
+    (conn,) = gw.hub.connections.values()
+    return conn
+
+
+async def test_inline_route_waits_for_a_slot_when_the_global_cap_is_reached(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    async with gateway(
+        routes=_routes(hold="hold", echo="echo"), limits={"max_concurrent_invocations": 1}
+    ) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("hold"))
+            await inline.STARTED.wait()
+            await ws.send(_message("echo"))
+            # Queued for the slot in a task of its own rather than run inline past the cap.
+            await eventually(lambda: _only_connection(gw).in_flight == 2)
+            inline.RELEASE.set()
+            assert await ws.recv() == "released"
+            assert await ws.recv() == _message("echo")
+
+
+async def test_inline_route_answers_busy_when_the_connection_cap_is_reached(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    async with gateway(
+        routes=_routes(hold="hold", echo="echo"), limits={"max_invocations_per_connection": 1}
+    ) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("hold"))
+            await inline.STARTED.wait()
+            await ws.send(_message("echo"))
+            assert await _error_message(ws) == "Too many concurrent requests"
+            inline.RELEASE.set()
+            assert await ws.recv() == "released"
