@@ -3,7 +3,7 @@
 - ``parse_management_path``: never raises; whatever it returns decodes exactly;
 - ``_FrameGuard`` (the transport's frame-size guard, a small state machine over bytes): however the
   stream is cut into TCP reads, it passes legal frames through untouched and stops at the first
-  oversized data frame;
+  oversized or unmasked frame, after passing on every frame before it and nothing after it;
 - route selection on arbitrary JSON and text, SigV4 verification on arbitrary requests, identity
   sources, and the structured config mutator of bench/fuzz: only their documented errors.
 """
@@ -99,12 +99,15 @@ MAX_FRAME = 1000
 
 
 class _Inner:
-    def __init__(self) -> None:
+    """Records what the guard passes on; ``failed`` plays a parser that has found an error."""
+
+    def __init__(self, failed: bool = False) -> None:
         self.data = b""
+        self.failed = failed
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.data += data
-        return False, b""
+        return self.failed, b""
 
     def feed_eof(self) -> None:
         pass
@@ -134,15 +137,18 @@ def _stream(specs: list[tuple[int, int]], masked: list[bool]) -> bytes:
     )
 
 
-def _feed(data: bytes, cuts: list[int]) -> tuple[_Inner, _Queue, int]:
-    """Feed ``data`` cut at ``cuts``; stop at the first flag. Returns how many bytes were fed."""
-    inner, queue = _Inner(), _Queue()
+def _feed(
+    data: bytes, cuts: list[int], *, to_the_end: bool = False, inner: _Inner | None = None
+) -> tuple[_Inner, _Queue, int]:
+    """Feed ``data`` cut at ``cuts``; stop at the first flag unless ``to_the_end``. Returns how
+    many bytes were fed."""
+    inner, queue = inner or _Inner(), _Queue()
     guard = _FrameGuard(inner, queue, MAX_FRAME)
     fed = 0
     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
         guard.feed_data(data[start:end])
         fed = end
-        if queue.errors:
+        if queue.errors and not to_the_end:
             break
     return inner, queue, fed
 
@@ -175,12 +181,36 @@ def test_frame_guard_stops_at_the_first_oversized_data_frame(
     inner, queue, fed = _feed(data, _cuts(data, points))
     assert len(queue.errors) == 1
     assert getattr(queue.errors[0], "code", None) == 1009
-    # The parser may see the start of the oversized frame's header (a read can end inside it),
-    # never a byte of its payload: the read that completes the header is not passed on.
+    # The parser sees every frame before it, and may see the start of the oversized frame's header
+    # (a read can end inside it), never a byte of its payload.
     header = 2 + 8 + 4
     assert data.startswith(inner.data)
+    assert inner.data.startswith(prefix)
     assert len(inner.data) < len(prefix) + header
     assert fed > len(prefix)
+
+
+@given(legal_frames, legal_frames, st.sampled_from([0x1, 0x2, 0x8, 0x9]), st.lists(st.integers()))
+def test_frame_guard_refuses_an_unmasked_frame_after_passing_on_the_frames_before_it(
+    before: list[tuple[int, int]], after: list[tuple[int, int]], opcode: int, points: list[int]
+) -> None:
+    prefix = _stream(before, [True])
+    refused = frame(opcode, b"abc", mask=False)
+    data = prefix + refused + _stream(after, [True])
+    # Fed to the end: the frames after the refused one (in its read or later ones) are dropped.
+    inner, queue, _ = _feed(data, _cuts(data, points), to_the_end=True)
+    assert [getattr(e, "code", None) for e in queue.errors] == [1002]
+    assert inner.data.startswith(prefix)
+    assert len(inner.data) < len(prefix) + 2  # at most the first header byte of the refused one
+
+
+@given(legal_frames, st.lists(st.integers()))
+def test_frame_guard_leaves_the_error_to_a_parser_that_already_failed(
+    before: list[tuple[int, int]], points: list[int]
+) -> None:
+    data = _stream(before, [True]) + frame(0x1, b"abc", mask=False)
+    _, queue, _ = _feed(data, _cuts(data, points), inner=_Inner(failed=True))
+    assert queue.errors == []
 
 
 # -- route selection ---------------------------------------------------------------------------

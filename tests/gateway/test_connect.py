@@ -10,6 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from hubbub.gateway.app import Gateway
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import eventually
 
@@ -137,3 +138,42 @@ async def test_plain_http_get_on_the_stage_answers_426(gateway: GatewayFactory) 
     async with gateway() as gw, aiohttp.ClientSession() as http:
         async with http.get(gw.websocket_url.replace("ws://", "http://")) as resp:
             assert resp.status == 426
+
+
+async def _upgrade_with_version(gw: Gateway, version: bytes | None) -> tuple[bytes, list[bytes]]:
+    """Status and header lines of the answer to a raw upgrade request with this version."""
+    assert gw.public is not None
+    reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+    version_line = b"Sec-WebSocket-Version: " + version + b"\r\n" if version is not None else b""
+    writer.write(
+        b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + version_line
+        + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    status_line, *headers = head.rstrip(b"\r\n").split(b"\r\n")
+    return status_line.split()[1], [h.lower() for h in headers]
+
+
+@pytest.mark.parametrize("version", [b"8", b"12", b"14", b"8, 13", b""])
+async def test_unsupported_version_answers_426_naming_13_before_connect(
+    gateway: GatewayFactory, app: ModuleType, version: bytes
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        status, headers = await _upgrade_with_version(gw, version)
+    assert status == b"426"  # RFC 6455 §4.2.2, so the client can retry with version 13 (§4.4)
+    assert b"sec-websocket-version: 13" in headers
+    assert b"upgrade: websocket" in headers
+    assert app.EVENTS == []
+
+
+async def test_missing_version_is_a_bad_request_before_connect(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        missing, _ = await _upgrade_with_version(gw, None)
+        valid, _ = await _upgrade_with_version(gw, b"13")
+    assert missing == b"400"  # a malformed handshake (RFC 6455 §4.2.1)
+    assert valid == b"101"
+    assert len(app.EVENTS) == 1  # only the valid one reached $connect

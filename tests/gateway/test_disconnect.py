@@ -11,6 +11,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from hubbub.gateway.app import Gateway
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import eventually
 
@@ -124,3 +125,41 @@ async def test_disconnect_handler_failure_is_contained(
         async with websockets.connect(gw.websocket_url) as ws:  # still serving
             await ws.send("hello")
             await eventually(lambda: len(app.EVENTS) >= 2)
+
+
+def _server_saw_every_client_leave(gw: Gateway) -> bool:
+    """aiohttp has lost every TCP connection (their request handlers may still be running)."""
+    assert gw.public is not None
+    server = gw.public._runner.server
+    assert server is not None
+    return all(handler.transport is None for handler in server.connections)
+
+
+async def test_client_gone_before_the_101_still_gets_its_disconnect(
+    gateway: GatewayFactory, app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app, "CONNECT_GATE", asyncio.Event())
+    async with gateway(routes=routes(_connect="gated_connect", _disconnect="record")) as gw:
+        assert gw.public is not None
+        _reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        await eventually(lambda: app.EVENTS, message="$connect to start")
+        writer.close()  # without reading the answer: $connect has not even finished
+        await eventually(lambda: _server_saw_every_client_leave(gw), message="the client to leave")
+        app.CONNECT_GATE.set()  # $connect succeeds now, for a client that is gone
+        await eventually(lambda: _disconnect_events(app), message="$disconnect")
+        assert await gw.store.registry.count() == 0
+        assert not gw.hub.connections
+        assert len(gw.timeouts) == 0
+        assert gw.admission.pending == 0
+    connect, disconnect = app.EVENTS  # and nothing more, after the shutdown
+    assert set(disconnect["headers"]) == {"Host", "x-api-key", "X-Forwarded-For", "x-restapi"}
+    rc = disconnect["requestContext"]
+    assert rc["connectionId"] == connect["requestContext"]["connectionId"]
+    assert (rc["disconnectStatusCode"], rc["disconnectReason"]) == (
+        1006,
+        "Client went away during the handshake",
+    )

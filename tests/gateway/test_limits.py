@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from bench.fuzz.wire import frame
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import eventually
 
@@ -43,6 +45,23 @@ async def test_binary_frame_closes_with_1003(gateway: GatewayFactory, app: Modul
     async with gateway(routes=routes(_disconnect="record")) as gw:
         async with websockets.connect(gw.websocket_url) as ws:
             await ws.send(b"\x00\x01")
+            assert await _closed_code(ws) == 1003
+        await eventually(lambda: _disconnects(app))
+    assert _disconnects(app) == [(1003, "Binary frames are not supported")]
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [frame(0x1, b"{}", mask=False), frame(0x1, b"x", length=10**6)],
+    ids=["unmasked", "oversized"],
+)
+async def test_binary_frame_followed_by_junk_in_one_read_closes_with_1003(
+    gateway: GatewayFactory, app: ModuleType, junk: bytes
+) -> None:
+    """The first violation decides the code, as if each byte had come in a read of its own."""
+    async with gateway(routes=routes(_disconnect="record")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            ws.transport.write(frame(0x2, b"\x00\x01") + junk)  # one write: one server read
             assert await _closed_code(ws) == 1003
         await eventually(lambda: _disconnects(app))
     assert _disconnects(app) == [(1003, "Binary frames are not supported")]

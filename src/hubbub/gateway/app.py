@@ -7,7 +7,8 @@ Lifecycle of a connection (AWS semantics, spec §3.1 and §7):
    returned as that HTTP status, a handler error as 502. The connection does not exist for the
    management API yet (410).
 2. Accepted: the 101 carries the handler's response headers; only now is the connection put in the
-   hub and the registry.
+   hub and the registry. A client gone before its 101 never gets there, but its ``$connect``
+   succeeded, so it still gets its ``$disconnect`` (1006).
 3. Messages: each text message is routed and invoked concurrently (see ``_read_loop``).
 4. Closed: it leaves the hub, the registry, its rooms and users; then ``$disconnect`` runs exactly
    once, best effort, with the close code and reason.
@@ -419,6 +420,7 @@ class Gateway(GatewayApi):
         return Accept(
             # A partial, not a lambda: it lives as long as the connection (~250 bytes less).
             run=functools.partial(self._run, ctx, opted_in),
+            gone=functools.partial(self._gone_before_open, ctx),
             headers=headers,
             subprotocol=subprotocol,
         )
@@ -498,10 +500,26 @@ class Gateway(GatewayApi):
             return
         if record.session is not None:  # checked here: spares a coroutine per plain close
             await self._save_session(record, conn.joined)
+        self._spawn_disconnect(conn.context, code, reason)
+
+    def _gone_before_open(self, ctx: ConnectionContext) -> None:
+        """The client left after a successful ``$connect`` but before the 101.
+
+        The connection never opened (it was in neither hub nor registry), but its ``$connect``
+        handler may have stored the id, so it gets its one ``$disconnect`` all the same.
+        """
+        code, reason = GONE_BEFORE_OPEN
+        logs.event(
+            logs.ACCESS, "disconnect", connectionId=ctx.connection_id, code=code, reason=reason
+        )
+        self._spawn_disconnect(ctx, code, reason)
+
+    def _spawn_disconnect(self, ctx: ConnectionContext, code: int, reason: str) -> None:
+        """Run ``$disconnect`` in the background; ``close`` waits for it."""
         route = self.routes.get("$disconnect")
         if route is not None:
             task = asyncio.get_running_loop().create_task(
-                self._disconnect(conn.context, route, code, reason)
+                self._disconnect(ctx, route, code, reason)
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -552,6 +570,7 @@ class Gateway(GatewayApi):
 
 
 NODE_LOST = "Gateway node lost"
+GONE_BEFORE_OPEN = (ABNORMAL, "Client went away during the handshake")
 # The browser client (clients/js/hubbub.js, shipped as package data) is served at /hubbub.js.
 _BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "static" / "hubbub.js"
 

@@ -103,9 +103,13 @@ class Handshake:
 
 @dataclass(slots=True)
 class Accept:
-    """Accept the upgrade: extra 101 headers, then ``run(socket)`` owns the socket until it ends."""
+    """Accept the upgrade: extra 101 headers, then ``run(socket)`` owns the socket until it ends.
+
+    If the client is gone before the 101 is written, ``gone()`` is called instead of ``run``.
+    """
 
     run: Callable[[Socket], Awaitable[None]]
+    gone: Callable[[], None]
     headers: dict[str, str] = field(default_factory=dict)
     subprotocol: str | None = None
 
@@ -203,11 +207,21 @@ class Socket:
         return self._ws.close_code
 
 
+# _FrameGuard._skip once a frame was refused: never a real count, and non-zero, so the fast path
+# (which tests ``not self._skip``) needs no check of its own.
+_REFUSED = -1
+
+
 class _FrameGuard:
-    """Feeds aiohttp's WebSocket parser, raising 1009 on any data frame above ``max_frame``.
+    """Feeds aiohttp's WebSocket parser, refusing what it does not check itself: a data frame
+    above ``max_frame`` (1009, before its payload is buffered) and an unmasked frame (1002).
 
     Only frame headers are read: per chunk it walks from one header to the next by the declared
     payload length. A header split across chunks is kept in ``_head`` until complete.
+
+    The frames before a refused one still reach the parser first, so the close code is the one
+    a byte-by-byte delivery would give: the first violation wins (a binary frame followed by an
+    unmasked one closes with 1003, not 1002). Nothing after a refused frame is parsed.
     """
 
     __slots__ = ("_head", "_inner", "_max_frame", "_queue", "_skip")
@@ -228,9 +242,11 @@ class _FrameGuard:
             if length < 126 and size == 6 + length and length <= self._max_frame:
                 fast: tuple[bool, bytes] = self._inner.feed_data(data)
                 return fast
-        problem = self._scan(data)
-        if problem:
-            self._queue.set_exception(problem)
+        if self._skip == _REFUSED:  # the rest of the stream follows a refused frame: drop it
+            return True, b""
+        refusal = self._scan(data)
+        if refusal is not None:
+            self._refuse(data, *refusal)
             return True, b""
         result: tuple[bool, bytes] = self._inner.feed_data(data)
         return result
@@ -238,11 +254,21 @@ class _FrameGuard:
     def feed_eof(self) -> None:
         self._inner.feed_eof()
 
-    def _scan(self, data: bytes) -> WebSocketError | None:
-        """Walk the frame headers in ``data``; the protocol error to close with, if any."""
-        pos = 0
+    def _refuse(self, data: bytes, problem: WebSocketError, start: int) -> None:
+        """Refuse the frame starting at ``data[start]``, after parsing the frames before it."""
+        self._skip = _REFUSED
+        # The parser queues those frames' messages ahead of the error (the queue hands out its
+        # messages before its exception). If the parser failed on one of them, or on an earlier
+        # read, it answers True and its error stands. (It takes an empty read as a no-op.)
+        if not self._inner.feed_data(data[:start])[0]:
+            self._queue.set_exception(problem)
+
+    def _scan(self, data: bytes) -> tuple[WebSocketError, int] | None:
+        """Walk the frame headers in ``data``; the protocol error to close with, if any, and
+        where in ``data`` the refused frame starts (0 if it started in an earlier read)."""
         size = len(data)
-        if self._head:
+        carried = len(self._head)  # bytes of an earlier read, already passed to the parser
+        if carried:
             data = self._head + data
             size = len(data)
             self._head = b""
@@ -275,9 +301,11 @@ class _FrameGuard:
                 self._head = data[pos:]
                 return None
             if not b1 & 0x80:  # RFC 6455 §5.1: a server must close on an unmasked client frame
-                return WebSocketError(WSCloseCode.PROTOCOL_ERROR, "Unmasked client frame")
+                problem = WebSocketError(WSCloseCode.PROTOCOL_ERROR, "Unmasked client frame")
+                return problem, max(0, pos - carried)
             if (b0 & 0x0F) < 0x8 and length > self._max_frame:
-                return WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
+                problem = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
+                return problem, max(0, pos - carried)
             end = pos + header + length
             if end > size:
                 self._skip = end - size
@@ -350,21 +378,34 @@ def _headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
 
 
-def _upgrade_problem(request: web.Request) -> str | None:
-    """Why this upgrade request can never succeed (RFC 6455 §4.2.1), or None."""
+def _upgrade_refusal(request: web.Request) -> web.Response | None:
+    """The answer to an upgrade request that can never succeed (RFC 6455 §4.2.1), or None."""
     headers = request.headers
     connection = headers.get("Connection", "")
     if "upgrade" not in (token.strip().lower() for token in connection.split(",")):
-        return "Connection: Upgrade is required"
-    if headers.get("Sec-WebSocket-Version", "") != "13":
-        return "Sec-WebSocket-Version must be 13"
+        return _bad_upgrade("Connection: Upgrade is required")
+    version = headers.get("Sec-WebSocket-Version")
+    if version is None:  # a malformed handshake, like a missing key
+        return _bad_upgrade("Sec-WebSocket-Version is required")
+    if version != "13":
+        # §4.2.2: a version we do not speak is 426 naming the one we do, so the client can retry
+        # with it (§4.4); a 426 must also say which protocol to upgrade to (RFC 9110 §15.5.22).
+        return web.Response(
+            status=426,
+            text="Upgrade Required: Sec-WebSocket-Version must be 13\n",
+            headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"},
+        )
     try:
         key = base64.b64decode(headers.get("Sec-WebSocket-Key", "").encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError):
         key = b""
     if len(key) != 16:
-        return "Sec-WebSocket-Key must be 16 bytes in base64"
+        return _bad_upgrade("Sec-WebSocket-Key must be 16 bytes in base64")
     return None
+
+
+def _bad_upgrade(problem: str) -> web.Response:
+    return web.Response(status=400, text=f"Bad Request: {problem}\n")
 
 
 def _split_path(raw: str) -> tuple[str, str]:
@@ -398,10 +439,10 @@ async def start_public(
                 text=f"Upgrade Required: /{stage} is a WebSocket endpoint\n",
                 headers={"Upgrade": "websocket"},
             )
-        problem = _upgrade_problem(request)
-        if problem is not None:
+        refusal = _upgrade_refusal(request)
+        if refusal is not None:
             # Checked before $connect runs: an upgrade that cannot succeed never reaches a handler.
-            return web.Response(status=400, text=f"Bad Request: {problem}\n")
+            return refusal
         decision = await on_handshake(_handshake(request))
         if isinstance(decision, HttpResponse):
             return web.Response(
@@ -426,9 +467,11 @@ async def start_public(
         except (ConnectionError, RuntimeError):
             # The client left before the 101: nothing to answer, but aiohttp needs a response
             # it can finish without complaining (an unprepared WebSocketResponse is not one).
+            decision.gone()
             return web.Response(status=400)
         transport = request.transport
         if transport is None:  # peer vanished between handshake and 101
+            decision.gone()
             return ws
         run = decision.run(Socket(ws, transport))  # type: ignore[arg-type,unused-ignore]
         # This frame lives as long as the connection: let the decision (and what it refers to)

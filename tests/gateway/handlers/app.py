@@ -12,6 +12,7 @@ from typing import Any
 EVENTS: list[dict[str, Any]] = []
 CONTEXTS: list[dict[str, Any]] = []
 CONNECT_RESULT: dict[str, Any] = {"statusCode": 200}
+CONNECT_GATE = asyncio.Event()  # gated_connect waits for it: tests put a fresh one in
 _lock = threading.Lock()
 
 
@@ -33,6 +34,13 @@ def record(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     if event["requestContext"]["routeKey"] == "$connect":
         return CONNECT_RESULT
+    return {"statusCode": 200}
+
+
+async def gated_connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """$connect that records, then accepts once the test sets CONNECT_GATE."""
+    _record(event)
+    await CONNECT_GATE.wait()
     return {"statusCode": 200}
 
 
