@@ -8,17 +8,17 @@ import functools
 import json
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
 import pytest
 import websockets
+from websockets.exceptions import InvalidStatus
 
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.invoke import Invoker, Route
 from hubbub.gateway.routing import never_suspends
-from hubbub.integrations.python import PythonIntegration, load_handler
+from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
 from tests.gateway.conftest import HANDLERS, GatewayFactory
 from tests.helpers import eventually
 
@@ -113,17 +113,16 @@ async def test_only_await_free_async_handlers_get_an_inline_route(
 
 
 def test_an_inline_invocation_ends_in_one_step() -> None:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        route = Route(
-            key="r",
-            integration=PythonIntegration("fn", _no_await, pool),
-            timeout=1,
-            inline=_no_await,
-        )
-        invoker = Invoker(max_concurrent=1, region="us-east-1", account_id="000000000000")
-        step = invoker.invoke_inline(route, {}, connection_id="c", request_id="r")
-        with pytest.raises(StopIteration) as returned:  # it never yields to an event loop
-            step.send(None)
+    route = Route(
+        key="r",
+        integration=PythonIntegration("fn", _no_await, HandlerPool(1, "fn")),
+        timeout=1,
+        inline=_no_await,
+    )
+    invoker = Invoker(max_concurrent=1, region="us-east-1", account_id="000000000000")
+    step = invoker.invoke_inline(route, {}, connection_id="c", request_id="r")
+    with pytest.raises(StopIteration) as returned:  # it never yields to an event loop
+        step.send(None)
     assert returned.value.value.result.status_code == 200
     assert invoker.in_flight == 0
 
@@ -253,3 +252,105 @@ async def test_inline_route_answers_busy_when_the_connection_cap_is_reached(
             assert await _error_message(ws) == "Too many concurrent requests"
             inline.RELEASE.set()
             assert await ws.recv() == "released"
+
+
+# -- $connect and $disconnect ------------------------------------------------------------------
+def _lifecycle(connect: str = "connect", **limits: Any) -> dict[str, Any]:
+    return {
+        "routes": {
+            "$connect": {"handler": f"inline.{connect}"},
+            "$disconnect": {"handler": "inline.disconnect"},
+        },
+        "limits": limits,
+    }
+
+
+async def _connect_status(url: str) -> int | str:
+    """The handshake's HTTP status, or how it failed without one."""
+    try:
+        async with websockets.connect(url, open_timeout=5):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+    except Exception as exc:
+        return type(exc).__name__
+
+
+async def test_connect_and_disconnect_run_inline(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    async with gateway(**_lifecycle()) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            assert ws.response.headers["X-Caller"] == "invoke_inline"
+        await eventually(lambda: inline.DISCONNECTS, message="$disconnect")
+    assert inline.DISCONNECTS == [("$disconnect", "invoke_inline")]
+
+
+async def test_connect_and_disconnect_wait_for_a_slot_when_the_global_cap_is_reached(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    raw = _lifecycle(max_concurrent_invocations=1)
+    raw["routes"]["hold"] = {"handler": "inline.hold", "route_response": True}
+    async with gateway(**raw) as gw:
+        async with websockets.connect(gw.websocket_url) as holder:
+            await holder.send(_message("hold"))
+            await inline.STARTED.wait()
+            opening = asyncio.ensure_future(websockets.connect(gw.websocket_url))
+            await asyncio.sleep(0.2)
+            assert not opening.done()  # queued for the slot rather than run inline past the cap
+            inline.RELEASE.set()
+            async with await opening as ws:
+                assert ws.response.headers["X-Caller"] == "invoke"
+            assert await holder.recv() == "released"
+        await eventually(lambda: len(inline.DISCONNECTS) == 2, message="two $disconnects")
+
+
+@pytest.mark.parametrize("status", [301, 401, 403, 501])
+async def test_inline_non_2xx_connect_rejects_with_that_status(
+    gateway: GatewayFactory, inline: ModuleType, status: int
+) -> None:
+    inline.CONNECT_RESULT.update(statusCode=status, body="go away")
+    async with gateway(**_lifecycle()) as gw:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(gw.websocket_url):
+                pass
+    assert info.value.response.status_code == status
+    assert info.value.response.headers["X-Caller"] == "invoke_inline"
+    assert info.value.response.body == b"go away"
+    assert inline.DISCONNECTS == []  # a refused connection never existed
+
+
+@pytest.mark.parametrize("handler", ["boom", "bad_result", "times_out", "unprintable_header"])
+async def test_inline_connect_failure_rejects_with_502(
+    gateway: GatewayFactory, inline: ModuleType, handler: str
+) -> None:
+    async with gateway(**_lifecycle(handler)) as gw:
+        assert await _connect_status(gw.websocket_url) == 502
+        assert inline.DISCONNECTS == []
+
+
+async def test_inline_connect_headers_and_subprotocol_go_into_the_101(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    inline.CONNECT_RESULT["headers"] = {"X-Hello": "world", "Sec-WebSocket-Protocol": "chat"}
+    async with gateway(**_lifecycle()) as gw:
+        async with websockets.connect(gw.websocket_url, subprotocols=["chat"]) as ws:
+            assert ws.response.headers["X-Hello"] == "world"
+            assert ws.subprotocol == "chat"
+
+
+async def test_connect_cancelling_itself_ends_the_handshake_as_from_a_task(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    async with gateway(**_lifecycle("cancels")) as gw:
+        inline_status = await _connect_status(gw.websocket_url)
+    async with gateway(**_lifecycle("cancels_after_await")) as gw:
+        task_status = await _connect_status(gw.websocket_url)
+    assert inline_status == task_status != 101
+
+
+async def test_a_connect_handler_that_awaits_keeps_its_timeout(
+    gateway: GatewayFactory, inline: ModuleType
+) -> None:
+    async with gateway(**_lifecycle("sleeps", handler_timeout=0.2)) as gw:
+        assert await _connect_status(gw.websocket_url) == 502

@@ -394,9 +394,13 @@ class Gateway(GatewayApi):
         if route is not None:
             request_id = new_request_id()
             event = connect_event(self.api_context, ctx, request_id=request_id, now_ms=connected)
-            outcome = await self.invoker.invoke(
+            outcome = await self.invoker.invoke_awaited(
                 route, event, connection_id=ctx.connection_id, request_id=request_id
             )
+            if outcome is None:
+                # The handler cancelled itself inline: end the handshake as when it does so in
+                # invoke (there the CancelledError passes through to the transport).
+                raise asyncio.CancelledError
             result = outcome.result
             if result is None:
                 status = 429 if outcome.rejected else 502
@@ -564,7 +568,7 @@ class Gateway(GatewayApi):
             now_ms=now_ms(),
         )
         # Best effort, like AWS: the result is ignored; failures are logged by the invoker.
-        await self.invoker.invoke(
+        await self.invoker.invoke_awaited(
             route, event, connection_id=ctx.connection_id, request_id=request_id
         )
 

@@ -6,7 +6,8 @@ escapes this module. The callers turn outcomes into HTTP statuses ($connect) or 
 Two ways to invoke: :meth:`Invoker.invoke` awaits the integration under the caps and the
 watchdog (callers give it a task of its own), and :meth:`Invoker.invoke_inline` runs an ``async
 def`` handler without ``await`` to its end at once: it cannot suspend, so it needs no task, no
-watchdog and no wait for a slot.
+watchdog and no wait for a slot. :meth:`Invoker.invoke_awaited` picks one of the two for
+$connect and $disconnect, which await their handler in a task of their own anyway.
 """
 
 from __future__ import annotations
@@ -209,6 +210,24 @@ class Invoker:
         if logs.ACCESS.isEnabledFor(logging.INFO):  # skip building the line when it is off
             self._log_access(route, outcome, connection_id, request_id, started)
         return outcome
+
+    def invoke_awaited(
+        self, route: Route, event: dict[str, Any], *, connection_id: str, request_id: str
+    ) -> Coroutine[Any, Any, Outcome | None]:
+        """Run ``route``'s handler in the caller's own task ($connect, $disconnect): inline when
+        it never suspends and a slot is free, else through :meth:`invoke` (caps and timeout).
+        Await the result at once.
+
+        Inline spares a handshake the slot, the watchdog and the timeout bookkeeping. A plain
+        function returning the chosen coroutine rather than a coroutine awaiting it: one frame
+        less to create and resume per call. None as for :meth:`invoke_inline`: the handler
+        raised CancelledError itself.
+        """
+        if route.inline is not None and self.can_run_inline():
+            return self.invoke_inline(
+                route, event, connection_id=connection_id, request_id=request_id
+            )
+        return self.invoke(route, event, connection_id=connection_id, request_id=request_id)
 
     def _context(self, route: Route, request_id: str) -> LambdaContext:
         name = route.integration.name

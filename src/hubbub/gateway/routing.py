@@ -11,7 +11,6 @@ from __future__ import annotations
 import dis
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from inspect import CO_COROUTINE
 from types import FunctionType
 from typing import Any
@@ -24,7 +23,7 @@ from hubbub.gateway.tls import LocalTls, handler_environment
 from hubbub.integrations import environment
 from hubbub.integrations.base import Integration
 from hubbub.integrations.http import HttpClient, HttpIntegration
-from hubbub.integrations.python import PythonIntegration, load_handler
+from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
 
 
 class RouteFactory:
@@ -40,11 +39,11 @@ class RouteFactory:
         self.execution_role = execution_role
         self.tls = tls
         self._http = http
-        self._pools: list[ThreadPoolExecutor] = []
+        self._pools: list[HandlerPool] = []
 
     def close(self) -> None:
         for pool in self._pools:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.close()
 
     def function_environment(
         self, function_name: str, route_env: Mapping[str, str]
@@ -119,10 +118,7 @@ class RouteFactory:
                 environment.reset(token)
             # One pool per route: a route whose handlers block for minutes exhausts only its own
             # threads (created on demand), never another route's.
-            pool = ThreadPoolExecutor(
-                max_workers=self.config.limits.handler_threads,
-                thread_name_prefix=f"hubbub-handler-{key}",
-            )
+            pool = HandlerPool(self.config.limits.handler_threads, f"hubbub-handler-{key}")
             self._pools.append(pool)
             integration = PythonIntegration(name, func, pool)
             is_async = integration.is_async

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from typing import Any
 
 # For ``hold``; reset() by each test (asyncio events belong to the test's event loop).
@@ -16,6 +17,9 @@ RELEASE: asyncio.Event | None = None
 def reset() -> None:
     global STARTED, RELEASE
     STARTED, RELEASE = asyncio.Event(), asyncio.Event()
+    CONNECT_RESULT.clear()
+    CONNECT_RESULT["statusCode"] = 200
+    DISCONNECTS.clear()
 
 
 async def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -86,3 +90,35 @@ async def unprintable_header_after_await(event: dict[str, Any], context: Any) ->
     """The same, from a handler that awaits (so it runs in a task)."""
     await asyncio.sleep(0)
     return {"statusCode": 200, "headers": {_Unprintable(): "x"}, "body": "b"}
+
+
+# -- $connect and $disconnect --------------------------------------------------------------------
+CONNECT_RESULT: dict[str, Any] = {}  # what ``connect`` answers; set by each test
+DISCONNECTS: list[tuple[str, str]] = []  # (routeKey, caller) of each ``disconnect``
+
+
+def _caller() -> str:
+    """The function that awaited the handler: ``invoke_inline`` when it ran inline."""
+    return sys._getframe(2).f_code.co_name
+
+
+async def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """$connect: CONNECT_RESULT, with the caller's name in an X-Caller header."""
+    headers = {**CONNECT_RESULT.get("headers", {}), "X-Caller": _caller()}
+    return {**CONNECT_RESULT, "headers": headers}
+
+
+async def disconnect(event: dict[str, Any], context: Any) -> None:
+    DISCONNECTS.append((event["requestContext"]["routeKey"], _caller()))
+
+
+async def cancels_after_await(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The same as ``cancels`` from a handler that awaits (so it runs in a task)."""
+    await asyncio.sleep(0)
+    raise asyncio.CancelledError
+
+
+async def sleeps(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Awaits longer than any test's handler timeout."""
+    await asyncio.sleep(30)
+    return {"statusCode": 200}

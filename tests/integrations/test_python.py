@@ -1,0 +1,193 @@
+"""HandlerPool: plain ``def`` handlers on a route's own threads, results back on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import threading
+import time
+
+import pytest
+
+from hubbub.integrations.python import HandlerPool
+from tests.helpers import eventually
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("test_python_var", default="unset")
+
+
+async def test_a_call_returns_its_result_and_runs_on_a_pool_thread() -> None:
+    pool = HandlerPool(2, "route-x")
+    assert await pool.submit(lambda a, b: (a + b, threading.current_thread().name), 1, 2) == (
+        3,
+        "route-x_0",
+    )
+    pool.close()
+
+
+async def test_a_call_sees_the_callers_context_variables() -> None:
+    pool = HandlerPool(1, "ctx")
+    VAR.set("from the caller")
+    assert await pool.submit(VAR.get) == "from the caller"
+    pool.close()
+
+
+async def test_a_handler_exception_reaches_the_caller() -> None:
+    def fail() -> None:
+        raise KeyError("missing")
+
+    pool = HandlerPool(1, "fail")
+    with pytest.raises(KeyError, match="missing"):
+        await pool.submit(fail)
+    assert await pool.submit(lambda: "still serving") == "still serving"
+    pool.close()
+
+
+async def test_stop_iteration_reaches_the_caller_as_a_runtime_error() -> None:
+    def stop() -> None:
+        raise StopIteration("done")
+
+    pool = HandlerPool(1, "stop")
+    results = await asyncio.gather(
+        pool.submit(stop), pool.submit(lambda: "next"), return_exceptions=True
+    )
+    assert isinstance(results[0], RuntimeError)
+    assert isinstance(results[0].__cause__, StopIteration)
+    assert results[1] == "next"  # delivered in the same batch all the same
+    pool.close()
+
+
+async def test_blocking_calls_run_side_by_side_up_to_max_threads() -> None:
+    pool = HandlerPool(3, "cap")
+    lock = threading.Lock()
+    running: list[int] = [0, 0]  # now, most at once
+    release = threading.Event()
+
+    def block() -> None:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+
+    calls = asyncio.gather(*(pool.submit(block) for _ in range(6)))
+    await eventually(lambda: running[1] == 3, message="three threads, each in a call")
+    release.set()
+    await calls
+    assert running[1] == 3
+    assert {t.name for t in threading.enumerate() if t.name.startswith("cap_")} <= {
+        "cap_0",
+        "cap_1",
+        "cap_2",
+    }
+    pool.close()
+
+
+async def test_a_caller_that_gives_up_leaves_the_thread_running() -> None:
+    pool = HandlerPool(1, "timeout")
+    started, release = threading.Event(), threading.Event()
+    finished = threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(5)
+        finished.set()
+        return "late"
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(pool.submit(slow), 0.1)
+    assert started.is_set()
+    assert not finished.is_set()
+    release.set()
+    # The late result is dropped; the thread serves the next call.
+    assert await pool.submit(lambda: "next") == "next"
+    assert finished.is_set()
+    pool.close()
+
+
+async def test_a_call_given_up_before_a_thread_took_it_never_runs() -> None:
+    pool = HandlerPool(1, "skip")
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def block() -> None:
+        started.set()
+        release.wait(5)
+
+    busy = asyncio.ensure_future(pool.submit(block))
+    await asyncio.to_thread(started.wait, 5)
+    with pytest.raises(TimeoutError):  # queued behind ``block`` on the only thread
+        await asyncio.wait_for(pool.submit(ran.append, "skipped"), 0.05)
+    release.set()
+    await busy
+    assert await pool.submit(lambda: "next") == "next"
+    assert ran == []
+    pool.close()
+
+
+async def test_close_cancels_queued_calls_and_refuses_new_ones() -> None:
+    pool = HandlerPool(1, "close")
+    started, release = threading.Event(), threading.Event()
+
+    def block() -> str:
+        started.set()
+        release.wait(5)
+        return "finished"
+
+    running = asyncio.ensure_future(pool.submit(block))
+    await asyncio.to_thread(started.wait, 5)
+    queued = asyncio.ensure_future(pool.submit(lambda: "never"))
+    await asyncio.sleep(0)
+    pool.close()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    with pytest.raises(RuntimeError, match="closed"):
+        await pool.submit(lambda: None)
+    release.set()
+    assert await running == "finished"  # a call already running still finishes
+
+
+async def test_close_ends_sleeping_threads() -> None:
+    pool = HandlerPool(2, "ends")
+    await pool.submit(lambda: None)
+    pool.close()
+    await eventually(
+        lambda: not any(t.name.startswith("ends_") for t in threading.enumerate()),
+        message="the threads to end",
+    )
+
+
+def test_a_result_for_a_closed_loop_is_dropped() -> None:
+    pool = HandlerPool(1, "closed-loop")
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+
+    async def give_up() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.submit(slow), 0.1)
+
+    asyncio.run(give_up())  # the loop is closed before the handler returns
+    errors: list[BaseException | None] = []
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        release.set()
+        deadline = time.monotonic() + 5
+        while pool._sleeping == 0 and time.monotonic() < deadline:  # back to sleep, unharmed
+            time.sleep(0.01)
+    finally:
+        threading.excepthook = threading.__excepthook__
+    assert pool._sleeping == 1
+    assert errors == []
+    assert not pool._done
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="Linux scheduling policies")
+async def test_pool_threads_yield_to_the_loop_on_wakeups() -> None:
+    pool = HandlerPool(1, "batch")
+    assert await pool.submit(os.sched_getscheduler, 0) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the loop's own thread is untouched
+    pool.close()
