@@ -337,8 +337,14 @@ METHOD = """\
 """
 
 
+# Hand-written reading of the latest full run (what stands between hubbub and each goal, and
+# why), kept beside the harness so that re-rendering the page keeps it.
+ANALYSIS = Path(__file__).with_name("analysis.md")
+
+
 def docs(data: dict[str, Any], path: Path, results_dir: Path) -> None:
     meta = data["meta"]
+    analysis = ANALYSIS.read_text(encoding="utf-8").strip() + "\n\n" if ANALYSIS.exists() else ""
     machine = meta["machine"]
     rel = Path("..") / results_dir.resolve().relative_to(path.parent.parent.resolve())
     images = "\n\n".join(
@@ -370,7 +376,7 @@ Linux {machine["kernel"]}, Python {machine["python"]}. Versions: {versions}.
 
 {images}
 
-## Method
+{analysis}## Method
 
 {METHOD}
 ## Reading the numbers
