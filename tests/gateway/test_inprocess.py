@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -363,6 +364,52 @@ async def test_auth_none_skips_signing_and_posts_skip_sending() -> None:
             await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"hi")
             assert await asyncio.wait_for(ws.recv(), 10) == "hi"
             assert seen == [False]
+
+
+async def test_a_post_to_a_local_connection_does_not_wait_for_the_loop() -> None:
+    # The loop is held by a callback until the post returns: a post that waited for the loop
+    # would only return after the callback's 10 s timeout, and the callback would see it unset.
+    async with _gateway() as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            cid = next(iter(gw.hub.connections))
+            await _offline(gw)
+            client = _client(gw.management_url, config=NO_RETRIES)
+            posted = threading.Event()
+            seen: list[bool] = []
+
+            def post() -> None:
+                client.post_to_connection(ConnectionId=cid, Data=b"one")
+                client.post_to_connection(ConnectionId=cid, Data=b"two")
+                posted.set()
+
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: seen.append(posted.wait(10)))
+            await asyncio.to_thread(post)
+            assert seen == [True]
+            # Sent on the loop afterwards, in the order posted.
+            assert await asyncio.wait_for(ws.recv(), 10) == "one"
+            assert await asyncio.wait_for(ws.recv(), 10) == "two"
+
+
+async def test_posts_the_thread_cannot_answer_take_the_whole_way() -> None:
+    # Unknown ids, closing connections and payloads over the limit get the loop's own answers.
+    async with _gateway(limits={"max_post_bytes": 8}) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            cid = next(iter(gw.hub.connections))
+            await _offline(gw)
+            client = _client(gw.management_url, config=NO_RETRIES)
+            with pytest.raises(client.exceptions.GoneException):
+                await asyncio.to_thread(
+                    client.post_to_connection, ConnectionId=UNKNOWN_ID, Data=b"x"
+                )
+            with pytest.raises(client.exceptions.PayloadTooLargeException):
+                await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"x" * 9)
+            gw.hub.connections[cid].closing = True
+            with pytest.raises(client.exceptions.GoneException):
+                await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"x")
+            gw.hub.connections[cid].closing = False
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"ok")
+            assert await asyncio.wait_for(ws.recv(), 10) == "ok"
 
 
 async def test_a_stubber_still_answers_first() -> None:

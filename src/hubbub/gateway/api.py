@@ -7,6 +7,7 @@ layer, turn its result or :class:`~hubbub.errors.ManagementError` into the AWS w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -94,6 +95,29 @@ class ManagementApi:
             response = HttpResponse(500, error_headers(kind, request_id), error_body(kind, None))
         response.headers.setdefault("x-amzn-RequestId", request_id)
         return response
+
+    def accept_post(
+        self, request: HttpRequest, loop: asyncio.AbstractEventLoop
+    ) -> HttpResponse | None:
+        """PostToConnection from a handler's thread (see inprocess.py), answered there when it
+        can be: no authentication to run, and a local, open connection within the size limit
+        (:meth:`Connections.post_soon`). The 200 then comes at once, as :meth:`handle` would
+        give it, and the message goes out on ``loop``: the thread does not wait for the loop.
+        None: the request needs the loop, and takes the whole way through :meth:`handle`.
+        """
+        if self._authenticate is not None or request.method != "POST" or request.query_string:
+            return None
+        path = parse_management_path(request.raw_path)
+        if (
+            path is None
+            or path.stage != self._stage
+            or path.resource != "connections"
+            or not path.ident
+            or path.sub is not None
+            or not self._api.connections.post_soon(path.ident, request.body, loop)
+        ):
+            return None
+        return HttpResponse(200, {"x-amzn-RequestId": new_request_id()}, b"")
 
     async def _dispatch(self, request: HttpRequest, path: ManagementPath) -> HttpResponse:
         sub_kind = path.sub.partition("/")[0] if path.sub else None

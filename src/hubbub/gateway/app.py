@@ -230,6 +230,7 @@ class Gateway(GatewayApi):
                 listeners=(("http", self.management), ("https", self.management_tls)),
                 domain_name=config.api.domain_name,
                 signed=authenticate is not None,
+                accept_post=api.accept_post,
             )
         self.api_context = ApiContext(
             api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain

@@ -44,7 +44,7 @@ from botocore.endpoint import DEFAULT_TIMEOUT, convert_to_response_dict
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from botocore.parsers import ResponseParser, create_parser
 
-from hubbub.gateway.inprocess import Target, call, target_for
+from hubbub.gateway.inprocess import Target, call, post_without_waiting, target_for
 from hubbub.gateway.transport import HttpRequest, HttpResponse
 
 _SERVICE = "apigatewaymanagementapi"
@@ -89,7 +89,11 @@ def _before_call(
     if not _CONTEXT_REACHES_SEND:
         return None  # no way to hand a kept answer to before-send: it runs the operation
     request = _http_request(params["method"], url, params["headers"], params["body"])
-    answer = _answer(target, request, url, context)
+    answer: HttpResponse | Exception | None = None
+    if model.name == "PostToConnection":
+        answer = post_without_waiting(target, request)
+    if answer is None:
+        answer = _answer(target, request, url, context)
     if isinstance(answer, Exception) or answer.status >= 300 or model.output_shape is not None:
         # botocore parses it with its own configured parser and retries it, in before-send.
         context[_ANSWER] = answer

@@ -138,6 +138,29 @@ class Connections:
         node = await s.owner(connection_id)
         await s.bus.send(node, Delivery("connection", connection_id, payload))
 
+    def post_soon(
+        self, connection_id: str, payload: bytes, loop: asyncio.AbstractEventLoop
+    ) -> bool:
+        """From any thread: accept a post to a local, open connection and send it on ``loop``
+        without waiting; False when only :meth:`post` on the loop can answer (an unknown or
+        remote id, a closing connection, a payload over the limit: all its errors).
+
+        Reads only (one dict lookup, two flags), so it is safe off the loop. A connection that
+        closes between this check and the send loses the message, as a post that API Gateway
+        accepted just before the client left does.
+        """
+        s = self._s
+        conn = s.hub.connections.get(connection_id)
+        if (
+            conn is None
+            or conn.closing
+            or len(payload) > s.max_post_bytes
+            or not conn.socket.writable
+        ):
+            return False
+        loop.call_soon_threadsafe(s.hub.send, conn, payload)
+        return True
+
     async def post_many(self, connection_ids: list[str], data: bytes | str) -> int:
         """Send one message to many connections; local ones share one frame. Unknown ids skip."""
         s = self._s
