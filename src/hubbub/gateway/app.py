@@ -139,6 +139,10 @@ class Gateway(GatewayApi):
         self._background: set[asyncio.Task[Any]] = set()
         self._accepting = False
         self._closed = asyncio.Event()
+        # Connections between the start and the end of _retire; the drain waits for none.
+        self._retiring = 0
+        self._retire_idle = asyncio.Event()
+        self._retire_idle.set()
         self.execution_role = execution_role()
         self.recovery: Recovery | None = None
         self.resumer: Resumer | None = None
@@ -307,7 +311,10 @@ class Gateway(GatewayApi):
         conns = list(self.hub.connections.values())
         if conns:
             log.info("draining", extra={"fields": {"connections": len(conns)}})
-        await asyncio.gather(*(c.close(*GOING_AWAY) for c in conns), return_exceptions=True)
+        await asyncio.gather(*(self._drain(c) for c in conns), return_exceptions=True)
+        # Read loops that began retiring their connection first spawn its $disconnect once the
+        # registry (a Redis round trip) answers: wait for those, or the snapshot below misses it.
+        await self._retire_idle.wait()
         grace = self.config.server.shutdown_grace
         # In-flight invocations of the closed connections finish too (within the grace period).
         pending = {t for t in self._background if not t.done()}
@@ -495,17 +502,32 @@ class Gateway(GatewayApi):
         if conn.retired:
             return
         conn.retired = True
-        self.timeouts.remove(conn)
-        conn.stop_drainer()
-        self.hub.remove(conn)
-        record = await self.store.registry.remove(conn.id)
-        code, reason = conn.close_status
-        logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
-        if record is None:  # someone else (a reaping node) already delivered $disconnect
-            return
-        if record.session is not None:  # checked here: spares a coroutine per plain close
-            await self._save_session(record, conn.joined)
-        self._spawn_disconnect(conn.context, code, reason)
+        self._retiring += 1
+        self._retire_idle.clear()
+        try:
+            self.timeouts.remove(conn)
+            conn.stop_drainer()
+            self.hub.remove(conn)
+            record = await self.store.registry.remove(conn.id)
+            code, reason = conn.close_status
+            logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
+            if record is None:  # someone else (a reaping node) already delivered $disconnect
+                return
+            if record.session is not None:  # checked here: spares a coroutine per plain close
+                await self._save_session(record, conn.joined)
+            self._spawn_disconnect(conn.context, code, reason)
+        finally:
+            self._retiring -= 1
+            if not self._retiring:
+                self._retire_idle.set()
+
+    async def _drain(self, conn: Connection) -> None:
+        """Shutdown: close with 1001, then retire here rather than wait for the read loop to
+        (it may not have run yet when the drain takes its snapshot of ``$disconnect`` tasks)."""
+        try:
+            await conn.close(*GOING_AWAY)
+        finally:
+            await self._retire(conn)
 
     def _gone_before_open(self, ctx: ConnectionContext) -> None:
         """The client left after a successful ``$connect`` but before the 101.
