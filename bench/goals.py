@@ -72,7 +72,14 @@ GOALS = [
         "ratio",
     ),
     Goal("RSS per idle connection (KB) at 10k", "idle", "hubbub", None, 16.0, "at_most"),
-    Goal("idle connections held on one node", "idle-max", "hubbub", None, 100_000, "held"),
+    Goal(
+        "idle connections held on one machine (hubbub serve --workers)",
+        "idle-max",
+        "hubbub-workers",
+        None,
+        100_000,
+        "held",
+    ),
     Goal(
         "cross-node fan-out (2 nodes + Redis) ÷ one node",
         "cross-node",

@@ -21,7 +21,7 @@ TITLES = {
     "connect": "Connect rate: handshakes per second (closed right after the 101)",
     "latency": "Latency under load: open loop at half of each server's routed maximum",
     "idle": "Idle memory: RSS per idle connection",
-    "idle-max": "Idle connections held by one hubbub node",
+    "idle-max": "Idle connections held on one machine (one process; hubbub serve --workers)",
     "cross-node": "Cross-node fan-out: publisher on node A, 1,000 members on node B (Redis store)",
 }
 
@@ -56,6 +56,19 @@ def _noisy(row: Row) -> str:
     return " ⚠" if other is not None and other > NOISY_PCT else ""
 
 
+def _idle_note(row: Row) -> str:
+    """The row's reason, plus the shared store's own cost (hubbub --workers), reported apart."""
+    redis = (row.get("detail") or {}).get("redis")
+    if not redis:
+        return str(row.get("reason", ""))
+    used = redis["used_memory_held_mb"] - redis["used_memory_base_mb"]
+    cost = (
+        f"Redis apart: +{_num(used, 1)} MB ({_num(redis['kb_per_conn'], 2)} KB/conn), "
+        f"{_num(redis['idle_cpu_pct'], 1)} % CPU idle"
+    )
+    return f"{row['reason']}; {cost}" if row.get("reason") else cost
+
+
 def scenario_table(rows: list[Row], scenario: str) -> str:
     rows = [r for r in rows if r["scenario"] == scenario]
     if not rows:
@@ -74,7 +87,7 @@ def scenario_table(rows: list[Row], scenario: str) -> str:
             rss = f"{_num(d.get('rss_base_mb'), 1)} → {_num(d.get('rss_held_mb'), 1)}"
             lines.append(
                 f"| {r['label']} | {_num(r['rate'], 1)} | {_num(d.get('connections'))} | {rss} "
-                f"| {_num(r.get('server_cpu_pct'), 1)} | {r.get('reason', '')} |"
+                f"| {_num(r.get('server_cpu_pct'), 1)} | {_idle_note(r)} |"
             )
         return "\n".join(lines) + "\n"
     unit = rows[0]["unit"]
@@ -311,9 +324,12 @@ METHOD = """\
 - **idle**: warm up with 200 connections (opened and closed), read the server's RSS, open N idle
   connections, wait 2 s, read RSS again: (held − base) ÷ N. Idle CPU is measured over 3 s while
   they are held.
-- **idle-max** (full mode): as many idle connections as one hubbub node can hold here, up to
-  100,000, from source addresses 127.0.0.2 and up (20,000 per address, so the ephemeral port range
-  is never exhausted); the generator and the server each need that many file descriptors.
+- **idle-max** (full mode): up to 100,000 idle connections from source addresses 127.0.0.2 and
+  up (20,000 per address at most, so the ephemeral port range is never exhausted). Row "hubbub":
+  one process, as many as its open-file limit allows (the per-process figure). Row "hubbub
+  --workers N + Redis": `hubbub serve --workers N` on Redis, N = ⌈100,000 ÷ 18,000⌉ workers and as
+  many load generator processes, so each process stays under the limit; RSS and CPU are those of
+  the supervisor and every worker, Redis's memory and CPU are reported apart.
 - **connect**: 50 concurrent clients open a WebSocket, wait for the 101 and close it, again and
   again, from 8 source addresses (127.0.0.2–9). hubbub runs a Python `$connect` handler (a plain
   `def`, run in its thread pool; a second row uses an `async def` one); serverless-offline runs its

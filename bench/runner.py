@@ -12,6 +12,7 @@ Servers run pinned to core 0 (bench/servers.py), the generator to core 1 (bench/
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile, servers
-from bench.procstat import busy_seconds, tree_cpu_seconds, tree_rss_bytes
-from bench.servers import SERVERS, Running, Unavailable
+from bench.procstat import busy_seconds, rss_bytes, tree, tree_cpu_seconds, tree_rss_bytes
+from bench.servers import SERVERS, Running, Unavailable, redis_info
 
 Row = dict[str, Any]
 
@@ -86,9 +87,10 @@ def wait_for_quiet(limit: float, threshold: float, sample: float = 1.0) -> tuple
             return waited, load
 
 
-def source_ips(count: int) -> list[str]:
-    """127.0.0.2, 127.0.0.3, ...: the whole 127/8 block is local on Linux."""
-    return [f"127.0.0.{i}" for i in range(2, 2 + count)]
+def source_ips(count: int, first: int = 2) -> list[str]:
+    """127.0.0.2, 127.0.0.3, ... (from 127.0.0.``first``): the whole 127/8 block is local on
+    Linux."""
+    return [f"127.0.0.{i}" for i in range(first, first + count)]
 
 
 class Loadgen:
@@ -501,48 +503,106 @@ def idle_rows(settings: Settings, scenario: str, count: int, names: tuple[str, .
     return rows
 
 
-def measure_idle(running: Running, settings: Settings, row: Row, count: int) -> None:
-    spec = {
-        "scenario": "idle",
-        "url": running.ws_url,
-        "dialect": SERVERS[running.name][1],
-        "connections": count,
-        "source_ips": source_ips(1 + count // 20000),
-        "server_pids": running.pids,
-    }
-    gen = Loadgen(spec, settings.work / "logs" / f"loadgen-idle-{running.name}.log")
+def measure_idle(
+    running: Running, settings: Settings, row: Row, count: int, generators: int = 1
+) -> None:
+    """Open ``count`` idle connections from ``generators`` load generator processes (each under
+    the open-file limit, from its own source addresses) and read the server's RSS and CPU."""
+    # hubbub --workers: the gateway is the supervisor's tree; its Redis is measured apart.
+    pids = running.pids[:1] if running.store_url else running.pids
+    shares = [count // generators + (g < count % generators) for g in range(generators)]
+    first_ip = 2
+    gens = []
     try:
-        gen.wait_for("warm", 120)
+        for g, share in enumerate(shares):
+            ips = source_ips(1 + share // 20000, first=first_ip)
+            first_ip += len(ips)
+            spec = {
+                "scenario": "idle",
+                "url": running.ws_url,
+                "dialect": SERVERS[running.name][1],
+                "connections": share,
+                "source_ips": ips,
+                "server_pids": pids,
+            }
+            suffix = f"-{g}" if generators > 1 else ""
+            log = settings.work / "logs" / f"loadgen-idle-{running.name}{suffix}.log"
+            gens.append(Loadgen(spec, log))
+        for gen in gens:
+            gen.wait_for("warm", 120)
         time.sleep(1.0)
-        base = min(tree_rss_bytes(running.pids) for _ in range(3))
-        gen.send("go")
-        held = gen.wait_for("held", 120 + count / 500)
+        base = min(tree_rss_bytes(pids) for _ in range(3))
+        store_base = redis_info(running.store_url) if running.store_url else None
+        for gen in gens:
+            gen.send("go")
+        helds = [gen.wait_for("held", 120 + count / 500) for gen in gens]
         time.sleep(settings.idle_settle)
-        rss = tree_rss_bytes(running.pids)
-        cpu0, t0 = tree_cpu_seconds(running.pids), time.monotonic()
+        rss = tree_rss_bytes(pids)
+        store_held = redis_info(running.store_url) if running.store_url else None
+        cpu0, t0 = tree_cpu_seconds(pids), time.monotonic()
         time.sleep(settings.idle_cpu_window)
-        idle_cpu = 100 * (tree_cpu_seconds(running.pids) - cpu0) / (time.monotonic() - t0)
-        gen.send("close")
-        out = gen.wait_for("result", 60)
+        window = time.monotonic() - t0
+        idle_cpu = 100 * (tree_cpu_seconds(pids) - cpu0) / window
+        store_idle = redis_info(running.store_url) if running.store_url else None
+        per_process = process_table(pids)
+        for gen in gens:
+            gen.send("close")
+        outs = [gen.wait_for("result", 60) for gen in gens]
     finally:
-        gen.close()
-    n = held["connections"]
+        for gen in gens:
+            gen.close()
+    n = sum(h["connections"] for h in helds)
+    failed = sum(h["failed"] for h in helds)
     row.update(
         rate=(rss - base) / n / 1024 if n else None,
-        errors=held["failed"],
+        errors=failed,
         server_cpu_pct=idle_cpu,
         detail={
             "connections": n,
             "wanted": count,
             "rss_base_mb": base / 2**20,
             "rss_held_mb": rss / 2**20,
-            "open_s": held["open_s"],
-            "loadgen": out,
+            "open_s": max(h["open_s"] for h in helds),
+            "generators": generators,
+            "processes": per_process,
+            "loadgen": outs[0] if generators == 1 else outs,
         },
     )
+    if store_base and store_held and store_idle:
+        row["detail"]["redis"] = redis_cost(store_base, store_held, store_idle, n, window)
     if n < count:
         row["status"] = "failed" if n == 0 else "ok"
-        row["reason"] = f"held {n:,} of {count:,} ({held['failed']} failed)"
+        row["reason"] = f"held {n:,} of {count:,} ({failed} failed)"
+
+
+def process_table(pids: list[int]) -> list[dict[str, Any]]:
+    """Each process of the server's trees: pid, RSS (MB) and open file descriptors (with
+    --workers, about the connections each worker holds)."""
+    out = []
+    for pid in (p for root in pids for p in tree(root)):
+        try:
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            continue
+        out.append({"pid": pid, "rss_mb": rss_bytes(pid) / 2**20, "fds": fds})
+    return out
+
+
+def redis_cost(
+    base: dict[str, Any], held: dict[str, Any], idle: dict[str, Any], n: int, window: float
+) -> dict[str, Any]:
+    """Redis's memory for the held connections, and its CPU while they were idle."""
+
+    def cpu(info: dict[str, Any]) -> float:
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    used = int(held["used_memory"]) - int(base["used_memory"])
+    return {
+        "used_memory_base_mb": int(base["used_memory"]) / 2**20,
+        "used_memory_held_mb": int(held["used_memory"]) / 2**20,
+        "kb_per_conn": used / n / 1024 if n else None,
+        "idle_cpu_pct": 100 * (cpu(idle) - cpu(held)) / window,
+    }
 
 
 def idle(settings: Settings) -> list[Row]:
@@ -551,7 +611,9 @@ def idle(settings: Settings) -> list[Row]:
 
 
 def idle_max(settings: Settings) -> list[Row]:
-    """As many idle connections as one hubbub node can hold here, up to 100,000."""
+    """Idle connections held on this machine, up to 100,000: by one hubbub process (as many as
+    its open-file limit allows: the per-process figure), and by ``hubbub serve --workers`` on
+    Redis with enough workers and load generators that each process stays under that limit."""
     import resource
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -566,7 +628,38 @@ def idle_max(settings: Settings) -> list[Row]:
                 f"instead of {settings.idle_max:,}. " + row.get("reason", "")
             ).strip()
             row["status"] = "partial" if row["status"] == "ok" else row["status"]
-    return rows
+    return rows + idle_workers(settings, limit)
+
+
+# Connections per worker and per load generator at most: under the open-file limit, with room
+# for the unevenness of the kernel's spreading and each process's own descriptors.
+WORKER_SHARE = 18_000
+
+
+def idle_workers(settings: Settings, limit: int) -> list[Row]:
+    key = "hubbub-workers"
+    if not settings.wants(key, "idle-max"):
+        return []
+    count = settings.idle_max
+    share = min(WORKER_SHARE, limit - 2000)
+    processes = -(-count // share)  # ceil
+    row = base_row("idle-max", key, "hubbub", "KB/conn")
+    row["label"] = f"hubbub --workers {processes} + Redis"
+    settings.progress(f"idle-max · {row['label']} ({count:,} connections)")
+
+    def start() -> Running:
+        try:
+            return servers.retry_port_clash(
+                lambda: servers.start_hubbub_workers(settings.work, settings.redis_url, processes)
+            )
+        except Unavailable as exc:
+            raise Unavailable(f"skipped: hubbub --workers on Redis did not start ({exc})") from exc
+
+    def body(running: Running) -> None:
+        measure_idle(running, settings, row, count, generators=processes)
+        row["detail"]["workers"] = processes
+
+    return [with_server(row, "hubbub", settings, body, start=start)]
 
 
 def connect_rate(settings: Settings) -> list[Row]:
@@ -683,7 +776,7 @@ def planned_steps(names: list[str], settings: Settings) -> int:
         "fanout": ["hubbub", "hubbub-http", "picows", "aiohttp", "node", "socketio"],
         "fanout-10k": ["hubbub", "hubbub-http", "picows", "aiohttp", "node", "socketio"],
         "idle": ["hubbub", "picows", "aiohttp", "node", "socketio"],
-        "idle-max": ["hubbub"],
+        "idle-max": ["hubbub", "hubbub-workers"],
         "connect": ["hubbub", "hubbub-async-connect", "aiohttp", "picows", "node", "sls"],
         "latency": ["hubbub", "aiohttp", "picows", "node", "sls"],
         "cross-node": ["hubbub-cluster"],

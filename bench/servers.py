@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.procstat import pin, raise_nofile
 
@@ -73,6 +74,7 @@ class Running:
     extra_mgmt_url: str | None = None
     version: str = ""
     crash_pattern: str | None = None  # a log line that means "it died" though the root lives
+    store_url: str | None = None  # the Redis the gateway uses (hubbub --workers), if any
 
     @property
     def pids(self) -> list[int]:
@@ -267,6 +269,46 @@ def start_cluster(work: Path, redis_url: str | None) -> Running:
         raise
     (running.extra_ws_url, running.extra_mgmt_url), (running.ws_url, running.mgmt_url) = urls
     return running
+
+
+def start_hubbub_workers(work: Path, redis_url: str | None, workers: int) -> Running:
+    """``hubbub serve --workers N`` on a Redis store. The supervisor is ``procs[0]`` (its process
+    tree is the gateway); a private Redis, when one had to be started, comes after it."""
+    running = Running("hubbub", "", procs=[], logs=[])
+    try:
+        if redis_url is None:
+            redis_url = _start_redis(work, running)
+        port, mgmt = free_ports(2)
+        env = {
+            **AWS_ENV,
+            "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{mgmt}/dev",
+            "HUBBUB_STORE_KEY_PREFIX": f"hubbub-bench-{uuid.uuid4().hex[:8]}:",
+        }
+        log = log_path(work, "hubbub-workers")
+        cmd = hubbub_command(
+            HUBBUB_APP / "hubbub.toml", port, mgmt, "--store", redis_url, "--workers", str(workers)
+        )
+        proc = _spawn(cmd, log, env=env)
+        running.procs.insert(0, proc)
+        running.logs.insert(0, log)
+        ws, api, _ = _wait_for(proc, log, [*HUBBUB_READY, r"hubbub: workers\s+\d+"], 60)
+    except BaseException:
+        running.stop()
+        raise
+    running.ws_url, running.mgmt_url, running.store_url = ws.group(1), api.group(1), redis_url
+    return running
+
+
+def redis_info(url: str) -> dict[str, Any]:
+    """Redis's INFO (memory, CPU): what the gateway's shared store costs, reported apart."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        info: dict[str, Any] = client.info()
+    finally:
+        client.close()
+    return info
 
 
 def _redis_answers(port: int) -> bool:

@@ -1,7 +1,8 @@
 """Command line: a thin mapping onto the library (build a Config, hand it to Gateway).
 
 hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
-             [--management-port P] [--store URL] [--log-format text|json] [--log-level L]
+             [--management-port P] [--store URL] [--workers N] [--log-format text|json]
+             [--log-level L]
 hubbub check [--config PATH]
 """
 
@@ -10,15 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubbub import __version__
 from hubbub.config import Config, load_config
 from hubbub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hubbub.gateway.app import Gateway
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--management-port", type=int, help="management API port (management.port)")
     serve.add_argument(
         "--store", help="store URL, e.g. memory:// or redis://host:6379/0 (store.url)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="gateway processes sharing the ports, 0 = one per CPU core; needs a Redis store "
+        "(server.workers)",
     )
     serve.add_argument(
         "--log-format", choices=("text", "json"), help="log line format (log.format)"
@@ -59,6 +70,7 @@ _FLAG_KEYS = {
     "management_host": "management.host",
     "management_port": "management.port",
     "store": "store.url",
+    "workers": "server.workers",
     "log_format": "log.format",
     "log_level": "log.level",
 }
@@ -113,20 +125,76 @@ def _check(config: Config) -> int:
 
 
 def serve(config: Config) -> int:
-    """Run until SIGINT/SIGTERM, then drain; a second signal exits at once."""
+    """Run until SIGINT/SIGTERM, then drain; a second signal exits at once.
+
+    With ``server.workers`` other than 1, a supervisor runs that many gateway processes instead
+    (:mod:`hubbub.workers`).
+    """
+    if config.server.workers != 1:
+        from hubbub.workers import supervise
+
+        return supervise(config)
+    return run_gateway(config)
+
+
+# Called once the gateway listens, with the event that stops it.
+Started = Callable[["Gateway", asyncio.Event], None]
+
+
+def run_gateway(
+    config: Config, *, on_started: Started | None = None, reuse_port: bool = False
+) -> int:
+    """Run one gateway in this process until it is told to stop; ``on_started`` defaults to
+    printing the listener lines. ``reuse_port``: see :class:`~hubbub.gateway.app.Gateway`."""
     from hubbub.gateway import logs
 
     logs.configure(config.log.format, config.log.level)
+    raise_open_files_limit()
     try:
         import uvloop
 
         runner: Any = uvloop.run
     except ImportError:  # optional: hubbub[fast]
         runner = asyncio.run
-    return int(runner(_serve(config)))
+    return int(runner(_serve(config, on_started or _print_listeners, reuse_port)))
 
 
-async def _serve(config: Config) -> int:
+def raise_open_files_limit() -> None:
+    """Every connection is a file descriptor: allow as many as the hard limit does (the soft
+    limit is often 1,024, which would cap a gateway near a thousand connections)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows has no such limit
+        return
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def listener_lines(gateway: Gateway) -> list[str]:
+    """One line per listener; the public one also serves the pages, when there are any."""
+    config = gateway.config
+    pages = f"  (pages: {gateway.http_url}/)" if config.static.dir is not None else ""
+    lines = [
+        f"hubbub: websocket  {gateway.websocket_url}{pages}",
+        f"hubbub: management {gateway.management_url}",
+    ]
+    if gateway.management_https_url and gateway.tls is not None:
+        lines.append(
+            f"hubbub: https-management {gateway.management_https_url}"
+            f"  (local CA: {gateway.tls.ca_cert})"
+        )
+    return lines
+
+
+def _print_listeners(gateway: Gateway, stop: asyncio.Event) -> None:
+    del stop
+    for line in listener_lines(gateway):
+        print(line, flush=True)
+
+
+async def _serve(config: Config, on_started: Started, reuse_port: bool) -> int:
     from hubbub.gateway.app import Gateway
 
     loop = asyncio.get_running_loop()
@@ -138,31 +206,20 @@ async def _serve(config: Config) -> int:
         signals += 1
         if signals > 1:
             print("hubbub: second signal, exiting now", file=sys.stderr, flush=True)
-            import os
-
             os._exit(1)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal)
-    gateway = Gateway(config)
+    gateway = Gateway(config, reuse_port=reuse_port)
     try:
         await gateway.start()
     except OSError as exc:
         print(f"hubbub: cannot listen: {exc}", file=sys.stderr)
         await gateway.close()
         return 1
-    # One line per listener; the public one also serves the pages, when there are any.
-    pages = f"  (pages: {gateway.http_url}/)" if config.static.dir is not None else ""
-    print(f"hubbub: websocket  {gateway.websocket_url}{pages}", flush=True)
-    print(f"hubbub: management {gateway.management_url}", flush=True)
-    if gateway.management_https_url and gateway.tls is not None:
-        print(
-            f"hubbub: https-management {gateway.management_https_url}"
-            f"  (local CA: {gateway.tls.ca_cert})",
-            flush=True,
-        )
+    on_started(gateway, stop)
     await stop.wait()
     await gateway.close()
     return 0

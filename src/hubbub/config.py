@@ -14,6 +14,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import socket
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -48,6 +50,8 @@ class ServerConfig:
     ping_timeout: float = 20.0
     allowed_origins: tuple[str, ...] = ()
     shutdown_grace: float = 10.0
+    # Gateway processes sharing the listeners (hubbub.workers); 0 = one per CPU core.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -556,6 +560,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "api.stage", f"must be a non-empty name without / or @, got {config.api.stage!r}"
         )
+    _validate_workers(config)
     if config.history.size < 1:
         raise ConfigError("history.size", "must be at least 1")
     if config.history.url and not config.history.url.startswith(
@@ -583,6 +588,28 @@ def _validate(config: Config) -> None:
         compile_route_selection(config.api.route_selection_expression)
     except ValueError as exc:
         raise ConfigError("api.route_selection_expression", str(exc)) from exc
+
+
+# Stores that several processes can share: workers meet only through one of these.
+SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _validate_workers(config: Config) -> None:
+    if config.server.workers == 1:
+        return
+    if not config.store.url.startswith(SHARED_STORE_SCHEMES):
+        raise ConfigError(
+            "server.workers",
+            f"workers = {config.server.workers} needs a shared store: workers share connections, "
+            f'rooms and users only through Redis (set [store] url = "redis://..."; '
+            f"got {config.store.url!r})",
+        )
+    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError(
+            "server.workers",
+            "workers other than 1 need Linux (the kernel spreads connections over the workers "
+            "with SO_REUSEPORT)",
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -102,8 +102,11 @@ class Gateway(GatewayApi):
     management API uses.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, reuse_port: bool = False) -> None:
+        """``reuse_port``: share the listeners' ports with other processes (SO_REUSEPORT), as
+        the workers of ``hubbub serve --workers`` do (:mod:`hubbub.workers`)."""
         self.config = config
+        self._reuse_port = reuse_port
         node_id = config.cluster.node_id
         if node_id == "auto":
             node_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -212,6 +215,7 @@ class Gateway(GatewayApi):
             port=config.management.port,
             handler=api.handle,
             max_body=config.limits.max_post_bytes,
+            reuse_port=self._reuse_port,
         )
         if self.tls is not None:
             # https://{domainName}/{stage}, as handlers build it, reaches this listener with a
@@ -222,6 +226,7 @@ class Gateway(GatewayApi):
                 handler=api.handle,
                 max_body=config.limits.max_post_bytes,
                 ssl_context=server_ssl_context(self.tls),
+                reuse_port=self._reuse_port,
             )
             domain = config.api.domain_name or event_domain(
                 self.management_tls.host, self.management_tls.port
@@ -261,6 +266,7 @@ class Gateway(GatewayApi):
             static_dir=config.static.dir,
             extra_files=[("/hubbub.js", _BROWSER_CLIENT, "text/javascript; charset=utf-8")],
             max_header_bytes=config.limits.max_header_bytes,
+            reuse_port=self._reuse_port,
         )
         self._accepting = True
         self.started_at = time.time()

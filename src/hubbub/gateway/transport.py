@@ -363,10 +363,14 @@ class Listener:
         self._sock.close()  # ours: aiohttp's cleanup stops serving but we created the socket
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Worker processes (hubbub.workers) each listen on the same port; the kernel spreads
+        # new connections over their sockets.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(1024)
     sock.setblocking(False)
@@ -429,6 +433,7 @@ async def start_public(
     static_dir: Path | None,
     extra_files: Iterable[tuple[str, Path, str]] = (),
     max_header_bytes: int = 16384,
+    reuse_port: bool = False,
 ) -> Listener:
     """Serve the WebSocket endpoint at ``/{stage}`` and optional static files."""
 
@@ -492,7 +497,7 @@ async def start_public(
         if index.is_file():
             app.router.add_get("/", _file_handler(index, "text/html; charset=utf-8"))
         app.router.add_static("/", static_dir, follow_symlinks=False)
-    return await _serve(app, host, port)
+    return await _serve(app, host, port, reuse_port=reuse_port)
 
 
 def _file_handler(
@@ -512,10 +517,13 @@ async def start_http(
     handler: HttpHandler,
     max_body: int,
     ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> Listener:
     """Serve every path and method of an HTTP API through one ``handler``.
 
     With ``ssl_context`` the listener speaks HTTPS (the management API's TLS listener).
+    ``reuse_port`` (both here and in :func:`start_public`) lets other processes listen on the
+    same port too (SO_REUSEPORT, Linux): the workers of ``hubbub serve --workers``.
     """
 
     async def entry(request: web.Request) -> web.Response:
@@ -547,7 +555,7 @@ async def start_http(
     app = web.Application(client_max_size=max_body + 1024, handler_args=_limits(16384))
     # [\s\S]: decoded paths may contain newlines (%0A), which the API must answer, not 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", entry)
-    return await _serve(app, host, port, ssl_context=ssl_context)
+    return await _serve(app, host, port, ssl_context=ssl_context, reuse_port=reuse_port)
 
 
 class _PeerFaultFilter(logging.Filter):
@@ -578,7 +586,12 @@ def _limits(max_header_bytes: int) -> dict[str, Any]:
 
 
 async def _serve(
-    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> Listener:
     runner = web.AppRunner(
         app,
@@ -587,7 +600,7 @@ async def _serve(
         shutdown_timeout=0.5,
     )
     await runner.setup()
-    sock = _bind(host, port)
+    sock = _bind(host, port, reuse_port=reuse_port)
     site = web.SockSite(runner, sock, ssl_context=ssl_context)
     await site.start()
     return Listener(runner, sock)
