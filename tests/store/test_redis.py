@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hubbub.errors import UnavailableError
 from hubbub.store import Delivery
 from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged
+from hubbub.store.redis_registry import POOL_SIZE
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
 from tests.helpers import eventually
 from tests.store.conftest import HEARTBEAT, Node, Stores, _cluster, record
@@ -179,3 +180,16 @@ async def test_node_started_during_an_outage_joins_when_redis_returns(
                 return False
 
         await eventually_async(registered, timeout=10 * HEARTBEAT + 3, message="a1 registered")
+
+
+async def test_a_burst_wider_than_the_pool_waits_for_connections(
+    outage_stores: Stores,
+) -> None:
+    # More concurrent writes than the pool has connections (a burst of handshakes): each waits
+    # for a free connection instead of failing, so none is lost and the store stays up.
+    a = await outage_stores("node-a")
+    ids = [f"burst{i}" for i in range(3 * POOL_SIZE)]
+    await asyncio.gather(*(a.registry.add(record(cid, "node-a")) for cid in ids))
+    assert a.store.status()["ok"]
+    got = await asyncio.gather(*(a.registry.get(cid) for cid in ids))
+    assert [r.connection_id if r else None for r in got] == ids

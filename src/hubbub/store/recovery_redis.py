@@ -13,13 +13,11 @@ import time
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from hubbub.errors import UnavailableError
 from hubbub.store.recovery import Missed, Position, Session, missed_from, new_epoch
+from hubbub.store.redis_registry import client_for
 
 _APPEND = """
 local epoch = redis.call('GET', KEYS[1])
@@ -37,13 +35,7 @@ return {epoch, last}
 class RedisRecovery:
     def __init__(self, url: str, *, key_prefix: str, size: int, ttl: float) -> None:
         # Short timeouts and a single retry: during an outage a room send answers 503 quickly.
-        self._redis: Any = aioredis.from_url(
-            url,
-            socket_timeout=1,
-            socket_connect_timeout=1,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=False,
-        )
+        self._redis: Any = client_for(url)
         self._prefix = key_prefix
         self._size = size
         self._ttl = ttl

@@ -43,6 +43,30 @@ DOWN_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 SOCKET_TIMEOUT = 1.0
+POOL_SIZE = 100  # redis-py's default; per process, shared by registry, bus and heartbeats
+
+
+def client_for(url: str) -> aioredis.Redis:
+    """A client with short timeouts, for calls that must answer quickly during an outage.
+
+    Its pool makes a caller wait (up to SOCKET_TIMEOUT) for a free connection when all are busy:
+    redis-py's default pool raises at once instead, and a burst of handshakes (each a registry
+    write) then failed writes and heartbeats alike, which can get a live node reaped by others.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=SOCKET_TIMEOUT,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+        # One immediate retry re-dials a pooled socket that a Redis restart closed; more would
+        # only make a caller wait during a real outage.
+        retry=Retry(NoBackoff(), 1),
+        decode_responses=False,
+    )
+    return aioredis.Redis.from_pool(pool)  # from_pool: closing the client closes the pool too
+
+
 RESYNC_CHUNK = 500
 
 
@@ -72,15 +96,7 @@ class Link:
         self.node_channel = f"{key_prefix}node:{node_id}"
         self.broadcast_channel = f"{key_prefix}broadcast"
         self.anchor = self.tag + "nodes"  # KEYS[1] of every script: routes it to our slot
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=SOCKET_TIMEOUT,
-            # One immediate retry re-dials a pooled socket that a Redis restart closed; more would
-            # only make a caller wait during a real outage.
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=False,
-        )
+        self.client = client_for(url)
         self.scripts = {
             name: self.client.register_script(getattr(lua, name))
             for name in ("PUT", "REMOVE", "GET", "TOUCH", "CHANGE", "HELLO", "CLAIM", "REAP")
