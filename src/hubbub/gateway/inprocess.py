@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import ipaddress
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hubbub.config import is_loopback
 from hubbub.gateway.transport import HttpRequest, HttpResponse, Listener
 
 Handle = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponse]]
@@ -113,7 +113,7 @@ def install() -> None:
 def listener_origins(scheme: str, host: str, port: int) -> list[str]:
     """The ``scheme://host:port`` spellings that reach a listener bound to ``host``:``port``."""
     names = [host]
-    if host in _WILDCARDS or _is_loopback(host):
+    if host in _WILDCARDS or is_loopback(host):
         # A wildcard listener is reachable on loopback; a loopback one by the name "localhost".
         names += ["localhost", "::1" if ":" in host else "127.0.0.1"]
     hostports = [f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names if n != "*"]
@@ -129,15 +129,6 @@ def _spellings(scheme: str, hostport: str) -> list[str]:
     if hostport.endswith("]") or ":" not in hostport:
         return [f"{scheme}://{hostport}", f"{scheme}://{hostport}{default}"]
     return [f"{scheme}://{hostport}"]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def target_for(url: str) -> Target | None:
