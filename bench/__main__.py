@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             "runs": args.runs,
             "scenarios": names,
             "elapsed_s": round(elapsed, 1),
-            "estimate_min": max(1, round(elapsed / 60)) if not args.quick else 10,
+            # Minutes of one run (what a plain `python -m bench` takes), for the docs.
+            "estimate_min": max(1, round(elapsed / 60 / args.runs)) if not args.quick else 10,
             "machine": machine(),
             "versions": versions(),
             "settings": {
