@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from tests.store.redis_server import RedisUnavailable, find_redis
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +23,14 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis server of the store, cluster and multi-node tests (found or started once)."""
+    try:
+        url, stop = find_redis()
+    except RedisUnavailable as exc:
+        pytest.fail(f"these tests need Redis: {exc}")
+    yield url
+    stop()

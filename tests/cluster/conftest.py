@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.store.redis_server import RedisUnavailable, find_redis, unique_prefix
+from tests.store.redis_server import unique_prefix
 
 HEARTBEAT = 0.5
 HUBBUB = Path(sys.executable).with_name("hubbub")
@@ -57,16 +57,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "cluster" in str(item.path.parent.name):
             item.add_marker(pytest.mark.redis)
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    try:
-        url, stop = find_redis()
-    except RedisUnavailable as exc:
-        pytest.fail(f"these tests need Redis: {exc}")
-    yield url
-    stop()
 
 
 @dataclass

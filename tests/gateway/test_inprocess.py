@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from hubbub.gateway.inprocess import InProcessEndpoint, listener_origins, serve
 from hubbub.gateway.transport import HttpRequest, HttpResponse, Listener, start_http
 from hubbub.testing import run_gateway
 from tests.helpers import eventually, free_port
-from tests.store.redis_server import RedisUnavailable, delete_prefix, find_redis, unique_prefix
+from tests.store.redis_server import delete_prefix, unique_prefix
 
 HANDLERS = Path(__file__).parent / "handlers"
 UNKNOWN_ID = "AAAAAAAAAAAAAAA="
@@ -467,16 +467,6 @@ async def test_blocking_boto3_in_an_async_handler_fails_fast(
 
 
 # -- multi-node ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    try:
-        url, stop = find_redis()
-    except RedisUnavailable as exc:
-        pytest.fail(f"this test needs Redis: {exc}")
-    yield url
-    stop()
-
-
 @pytest.mark.redis
 async def test_a_post_to_a_connection_on_another_node(redis_url: str) -> None:
     prefix = unique_prefix()

@@ -7,27 +7,17 @@ shares one key prefix (so they form one cluster) and is closed, and its keys del
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub.store import ConnectionRecord, Delivery, Store, open_store
-from tests.store.redis_server import RedisUnavailable, delete_prefix, find_redis, unique_prefix
+from tests.store.redis_server import delete_prefix, unique_prefix
 
 # Short, so that reaping tests are quick; dead = 3 intervals.
 HEARTBEAT = 0.2
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    try:
-        url, stop = find_redis()
-    except RedisUnavailable as exc:
-        pytest.fail(f"these tests need Redis: {exc}")
-    yield url
-    stop()
 
 
 @dataclass
