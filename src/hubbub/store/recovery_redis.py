@@ -64,11 +64,7 @@ class RedisRecovery:
                 start = f"(0-{after.offset}" if after is not None and after.offset > 0 else "-"
                 pipe.xrange(stream, start, "+")
                 epoch, last, entries = await pipe.execute()
-            if epoch is None:
-                # No history yet: create the epoch so positions handed out from now on match.
-                epoch = new_epoch().encode()
-                if not await self._redis.set(epoch_key, epoch, nx=True):
-                    epoch = await self._redis.get(epoch_key) or epoch
+            epoch = await self._epoch(epoch_key, epoch)
         except RedisError as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         horizon = time.time() - self._ttl
@@ -81,14 +77,21 @@ class RedisRecovery:
         # the window passed (missed_from checks it).
         return missed_from(kept, epoch_text, int(last or 0), after)
 
+    async def _epoch(self, key: str, found: Any) -> Any:
+        """The room's epoch: ``found``, or, with no history yet, one created now (a racing
+        node's wins) so that positions handed out from now on match."""
+        if found is not None:
+            return found
+        epoch = new_epoch().encode()
+        if await self._redis.set(key, epoch, nx=True):
+            return epoch
+        return await self._redis.get(key) or epoch
+
     async def head(self, room: str) -> Position:
         epoch_key, last_key, _ = self._keys(room)
         try:
             epoch, last = await self._redis.mget(epoch_key, last_key)
-            if epoch is None:
-                epoch = new_epoch().encode()
-                if not await self._redis.set(epoch_key, epoch, nx=True):
-                    epoch = await self._redis.get(epoch_key) or epoch
+            epoch = await self._epoch(epoch_key, epoch)
         except RedisError as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last or 0))
