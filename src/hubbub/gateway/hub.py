@@ -79,15 +79,19 @@ class Members:
 class Hub:
     def __init__(self, send_queue_bytes: int) -> None:
         self.connections: dict[str, Connection] = {}
-        self.rooms: dict[str, dict[str, Connection]] = {}
         self.users: dict[str, dict[str, Connection]] = {}
         self._everyone = Members()
-        self._room_members: dict[str, Members] = {}  # rooms again, split for send_room
+        self._room_members: dict[str, Members] = {}
         self._limit = send_queue_bytes
         self.frames_built = 0  # counted so tests can prove "frame once"
         self.writes = 0
 
     # -- membership -------------------------------------------------------------------------
+    @property
+    def rooms(self) -> dict[str, set[str]]:
+        """Each room's local member ids (for introspection and tests), derived on each call."""
+        return {room: m.plain.keys() | m.special.keys() for room, m in self._room_members.items()}
+
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
         self._everyone.add(conn)
@@ -104,7 +108,6 @@ class Hub:
 
     def join(self, room: str, conn: Connection) -> None:
         conn.rooms.add(room)
-        self.rooms.setdefault(room, {})[conn.id] = conn
         members = self._room_members.get(room)
         if members is None:
             members = self._room_members[room] = Members()
@@ -115,7 +118,6 @@ class Hub:
         self._leave_index(room, conn.id)
 
     def _leave_index(self, room: str, cid: str) -> None:
-        _discard(self.rooms, room, cid)
         members = self._room_members.get(room)
         if members is not None:
             members.discard(cid)
