@@ -8,12 +8,9 @@ Run: python -m bench.peers.bare_aiohttp --port 0   (prints ``READY ws://host:por
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import socket
-
-import uvloop
 from aiohttp import WSMsgType, web
+
+from bench.peers.common import run, serve_aiohttp
 
 ACTION_AT = len('{"action":"')
 JOINED = '{"joined":true}'
@@ -48,22 +45,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def main(host: str, port: int) -> None:
     app = web.Application()
     app.router.add_get("/", websocket)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
-    site = web.SockSite(runner, sock)
-    await site.start()
-    bound = sock.getsockname()
-    print(f"READY ws://{bound[0]}:{bound[1]}/", flush=True)
-    await asyncio.Event().wait()
+    await serve_aiohttp(app, host, port, "/")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    uvloop.run(main(args.host, args.port))
+    run(main)

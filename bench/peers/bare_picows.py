@@ -9,10 +9,9 @@ Run: python -m bench.peers.bare_picows --port 0   (prints ``READY ws://host:port
 
 from __future__ import annotations
 
-import argparse
-
-import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+
+from bench.peers.common import run
 
 ACTION_AT = len(b'{"action":"')  # the first letter of the action name
 JOIN = ord("j")
@@ -59,8 +58,4 @@ async def main(host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    uvloop.run(main(args.host, args.port))
+    run(main)

@@ -9,15 +9,13 @@ Run: python -m bench.peers.socketio_server --port 0
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
-import socket
 from typing import Any
 
 import socketio
-import uvloop
 from aiohttp import web
+
+from bench.peers.common import run, serve_aiohttp
 
 ROOM = "bench"
 
@@ -46,22 +44,8 @@ async def main(host: str, port: int) -> None:
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
     app = web.Application()
     sio.attach(app)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
-    site = web.SockSite(runner, sock)
-    await site.start()
-    bound = sock.getsockname()
-    print(f"READY ws://{bound[0]}:{bound[1]}/socket.io/?EIO=4&transport=websocket", flush=True)
-    await asyncio.Event().wait()
+    await serve_aiohttp(app, host, port, "/socket.io/?EIO=4&transport=websocket")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    uvloop.run(main(args.host, args.port))
+    run(main)
