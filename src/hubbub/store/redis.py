@@ -447,7 +447,7 @@ class RedisStore:
 
 async def _close_pubsub(pubsub: PubSub) -> None:
     with contextlib.suppress(Exception):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        await pubsub.aclose()
 
 
 def open_redis(
