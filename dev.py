@@ -4,12 +4,17 @@
     python3 dev.py chat [ARGS...]    run the chat example (extra args go to `hubbub serve`)
     python3 dev.py test [ARGS...]    lint, type-check, run the test suite (ARGS go to pytest)
     python3 dev.py lint              ruff check, ruff format --check, mypy
+    python3 dev.py serve [ARGS...]   run `hubbub serve ARGS` from .venv (any example's config)
     python3 dev.py bench [ARGS...]   run the benchmark harness (`python -m bench ARGS`)
     python3 dev.py setup             only create/refresh .venv
+    python3 dev.py lock              re-resolve the pinned test environment (constraints.txt)
 
 Every command first makes sure `.venv` exists and holds the project installed editable with its
-`dev` extra. pip runs again only when pyproject.toml changed since the last successful install
-(its SHA-256 is kept in `.venv/.hubbub-stamp`).
+`dev` extra, every package at the exact version `constraints.txt` pins (pip, setuptools and the
+linters included), so the tests run against the same set on every machine and every day. pip runs
+again only when pyproject.toml or constraints.txt changed since the last successful install
+(their SHA-256 is kept in `.venv/.hubbub-stamp`). `lock` resolves `.[dev]` afresh in a scratch
+virtualenv and rewrites constraints.txt: run it, then `python3 dev.py test`, and commit both.
 
 `test` also provides what the suite needs from outside Python: a Redis server (one already on
 127.0.0.1:6379, else a private one it starts and stops) exported as HUBBUB_TEST_REDIS_URL, and
@@ -36,6 +41,10 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".hubbub-stamp"
 PYPROJECT = ROOT / "pyproject.toml"
+LOCK = ROOT / "constraints.txt"
+# Installed first and from the lock too: the editable build runs without build isolation, so the
+# build backend is the pinned one rather than whatever the registry serves that day.
+BOOTSTRAP = ["pip", "setuptools", "wheel"]
 CHAT_CONFIG = "examples/chat/hubbub.toml"
 
 USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
@@ -108,8 +117,14 @@ def _create_venv() -> None:
     )
 
 
-def _pyproject_hash() -> str:
-    return hashlib.sha256(PYPROJECT.read_bytes()).hexdigest()
+def _inputs_hash() -> str:
+    digest = hashlib.sha256(PYPROJECT.read_bytes())
+    digest.update(LOCK.read_bytes() if LOCK.exists() else b"")
+    return digest.hexdigest()
+
+
+def _pip(python: str) -> list[str]:
+    return [python, "-m", "pip", "--disable-pip-version-check"]
 
 
 def ensure_venv() -> None:
@@ -118,16 +133,18 @@ def ensure_venv() -> None:
         fail(f"Python 3.11+ is required, this is {sys.version.split()[0]}")
     if not _venv_python_works():
         _create_venv()
-    wanted = _pyproject_hash()
+    if not LOCK.exists():
+        fail(f"{LOCK.name} is missing: run `python3 dev.py lock` to create it")
+    wanted = _inputs_hash()
     installed = STAMP.read_text().strip() if STAMP.exists() else ""
     if installed == wanted and (BIN / "hubbub").exists():
         return
-    say("installing (pip install -e '.[dev]')")
-    python = tool("python")
-    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+    say(f"installing (pip install -c {LOCK.name} -e '.[dev]')")
+    pip = _pip(tool("python"))
+    constrained = [*pip, "install", "--quiet", "--constraint", str(LOCK)]
     for cmd in (
-        [*pip, "install", "--quiet", "--upgrade", "pip"],
-        [*pip, "install", "--quiet", "--editable", ".[dev]"],
+        [*constrained, *BOOTSTRAP],
+        [*constrained, "--no-build-isolation", "--editable", ".[dev]"],
     ):
         if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
             STAMP.unlink(missing_ok=True)
@@ -213,6 +230,46 @@ def cmd_chat(args: list[str]) -> int:
     os.execv(hubbub, [hubbub, "serve", "--config", CHAT_CONFIG, *args])
 
 
+def cmd_serve(args: list[str]) -> int:
+    hubbub = tool("hubbub")
+    os.chdir(ROOT)
+    os.execv(hubbub, [hubbub, "serve", *args])
+
+
+def cmd_lock(args: list[str]) -> int:
+    """Resolve `.[dev]` afresh (newest versions the ranges in pyproject.toml allow) and pin it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hubbub-lock-") as scratch:
+        venv = Path(scratch) / "venv"
+        say(f"resolving .[dev] in a scratch virtualenv ({venv})")
+        if subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False).returncode:
+            fail("could not create the scratch virtualenv")
+        pip = _pip(str(venv / "bin" / "python"))
+        for cmd in (
+            [*pip, "install", "--quiet", "--upgrade", *BOOTSTRAP],
+            [*pip, "install", "--quiet", "--no-build-isolation", ".[dev]"],
+        ):
+            if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
+                fail(f"`{' '.join(cmd)}` failed")
+        frozen = subprocess.run(
+            [*pip, "freeze", "--all"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    pins = sorted(
+        (line for line in frozen if line and not line.lower().startswith("hubbub")),
+        key=str.lower,
+    )
+    header = [
+        "# The exact versions the tests, linters and type checker run with (pip constraints).",
+        "# dev.py installs .venv from this file; users' ranges stay in pyproject.toml.",
+        "# Refresh: python3 dev.py lock, then python3 dev.py test, then commit.",
+        f"# Resolved with Python {sys.version.split()[0]}.",
+    ]
+    LOCK.write_text("\n".join([*header, *pins]) + "\n")
+    say(f"wrote {LOCK.name}: {len(pins)} packages")
+    return 0
+
+
 def cmd_bench(args: list[str]) -> int:
     python = tool("python")
     os.chdir(ROOT)
@@ -259,10 +316,12 @@ def cmd_setup(args: list[str]) -> int:
 
 COMMANDS = {
     "chat": cmd_chat,
+    "serve": cmd_serve,
     "test": cmd_test,
     "lint": cmd_lint,
     "bench": cmd_bench,
     "setup": cmd_setup,
+    "lock": cmd_lock,
 }
 
 
@@ -272,7 +331,8 @@ def main(argv: list[str]) -> int:
         return 0 if argv and argv[0] in {"-h", "--help", "help"} else 2
     command, args = argv[0], argv[1:]
     os.chdir(ROOT)
-    ensure_venv()
+    if command != "lock":
+        ensure_venv()
     return COMMANDS[command](args)
 
 
