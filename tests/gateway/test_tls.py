@@ -453,3 +453,62 @@ async def test_an_unchanged_aws_handler_reaches_the_gateway_over_https(
         async with websockets.connect(gw.websocket_url) as ws:
             await ws.send('{"action": "ping"}')
             assert await asyncio.wait_for(ws.recv(), 10) == "pong"
+
+
+_KEEPS_ITS_CLIENT = textwrap.dedent(
+    '''
+    """The usual Lambda pattern: one client per container, kept between invocations."""
+    import boto3
+
+    client = None
+
+
+    def handler(event, context):
+        global client
+        rc = event["requestContext"]
+        if client is None:
+            client = boto3.client(
+                "apigatewaymanagementapi",
+                endpoint_url=f"https://{rc['domainName']}/{rc['stage']}",
+            )
+        client.post_to_connection(ConnectionId=rc["connectionId"], Data=b"pong")
+        return {"statusCode": 200}
+    '''
+)
+
+
+def _open_sockets_on_port(port: int) -> list[object]:
+    """Server-side asyncio transports of this process still holding a socket on ``port``."""
+    import gc
+    from asyncio.selector_events import _SelectorSocketTransport
+
+    found = []
+    for obj in gc.get_objects():
+        # type(), not isinstance(): gc also lists weak proxies, whose referent may be gone.
+        if type(obj) is _SelectorSocketTransport and not obj.is_closing():
+            sockname = obj.get_extra_info("sockname")
+            if sockname is not None and sockname[1] == port:
+                found.append(obj)
+    return found
+
+
+async def test_closing_the_gateway_closes_https_connections_a_kept_client_holds_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A boto3 client kept alive keeps its TLS connection idle: the listener's graceful close sends
+    # close_notify and would wait for an answer that never comes, leaving the socket open (and a
+    # ResourceWarning when it is collected).
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    (tmp_path / "keeps.py").write_text(_KEEPS_ITS_CLIENT)
+    config = {
+        "management": {"state_dir": str(tmp_path / "state"), "in_process": False},
+        "routes": {"ping": {"handler": "keeps.handler"}},
+    }
+    async with run_gateway(config, base_dir=tmp_path) as gw:
+        assert gw.management_tls is not None
+        tls_port = gw.management_tls.port
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send('{"action": "ping"}')
+            assert await asyncio.wait_for(ws.recv(), 10) == "pong"
+        assert _open_sockets_on_port(tls_port), "the kept client should hold a connection"
+    assert _open_sockets_on_port(tls_port) == []

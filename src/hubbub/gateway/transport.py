@@ -359,8 +359,17 @@ class Listener:
             await site.stop()
 
     async def close(self) -> None:
+        server = self._runner.server
+        connections = server.connections if server is not None else []
+        transports = [c.transport for c in connections if c.transport is not None]
         await self._runner.cleanup()
         self._sock.close()  # ours: aiohttp's cleanup stops serving but we created the socket
+        # Cleanup closes each connection gracefully. Over TLS that sends close_notify and keeps
+        # the socket open until the peer answers, and an idle keep-alive client (a boto3 client
+        # kept between invocations) never does: abort what is still open, or its socket outlives
+        # the listener.
+        for transport in transports:
+            transport.abort()
 
 
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
