@@ -11,7 +11,7 @@ import pytest
 
 from hubbub import cli
 from hubbub.config import load_config
-from hubbub.errors import ConfigError
+from hubbub.errors import ConfigError, ListenError
 from hubbub.workers import node_ids, reserve_ports, worker_count
 
 REDIS = {"store.url": "redis://127.0.0.1:6379/0"}
@@ -120,11 +120,16 @@ def test_a_port_in_use_or_named_twice_is_refused() -> None:
             env={},
             overrides={"server.port": taken.getsockname()[1], "management.port": 0},
         )
-        with pytest.raises(OSError, match="in use"):
+        message = (
+            f"cannot listen on 127.0.0.1:{taken.getsockname()[1]} for the WebSocket listener "
+            "(server.port, --port): address already in use"
+        )
+        with pytest.raises(ListenError) as refused:
             reserve_ports(busy)
+        assert str(refused.value) == message
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     twice = load_config(env={}, overrides={"server.port": port, "management.port": port})
-    with pytest.raises(OSError, match="in use"):
+    with pytest.raises(ListenError, match=r"for the management API \(management.port, "):
         reserve_ports(twice)

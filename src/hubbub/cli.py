@@ -1,8 +1,8 @@
 """Command line: a thin mapping onto the library (build a Config, hand it to Gateway).
 
 hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
-             [--management-port P] [--store URL] [--workers N] [--log-format text|json]
-             [--log-level L]
+             [--management-port P] [--management-tls-port P] [--store URL] [--workers N]
+             [--log-format text|json] [--log-level L]
 hubbub check [--config PATH]
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubbub import __version__
 from hubbub.config import Config, load_config
-from hubbub.errors import ConfigError
+from hubbub.errors import ConfigError, HandlerError, ListenError
 
 if TYPE_CHECKING:
     from hubbub.gateway.app import Gateway
@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="public WebSocket listener port (server.port)")
     serve.add_argument("--management-host", help="management API address (management.host)")
     serve.add_argument("--management-port", type=int, help="management API port (management.port)")
+    serve.add_argument(
+        "--management-tls-port",
+        type=int,
+        help="HTTPS management API port, 0 = any free port (management.tls_port)",
+    )
     serve.add_argument(
         "--store", help="store URL, e.g. memory:// or redis://host:6379/0 (store.url)"
     )
@@ -69,6 +74,7 @@ _FLAG_KEYS = {
     "port": "server.port",
     "management_host": "management.host",
     "management_port": "management.port",
+    "management_tls_port": "management.tls_port",
     "store": "store.url",
     "workers": "server.workers",
     "log_format": "log.format",
@@ -95,9 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _check(config)
         return serve(config)
+    except HandlerError as exc:
+        print(f"hubbub: handler error: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"hubbub: config error: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 1
 
 
 def _check(config: Config) -> int:
@@ -215,10 +227,13 @@ async def _serve(config: Config, on_started: Started, reuse_port: bool) -> int:
     gateway = Gateway(config, reuse_port=reuse_port)
     try:
         await gateway.start()
-    except OSError as exc:
-        print(f"hubbub: cannot listen: {exc}", file=sys.stderr)
+    except ListenError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
         await gateway.close()
         return 1
+    except BaseException:
+        await gateway.close()  # release what did start (listeners, store, handler threads)
+        raise
     on_started(gateway, stop)
     await stop.wait()
     await gateway.close()

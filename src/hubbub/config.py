@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hubbub.errors import ConfigError
+from hubbub.errors import ConfigError, ListenError
 
 T = TypeVar("T")
 
@@ -68,7 +68,9 @@ class ManagementConfig:
     credentials: tuple[Credential, ...] = ()
     # The HTTPS management listener that makes https://{domainName}/{stage} work for handlers.
     tls: bool = True
-    tls_port: int = 8443  # 0 = any free port
+    # 0 = any free port (the default: two gateways on one machine never collide); the port
+    # chosen is printed at start and is the events' domainName.
+    tls_port: int = 0
     state_dir: Path | None = None  # None: hubbub.gateway.tls.default_state_dir() (per user)
     # boto3 calls from this process to these listeners skip the network (gateway/inprocess.py).
     in_process: bool = True
@@ -383,7 +385,7 @@ class _ManagementScalars:
     port: int = 8081
     auth: str = "none"
     tls: bool = True
-    tls_port: int = 8443
+    tls_port: int = 0
     state_dir: Path | None = None
     in_process: bool = True
 
@@ -610,6 +612,26 @@ def _validate_workers(config: Config) -> None:
             "workers other than 1 need Linux (the kernel spreads connections over the workers "
             "with SO_REUSEPORT)",
         )
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening socket as users name it: in messages, by its config key and flag."""
+
+    name: str
+    port_key: str
+    flag: str
+
+    def error(self, host: str, port: int, exc: OSError) -> ListenError:
+        reason = (exc.strerror or str(exc)).lower()
+        return ListenError(self.name, host, port, key=self.port_key, flag=self.flag, reason=reason)
+
+
+PUBLIC_LISTENER = Listener("WebSocket listener", "server.port", "--port")
+MANAGEMENT_LISTENER = Listener("management API", "management.port", "--management-port")
+MANAGEMENT_TLS_LISTENER = Listener(
+    "HTTPS management API", "management.tls_port", "--management-tls-port"
+)
 
 
 def is_loopback(host: str) -> bool:

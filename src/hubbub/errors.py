@@ -2,6 +2,8 @@
 
     HubbubError
     ├── ConfigError            a config file, env var or flag is wrong (names the key)
+    │   └── HandlerError           a handler module failed to import (names route, file, line)
+    ├── ListenError            a listener could not bind (names listener, address, key, flag)
     └── ManagementError        a management operation failed; carries the AWS error type
         ├── GoneError              410 GoneException: the connection does not exist (any more)
         ├── PayloadTooLargeError   413 PayloadTooLargeException
@@ -28,6 +30,36 @@ class ConfigError(HubbubError):
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+
+class HandlerError(ConfigError):
+    """A handler's module failed to import; ``location`` is ``file:line`` of the failing frame."""
+
+    def __init__(self, key: str, location: str, error: str) -> None:
+        super().__init__(key, f"{location}: {error}")
+        self.location = location
+        self.error = error
+
+
+class ListenError(HubbubError):
+    """A listener could not bind its address.
+
+    The message says which listener, where, the config key and flag that set its port, and why:
+    ``cannot listen on 127.0.0.1:8443 for the HTTPS management API (management.tls_port,
+    --management-tls-port): address already in use``.
+    """
+
+    def __init__(
+        self, listener: str, host: str, port: int, *, key: str, flag: str, reason: str
+    ) -> None:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"cannot listen on {address} for the {listener} ({key}, {flag}): {reason}")
+        self.listener = listener
+        self.host = host
+        self.port = port
+        self.key = key
+        self.flag = flag
+        self.reason = reason
 
 
 class ManagementError(HubbubError):

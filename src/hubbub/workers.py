@@ -61,8 +61,13 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from hubbub.config import Config
-from hubbub.errors import ConfigError
+from hubbub.config import (
+    MANAGEMENT_LISTENER,
+    MANAGEMENT_TLS_LISTENER,
+    PUBLIC_LISTENER,
+    Config,
+)
+from hubbub.errors import ConfigError, ListenError
 
 if TYPE_CHECKING:
     from hubbub.gateway.app import Gateway
@@ -85,8 +90,8 @@ def supervise(config: Config) -> int:
     logs.configure(config.log.format, config.log.level)
     try:
         shared, reserved = reserve_ports(config)
-    except OSError as exc:
-        print(f"hubbub: cannot listen: {exc}", file=sys.stderr)
+    except ListenError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
         return 1
     try:
         return asyncio.run(Supervisor(shared, worker_count(config)).run())
@@ -101,27 +106,36 @@ def reserve_ports(config: Config) -> tuple[Config, list[socket.socket]]:
     Returns ``config`` with the concrete ports, and the sockets to keep open while workers run.
     """
     server, management = config.server, config.management
-    wanted = [(server.host, server.port), (management.host, management.port)]
+    wanted = [
+        (PUBLIC_LISTENER, server.host, server.port),
+        (MANAGEMENT_LISTENER, management.host, management.port),
+    ]
     if management.tls:
-        wanted.append((management.host, management.tls_port))
+        wanted.append((MANAGEMENT_TLS_LISTENER, management.host, management.tls_port))
     # Listen on each fixed port briefly, all at once, as serve would: a port in use by anyone
     # (or named twice) fails here, before any worker starts.
     probes: list[socket.socket] = []
     try:
-        for host, port in wanted:
+        for listener, host, port in wanted:
             if port:
-                probes.append(_socket(host, reuse_port=False))
-                probes[-1].bind((host, port))
-                probes[-1].listen(1)
+                try:
+                    probes.append(_socket(host, reuse_port=False))
+                    probes[-1].bind((host, port))
+                    probes[-1].listen(1)
+                except OSError as exc:
+                    raise listener.error(host, port, exc) from exc
     finally:
         for probe in probes:
             probe.close()
     reserved: list[socket.socket] = []
     try:
-        for host, port in wanted:
-            reserved.append(_socket(host, reuse_port=True))
-            reserved[-1].bind((host, port))
-    except OSError:
+        for listener, host, port in wanted:
+            try:
+                reserved.append(_socket(host, reuse_port=True))
+                reserved[-1].bind((host, port))
+            except OSError as exc:
+                raise listener.error(host, port, exc) from exc
+    except ListenError:
         for sock in reserved:
             sock.close()
         raise

@@ -41,7 +41,12 @@ from hubbub.aws.events import (
 from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id
 from hubbub.aws.results import is_success
 from hubbub.aws.selection import compile_route_selection
-from hubbub.config import Config
+from hubbub.config import (
+    MANAGEMENT_LISTENER,
+    MANAGEMENT_TLS_LISTENER,
+    PUBLIC_LISTENER,
+    Config,
+)
 from hubbub.errors import ConfigError
 from hubbub.gateway import inprocess, logs
 from hubbub.gateway.api import ManagementApi
@@ -210,24 +215,32 @@ class Gateway(GatewayApi):
         api = ManagementApi(
             self, stage=config.api.stage, health=self.health, authenticate=authenticate
         )
-        self.management = await start_http(
-            host=config.management.host,
-            port=config.management.port,
-            handler=api.handle,
-            max_body=config.limits.max_post_bytes,
-            reuse_port=self._reuse_port,
-        )
+        try:
+            self.management = await start_http(
+                host=config.management.host,
+                port=config.management.port,
+                handler=api.handle,
+                max_body=config.limits.max_post_bytes,
+                reuse_port=self._reuse_port,
+            )
+        except OSError as exc:
+            host, port = config.management.host, config.management.port
+            raise MANAGEMENT_LISTENER.error(host, port, exc) from exc
         if self.tls is not None:
             # https://{domainName}/{stage}, as handlers build it, reaches this listener with a
             # certificate their SDK trusts (AWS_CA_BUNDLE points at our CA plus the usual ones).
-            self.management_tls = await start_http(
-                host=config.management.host,
-                port=config.management.tls_port,
-                handler=api.handle,
-                max_body=config.limits.max_post_bytes,
-                ssl_context=server_ssl_context(self.tls),
-                reuse_port=self._reuse_port,
-            )
+            try:
+                self.management_tls = await start_http(
+                    host=config.management.host,
+                    port=config.management.tls_port,
+                    handler=api.handle,
+                    max_body=config.limits.max_post_bytes,
+                    ssl_context=server_ssl_context(self.tls),
+                    reuse_port=self._reuse_port,
+                )
+            except OSError as exc:
+                host, port = config.management.host, config.management.tls_port
+                raise MANAGEMENT_TLS_LISTENER.error(host, port, exc) from exc
             domain = config.api.domain_name or event_domain(
                 self.management_tls.host, self.management_tls.port
             )
@@ -250,7 +263,27 @@ class Gateway(GatewayApi):
             api_id=self.api_context.api_id,
             stage=config.api.stage,
         )
-        self.public = await start_public(
+        try:
+            self.public = await self._start_public()
+        except OSError as exc:
+            raise PUBLIC_LISTENER.error(config.server.host, config.server.port, exc) from exc
+        self._accepting = True
+        self.started_at = time.time()
+        log.info(
+            "gateway started",
+            extra={
+                "fields": {
+                    "websocket": self.websocket_url,
+                    "management": self.management_url,
+                    "store": config.store.url,
+                    "node": self.node_id,
+                }
+            },
+        )
+
+    async def _start_public(self) -> Listener:
+        config = self.config
+        return await start_public(
             host=config.server.host,
             port=config.server.port,
             stage=config.api.stage,
@@ -267,19 +300,6 @@ class Gateway(GatewayApi):
             extra_files=[("/hubbub.js", _BROWSER_CLIENT, "text/javascript; charset=utf-8")],
             max_header_bytes=config.limits.max_header_bytes,
             reuse_port=self._reuse_port,
-        )
-        self._accepting = True
-        self.started_at = time.time()
-        log.info(
-            "gateway started",
-            extra={
-                "fields": {
-                    "websocket": self.websocket_url,
-                    "management": self.management_url,
-                    "store": config.store.url,
-                    "node": self.node_id,
-                }
-            },
         )
 
     @property
@@ -346,7 +366,8 @@ class Gateway(GatewayApi):
         await self._http.close()
         if self.route_factory is not None:
             self.route_factory.close()
-        log.info("gateway stopped")
+        if self.started_at:  # a gateway that never started has nothing to announce
+            log.info("gateway stopped")
 
     async def health(self) -> dict[str, Any]:
         store = self.store.status()
