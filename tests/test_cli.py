@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -79,6 +80,69 @@ def test_check_reports_a_missing_handler_module(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert 'routes."x".handler' in result.stderr
+
+
+def _check(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HUBBUB, "check", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_prints_what_serve_would_run(tmp_path: Path) -> None:
+    result = _check(_project(tmp_path, '[authorizer]\nhandler = "app.handler"\n'))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "listeners:" in lines
+    assert any(line.split()[:2] == ["websocket", "ws://127.0.0.1:<any"] for line in lines)
+    assert any(line.split()[:1] == ["https-management"] for line in lines)
+    assert "store: memory://" in lines
+    assert "authorizer: python app.handler  (no identity source)" in lines
+
+
+def test_check_reports_a_handler_that_fails_at_import_with_its_route_file_and_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "boom.py").write_text("import os\n\nraise RuntimeError('no table')\n")
+    (tmp_path / "broken.py").write_text("def handler(event, context)\n    pass\n")
+    config = _project(
+        tmp_path,
+        '[routes."send"]\nhandler = "boom.handler"\n',
+    )
+    result = _check(config)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f'hubbub: handler error: {config}: routes."send".handler: importing boom.py failed at '
+        f"{tmp_path / 'boom.py'}:3: RuntimeError: no table\n"
+    )
+    config.write_text(config.read_text().replace("boom.handler", "broken.handler"))
+    result = _check(config)
+    assert result.returncode == 2
+    assert result.stderr.startswith("hubbub: handler error: ")
+    assert f"broken.py failed at {tmp_path / 'broken.py'}:1: SyntaxError: " in result.stderr
+
+
+def test_check_refuses_what_serve_refuses(tmp_path: Path) -> None:
+    bad = {
+        '[store]\nurl = "postgres://x"\n': "store.url: unknown scheme in 'postgres://x'",
+        '[history]\nurl = "ftp://x"\n': "history.url: must be",
+        '[static]\ndir = "nowhere"\n': "static.dir: ",
+        '[authorizer]\nhandler = "missing.handler"\n': "authorizer.handler: no module",
+    }
+    for extra, message in bad.items():
+        result = _check(_project(tmp_path, extra))
+        assert result.returncode == 2, extra
+        assert message in result.stderr, (extra, result.stderr)
+        assert str(tmp_path / "hubbub.toml") in result.stderr
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    try:
+        history = f'[history]\nurl = "sqlite:///{tmp_path}/ro/history.db"\n'
+        result = _check(_project(tmp_path, history))
+        if os.geteuid() != 0:  # root writes anywhere
+            assert result.returncode == 2
+            assert "history.url: cannot create" in result.stderr
+    finally:
+        (tmp_path / "ro").chmod(0o700)
 
 
 def test_serve_refuses_open_management_without_auth(tmp_path: Path) -> None:
@@ -165,3 +229,59 @@ async def test_second_signal_exits_at_once(tmp_path: Path) -> None:
     server.proc.send_signal(signal.SIGINT)
     await asyncio.to_thread(server.proc.communicate, timeout=10)
     assert server.proc.returncode == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_two_gateways_on_one_machine_do_not_collide(tmp_path: Path) -> None:
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    first = Server(_project(first_dir), "--port", "0", "--management-port", "0")
+    try:
+        second = Server(_project(second_dir), "--port", "0", "--management-port", "0")
+        try:
+            for server in (first, second):
+                async with websockets.connect(server.ws_url) as ws:
+                    await ws.send("hello")
+        finally:
+            code, err = await asyncio.to_thread(second.stop)
+            assert code == 0, err
+    finally:
+        code, err = await asyncio.to_thread(first.stop)
+        assert code == 0, err
+
+
+def test_a_port_in_use_names_the_listener_its_key_and_flag(tmp_path: Path) -> None:
+    import socket
+
+    config = _project(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        for flag, listener, key in (
+            ("--port", "WebSocket listener", "server.port"),
+            ("--management-port", "management API", "management.port"),
+            ("--management-tls-port", "HTTPS management API", "management.tls_port"),
+        ):
+            result = subprocess.run(
+                [*HUBBUB, "serve", "--config", str(config), flag, str(port)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 1
+            expected = (
+                f"hubbub: cannot listen on 127.0.0.1:{port} for the {listener} ({key}, {flag}): "
+                "address already in use\n"
+            )
+            assert expected in result.stderr, result.stderr
+            assert "gateway stopped" not in result.stderr
+            assert "Traceback" not in result.stderr

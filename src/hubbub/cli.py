@@ -3,7 +3,7 @@
 hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
              [--management-port P] [--management-tls-port P] [--store URL] [--workers N]
              [--log-format text|json] [--log-level L]
-hubbub check [--config PATH]
+hubbub check [--config PATH]     validate as serve would, print what it would serve
 """
 
 from __future__ import annotations
@@ -82,10 +82,15 @@ _FLAG_KEYS = {
 }
 
 
-def build_config(args: argparse.Namespace) -> Config:
-    path = args.config
+def _config_path(args: argparse.Namespace) -> str | None:
+    path: str | None = args.config
     if path is None and Path("hubbub.toml").is_file():
         path = "hubbub.toml"
+    return path
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    path = _config_path(args)
     overrides: dict[str, Any] = {}
     for attr, key in _FLAG_KEYS.items():
         value = getattr(args, attr, None)
@@ -96,16 +101,17 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    source = f"{_config_path(args)}: " if _config_path(args) else ""
     try:
         config = build_config(args)
         if args.command == "check":
             return _check(config)
         return serve(config)
     except HandlerError as exc:
-        print(f"hubbub: handler error: {exc}", file=sys.stderr)
+        print(f"hubbub: handler error: {source}{exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"hubbub: config error: {exc}", file=sys.stderr)
+        print(f"hubbub: config error: {source}{exc}", file=sys.stderr)
         return 2
     except ListenError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
@@ -113,26 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(config: Config) -> int:
-    from hubbub.gateway.auth import execution_role
-    from hubbub.gateway.routing import RouteFactory
-    from hubbub.integrations.http import HttpClient
+    from hubbub.check import check
 
-    # Building the routes imports every handler, so a missing module or function is caught too.
-    factory = RouteFactory(config, execution_role=execution_role(), tls=None, http=HttpClient())
-    factory.routes()
-    factory.authorizer()
-    factory.close()
-    print(f"config: {config.source}")
-    print(f"api: {config.api.name} stage={config.api.stage}")
-    print(f"route selection: {config.api.route_selection_expression}")
-    print("routes:")
-    for key, route in config.routes.items():
-        kind = "python" if route.handler else "http"
-        two_way = " (two-way)" if route.route_response else ""
-        timeout = route.timeout or config.limits.handler_timeout
-        print(f"  {key:<16} {kind:<6} {route.target}  timeout={timeout:g}s{two_way}")
-    if "$default" not in config.routes:
-        print("  (no $default: unmatched messages get the Forbidden frame)")
+    for line in check(config):
+        print(line)
     return 0
 
 

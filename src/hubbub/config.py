@@ -562,6 +562,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "api.stage", f"must be a non-empty name without / or @, got {config.api.stage!r}"
         )
+    _validate_store(config)
     _validate_workers(config)
     if config.history.size < 1:
         raise ConfigError("history.size", "must be at least 1")
@@ -590,6 +591,17 @@ def _validate(config: Config) -> None:
         compile_route_selection(config.api.route_selection_expression)
     except ValueError as exc:
         raise ConfigError("api.route_selection_expression", str(exc)) from exc
+
+
+def _validate_store(config: Config) -> None:
+    from urllib.parse import urlsplit
+
+    from hubbub.store import STORE_SCHEMES
+
+    scheme = urlsplit(config.store.url).scheme
+    if scheme not in STORE_SCHEMES:
+        known = ", ".join(f"{s}://" for s in STORE_SCHEMES)
+        raise ConfigError("store.url", f"unknown scheme in {config.store.url!r} (known: {known})")
 
 
 # Stores that several processes can share: workers meet only through one of these.

@@ -35,8 +35,8 @@ class ConfigError(HubbubError):
 class HandlerError(ConfigError):
     """A handler's module failed to import; ``location`` is ``file:line`` of the failing frame."""
 
-    def __init__(self, key: str, location: str, error: str) -> None:
-        super().__init__(key, f"{location}: {error}")
+    def __init__(self, key: str, what: str, location: str, error: str) -> None:
+        super().__init__(key, f"{what} at {location}: {error}")
         self.location = location
         self.error = error
 

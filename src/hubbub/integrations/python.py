@@ -17,13 +17,14 @@ import inspect
 import os
 import sys
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeAlias
 
-from hubbub.errors import ConfigError
+from hubbub.errors import ConfigError, HandlerError
 from hubbub.integrations.base import LambdaContext
 
 _MODULES: dict[Path, ModuleType] = {}
@@ -37,7 +38,7 @@ def load_handler(spec: str, base_dir: Path, *, key: str = "handler") -> Callable
     file = next((c for c in candidates if c.is_file()), None)
     if file is None:
         raise ConfigError(key, f"no module {module_path!r} under {base_dir} ({candidates[0].name})")
-    module = _load_module(file.resolve(), base_dir.resolve(), module_path)
+    module = _load_module(file.resolve(), base_dir.resolve(), module_path, key)
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(key, f"{module_path!r} has no function {func_name!r}")
@@ -45,7 +46,7 @@ def load_handler(spec: str, base_dir: Path, *, key: str = "handler") -> Callable
     return handler
 
 
-def _load_module(file: Path, base_dir: Path, dotted: str) -> ModuleType:
+def _load_module(file: Path, base_dir: Path, dotted: str, key: str) -> ModuleType:
     cached = _MODULES.get(file)
     if cached is not None:
         return cached
@@ -56,16 +57,26 @@ def _load_module(file: Path, base_dir: Path, dotted: str) -> ModuleType:
     name = f"_hubbub_handler_{digest}_{dotted.replace('.', '_')}"
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:  # pragma: no cover - only for exotic files
-        raise ConfigError("handler", f"cannot load {file}")
+        raise ConfigError(key, f"cannot load {file}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise ConfigError("handler", f"importing {file} failed: {exc!r}") from exc
+        raise HandlerError(key, f"importing {file.name} failed", *_failure(exc)) from exc
     _MODULES[file] = module
     return module
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """Where an import failed (``file:line`` of the last frame) and the error, one line each."""
+    if isinstance(exc, SyntaxError):  # raised by the compiler: no frame of the file itself
+        return f"{exc.filename}:{exc.lineno}", f"SyntaxError: {exc.msg}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    location = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    text = str(exc)
+    return location, f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # A call waiting for a thread: its future, the caller's context, the function and its arguments.

@@ -26,6 +26,10 @@ _IMPLEMENTATIONS = {
 }
 
 
+# The schemes [store] url accepts (config.py validates against this table).
+STORE_SCHEMES = tuple(_IMPLEMENTATIONS)
+
+
 def open_store(
     url: str, *, node_id: str, key_prefix: str = "hubbub:", heartbeat_interval: float = 2.0
 ) -> Store:
@@ -53,6 +57,7 @@ def open_store(
 
 
 __all__ = [
+    "STORE_SCHEMES",
     "Bus",
     "BusHandler",
     "ConnectionRecord",

@@ -21,7 +21,9 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,24 +177,25 @@ class MemoryRecovery:
         return None
 
 
+def sqlite_history_path(config: Any) -> Path | None:
+    """The file of ``[history] url = "sqlite:///..."`` (relative to the config's folder)."""
+    url = config.history.url or config.store.url
+    if not config.history.enabled or urlsplit(url).scheme != "sqlite":
+        return None
+    rest = url[len("sqlite://") :]
+    path = Path(rest.lstrip("/") if url.startswith("sqlite:///./") else rest)
+    return path if path.is_absolute() else Path(config.base_dir) / path
+
+
 def open_recovery(config: Any) -> Recovery | None:
     """The history/session store named by ``[history]`` (following ``[store]`` by default)."""
-    from pathlib import Path
-    from urllib.parse import urlsplit
-
     history = config.history
     if not history.enabled:
         return None
     url = history.url or config.store.url
     scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
-        path = Path(
-            url[len("sqlite://") :].lstrip("/")
-            if url.startswith("sqlite:///./")
-            else url[len("sqlite://") :]
-        )
-        if not path.is_absolute():
-            path = config.base_dir / path
+    path = sqlite_history_path(config)
+    if path is not None:
         from hubbub.store.recovery_sqlite import SqliteRecovery
 
         return SqliteRecovery(path, size=history.size, ttl=history.ttl)
