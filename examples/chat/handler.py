@@ -15,8 +15,8 @@ Frames sent to browsers:
     {"action": "help", "message": "<text>", "connectionId": "<the caller's id>"}
     (the page sends {"action": "hello"} on open; $default's answer tells it its own id)
 
-The management API endpoint is ``WEBSOCKET_ENDPOINT`` when set (hubbub's hubbub.toml sets it to the
-local management port), else ``https://{domainName}/{stage}`` from the event, as on AWS.
+The management API endpoint is ``https://{domainName}/{stage}`` from the event, as on AWS (on
+hubbub, domainName is its HTTPS management listener), unless ``WEBSOCKET_ENDPOINT`` is set.
 """
 
 from __future__ import annotations

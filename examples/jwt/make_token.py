@@ -1,6 +1,8 @@
 """Print a demo token for the JWT example, and the page URL that uses it.
 
-python3 examples/jwt/make_token.py alice [--minutes 60]
+.venv/bin/python examples/jwt/make_token.py alice [--minutes 60]
+
+(from the repository root; it needs PyJWT, which .venv has: `pip install 'hubbub[jwt]'` elsewhere)
 """
 
 from __future__ import annotations

@@ -39,20 +39,20 @@ def chat_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextlib.asynccontextmanager
 async def chat_gateway(
-    monkeypatch: pytest.MonkeyPatch, port: int = 0, management_port: int = 0
+    port: int = 0, management_port: int = 0, tls_port: int = 0
 ) -> AsyncIterator[Gateway]:
     # The example's hubbub.toml, on free ports (or the ports of the gateway it replaces, since the
-    # handler keeps its boto3 client and so its management endpoint for the process lifetime).
+    # handler keeps its boto3 client, built from the events' domainName (the HTTPS listener), for
+    # the process lifetime).
     route = {"handler": "handler.handler"}
     raw = {
         "api": {"name": "chat", "stage": "dev"},
         "server": {"port": port},
-        "management": {"port": management_port},
+        "management": {"port": management_port, "tls_port": tls_port},
         "routes": {key: route for key in ("$connect", "$disconnect", "sendMessage", "$default")},
         "static": {"dir": "public"},
     }
     async with run_gateway(raw, base_dir=CHAT) as gw:
-        monkeypatch.setenv("WEBSOCKET_ENDPOINT", gw.management_url)
         yield gw
 
 
@@ -67,9 +67,10 @@ async def test_chat_page_sends_and_receives_and_survives_a_restart(
 ) -> None:
     scripts: list[str] = []
     page.on("request", lambda request: scripts.append(request.url.rsplit("/", 1)[-1]))
-    async with chat_gateway(monkeypatch) as gw:
+    async with chat_gateway() as gw:
         assert gw.management is not None
-        ports = public_port(gw), gw.management.port
+        assert gw.management_tls is not None
+        ports = public_port(gw), gw.management.port, gw.management_tls.port
         await page.goto(gw.http_url + "/")
         await page.wait_for_selector("#status[data-state='open']")
         await say(page, "hello from the browser")
@@ -78,7 +79,7 @@ async def test_chat_page_sends_and_receives_and_survives_a_restart(
     # Sent while the gateway is down: the client queues it and sends it after the reconnect.
     await page.fill("#text", "written while offline")
     await page.click("#send")
-    async with chat_gateway(monkeypatch, *ports):
+    async with chat_gateway(*ports):
         await page.wait_for_selector("#status[data-state='open']")
         await page.wait_for_selector(
             "#messages .message.own .text:text-is('written while offline')"

@@ -12,7 +12,7 @@ import websockets
 
 from hubbub.config import load_config
 from hubbub.testing import run_gateway
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually
 
 CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat"
 
@@ -39,12 +39,12 @@ async def test_two_clients_chat_and_a_gone_connection_is_cleaned_up(
 ) -> None:
     db = tmp_path / "chat.sqlite3"
     monkeypatch.setenv("CHAT_DB", str(db))
-    port = free_port()  # the example's [environment] names its management endpoint
+    # Every port moved: the handler builds its endpoint from the event's domainName, as on AWS.
     overrides = {
         "server.port": 0,
-        "management.port": port,
-        "management.tls": False,
-        "environment.WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{port}/dev",
+        "management.port": 0,
+        "management.tls_port": 0,
+        "management.state_dir": str(tmp_path / "state"),
     }
     config = load_config(CHAT / "hubbub.toml", env={}, overrides=overrides)
     async with run_gateway(config) as gw:
