@@ -1,12 +1,15 @@
 """``python -m bench``: run the benchmark scenarios against hubbub and its peers, in one run.
 
-    python -m bench                      full run, all peers; rewrites docs/benchmarks.md
+    python -m bench                      full run, all peers, into bench/results/local/ (ignored)
+    python -m bench --publish --runs 3   the same into bench/results/ and docs/benchmarks.md
     python -m bench --quick              under 2 minutes (shorter windows, fewer scenarios)
     python -m bench --runs 3             three runs; ratios are medians of per-run ratios
     python -m bench --scenarios routed,fanout --peers hubbub,aiohttp
     python -m bench --duration 0.5 --connections 5 --out /tmp/x   (what the smoke test runs)
 
-Results: ``OUT/latest.json`` (and a timestamped copy), ``OUT/latest.md``, ``OUT/*.png``.
+Results: ``OUT/latest.json`` (and a timestamped copy), ``OUT/latest.md``, ``OUT/*.png``. OUT is
+``bench/results/local/`` (git-ignored, so a run leaves the work tree clean), or ``--out``; only
+``--publish`` writes the tracked ``bench/results/`` and rewrites ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from bench import goals, report, runner
 from bench.procstat import raise_nofile
 from bench.servers import ROOT
 
-DEFAULT_OUT = ROOT / "bench" / "results"
+PUBLISHED = ROOT / "bench" / "results"  # tracked: what docs/benchmarks.md shows
+DEFAULT_OUT = PUBLISHED / "local"  # git-ignored: every run that does not --publish
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,7 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         type=Path,
-        help="results folder (default bench/results, quick: bench/results/quick)",
+        help="results folder (default bench/results/local, quick: bench/results/local/quick)",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="write the results to the tracked bench/results/ and rewrite docs/benchmarks.md",
     )
     p.add_argument("--duration", type=float, help="measured seconds per row (default 5, quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per row (default 1, quick 0.5)")
@@ -75,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--docs",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="rewrite docs/benchmarks.md (default: only for a full run into the default folder)",
+        help="rewrite docs/benchmarks.md (default: with --publish)",
     )
     return p.parse_args(argv)
 
@@ -209,8 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     args = parse_args(argv)
+    if args.publish and args.out is not None:
+        print("bench: --publish writes bench/results/; drop --out", file=sys.stderr)
+        return 2
     # Quick runs keep to their own folder: the full run's plots are the ones docs/ shows.
-    out = (args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)).resolve()
+    default = PUBLISHED if args.publish else DEFAULT_OUT
+    out = (args.out or (default / "quick" if args.quick else default)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = ROOT / "bench" / ".work"
     work.mkdir(parents=True, exist_ok=True)
@@ -220,9 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         settings.profile_dir = out / "profiles"
     raise_nofile()
-    write_docs = args.docs
-    if write_docs is None:
-        write_docs = not args.quick and args.scenarios is None and args.out is None
+    write_docs = args.publish if args.docs is None else args.docs
     command = "python -m bench" + ("" if argv is None and len(sys.argv) < 2 else " ")
     command += shlex.join(sys.argv[1:] if argv is None else argv)
     started = datetime.now(UTC)

@@ -378,10 +378,12 @@ always **in the same run**, and compared as ratios. The harness is `bench/`:
 .venv/bin/python -m bench --quick    # under 2 minutes: shorter windows, fewer scenarios
 .venv/bin/python -m bench --runs 3   # the median of per-run ratios
 .venv/bin/python -m bench --scenarios routed,fanout --peers hubbub,aiohttp,picows
+.venv/bin/python -m bench --publish --runs 3   # the results this page shows
 ```
 
-Results go to `bench/results/` (`latest.json`, `latest.md`, PNG plots, one timestamped JSON per
-run); a full run also rewrites this page.
+Results go to `bench/results/local/` (`latest.json`, `latest.md`, PNG plots, one timestamped JSON
+per run), which git ignores: a run leaves the work tree clean. Only `--publish` writes the tracked
+`bench/results/` and rewrites this page.
 
 ## Latest results
 

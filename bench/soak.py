@@ -58,7 +58,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results" / "local"  # git-ignored
 
 APP = '''\
 """Handlers for bench/soak.py."""
@@ -601,7 +601,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source-addresses", type=int, default=8, help="127.0.0.2 onwards")
     p.add_argument("--echo-timeout", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results)")
+    p.add_argument(
+        "--output", type=Path, default=None, help="JSON file (default bench/results/local)"
+    )
     return p
 
 

@@ -51,3 +51,28 @@ def test_tiny_routed_run_measures_hubbub_and_aiohttp(tmp_path: Path) -> None:
         assert row["rate"] > 0, key
         assert row["server_us_per_msg"] > 0, key
     assert (tmp_path / "latest.md").read_text().count("hubbub") > 0
+
+
+def _git_status() -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_a_run_without_publish_leaves_the_work_tree_clean() -> None:
+    before = _git_status()
+    cmd = [sys.executable, "-m", "bench", "--quick", "--scenarios", "routed"]
+    cmd += ["--peers", "aiohttp", "--warmup", "0.1", "--duration", "0.3", "--connections", "2"]
+    cmd += ["--no-install", "--quiet-wait", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (ROOT / "bench" / "results" / "local" / "quick" / "latest.json").is_file()
+    assert _git_status() == before
