@@ -220,7 +220,15 @@ async def test_a_killed_worker_is_restarted_and_its_connections_reaped(
         for ws, cid in kept:  # the other worker's clients noticed nothing
             await ws.send("whoami")
             assert await recv(ws) == cid
-        more = await open_clients(node, CLIENTS)  # and the port serves on both workers again
+        # And the port serves on both workers again, once the successor listens: its process
+        # shows up before it has imported the handlers and bound the port, so new clients may
+        # all reach the survivor for a moment (longer on a busy machine).
+        more = await open_clients(node, CLIENTS)
+        deadline = time.monotonic() + 10 * TIME_SCALE
+        while {on_worker(cluster)[cid] for _, cid in more} != {survivor, *successor}:
+            assert time.monotonic() < deadline, "the successor never took a connection"
+            await asyncio.sleep(0.2)
+            more += await open_clients(node, CLIENTS)
         assert {on_worker(cluster)[cid] for _, cid in more} == {survivor, *successor}
         for ws, _ in [*opened, *more]:
             await ws.close()
