@@ -57,6 +57,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -68,6 +69,7 @@ from hubbub.config import (
     Config,
 )
 from hubbub.errors import ConfigError, ListenError
+from hubbub.gateway.metrics import WORKERS_DIR_ENV
 
 if TYPE_CHECKING:
     from hubbub.gateway.app import Gateway
@@ -93,11 +95,16 @@ def supervise(config: Config) -> int:
     except ListenError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 1
-    try:
-        return asyncio.run(Supervisor(shared, worker_count(config)).run())
-    finally:
-        for sock in reserved:
-            sock.close()
+    # Each worker writes its metrics here; the one that answers a scrape adds them all up
+    # (hubbub.gateway.metrics), so one GET /metrics covers the machine.
+    with tempfile.TemporaryDirectory(prefix="hubbub-metrics-") as metrics_dir:
+        os.environ[WORKERS_DIR_ENV] = metrics_dir
+        try:
+            return asyncio.run(Supervisor(shared, worker_count(config)).run())
+        finally:
+            os.environ.pop(WORKERS_DIR_ENV, None)
+            for sock in reserved:
+                sock.close()
 
 
 def reserve_ports(config: Config) -> tuple[Config, list[socket.socket]]:

@@ -361,3 +361,28 @@ async def test_a_second_signal_kills_the_workers_at_once(tmp_path: Path, redis_u
         assert not any(running(pid) for pid in workers)
         for ws, _ in opened:
             await ws.close()
+
+
+async def test_one_scrape_of_metrics_covers_every_worker(
+    pair: Cluster, spread: list[tuple[Any, str]], http: aiohttp.ClientSession
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    node = pair.nodes[0]
+    url = node.api_url.rsplit("/", 1)[0] + "/metrics"
+
+    async def totals() -> tuple[float, set[str]] | None:
+        async with http.get(url) as response:
+            text = await response.text()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        open_now = families["hubbub_connections"].samples[0].value
+        nodes = {s.labels["node"] for s in families["hubbub_store_up"].samples}
+        # Another worker's part is at most a second old (hubbub.gateway.metrics).
+        return (open_now, nodes) if open_now == CLIENTS and len(nodes) == 2 else None
+
+    for _ in range(8):  # each scrape lands on either worker: both must answer for the machine
+        deadline = time.monotonic() + 5 * TIME_SCALE
+        while (found := await totals()) is None:
+            assert time.monotonic() < deadline, "no scrape covered both workers"
+            await asyncio.sleep(0.2)
+        assert found == (CLIENTS, found[1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,12 +30,15 @@ from hubbub.errors import (
     ManagementError,
     UnavailableError,
 )
+from hubbub.gateway.metrics import Metrics
 from hubbub.gateway.services import GatewayApi
 from hubbub.gateway.transport import HttpRequest, HttpResponse
 
 log = logging.getLogger("hubbub.api")
 
 Authenticate = Callable[[HttpRequest, datetime], Awaitable[None]]
+# GET pages served beside the API under the same checks (/metrics, /dashboard: observability.py).
+Page = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class NotFoundError(ManagementError):
@@ -46,6 +49,13 @@ class NotFoundError(ManagementError):
 class MethodNotAllowedError(ManagementError):
     status = 405
     error_type = "MethodNotAllowedException"
+
+
+def _operation(path: ManagementPath, method: str) -> str:
+    """The /metrics label of a management call: "connection_post", "room_get", ..."""
+    sub_kind = path.sub.partition("/")[0] if path.sub else None
+    handler = _ROUTES.get((path.resource, path.ident is not None, sub_kind))
+    return f"{handler}_{method.lower()}" if handler else "unknown"
 
 
 def _json(status: int, value: Any) -> HttpResponse:
@@ -64,25 +74,36 @@ class ManagementApi:
         stage: str,
         authenticate: Authenticate | None = None,
         health: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        pages: Mapping[str, Page] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._api = api
         self._stage = stage
         self._authenticate = authenticate
         self._health = health
+        self._pages = dict(pages or {})
+        self._metrics = metrics if metrics is not None else Metrics()
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = new_request_id()
+        operation = "unknown"
         try:
             if request.raw_path == "/health" and request.method == "GET":
                 return _json(200, await self._health() if self._health else {"status": "ok"})
-            path = parse_management_path(request.raw_path)
-            if path is None:
-                raise NotFoundError(f"No route for {request.method} {request.raw_path}")
-            if path.stage != self._stage:
-                raise ForbiddenError(f"Unknown stage {path.stage!r}")
-            if self._authenticate is not None:
-                await self._authenticate(request, datetime.now(UTC))
-            response = await self._dispatch(request, path)
+            page = self._pages.get(request.raw_path)
+            if page is not None:
+                operation = request.raw_path.strip("/").replace("/", "_")
+                response = await self._page(page, request)
+            else:
+                path = parse_management_path(request.raw_path)
+                if path is None:
+                    raise NotFoundError(f"No route for {request.method} {request.raw_path}")
+                operation = _operation(path, request.method)
+                if path.stage != self._stage:
+                    raise ForbiddenError(f"Unknown stage {path.stage!r}")
+                if self._authenticate is not None:
+                    await self._authenticate(request, datetime.now(UTC))
+                response = await self._dispatch(request, path)
         except ManagementError as exc:
             response = HttpResponse(
                 exc.status,
@@ -94,7 +115,15 @@ class ManagementApi:
             kind = "InternalServerErrorException"
             response = HttpResponse(500, error_headers(kind, request_id), error_body(kind, None))
         response.headers.setdefault("x-amzn-RequestId", request_id)
+        self._metrics.management[(operation, response.status)] += 1
         return response
+
+    async def _page(self, page: Page, request: HttpRequest) -> HttpResponse:
+        if request.method != "GET":
+            raise MethodNotAllowedError(f"{request.method} is not allowed here")
+        if self._authenticate is not None:
+            await self._authenticate(request, datetime.now(UTC))
+        return await page(request)
 
     def accept_post(
         self, request: HttpRequest, loop: asyncio.AbstractEventLoop
@@ -117,9 +146,11 @@ class ManagementApi:
             or not self._api.connections.post_soon(path.ident, request.body, loop)
         ):
             return None
+        self._metrics.management[("connection_post", 200)] += 1
         return HttpResponse(200, {"x-amzn-RequestId": new_request_id()}, b"")
 
     async def _dispatch(self, request: HttpRequest, path: ManagementPath) -> HttpResponse:
+        # Names the operation for /metrics too (_operation): keep the two in step.
         sub_kind = path.sub.partition("/")[0] if path.sub else None
         handler = _ROUTES.get((path.resource, path.ident is not None, sub_kind))
         if handler is None:

@@ -64,6 +64,8 @@ from hubbub.gateway.limits import (
     Admission,
 )
 from hubbub.gateway.messages import MessageLoop
+from hubbub.gateway.metrics import Metrics, measured_registry
+from hubbub.gateway.observability import Observability
 from hubbub.gateway.recovery import (
     SUBPROTOCOL,
     Resumer,
@@ -123,8 +125,16 @@ class Gateway(GatewayApi):
             heartbeat_interval=config.cluster.heartbeat_interval,
         )
         self.hub = Hub(config.limits.send_queue_bytes)
+        self.metrics = Metrics()
+        # Every registry call of the gateway is counted and timed (hubbub_store_* in /metrics).
+        self.store.registry = measured_registry(self.store.registry, self.metrics)
         self.timeouts = Timeouts(config.limits.idle_timeout, config.limits.max_duration)
-        self.services = Services(self.hub, self.store, max_post_bytes=config.limits.max_post_bytes)
+        self.services = Services(
+            self.hub,
+            self.store,
+            max_post_bytes=config.limits.max_post_bytes,
+            metrics=self.metrics,
+        )
         super().__init__(self.services)
         self.services.close_local = self._close_local
         self._selector = compile_route_selection(config.api.route_selection_expression)
@@ -157,6 +167,15 @@ class Gateway(GatewayApi):
         self.messages: MessageLoop | None = None
         self.authorizer: ConnectAuthorizer | None = None
         self.started_at = 0.0
+        self.observability = Observability(
+            node=node_id,
+            metrics=self.metrics,
+            hub=self.hub,
+            store=self.store,
+            routes=lambda: self.routes,
+            invoker=lambda: self.invoker,
+            resumer=lambda: self.resumer,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> Gateway:
@@ -206,6 +225,7 @@ class Gateway(GatewayApi):
             invoker=self.invoker,
             hub=self.hub,
             resumer=self.resumer,
+            metrics=self.metrics,
             # One node answers GetConnection from memory; only a shared registry needs touches.
             touch=None if isinstance(self.store, MemoryStore) else self.store.registry.touch,
         )
@@ -213,7 +233,12 @@ class Gateway(GatewayApi):
         if config.management.auth == "sigv4":
             authenticate = ManagementAuth(config.management, self.execution_role)
         api = ManagementApi(
-            self, stage=config.api.stage, health=self.health, authenticate=authenticate
+            self,
+            stage=config.api.stage,
+            health=self.health,
+            authenticate=authenticate,
+            pages=self.observability.pages,
+            metrics=self.metrics,
         )
         try:
             self.management = await start_http(
@@ -269,6 +294,7 @@ class Gateway(GatewayApi):
             raise PUBLIC_LISTENER.error(config.server.host, config.server.port, exc) from exc
         self._accepting = True
         self.started_at = time.time()
+        self.observability.start()
         log.info(
             "gateway started",
             extra={
@@ -350,6 +376,7 @@ class Gateway(GatewayApi):
             for task in still:
                 task.cancel()
         self.timeouts.close()
+        await self.observability.close()
         if self.public is not None:
             await self.public.close()
         if self.in_process is not None:
@@ -388,13 +415,19 @@ class Gateway(GatewayApi):
         )
         if refusal is not None:
             logs.event(logs.ACCESS, "refused", sourceIp=hs.remote, status=refusal.status)
+            self.metrics.handshakes[("refused", refusal.status)] += 1
             return refusal
         # Counted until the connection opens, so a burst of slow $connects cannot overshoot.
         self.admission.pending += 1
         try:
-            return await self._admitted_handshake(hs)
+            answer = await self._admitted_handshake(hs)
         finally:
             self.admission.pending -= 1
+        if isinstance(answer, HttpResponse):
+            self.metrics.handshakes[("refused", answer.status)] += 1
+        else:
+            self.metrics.handshakes[("accepted", 101)] += 1
+        return answer
 
     async def _admitted_handshake(self, hs: Handshake) -> Accept | HttpResponse:
         assert self.api_context is not None
@@ -421,7 +454,10 @@ class Gateway(GatewayApi):
                 request_id=request_id,
             )
             if isinstance(verdict, HttpResponse):
+                decision = "deny" if verdict.status in (401, 403) else "error"
+                self.metrics.authorizer[decision] += 1
                 return verdict
+            self.metrics.authorizer["allow"] += 1
             ctx.authorizer = verdict
         headers: dict[str, str] = {}
         subprotocol = None
@@ -468,6 +504,7 @@ class Gateway(GatewayApi):
     async def _run(self, ctx: ConnectionContext, opted_in: bool, sock: Socket) -> None:
         assert self.api_context is not None
         conn = Connection(sock, ctx, self.api_context)
+        self.metrics.opened += 1
         if opted_in and self.resumer is not None:
             conn.session = self.resumer.new_session()
         self.hub.add(conn)
@@ -537,6 +574,7 @@ class Gateway(GatewayApi):
             self.hub.remove(conn)
             record = await self.store.registry.remove(conn.id)
             code, reason = conn.close_status
+            self.metrics.closed[code] += 1
             logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
             if record is None:  # someone else (a reaping node) already delivered $disconnect
                 return

@@ -84,7 +84,8 @@ class Hub:
         self._room_members: dict[str, Members] = {}
         self._limit = send_queue_bytes
         self.frames_built = 0  # counted so tests can prove "frame once"
-        self.writes = 0
+        self.writes = 0  # frames written to clients (exported by /metrics)
+        self.slow_drops = 0
 
     # -- membership -------------------------------------------------------------------------
     @property
@@ -238,6 +239,7 @@ class Hub:
                 self._drop_slow(conn)
 
     def _drop_slow(self, conn: Connection) -> None:
+        self.slow_drops += 1
         log.warning(
             "slow consumer dropped",
             extra={"fields": {"connectionId": conn.id, "buffered": conn.socket.buffered()}},

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 from hubbub.aws.results import InvalidProxyResult, ProxyResult, parse_proxy_result
 from hubbub.gateway import logs
+from hubbub.gateway.metrics import RouteStats
 from hubbub.integrations import environment
 from hubbub.integrations.base import Integration, LambdaContext, LambdaFunction
 
@@ -40,6 +41,17 @@ class Route:
     environment: Mapping[str, str] = field(default_factory=dict)
     # The handler itself when it is an ``async def`` without ``await`` (see Invoker.invoke_inline).
     inline: InlineHandler | None = None
+    # Its invocations, counted and timed for /metrics (hubbub.gateway.metrics).
+    stats: RouteStats = field(default_factory=RouteStats, compare=False)
+
+
+def outcome_kind(outcome: Outcome) -> str:
+    """The label of an invocation's outcome in /metrics: ok, status_4xx/5xx, timeout, error."""
+    result = outcome.result
+    if result is not None:
+        code = result.status_code
+        return "ok" if 200 <= code < 300 else f"status_{code // 100}xx"
+    return "timeout" if isinstance(outcome.exception, TimeoutError) else "error"
 
 
 class Outcome(NamedTuple):
@@ -147,6 +159,7 @@ class Invoker:
                 logs.event(
                     log, "rejected", route=route.key, connectionId=connection_id, reason=BUSY
                 )
+                route.stats.rejected += 1
                 return Outcome(None, BUSY, rejected=True)
             self._waiting += 1
             try:
@@ -162,6 +175,7 @@ class Invoker:
         finally:
             self.in_flight -= 1
             self._slots.release()
+        route.stats.observe(outcome_kind(outcome), time.perf_counter() - started)
         if logs.ACCESS.isEnabledFor(logging.INFO):  # skip building the line when it is off
             self._log_access(route, outcome, connection_id, request_id, started)
         return outcome
@@ -207,6 +221,7 @@ class Invoker:
         finally:
             environment.reset(token)
             self.in_flight -= 1
+        route.stats.observe(outcome_kind(outcome), time.perf_counter() - started)
         if logs.ACCESS.isEnabledFor(logging.INFO):  # skip building the line when it is off
             self._log_access(route, outcome, connection_id, request_id, started)
         return outcome

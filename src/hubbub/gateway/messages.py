@@ -26,6 +26,7 @@ from hubbub.gateway.connection import ABNORMAL, BINARY, NO_STATUS, Connection, n
 from hubbub.gateway.hub import Hub
 from hubbub.gateway.invoke import BUSY, Invoker, Outcome, Route
 from hubbub.gateway.limits import ABUSE_STRIKES, RATE_EXCEEDED, TOO_MANY_REQUESTS, TokenBucket
+from hubbub.gateway.metrics import Metrics
 from hubbub.gateway.recovery import CONTROL_PREFIX, Resumer
 from hubbub.gateway.transport import BINARY as MSG_BINARY
 from hubbub.gateway.transport import CLOSE, ERROR, TEXT, frame_text
@@ -48,6 +49,7 @@ class MessageLoop:
         invoker: Invoker,
         hub: Hub,
         resumer: Resumer | None,
+        metrics: Metrics,
         touch: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> None:
         self.limits = limits
@@ -56,6 +58,7 @@ class MessageLoop:
         self.invoker = invoker
         self.hub = hub
         self.resumer = resumer
+        self.metrics = metrics
         self.touch = touch
 
     async def run(self, conn: Connection) -> None:
@@ -86,9 +89,13 @@ class MessageLoop:
                     continue
                 key = select_route(selector, data, routes)
                 if key is None:
+                    self.metrics.messages_in[""] += 1
+                    self.metrics.messages_out["error"] += 1
                     sock.write(frame_text(forbidden_frame(conn.id, new_request_id())))
                     continue
                 if conn.in_flight >= per_connection:
+                    routes[key].stats.rejected += 1
+                    self.metrics.messages_out["error"] += 1
                     sock.write(frame_text(error_frame(BUSY, conn.id, new_request_id())))
                     continue
                 request_id = new_request_id()
@@ -165,6 +172,7 @@ class MessageLoop:
         if conn.strikes >= ABUSE_STRIKES:
             conn.expire(RATE_EXCEEDED)
         elif conn.socket.writable:
+            self.metrics.messages_out["error"] += 1
             frame = error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id())
             conn.socket.write(frame_text(frame))
         return False
@@ -184,6 +192,7 @@ class MessageLoop:
         """Answer one invocation: its reply on a two-way route, or the error frame."""
         result = outcome.result
         if result is None:
+            self.metrics.messages_out["error"] += 1
             if conn.socket.writable:
                 frame = (
                     error_frame(BUSY, conn.id, request_id)
@@ -195,4 +204,5 @@ class MessageLoop:
         if route.two_way:
             body = result.body_text()
             if body is not None:
+                self.metrics.messages_out["route_response"] += 1
                 self.hub.send(conn, body.encode("utf-8"))

@@ -23,6 +23,7 @@ across reconnects).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,8 @@ class Resumer:
         self._api = api
         self._hub = hub
         self._ttl = session_ttl
+        # Resume requests by outcome (resumed, partial, expired), exported by /metrics.
+        self.outcomes: Counter[str] = Counter()
 
     def new_session(self) -> str:
         return new_token()
@@ -108,6 +111,7 @@ class Resumer:
     async def _resume(self, conn: Connection, token: str, positions: dict[str, Any]) -> bytes:
         session = await self._recovery.load_session(token)
         if session is None:
+            self.outcomes["expired"] += 1
             return orjson.dumps(
                 {
                     "hubbub": "recovered",
@@ -160,6 +164,7 @@ class Resumer:
             for room, offset, payload in held:
                 if offset > replayed_up_to.get(room, 0):
                     self._hub.send(conn, payload)
+        self.outcomes["resumed" if recovered else "partial"] += 1
         log.info(
             "session resumed",
             extra={

@@ -17,6 +17,7 @@ import orjson
 from hubbub.errors import BadRequestError, GoneError, PayloadTooLargeError
 from hubbub.gateway.connection import NORMAL
 from hubbub.gateway.hub import Envelope
+from hubbub.gateway.metrics import Metrics
 from hubbub.store.base import Delivery, Page, Store
 from hubbub.store.recovery import Recovery
 
@@ -50,8 +51,11 @@ def as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
 class Services:
     """Shared state for the four service groups below."""
 
-    def __init__(self, hub: Hub, store: Store, *, max_post_bytes: int) -> None:
+    def __init__(
+        self, hub: Hub, store: Store, *, max_post_bytes: int, metrics: Metrics | None = None
+    ) -> None:
         self.hub = hub
+        self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
         self.registry = store.registry
         self.bus = store.bus
@@ -130,6 +134,7 @@ class Connections:
         """PostToConnection. GoneError (410) for unknown ids, PayloadTooLargeError (413)."""
         s = self._s
         payload = s.check_size(as_bytes(data))
+        s.metrics.messages_out["post"] += 1
         conn = s.hub.connections.get(connection_id)
         if conn is not None:
             if not s.hub.send(conn, payload):
@@ -158,8 +163,12 @@ class Connections:
             or not conn.socket.writable
         ):
             return False
-        loop.call_soon_threadsafe(s.hub.send, conn, payload)
+        loop.call_soon_threadsafe(self._send_accepted, conn, payload)
         return True
+
+    def _send_accepted(self, conn: Connection, payload: bytes) -> None:
+        self._s.metrics.messages_out["post"] += 1  # here, on the loop: counters are not locked
+        self._s.hub.send(conn, payload)
 
     async def post_many(self, connection_ids: list[str], data: bytes | str) -> int:
         """Send one message to many connections; local ones share one frame. Unknown ids skip."""
@@ -278,6 +287,7 @@ class Rooms:
         s = self._s
         check_name("room", room)
         payload = s.check_size(as_bytes(data))
+        s.metrics.messages_out["room"] += 1
         envelope = None
         if s.recovery is not None:
             # Every room message gets a position in the room's history, members or not: a
@@ -345,6 +355,7 @@ class Users:
 
     async def send(self, user: str, data: bytes | str) -> int:
         check_name("user", user)
+        self._s.metrics.messages_out["user"] += 1
         ids = await self._s.registry.user_connections(user)
         return await self._connections.post_many(ids, data)
 
@@ -369,6 +380,7 @@ class GatewayApi:
         """Send to every connection on every node."""
         s = self._s
         payload = s.check_size(as_bytes(data))
+        s.metrics.messages_out["broadcast"] += 1
         delivered = s.hub.broadcast(payload)
         total = await s.registry.count()
         others = total - len(s.hub.connections)

@@ -260,6 +260,10 @@ class RedisStore:
             status["error"] = link.last_error
         return status
 
+    async def live_nodes(self) -> int:
+        """How many nodes share this store now (the ``hubbub_cluster_nodes`` gauge)."""
+        return int(await self._link.client.scard(self._link.anchor))
+
     # -- background loops ---------------------------------------------------------------------
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks[name] = asyncio.get_running_loop().create_task(
