@@ -72,6 +72,9 @@ class ManagementConfig:
     state_dir: Path | None = None  # None: hubbub.gateway.tls.default_state_dir() (per user)
     # boto3 calls from this process to these listeners skip the network (gateway/inprocess.py).
     in_process: bool = True
+    # Management requests per second (token bucket) before 429 LimitExceededException; 0 = off.
+    rate_limit: float = 0.0
+    burst: int = 0  # bucket size; 0 = max(1, rate_limit)
 
 
 @dataclass(frozen=True)
@@ -374,6 +377,8 @@ def _management(raw: Any) -> ManagementConfig:
         tls_port=base.tls_port,
         state_dir=base.state_dir,
         in_process=base.in_process,
+        rate_limit=base.rate_limit,
+        burst=base.burst,
     )
 
 
@@ -386,6 +391,8 @@ class _ManagementScalars:
     tls_port: int = 8443
     state_dir: Path | None = None
     in_process: bool = True
+    rate_limit: float = 0.0
+    burst: int = 0
 
 
 def _string_table(raw: Any, key: str) -> dict[str, str]:

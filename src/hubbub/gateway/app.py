@@ -37,8 +37,9 @@ from hubbub.aws.events import (
     ConnectionContext,
     connect_event,
     disconnect_event,
+    gateway_headers,
 )
-from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id
+from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id, new_trace_id
 from hubbub.aws.results import is_success
 from hubbub.aws.selection import compile_route_selection
 from hubbub.config import Config
@@ -57,6 +58,7 @@ from hubbub.gateway.hub import Hub
 from hubbub.gateway.invoke import Invoker, Route
 from hubbub.gateway.limits import (
     Admission,
+    TokenBucket,
 )
 from hubbub.gateway.messages import MessageLoop
 from hubbub.gateway.recovery import (
@@ -207,8 +209,13 @@ class Gateway(GatewayApi):
         authenticate = None
         if config.management.auth == "sigv4":
             authenticate = ManagementAuth(config.management, self.execution_role)
+        rate = config.management.rate_limit
         api = ManagementApi(
-            self, stage=config.api.stage, health=self.health, authenticate=authenticate
+            self,
+            stage=config.api.stage,
+            health=self.health,
+            authenticate=authenticate,
+            rate=TokenBucket(rate, config.management.burst or None) if rate else None,
         )
         self.management = await start_http(
             host=config.management.host,
@@ -385,7 +392,13 @@ class Gateway(GatewayApi):
             connected_at=connected,
             source_ip=hs.remote,
             user_agent=hs.header("User-Agent") or "",
-            headers=hs.headers,
+            headers=gateway_headers(
+                hs.headers,
+                source_ip=hs.remote,
+                port=hs.port,
+                proto=hs.scheme,
+                trace_id=new_trace_id(connected),
+            ),
             query=query,
         )
         if self.authorizer is not None:
