@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import socket
 import sys
 import tomllib
@@ -85,6 +86,7 @@ class RouteConfig:
     timeout: float | None = None
     route_response: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None  # the Lambda function's name (context.function_name)
 
     @property
     def target(self) -> str:
@@ -166,6 +168,8 @@ class AuthorizerConfig:
     url: str | None = None
     timeout: float | None = None
     jwt: JwtConfig | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -406,7 +410,17 @@ def _string_table(raw: Any, key: str) -> dict[str, str]:
     return out
 
 
-_ROUTE_KEYS = {"handler", "url", "timeout", "route_response", "environment"}
+_ROUTE_KEYS = {"handler", "url", "timeout", "route_response", "environment", "name"}
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _function_name(value: Any, key: str) -> str | None:
+    """A Lambda function name: 1-64 letters, digits, hyphens or underscores (as Lambda's)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FUNCTION_NAME.fullmatch(value):
+        raise ConfigError(key, f"must be 1-64 letters, digits, - or _ (got {value!r})")
+    return value
 
 
 def _routes(raw: Any) -> dict[str, RouteConfig]:
@@ -450,6 +464,7 @@ def _routes(raw: Any) -> dict[str, RouteConfig]:
             timeout=timeout,
             route_response=route_response,
             environment=_string_table(spec.get("environment", {}), f"{prefix}.environment"),
+            name=_function_name(spec.get("name"), f"{prefix}.name"),
         )
     return routes
 
@@ -457,7 +472,7 @@ def _routes(raw: Any) -> dict[str, RouteConfig]:
 def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("authorizer", "must be a table")
-    known = {"identity_source", "handler", "url", "timeout", "jwt"}
+    known = {"identity_source", "handler", "url", "timeout", "jwt", "environment", "name"}
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -496,7 +511,13 @@ def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
             "authorizer.identity_source", "the JWT authorizer needs the token's source"
         )
     return AuthorizerConfig(
-        identity_source=sources, handler=handler, url=url, timeout=timeout, jwt=jwt
+        identity_source=sources,
+        handler=handler,
+        url=url,
+        timeout=timeout,
+        jwt=jwt,
+        environment=_string_table(raw.get("environment", {}), "authorizer.environment"),
+        name=_function_name(raw.get("name"), "authorizer.name"),
     )
 
 
