@@ -240,14 +240,6 @@ class Gateway(GatewayApi):
             )
         else:
             domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
-        if config.management.in_process:
-            self.in_process = inprocess.serve(
-                api.handle,
-                listeners=(("http", self.management), ("https", self.management_tls)),
-                domain_name=config.api.domain_name,
-                signed=authenticate is not None,
-                accept_post=api.accept_post,
-            )
         self.api_context = ApiContext(
             api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
         )
@@ -275,6 +267,21 @@ class Gateway(GatewayApi):
             max_header_bytes=config.limits.max_header_bytes,
             reuse_port=self._reuse_port,
         )
+        if config.management.in_process:
+            self.in_process = inprocess.serve(
+                api.handle,
+                listeners=(
+                    ("http", self.management),
+                    ("https", self.management_tls),
+                    # On AWS headers.Host is the domainName: https://{Host}/{stage}, built from
+                    # the $connect event, names the WebSocket listener here; answer it too.
+                    ("https", self.public),
+                    ("http", self.public),
+                ),
+                domain_name=config.api.domain_name,
+                signed=authenticate is not None,
+                accept_post=api.accept_post,
+            )
         self._accepting = True
         self.started_at = time.time()
         log.info(
