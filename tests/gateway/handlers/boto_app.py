@@ -63,6 +63,16 @@ def post_via_host(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"statusCode": 200}
 
 
+def post_raw(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Post the message's ``hex`` bytes back through boto3, then ``"after"``."""
+    rc = event["requestContext"]
+    client = _client(f"https://{rc['domainName']}/{rc['stage']}")
+    data = bytes.fromhex(json.loads(event["body"])["hex"])
+    client.post_to_connection(ConnectionId=rc["connectionId"], Data=data)
+    client.post_to_connection(ConnectionId=rc["connectionId"], Data=b"after")
+    return {"statusCode": 200}
+
+
 def seed(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The seed's pattern, unchanged: WEBSOCKET_ENDPOINT or https://{domainName}/{stage}."""
     rc = event["requestContext"]
