@@ -2,7 +2,7 @@
 
 Theory of operation. Every open connection on this node is in ``connections``; room and user
 membership of *local* connections is mirrored in ``rooms``/``users`` so that a room send costs
-O(members of the room), whatever else is connected. A send builds the text frame once and writes the
+O(members of the room), whatever else is connected. A send builds the frame once and writes the
 same bytes to each socket's transport. Writing never blocks: asyncio buffers what the kernel does
 not take yet, and the buffered size is our per-connection send queue. When it passes
 ``send_queue_bytes`` the consumer is too slow: it is dropped (1013, "Send queue full") rather than

@@ -55,7 +55,12 @@ def frame_text(payload: bytes) -> bytes:
 
     ``payload`` must be UTF-8 (§5.6); for bytes of unknown content use :func:`frame_message`.
     """
-    return _frame(0x81, payload)
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return _PACK_16(0x81, 126, n) + payload
+    return _PACK_64(0x81, 127, n) + payload
 
 
 def _frame(first: int, payload: bytes) -> bytes:
@@ -84,6 +89,8 @@ def frame_message(payload: bytes) -> bytes:
     A text frame with invalid UTF-8 makes the client fail the connection (1007), so bytes that are
     not text (``post_to_connection(Data=b"\\xff...")``) go out unchanged in a binary frame.
     """
+    if payload.isascii():  # the common case: no decoding, straight to the text frame
+        return frame_text(payload)
     return _frame(0x81 if is_text(payload) else 0x82, payload)
 
 
