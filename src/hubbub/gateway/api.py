@@ -27,9 +27,11 @@ from hubbub.aws.management import (
 from hubbub.errors import (
     BadRequestError,
     ForbiddenError,
+    LimitExceededError,
     ManagementError,
     UnavailableError,
 )
+from hubbub.gateway.limits import TokenBucket
 from hubbub.gateway.services import GatewayApi
 from hubbub.gateway.transport import HttpRequest, HttpResponse
 
@@ -64,17 +66,22 @@ class ManagementApi:
         stage: str,
         authenticate: Authenticate | None = None,
         health: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        rate: TokenBucket | None = None,
     ) -> None:
         self._api = api
         self._stage = stage
         self._authenticate = authenticate
         self._health = health
+        # [management] rate_limit: AWS throttles @connections calls with 429 LimitExceeded.
+        self._rate = rate
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = new_request_id()
         try:
             if request.raw_path == "/health" and request.method == "GET":
                 return _json(200, await self._health() if self._health else {"status": "ok"})
+            if self._rate is not None and not self._rate.allow():
+                raise LimitExceededError()
             path = parse_management_path(request.raw_path)
             if path is None:
                 raise NotFoundError(f"No route for {request.method} {request.raw_path}")
@@ -105,7 +112,12 @@ class ManagementApi:
         give it, and the message goes out on ``loop``: the thread does not wait for the loop.
         None: the request needs the loop, and takes the whole way through :meth:`handle`.
         """
-        if self._authenticate is not None or request.method != "POST" or request.query_string:
+        if (
+            self._authenticate is not None
+            or self._rate is not None  # the bucket lives on the loop
+            or request.method != "POST"
+            or request.query_string
+        ):
             return None
         path = parse_management_path(request.raw_path)
         if (
