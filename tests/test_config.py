@@ -117,6 +117,16 @@ def test_env_overrides_file_and_flags_override_env(tmp_path: Path) -> None:
         ),
         ("[authorizer.jwt]\nsecret = 's'", "authorizer.identity_source"),
         ("[log]\nformat = 'xml'", "log.format"),
+        ('[routes."x"]\nhandler = "a.b"\nname = "has space"', 'routes."x".name'),
+        ('[routes."x"]\nhandler = "a.b"\nname = ""', 'routes."x".name'),
+        ("[authorizer]\nhandler = 'a.b'\nname = 'x/y'", "authorizer.name"),
+        ("[authorizer]\nhandler = 'a.b'\nenvironment = 3", "authorizer.environment"),
+        (
+            "[authorizer]\nhandler = 'a.b'\n[authorizer.environment]\nX = []",
+            "authorizer.environment.X",
+        ),
+        ("[management]\nrate_limit = -1", "management.rate_limit"),
+        ("[management]\nburst = 1.5", "management.burst"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -175,3 +185,24 @@ def test_arbitrary_config_trees_load_or_raise_config_error(raw: dict[str, object
         build_config(raw, base_dir=Path("."))
     except ConfigError:
         pass
+
+
+def test_functions_take_a_name_and_the_authorizer_an_environment(tmp_path: Path) -> None:
+    text = (
+        '[routes."$connect"]\nhandler = "a.b"\nname = "chat-connect"\n'
+        "[authorizer]\nhandler = 'a.auth'\nname = 'chat-auth'\ntimeout = 3\n"
+        "[authorizer.environment]\nSECRET = 'x'\n"
+    )
+    config = load_config(_write(tmp_path, text), env={})
+    assert config.routes["$connect"].name == "chat-connect"
+    assert config.authorizer is not None
+    assert config.authorizer.name == "chat-auth"
+    assert config.authorizer.timeout == 3
+    assert config.authorizer.environment == {"SECRET": "x"}
+
+
+def test_management_rate_limit_is_off_by_default() -> None:
+    config = build_config({}, base_dir=Path.cwd())
+    assert (config.management.rate_limit, config.management.burst) == (0.0, 0)
+    limited = build_config({"management": {"rate_limit": 5, "burst": 10}}, base_dir=Path.cwd())
+    assert (limited.management.rate_limit, limited.management.burst) == (5.0, 10)

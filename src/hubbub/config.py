@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import socket
 import sys
 import tomllib
@@ -74,6 +75,9 @@ class ManagementConfig:
     state_dir: Path | None = None  # None: hubbub.gateway.tls.default_state_dir() (per user)
     # boto3 calls from this process to these listeners skip the network (gateway/inprocess.py).
     in_process: bool = True
+    # Management requests per second (token bucket) before 429 LimitExceededException; 0 = off.
+    rate_limit: float = 0.0
+    burst: int = 0  # bucket size; 0 = max(1, rate_limit)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class RouteConfig:
     timeout: float | None = None
     route_response: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None  # the Lambda function's name (context.function_name)
 
     @property
     def target(self) -> str:
@@ -165,6 +170,8 @@ class AuthorizerConfig:
     url: str | None = None
     timeout: float | None = None
     jwt: JwtConfig | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -376,6 +383,8 @@ def _management(raw: Any) -> ManagementConfig:
         tls_port=base.tls_port,
         state_dir=base.state_dir,
         in_process=base.in_process,
+        rate_limit=base.rate_limit,
+        burst=base.burst,
     )
 
 
@@ -388,6 +397,8 @@ class _ManagementScalars:
     tls_port: int = 0
     state_dir: Path | None = None
     in_process: bool = True
+    rate_limit: float = 0.0
+    burst: int = 0
 
 
 def _string_table(raw: Any, key: str) -> dict[str, str]:
@@ -401,7 +412,17 @@ def _string_table(raw: Any, key: str) -> dict[str, str]:
     return out
 
 
-_ROUTE_KEYS = {"handler", "url", "timeout", "route_response", "environment"}
+_ROUTE_KEYS = {"handler", "url", "timeout", "route_response", "environment", "name"}
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _function_name(value: Any, key: str) -> str | None:
+    """A Lambda function name: 1-64 letters, digits, hyphens or underscores (as Lambda's)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FUNCTION_NAME.fullmatch(value):
+        raise ConfigError(key, f"must be 1-64 letters, digits, - or _ (got {value!r})")
+    return value
 
 
 def _routes(raw: Any) -> dict[str, RouteConfig]:
@@ -445,6 +466,7 @@ def _routes(raw: Any) -> dict[str, RouteConfig]:
             timeout=timeout,
             route_response=route_response,
             environment=_string_table(spec.get("environment", {}), f"{prefix}.environment"),
+            name=_function_name(spec.get("name"), f"{prefix}.name"),
         )
     return routes
 
@@ -452,7 +474,7 @@ def _routes(raw: Any) -> dict[str, RouteConfig]:
 def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("authorizer", "must be a table")
-    known = {"identity_source", "handler", "url", "timeout", "jwt"}
+    known = {"identity_source", "handler", "url", "timeout", "jwt", "environment", "name"}
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -491,7 +513,13 @@ def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
             "authorizer.identity_source", "the JWT authorizer needs the token's source"
         )
     return AuthorizerConfig(
-        identity_source=sources, handler=handler, url=url, timeout=timeout, jwt=jwt
+        identity_source=sources,
+        handler=handler,
+        url=url,
+        timeout=timeout,
+        jwt=jwt,
+        environment=_string_table(raw.get("environment", {}), "authorizer.environment"),
+        name=_function_name(raw.get("name"), "authorizer.name"),
     )
 
 

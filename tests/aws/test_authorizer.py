@@ -173,10 +173,16 @@ def test_authorizer_event_is_a_request_event_with_method_arn() -> None:
     assert event["methodArn"] == ARN
 
 
+UPGRADE_HEADERS = {"Connection": "upgrade", "content-length": "0", "Upgrade": "websocket"}
+
+
 def test_authorizer_event_carries_headers_and_query() -> None:
     event = authorizer_event(CONNECT_EVENT, method_arn=ARN)
-    assert event["headers"] == CONNECT_EVENT["headers"]
-    assert event["multiValueHeaders"] == CONNECT_EVENT["multiValueHeaders"]
+    assert event["headers"] == {**CONNECT_EVENT["headers"], **UPGRADE_HEADERS}
+    assert event["multiValueHeaders"] == {
+        **CONNECT_EVENT["multiValueHeaders"],
+        **{name: [value] for name, value in UPGRADE_HEADERS.items()},
+    }
     assert event["queryStringParameters"] == {"token": "abc"}
     assert event["multiValueQueryStringParameters"] == {"token": ["abc"]}
 
@@ -195,13 +201,26 @@ def test_authorizer_event_keys_follow_the_aws_example_order() -> None:
     ]
 
 
-def test_authorizer_event_omits_query_when_the_url_had_none() -> None:
+def test_authorizer_event_has_empty_query_maps_when_the_url_had_none() -> None:
+    # As in the Powertools 2025 capture (tests/aws/captures/powertools-authorizer-websocket.json).
     connect = {
         k: v for k, v in CONNECT_EVENT.items() if "QueryString" not in k and "queryString" not in k
     }
     event = authorizer_event(connect, method_arn=ARN)
-    assert "queryStringParameters" not in event
-    assert "multiValueQueryStringParameters" not in event
+    assert event["queryStringParameters"] == {}
+    assert event["multiValueQueryStringParameters"] == {}
+
+
+def test_authorizer_event_headers_are_sorted_by_name_ignoring_case() -> None:
+    headers = list(authorizer_event(CONNECT_EVENT, method_arn=ARN)["headers"])
+    assert headers == sorted(headers, key=str.lower)
+
+
+def test_authorizer_event_keeps_upgrade_headers_the_client_already_has() -> None:
+    connect = {**CONNECT_EVENT, "headers": {**CONNECT_EVENT["headers"], "connection": "Upgrade"}}
+    headers = authorizer_event(connect, method_arn=ARN)["headers"]
+    assert headers["connection"] == "Upgrade"
+    assert "Connection" not in headers
 
 
 def test_authorizer_event_always_has_stage_variables() -> None:

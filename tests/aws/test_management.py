@@ -145,12 +145,27 @@ def test_arbitrary_paths_never_raise(path: str) -> None:
 # --- errors -----------------------------------------------------------------------------------
 
 
-def test_error_body_without_message_is_json_null() -> None:
-    assert error_body("GoneException", None) == b'{"message": null}'
+def test_gone_has_an_empty_body() -> None:
+    # A real 410's body is not JSON to the PHP SDK and null to the Java SDK (see error_body).
+    assert error_body("GoneException", None) == b""
+    assert error_body("GoneException", "ignored") == b""
 
 
-def test_error_body_with_message() -> None:
-    assert error_body("PayloadTooLargeException", "too big") == b'{"message": "too big"}'
+def test_error_body_with_message_is_compact_like_api_gateways_template() -> None:
+    assert error_body("PayloadTooLargeException", "too big") == b'{"message":"too big"}'
+
+
+@pytest.mark.parametrize(
+    ("error_type", "message"),
+    [
+        ("ForbiddenException", "Forbidden"),
+        ("LimitExceededException", "Too Many Requests"),
+        ("InternalServerErrorException", "Internal server error"),
+        ("NotFoundException", "Not Found"),
+    ],
+)
+def test_error_body_without_message_uses_api_gateways_words(error_type: str, message: str) -> None:
+    assert orjson.loads(error_body(error_type, None)) == {"message": message}
 
 
 def test_error_body_escapes_the_message() -> None:
@@ -166,16 +181,16 @@ def test_error_headers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error_type", "message"),
+    ("status", "error_type", "message", "parsed_message"),
     [
-        (410, "GoneException", None),
-        (413, "PayloadTooLargeException", "Message too long"),
-        (429, "LimitExceededException", None),
-        (403, "ForbiddenException", None),
+        (410, "GoneException", None, ""),
+        (413, "PayloadTooLargeException", "Message too long", "Message too long"),
+        (429, "LimitExceededException", None, "Too Many Requests"),
+        (403, "ForbiddenException", None, "Forbidden"),
     ],
 )
 def test_botocore_maps_error_responses_to_the_error_code(
-    status: int, error_type: str, message: str | None
+    status: int, error_type: str, message: str | None, parsed_message: str
 ) -> None:
     parsed = botocore_parse(
         "PostToConnection",
@@ -183,7 +198,7 @@ def test_botocore_maps_error_responses_to_the_error_code(
         error_headers(error_type, "rid-1"),
         error_body(error_type, message),
     )
-    assert parsed["Error"] == {"Code": error_type, "Message": message}
+    assert parsed["Error"] == {"Code": error_type, "Message": parsed_message}
     assert parsed["ResponseMetadata"]["RequestId"] == "rid-1"
 
 

@@ -15,7 +15,6 @@ from tests.browser.conftest import GatewayFactory
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 
-
 async def test_the_dashboard_shows_live_traffic(
     page: Page, gateway: GatewayFactory, tmp_path: Path
 ) -> None:

@@ -66,6 +66,10 @@ async def test_authorizer_context_reaches_every_event(
             await ws.send('{"action": "go"}')
             await eventually(lambda: len(app.EVENTS) >= 2)
         await eventually(lambda: len(app.EVENTS) >= 3)
+    # Native types, principalId first, no integrationLatency: AWS-DG "Output from an API Gateway
+    # Lambda authorizer" (for proxy integrations the context object is passed through to
+    # requestContext.authorizer) and the one WebSocket capture with an authorizer, boto/boto3#3789
+    # ("authorizer": {"principalId": "user"} on $disconnect). docs/compatibility.md has the rest.
     expected = {"principalId": "user-42", "tier": "gold", "score": 7, "admin": False}
     assert [e["requestContext"]["authorizer"] for e in app.EVENTS] == [expected] * 3
 
@@ -106,6 +110,48 @@ async def test_authorizer_event_has_method_arn_and_connection_id(
     assert event["methodArn"].endswith("/dev/$connect")
     assert event["requestContext"]["connectionId"]
     assert event["queryStringParameters"] == {"t": "x"}
+
+
+async def test_the_authorizer_is_a_function_with_its_own_environment_and_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = tmp_path / "seen.json"
+    monkeypatch.setenv("SEEN", str(seen))
+    (tmp_path / "spy.py").write_text(
+        "import json, os, time\n"
+        "def handler(event, context):\n"
+        "    names = ['AUTH_ONLY', 'GLOBAL_VAR', 'AWS_LAMBDA_FUNCTION_NAME', '_HANDLER']\n"
+        "    with open(os.environ['SEEN'], 'w') as f:\n"
+        "        f.write(json.dumps({n: os.environ.get(n) for n in names}\n"
+        "                           | {'function_name': context.function_name}))\n"
+        "    if event['queryStringParameters'].get('t') == 'slow':\n"
+        "        time.sleep(5)\n"
+        "    raise Exception('Unauthorized')\n"
+    )
+    from hubbub.testing import run_gateway
+
+    config = {
+        "environment": {"GLOBAL_VAR": "g"},
+        "authorizer": {
+            "handler": "spy.handler",
+            "identity_source": ["route.request.querystring.t"],
+            "environment": {"AUTH_ONLY": "a"},
+            "name": "chat-authorizer",
+            "timeout": 0.5,
+        },
+    }
+    async with run_gateway(config, base_dir=tmp_path) as gw:
+        assert await _status(gw.websocket_url + "?t=x") == 401
+        assert json.loads(seen.read_text()) == {
+            "AUTH_ONLY": "a",
+            "GLOBAL_VAR": "g",
+            "AWS_LAMBDA_FUNCTION_NAME": "chat-authorizer",
+            "_HANDLER": "spy.handler",
+            "function_name": "chat-authorizer",
+        }
+        started = time.monotonic()
+        assert await _status(gw.websocket_url + "?t=slow") == 500  # its own timeout, not 29 s
+        assert time.monotonic() - started < 4
 
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256!"
@@ -218,7 +264,7 @@ async def test_handlers_see_their_function_environment(
             b = json.loads(await ws.recv())
     assert a == {
         "AWS_REGION": "ap-northeast-1",
-        "AWS_LAMBDA_FUNCTION_NAME": "app",
+        "AWS_LAMBDA_FUNCTION_NAME": "hubbub-dev-a",
         "ROUTE_ONLY": "1",
         "GLOBAL_VAR": "g",
     }

@@ -46,7 +46,10 @@ async def test_close_without_status_reports_1005(gateway: GatewayFactory, app: M
         ws = await websockets.connect(gw.websocket_url)
         ws.transport.write(b"\x88\x80\x00\x00\x00\x00")  # masked close frame, empty payload
         await eventually(lambda: _disconnect_events(app))
-    assert _disconnect_events(app)[0]["requestContext"]["disconnectStatusCode"] == 1005
+    rc = _disconnect_events(app)[0]["requestContext"]
+    assert rc["disconnectStatusCode"] == 1005
+    # AWS's words (tests/aws/captures/powertools-websocket-disconnect.json).
+    assert rc["disconnectReason"] == "Client-side close frame status not set"
 
 
 async def test_tcp_drop_reports_1006(gateway: GatewayFactory, app: ModuleType) -> None:

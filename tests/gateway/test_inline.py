@@ -8,6 +8,7 @@ import functools
 import json
 import re
 import sys
+import uuid
 from types import ModuleType
 from typing import Any
 
@@ -133,19 +134,53 @@ async def test_inline_handler_sees_its_context(gateway: GatewayFactory) -> None:
         async with websockets.connect(gw.websocket_url) as ws:
             await ws.send(_message("describe"))
             seen = json.loads(await ws.recv())
-    assert seen.pop("aws_request_id") == seen.pop("requestId")
+    # Lambda's own invocation id: a UUID, not API Gateway's requestId.
+    assert str(uuid.UUID(seen.pop("aws_request_id"))) != seen.pop("requestId")
     assert 6000 < seen.pop("remaining") <= 7000
+    stream = seen.pop("log_stream_name")
+    assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", stream)
+    name = "hubbub-dev-describe"  # {api}-{stage}-{route} without a route name
     assert seen == {
-        "function_name": "inline",
+        "function_name": name,
         "function_version": "$LATEST",
-        "invoked_function_arn": "arn:aws:lambda:us-east-1:000000000000:function:inline",
+        "invoked_function_arn": f"arn:aws:lambda:us-east-1:000000000000:function:{name}",
         "memory_limit_in_mb": "128",
-        "log_group_name": "/aws/lambda/inline",
-        "log_stream_name": "hubbub",
+        "log_group_name": f"/aws/lambda/{name}",
         "identity": None,
         "client_context": None,
-        "environ": {"AWS_LAMBDA_FUNCTION_NAME": "inline", "ROUTE_ONLY": None},
+        "environ": {
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
+            "LAMBDA_TASK_ROOT": str(HANDLERS),
+            "_HANDLER": "inline.describe",
+            "ROUTE_ONLY": None,
+        },
     }
+
+
+async def test_each_invocation_has_its_own_request_id(gateway: GatewayFactory) -> None:
+    async with gateway(routes=_routes(describe="describe")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            ids = set()
+            for _ in range(3):
+                await ws.send(_message("describe"))
+                ids.add(json.loads(await ws.recv())["aws_request_id"])
+    assert len(ids) == 3
+
+
+async def test_a_route_name_names_the_function(gateway: GatewayFactory) -> None:
+    route = {"handler": "describe", "name": "chat-describe"}
+    async with gateway(routes=_routes(describe=route)) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("describe"))
+            seen = json.loads(await ws.recv())
+    assert seen["function_name"] == "chat-describe"
+    assert seen["invoked_function_arn"].endswith(":function:chat-describe")
+    assert seen["log_group_name"] == "/aws/lambda/chat-describe"
+    assert seen["environ"]["AWS_LAMBDA_FUNCTION_NAME"] == "chat-describe"
 
 
 async def test_inline_handler_environment_stays_with_its_route(gateway: GatewayFactory) -> None:

@@ -105,6 +105,25 @@ async def test_the_seed_handler_with_websocket_endpoint(monkeypatch: pytest.Monk
             assert await asyncio.wait_for(ws.recv(), 10) == '{"action": "seed", "n": 1}'
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_an_endpoint_built_from_the_host_header_reaches_the_management_api(
+    host: str,
+) -> None:
+    # On AWS headers.Host == domainName, so https://{Host}/{stage} is the management endpoint.
+    routes = {
+        **ROUTES,
+        "$connect": {"handler": "boto_app.remember_host"},
+        "via_host": {"handler": "boto_app.post_via_host"},
+    }
+    async with run_gateway({"routes": routes}, base_dir=HANDLERS) as gw:
+        assert gw.public is not None
+        url = f"ws://{host}:{gw.public.port}/dev"
+        async with websockets.connect(url) as ws:
+            await _offline(gw)
+            await ws.send('{"action": "via_host"}')
+            assert await asyncio.wait_for(ws.recv(), 10) == "via host"
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST"])
 async def test_loopback_spellings_of_the_listener_are_in_process(host: str) -> None:
     async with _gateway() as gw:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 import tomllib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,7 +272,9 @@ async def test_the_request_carries_the_event_and_lambda_runtime_headers(
     assert request.content_type == "application/json"
     assert event["body"] == '{"action": "anything"}'
     assert _route_key(event) == "$default"
-    assert request.headers["Lambda-Runtime-Aws-Request-Id"] == event["requestContext"]["requestId"]
+    # Lambda's invocation id (a UUID), as the runtime API gives it, not API Gateway's requestId.
+    invocation_id = request.headers["Lambda-Runtime-Aws-Request-Id"]
+    assert str(uuid.UUID(invocation_id)) == invocation_id != event["requestContext"]["requestId"]
     deadline = int(request.headers["Lambda-Runtime-Deadline-Ms"])
     assert sent_at + 5_000 < deadline < time.time() * 1000 + 7_000 + 1_000
     assert request.headers["Lambda-Runtime-Invoked-Function-Arn"].startswith("arn:aws:lambda:")
@@ -295,7 +298,7 @@ async def test_connections_are_kept_alive_between_invocations(endpoint: Endpoint
 
 # -- the integration object itself ------------------------------------------------------------
 def _context() -> LambdaContext:
-    return LambdaContext(LambdaFunction("fn", region="us-east-1", account_id="0"), "req", 5)
+    return LambdaContext(LambdaFunction("fn", region="us-east-1", account_id="0"), 5)
 
 
 async def test_integrations_can_share_one_client(endpoint: Endpoint) -> None:

@@ -117,24 +117,36 @@ def method_arn(
     return f"arn:aws:execute-api:{region}:{account_id}:{api_id}/{stage}/{route_key}"
 
 
+_UPGRADE_HEADERS = (("Connection", "upgrade"), ("content-length", "0"), ("Upgrade", "websocket"))
+
+
 def authorizer_event(connect_event: Mapping[str, Any], *, method_arn: str) -> dict[str, Any]:
     """Build the REQUEST authorizer input (§6.3) from a ``$connect`` event.
 
     Everything is deep-copied, so an authorizer that mutates its input cannot change the event the
-    ``$connect`` handler later receives. Query parameters appear only when the event has them;
-    ``stageVariables`` is always present (``{}`` by default, as in the AWS example). The request
-    context keeps ``connectionId``; an ``authorizer`` key, if the caller left one, is dropped
-    because the authorizer cannot see its own result.
+    ``$connect`` handler later receives. The headers are the ``$connect`` event's plus the three
+    the upgrade request shows there and the ``$connect`` event does not: ``Connection: upgrade``,
+    ``content-length: 0``, ``Upgrade: websocket`` (the Powertools 2025 capture and AWS's example),
+    sorted by name as AWS lists them. ``queryStringParameters`` and
+    ``multiValueQueryStringParameters`` are ``{}`` without a query string, and ``stageVariables``
+    is always present (``{}`` by default), as in the same capture. The request context keeps
+    ``connectionId``; an ``authorizer`` key, if the caller left one, is dropped because the
+    authorizer cannot see its own result.
     """
+    headers = dict(connect_event.get("headers") or {})
+    multi = copy.deepcopy(dict(connect_event.get("multiValueHeaders") or {}))
+    for name, value in _UPGRADE_HEADERS:
+        if not any(key.lower() == name.lower() for key in headers):
+            headers[name] = value
+            multi[name] = [value]
     event: dict[str, Any] = {
         "type": "REQUEST",
         "methodArn": method_arn,
-        "headers": copy.deepcopy(dict(connect_event.get("headers") or {})),
-        "multiValueHeaders": copy.deepcopy(dict(connect_event.get("multiValueHeaders") or {})),
+        "headers": dict(sorted(headers.items(), key=lambda item: item[0].lower())),
+        "multiValueHeaders": dict(sorted(multi.items(), key=lambda item: item[0].lower())),
     }
     for key in ("queryStringParameters", "multiValueQueryStringParameters"):
-        if connect_event.get(key) is not None:
-            event[key] = copy.deepcopy(dict(connect_event[key]))
+        event[key] = copy.deepcopy(dict(connect_event.get(key) or {}))
     event["stageVariables"] = copy.deepcopy(dict(connect_event.get("stageVariables") or {}))
     context = copy.deepcopy(dict(connect_event.get("requestContext") or {}))
     context.pop("authorizer", None)

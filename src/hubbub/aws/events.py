@@ -15,6 +15,13 @@ stageVariables                  if set      if set   if set
 
 Keys are emitted in the order of the AWS captures. Message events are on the per-message hot path,
 so :class:`MessageEventFactory` prebuilds everything that is constant for a connection.
+
+Headers are what API Gateway forwards, not just what the client sent (:func:`gateway_headers`):
+it adds ``X-Amzn-Trace-Id`` and ``X-Forwarded-For/Port/Proto``, lists them sorted by name without
+regard to case, and leaves ``Upgrade`` and ``Connection`` out of the ``$connect`` event (the
+authorizer's input keeps them, see ``hubbub.aws.authorizer``). ``$disconnect`` carries a fixed set:
+``Host`` is the API's domain name and ``X-Forwarded-For`` is empty. The real captures these
+shapes are checked against live in ``tests/aws/captures/``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ __all__ = [
     "clf_time",
     "connect_event",
     "disconnect_event",
+    "gateway_headers",
     "message_event",
 ]
 
@@ -72,14 +80,13 @@ class ConnectionContext:
     attributes: Mapping[str, Any] | None = None
 
     def forget_handshake(self) -> None:
-        """Keep of the handshake only what later events use: the Host header.
+        """Drop the handshake's headers and query: no later event uses them.
 
-        Call it once the ``$connect`` event is built: ``$disconnect`` carries just the Host
-        header, MESSAGE events neither headers nor query, and an open connection then no longer
-        holds every request header (~0.9 KB per connection).
+        Call it once the ``$connect`` event is built: ``$disconnect`` carries a fixed header set,
+        MESSAGE events neither headers nor query, and an open connection then no longer holds
+        every request header (~0.9 KB per connection).
         """
-        host = [pair for pair in self.headers if pair[0].lower() == "host"][-1:]
-        self.headers = (("Host", host[0][1]),) if host else ()
+        self.headers = ()
         self.query = None
 
 
@@ -119,8 +126,50 @@ def _single_and_multi(
     return single, multi
 
 
+# Hop-by-hop headers of the upgrade: in the authorizer's input, not in the $connect event.
+_NOT_IN_CONNECT = frozenset({"upgrade", "connection"})
+
+
+def gateway_headers(
+    headers: Sequence[tuple[str, str]],
+    *,
+    source_ip: str,
+    port: int,
+    proto: str,
+    trace_id: str,
+) -> list[tuple[str, str]]:
+    """The handshake headers as API Gateway passes them on, sorted by name (case-insensitively).
+
+    API Gateway adds ``X-Amzn-Trace-Id``, ``X-Forwarded-For`` (the client's address),
+    ``X-Forwarded-Port`` and ``X-Forwarded-Proto``. A client (or a proxy in front of hubbub) that
+    sent its own keeps them: its ``X-Forwarded-For`` gets the peer address appended, as proxies
+    do, and its port, protocol and trace id stand. Otherwise the port and protocol are those of
+    the listener the client reached.
+    """
+    present = {name.lower() for name, _ in headers}
+    out: list[tuple[str, str]] = []
+    for name, value in headers:
+        if name.lower() == "x-forwarded-for":
+            out.append((name, f"{value}, {source_ip}" if value else source_ip))
+        else:
+            out.append((name, value))
+    for name, value in (
+        ("X-Amzn-Trace-Id", trace_id),
+        ("X-Forwarded-For", source_ip),
+        ("X-Forwarded-Port", str(port)),
+        ("X-Forwarded-Proto", proto),
+    ):
+        if name.lower() not in present:
+            out.append((name, value))
+    out.sort(key=lambda pair: pair[0].lower())
+    return out
+
+
 def _identity(conn: ConnectionContext) -> dict[str, str]:
-    return {"sourceIp": conn.source_ip, "userAgent": conn.user_agent}
+    # AWS leaves userAgent out when the client sent none (the Powertools 2024 captures).
+    if conn.user_agent:
+        return {"userAgent": conn.user_agent, "sourceIp": conn.source_ip}
+    return {"sourceIp": conn.source_ip}
 
 
 def _add_connection_extras(context: dict[str, Any], conn: ConnectionContext) -> None:
@@ -136,7 +185,9 @@ def connect_event(
 ) -> dict[str, Any]:
     """Build the ``$connect`` event: handshake headers, query parameters, no body."""
     event: dict[str, Any] = {}
-    headers, multi_headers = _single_and_multi(conn.headers)
+    headers, multi_headers = _single_and_multi(
+        [pair for pair in conn.headers if pair[0].lower() not in _NOT_IN_CONNECT]
+    )
     event["headers"] = headers
     event["multiValueHeaders"] = multi_headers
     if conn.query is not None:
@@ -248,14 +299,6 @@ def message_event(
     return MessageEventFactory(api, conn).build(route_key, body, request_id, message_id, now_ms)
 
 
-def _host_header(conn: ConnectionContext, default: str) -> str:
-    host = default
-    for name, value in conn.headers:
-        if name.lower() == "host":
-            host = value
-    return host
-
-
 def disconnect_event(
     api: ApiContext,
     conn: ConnectionContext,
@@ -265,11 +308,15 @@ def disconnect_event(
     request_id: str,
     now_ms: int,
 ) -> dict[str, Any]:
-    """Build the ``$disconnect`` event: the fixed header set AWS sends, close code and reason."""
+    """Build the ``$disconnect`` event: the fixed header set AWS sends, close code and reason.
+
+    ``Host`` is the API's domain name and ``X-Forwarded-For`` is empty, whatever the handshake
+    said: so in every capture (aws-lambda-go and Powertools test events, 2024).
+    """
     headers = {
-        "Host": _host_header(conn, api.domain_name),
+        "Host": api.domain_name,
         "x-api-key": "",
-        "X-Forwarded-For": conn.source_ip,
+        "X-Forwarded-For": "",
         "x-restapi": "",
     }
     event: dict[str, Any] = {

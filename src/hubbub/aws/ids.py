@@ -13,7 +13,13 @@ import hashlib
 import itertools
 import os
 
-__all__ = ["api_id_for", "is_valid_connection_id", "new_connection_id", "new_request_id"]
+__all__ = [
+    "api_id_for",
+    "is_valid_connection_id",
+    "new_connection_id",
+    "new_request_id",
+    "new_trace_id",
+]
 
 _ID_BYTES = 11  # 11 bytes -> 15 base64 characters + one "=" of padding = 16
 _MAX_CONNECTION_ID = 128
@@ -100,3 +106,8 @@ def is_valid_connection_id(value: str) -> bool:
         and value.isprintable()
         and " " not in value
     )
+
+
+def new_trace_id(now_ms: int) -> str:
+    """An ``X-Amzn-Trace-Id`` as API Gateway adds it: ``Root=1-<8 hex epoch seconds>-<24 hex>``."""
+    return f"Root=1-{now_ms // 1000:08x}-{os.urandom(12).hex()}"

@@ -77,14 +77,32 @@ def parse_management_path(raw_path: str) -> ManagementPath | None:
     return ManagementPath(stage=stage, resource=resource[1:], ident=ident, sub=sub)
 
 
-def error_body(error_type: str, message: str | None) -> bytes:
-    """The JSON body of an error response: ``{"message": null}`` or ``{"message": "..."}``.
+# API Gateway's own words where an error carries no message of ours (its default gateway
+# responses: "Forbidden", "Too Many Requests", "Internal server error", ...).
+_DEFAULT_MESSAGES = {
+    "ForbiddenException": "Forbidden",
+    "LimitExceededException": "Too Many Requests",
+    "InternalServerErrorException": "Internal server error",
+    "ServiceUnavailableException": "Service Unavailable",
+    "NotFoundException": "Not Found",
+}
 
+
+def error_body(error_type: str, message: str | None) -> bytes:
+    """The body of an error response, shaped as API Gateway's: ``{"message":"..."}``.
+
+    That is the template of API Gateway's default gateway responses,
+    ``{"message":$context.error.messageString}``, compact. A ``GoneException`` has an empty body:
+    the model gives it no members, the Java SDK reports its message as ``null`` and the PHP SDK
+    fails to parse a real 410's body as JSON (aws-sdk-java#2200, laravel-echo-api-gateway#9).
     The error type travels in the ``x-amzn-ErrorType`` header (see :func:`error_headers`), which
-    botocore reads first; ``error_type`` is accepted so that call sites pair body and headers.
+    botocore reads first.
     """
-    del error_type  # the body stays AWS-shaped: the message only
-    return b'{"message": ' + orjson.dumps(message) + b"}"
+    if error_type == "GoneException":
+        return b""
+    if message is None:
+        message = _DEFAULT_MESSAGES.get(error_type, error_type)
+    return b'{"message":' + orjson.dumps(message) + b"}"
 
 
 def error_headers(error_type: str, request_id: str) -> dict[str, str]:

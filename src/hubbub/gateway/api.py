@@ -27,9 +27,11 @@ from hubbub.aws.management import (
 from hubbub.errors import (
     BadRequestError,
     ForbiddenError,
+    LimitExceededError,
     ManagementError,
     UnavailableError,
 )
+from hubbub.gateway.limits import TokenBucket
 from hubbub.gateway.metrics import Metrics
 from hubbub.gateway.services import GatewayApi
 from hubbub.gateway.transport import HttpRequest, HttpResponse
@@ -76,6 +78,7 @@ class ManagementApi:
         health: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         pages: Mapping[str, Page] | None = None,
         metrics: Metrics | None = None,
+        rate: TokenBucket | None = None,
     ) -> None:
         self._api = api
         self._stage = stage
@@ -83,6 +86,8 @@ class ManagementApi:
         self._health = health
         self._pages = dict(pages or {})
         self._metrics = metrics if metrics is not None else Metrics()
+        # [management] rate_limit: AWS throttles @connections calls with 429 LimitExceeded.
+        self._rate = rate
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = new_request_id()
@@ -95,6 +100,8 @@ class ManagementApi:
                 operation = request.raw_path.strip("/").replace("/", "_")
                 response = await self._page(page, request)
             else:
+                if self._rate is not None and not self._rate.allow():
+                    raise LimitExceededError()
                 path = parse_management_path(request.raw_path)
                 if path is None:
                     raise NotFoundError(f"No route for {request.method} {request.raw_path}")
@@ -134,7 +141,12 @@ class ManagementApi:
         give it, and the message goes out on ``loop``: the thread does not wait for the loop.
         None: the request needs the loop, and takes the whole way through :meth:`handle`.
         """
-        if self._authenticate is not None or request.method != "POST" or request.query_string:
+        if (
+            self._authenticate is not None
+            or self._rate is not None  # the bucket lives on the loop
+            or request.method != "POST"
+            or request.query_string
+        ):
             return None
         path = parse_management_path(request.raw_path)
         if (

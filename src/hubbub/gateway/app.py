@@ -37,8 +37,9 @@ from hubbub.aws.events import (
     ConnectionContext,
     connect_event,
     disconnect_event,
+    gateway_headers,
 )
-from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id
+from hubbub.aws.ids import api_id_for, new_connection_id, new_request_id, new_trace_id
 from hubbub.aws.results import is_success
 from hubbub.aws.selection import compile_route_selection
 from hubbub.config import (
@@ -62,6 +63,7 @@ from hubbub.gateway.hub import Hub
 from hubbub.gateway.invoke import Invoker, Route
 from hubbub.gateway.limits import (
     Admission,
+    TokenBucket,
 )
 from hubbub.gateway.messages import MessageLoop
 from hubbub.gateway.metrics import Metrics, measured_registry
@@ -232,6 +234,7 @@ class Gateway(GatewayApi):
         authenticate = None
         if config.management.auth == "sigv4":
             authenticate = ManagementAuth(config.management, self.execution_role)
+        rate = config.management.rate_limit
         api = ManagementApi(
             self,
             stage=config.api.stage,
@@ -239,6 +242,7 @@ class Gateway(GatewayApi):
             authenticate=authenticate,
             pages=self.observability.pages,
             metrics=self.metrics,
+            rate=TokenBucket(rate, config.management.burst or None) if rate else None,
         )
         try:
             self.management = await start_http(
@@ -271,14 +275,6 @@ class Gateway(GatewayApi):
             )
         else:
             domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
-        if config.management.in_process:
-            self.in_process = inprocess.serve(
-                api.handle,
-                listeners=(("http", self.management), ("https", self.management_tls)),
-                domain_name=config.api.domain_name,
-                signed=authenticate is not None,
-                accept_post=api.accept_post,
-            )
         self.api_context = ApiContext(
             api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
         )
@@ -292,6 +288,21 @@ class Gateway(GatewayApi):
             self.public = await self._start_public()
         except OSError as exc:
             raise PUBLIC_LISTENER.error(config.server.host, config.server.port, exc) from exc
+        if config.management.in_process:
+            self.in_process = inprocess.serve(
+                api.handle,
+                listeners=(
+                    ("http", self.management),
+                    ("https", self.management_tls),
+                    # On AWS headers.Host is the domainName: https://{Host}/{stage}, built from
+                    # the $connect event, names the WebSocket listener here; answer it too.
+                    ("https", self.public),
+                    ("http", self.public),
+                ),
+                domain_name=config.api.domain_name,
+                signed=authenticate is not None,
+                accept_post=api.accept_post,
+            )
         self._accepting = True
         self.started_at = time.time()
         self.observability.start()
@@ -439,7 +450,13 @@ class Gateway(GatewayApi):
             connected_at=connected,
             source_ip=hs.remote,
             user_agent=hs.header("User-Agent") or "",
-            headers=hs.headers,
+            headers=gateway_headers(
+                hs.headers,
+                source_ip=hs.remote,
+                port=hs.port,
+                proto=hs.scheme,
+                trace_id=new_trace_id(connected),
+            ),
             query=query,
         )
         if self.authorizer is not None:

@@ -38,13 +38,15 @@ from hubbub.store.recovery import Position
 if TYPE_CHECKING:
     from hubbub.gateway.transport import Socket
 
-# Close codes and reasons hubbub uses (documented in docs/compatibility.md).
+# Close codes and reasons hubbub uses (documented in docs/compatibility.md). Where a real AWS
+# capture shows the reason (tests/aws/captures/README.md), it is AWS's, word for word.
 NORMAL = (1000, "Connection Closed Normally")
-IDLE = (1001, "Idle timeout")
+IDLE = (1001, "Going away")
 MAX_DURATION = (1001, "Maximum connection duration reached")
 GOING_AWAY = (1001, "Going away")
 BINARY = (1003, "Binary frames are not supported")
 NO_STATUS = 1005
+NO_STATUS_REASON = "Client-side close frame status not set"
 ABNORMAL = 1006
 
 

@@ -2,7 +2,7 @@
 
 Theory of operation. Every open connection on this node is in ``connections``; room and user
 membership of *local* connections is mirrored in ``rooms``/``users`` so that a room send costs
-O(members of the room), whatever else is connected. A send builds the text frame once and writes the
+O(members of the room), whatever else is connected. A send builds the frame once and writes the
 same bytes to each socket's transport. Writing never blocks: asyncio buffers what the kernel does
 not take yet, and the buffered size is our per-connection send queue. When it passes
 ``send_queue_bytes`` the consumer is too slow: it is dropped (1013, "Send queue full") rather than
@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hubbub.gateway.transport import Socket, frame_text
+from hubbub.gateway.transport import Socket, frame_message, frame_text
 from hubbub.store.recovery import Position
 
 if TYPE_CHECKING:
@@ -131,9 +131,12 @@ class Hub:
 
     # -- delivery ---------------------------------------------------------------------------
     def send(self, conn: Connection, payload: bytes) -> bool:
-        """Deliver one text message to one connection; False if it is closing."""
+        """Deliver one message to one connection; False if it is closing.
+
+        A text frame when the payload is UTF-8, else a binary one (:func:`frame_message`).
+        """
         self.frames_built += 1
-        return self._write(conn, payload, frame_text(payload))
+        return self._write(conn, payload, frame_message(payload))
 
     def send_room(
         self,
@@ -157,7 +160,7 @@ class Hub:
     def _send_members(
         self, members: Members, payload: bytes, exclude: str | None, envelope: Envelope | None
     ) -> int:
-        frame = frame_text(payload)
+        frame = frame_message(payload)
         self.frames_built += 1
         delivered = 0
         plain = members.plain
@@ -185,7 +188,7 @@ class Hub:
         wrapped form instead, also framed once.
         """
         self.frames_built += 1
-        return self._fan_out_framed(conns, payload, frame_text(payload), exclude, envelope)
+        return self._fan_out_framed(conns, payload, frame_message(payload), exclude, envelope)
 
     def _fan_out_framed(
         self,

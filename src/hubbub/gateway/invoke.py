@@ -41,6 +41,8 @@ class Route:
     environment: Mapping[str, str] = field(default_factory=dict)
     # The handler itself when it is an ``async def`` without ``await`` (see Invoker.invoke_inline).
     inline: InlineHandler | None = None
+    # The Lambda function this route is (name, ARN, log names, memory) for its context.
+    function: LambdaFunction | None = None
     # Its invocations, counted and timed for /metrics (hubbub.gateway.metrics).
     stats: RouteStats = field(default_factory=RouteStats, compare=False)
 
@@ -212,7 +214,7 @@ class Invoker:
         try:
             # Awaited rather than driven with send(): the return value then needs no
             # StopIteration (an exception object and a traceback per message).
-            raw = await route.inline(event, self._context(route, request_id))
+            raw = await route.inline(event, self._context(route))
             outcome = self._parsed(route, raw, connection_id)  # inside the try: see _run
         except asyncio.CancelledError:
             return None
@@ -244,19 +246,21 @@ class Invoker:
             )
         return self.invoke(route, event, connection_id=connection_id, request_id=request_id)
 
-    def _context(self, route: Route, request_id: str) -> LambdaContext:
-        name = route.integration.name
-        function = self._functions.get(name)
-        if function is None:
-            function = LambdaFunction(name, region=self._region, account_id=self._account_id)
-            self._functions[name] = function
+    def _context(self, route: Route) -> LambdaContext:
+        function = route.function
+        if function is None:  # a route built without one: one per integration name
+            name = route.integration.name
+            function = self._functions.get(name)
+            if function is None:
+                function = LambdaFunction(name, region=self._region, account_id=self._account_id)
+                self._functions[name] = function
         gateway = self.async_api if route.is_async else self.sync_api
-        return LambdaContext(function, request_id, route.timeout, gateway)
+        return LambdaContext(function, route.timeout, gateway)
 
     async def _run(
         self, route: Route, event: dict[str, Any], connection_id: str, request_id: str, proxy: bool
     ) -> Outcome:
-        context = self._context(route, request_id)
+        context = self._context(route)
         token = environment.function_env(route.environment)
         deadline = self._watchdog.watch(route.timeout)
         try:

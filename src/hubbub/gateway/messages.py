@@ -22,7 +22,14 @@ from hubbub.aws.ids import new_request_id
 from hubbub.aws.selection import RouteSelector, select_route
 from hubbub.config import LimitsConfig
 from hubbub.errors import ManagementError
-from hubbub.gateway.connection import ABNORMAL, BINARY, NO_STATUS, Connection, now_ms
+from hubbub.gateway.connection import (
+    ABNORMAL,
+    BINARY,
+    NO_STATUS,
+    NO_STATUS_REASON,
+    Connection,
+    now_ms,
+)
 from hubbub.gateway.hub import Hub
 from hubbub.gateway.invoke import BUSY, Invoker, Outcome, Route
 from hubbub.gateway.limits import ABUSE_STRIKES, RATE_EXCEEDED, TOO_MANY_REQUESTS, TokenBucket
@@ -120,7 +127,9 @@ class MessageLoop:
                 conn.last_active = now_ms()
                 self._binary(conn, data)
             elif kind == CLOSE:
-                conn.set_close(data or NO_STATUS, extra or "")
+                code = data or NO_STATUS
+                # AWS's words for a close frame without a status (the Powertools 2024 capture).
+                conn.set_close(code, NO_STATUS_REASON if code == NO_STATUS else extra or "")
                 return
             elif kind == ERROR:
                 if isinstance(data, TimeoutError):  # no pong within server.ping_timeout

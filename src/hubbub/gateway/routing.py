@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dis
 import os
+import re
 from collections.abc import Callable, Mapping
 from inspect import CO_COROUTINE
 from types import FunctionType
@@ -21,7 +22,7 @@ from hubbub.gateway.auth import ConnectAuthorizer
 from hubbub.gateway.invoke import Route
 from hubbub.gateway.tls import LocalTls, handler_environment
 from hubbub.integrations import environment
-from hubbub.integrations.base import Integration
+from hubbub.integrations.base import Integration, LambdaFunction
 from hubbub.integrations.http import HttpClient, HttpIntegration
 from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
 
@@ -46,17 +47,18 @@ class RouteFactory:
             pool.close()
 
     def function_environment(
-        self, function_name: str, route_env: Mapping[str, str]
+        self, function: LambdaFunction, route_env: Mapping[str, str], handler: str = ""
     ) -> dict[str, str]:
-        """What one function's ``os.environ`` shows on top of the process environment."""
+        """What one function's ``os.environ`` shows on top of the process environment: Lambda's
+        own variables (consistent with the function's context), then ``[environment]``, then the
+        function's own table."""
         config = self.config
         env = {
             "AWS_REGION": config.api.region,
             "AWS_DEFAULT_REGION": config.api.region,
-            "AWS_LAMBDA_FUNCTION_NAME": function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-            "AWS_EXECUTION_ENV": "hubbub",
+            **function.environment(),
+            "LAMBDA_TASK_ROOT": str(config.base_dir),
+            "_HANDLER": handler,
         }
         if "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_ACCESS_KEY_ID" not in config.environment:
             # Like a Lambda's execution role: handlers without credentials of their own can
@@ -81,8 +83,18 @@ class RouteFactory:
                 spec.environment,
                 timeout=spec.timeout,
                 two_way=spec.route_response,
+                name=spec.name,
             )
         return routes
+
+    def function_name(self, key: str, name: str | None) -> str:
+        """The route's Lambda function name: its ``name``, else ``{api}-{stage}-{route}`` (the
+        Serverless Framework's convention) with the route key reduced to Lambda's characters."""
+        if name:
+            return name
+        api = self.config.api
+        route = re.sub(r"[^A-Za-z0-9_-]", "", key) or "route"
+        return re.sub(r"[^A-Za-z0-9_-]", "-", f"{api.name}-{api.stage}-{route}")[:64]
 
     def authorizer(self) -> ConnectAuthorizer | None:
         auth = self.config.authorizer
@@ -91,7 +103,13 @@ class RouteFactory:
         route = None
         if auth.handler is not None or auth.url is not None:
             route = self.route(
-                "$authorizer", auth.handler, auth.url, "authorizer", {}, timeout=auth.timeout
+                "$authorizer",
+                auth.handler,
+                auth.url,
+                "authorizer",
+                auth.environment,
+                timeout=auth.timeout,
+                name=auth.name,
             )
         return ConnectAuthorizer(auth, route)
 
@@ -105,12 +123,17 @@ class RouteFactory:
         *,
         timeout: float | None,
         two_way: bool = False,
+        name: str | None = None,
     ) -> Route:
         """One route's integration, loaded inside the function's own environment."""
         integration: Integration
+        api = self.config.api
+        function = LambdaFunction(
+            self.function_name(key, name), region=api.region, account_id=api.account_id
+        )
+        name = function.name
         if handler is not None:
-            name = handler.rpartition(".")[0].replace(".", "-").replace("/", "-") or handler
-            env = self.function_environment(name, route_env)
+            env = self.function_environment(function, route_env, handler)
             token = environment.function_env(env)
             try:  # module-level code of the handler reads its environment at import
                 func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
@@ -137,6 +160,7 @@ class RouteFactory:
             is_async=is_async,
             environment=env,
             inline=inline,
+            function=function,
         )
 
 

@@ -32,6 +32,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_websocket import WebSocketError
 
+from hubbub.aws.ids import new_request_id
+from hubbub.aws.management import error_body
+
 log = logging.getLogger("hubbub.transport")
 
 # Message kinds returned by Socket.receive(), equal to aiohttp's values so no translation is
@@ -48,13 +51,47 @@ _PACK_64 = struct.Struct("!BBQ").pack
 
 
 def frame_text(payload: bytes) -> bytes:
-    """An unmasked, unfragmented server-to-client text frame (RFC 6455 §5.2)."""
+    """An unmasked, unfragmented server-to-client text frame (RFC 6455 §5.2).
+
+    ``payload`` must be UTF-8 (§5.6); for bytes of unknown content use :func:`frame_message`.
+    """
     n = len(payload)
     if n < 126:
         return bytes((0x81, n)) + payload
     if n < 65536:
         return _PACK_16(0x81, 126, n) + payload
     return _PACK_64(0x81, 127, n) + payload
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65536:
+        return _PACK_16(first, 126, n) + payload
+    return _PACK_64(first, 127, n) + payload
+
+
+def is_text(payload: bytes) -> bool:
+    """True when ``payload`` may travel in a text frame: valid UTF-8 (RFC 6455 §5.6, §8.1)."""
+    if payload.isascii():  # the common case, checked without decoding
+        return True
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def frame_message(payload: bytes) -> bytes:
+    """A management API message as a frame: text when it is UTF-8, else binary.
+
+    A text frame with invalid UTF-8 makes the client fail the connection (1007), so bytes that are
+    not text (``post_to_connection(Data=b"\\xff...")``) go out unchanged in a binary frame.
+    """
+    if payload.isascii():  # the common case: no decoding, straight to the text frame
+        return frame_text(payload)
+    return _frame(0x81 if is_text(payload) else 0x82, payload)
 
 
 def find_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
@@ -96,6 +133,8 @@ class Handshake:
     query_string: str
     headers: tuple[tuple[str, str], ...]  # original case, in order
     remote: str
+    port: int = 0  # the listener's port the client reached
+    scheme: str = "http"  # "https" on a TLS listener
 
     def header(self, name: str) -> str | None:
         return find_header(self.headers, name)
@@ -180,9 +219,10 @@ class Socket:
         """permessage-deflate was negotiated: frames must be built per socket (:meth:`send`)."""
         return self._compressed
 
-    async def send(self, text: bytes) -> None:
-        """Send through the library's writer (per-socket framing, used with compression)."""
-        await self._ws.send_frame(text, WSMsgType.TEXT)
+    async def send(self, payload: bytes) -> None:
+        """Send through the library's writer (per-socket framing, used with compression); text
+        or binary as :func:`frame_message` decides."""
+        await self._ws.send_frame(payload, WSMsgType.TEXT if is_text(payload) else WSMsgType.BINARY)
 
     def buffered(self) -> int:
         """Bytes written but not yet accepted by the kernel."""
@@ -428,8 +468,17 @@ def _split_path(raw: str) -> tuple[str, str]:
 
 def _handshake(request: web.Request) -> Handshake:
     raw_path, query = _split_path(request.raw_path)
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    return Handshake(raw_path, query, _headers(request), str(peer[0]) if peer else "")
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport else None
+    local = transport.get_extra_info("sockname") if transport else None
+    return Handshake(
+        raw_path,
+        query,
+        _headers(request),
+        str(peer[0]) if peer else "",
+        port=int(local[1]) if local else 0,
+        scheme="https" if request.secure else "http",
+    )
 
 
 async def start_public(
@@ -544,9 +593,12 @@ async def start_http(
             # The AWS model caps PostToConnection at 128 KB; answer in its error shape.
             return web.Response(
                 status=413,
-                headers={"x-amzn-ErrorType": "PayloadTooLargeException"},
+                headers={
+                    "x-amzn-ErrorType": "PayloadTooLargeException",
+                    "x-amzn-RequestId": new_request_id(),
+                },
                 content_type="application/json",
-                text='{"message": "Request body too large"}',
+                body=error_body("PayloadTooLargeException", "Request body too large"),
             )
         req = HttpRequest(
             method=request.method,

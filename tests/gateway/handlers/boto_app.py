@@ -46,6 +46,33 @@ def manage(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reply({"result": result})
 
 
+_hosts: dict[str, str] = {}
+
+
+def remember_host(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """$connect: keep the handshake's Host header, as handlers keep it in a table on AWS."""
+    _hosts[event["requestContext"]["connectionId"]] = event["headers"]["Host"]
+    return {"statusCode": 200}
+
+
+def post_via_host(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Post back through https://{Host}/{stage}: on AWS Host equals domainName."""
+    rc = event["requestContext"]
+    endpoint = f"https://{_hosts[rc['connectionId']]}/{rc['stage']}"
+    _client(endpoint).post_to_connection(ConnectionId=rc["connectionId"], Data=b"via host")
+    return {"statusCode": 200}
+
+
+def post_raw(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Post the message's ``hex`` bytes back through boto3, then ``"after"``."""
+    rc = event["requestContext"]
+    client = _client(f"https://{rc['domainName']}/{rc['stage']}")
+    data = bytes.fromhex(json.loads(event["body"])["hex"])
+    client.post_to_connection(ConnectionId=rc["connectionId"], Data=data)
+    client.post_to_connection(ConnectionId=rc["connectionId"], Data=b"after")
+    return {"statusCode": 200}
+
+
 def seed(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The seed's pattern, unchanged: WEBSOCKET_ENDPOINT or https://{domainName}/{stage}."""
     rc = event["requestContext"]

@@ -44,7 +44,17 @@ async def describe(event: dict[str, Any], context: Any) -> dict[str, Any]:
     }
     seen["remaining"] = context.get_remaining_time_in_millis()
     seen["requestId"] = event["requestContext"]["requestId"]
-    seen["environ"] = {k: os.environ.get(k) for k in ("AWS_LAMBDA_FUNCTION_NAME", "ROUTE_ONLY")}
+    names = (
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_EXECUTION_ENV",
+        "LAMBDA_TASK_ROOT",
+        "_HANDLER",
+        "ROUTE_ONLY",
+    )
+    seen["environ"] = {k: os.environ.get(k) for k in names}
     return {"statusCode": 200, "body": json.dumps(seen)}
 
 
