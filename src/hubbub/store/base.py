@@ -69,6 +69,81 @@ class Delivery:
     offset: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceMember:
+    """A member of a room's presence set: a connection, its user and its presence data."""
+
+    connection_id: str
+    user: str | None
+    data: Any  # a small JSON value (None: no data)
+    joined_at: int  # epoch ms
+    node_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The member as clients, handlers and the management API see it."""
+        return {
+            "connectionId": self.connection_id,
+            "user": self.user,
+            "data": self.data,
+            "joinedAt": self.joined_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PresencePage:
+    members: list[PresenceMember]
+    next_cursor: str | None
+
+
+class Presence(Protocol):
+    """Who is present in which room (only rooms joined with presence on).
+
+    Every method that removes a member returns it only to the first caller, on every node: the
+    leave event of a member is emitted by whoever got it back, exactly once. A *deferred* member
+    (its connection dropped with a recovery session) stays listed until its deadline; then
+    :meth:`due` hands it to one caller, unless :meth:`take_over` gave its place to the connection
+    that resumed the session.
+    """
+
+    async def enter(self, room: str, member: PresenceMember) -> PresenceMember | None:
+        """Add or replace ``member``; return the entry it replaced (an update) or None (a join)."""
+        ...
+
+    async def update(self, room: str, connection_id: str, data: Any) -> PresenceMember | None:
+        """Replace a member's data; return the updated member, None if it is not present."""
+        ...
+
+    async def leave(self, room: str, connection_id: str) -> PresenceMember | None: ...
+
+    async def leave_all(self, connection_id: str) -> list[tuple[str, PresenceMember]]:
+        """Remove the connection from every room's presence; (room, member) for each."""
+        ...
+
+    async def defer(self, connection_id: str, until_ms: int) -> list[tuple[str, PresenceMember]]:
+        """Schedule the connection's leave from every room for ``until_ms``; the members stay."""
+        ...
+
+    async def take_over(
+        self, room: str, old_connection_id: str, member: PresenceMember
+    ) -> PresenceMember | None:
+        """Put ``member`` in place of the old connection's entry (a resumed session); return the
+        old entry, or None when it had left already (``member`` is then added as a join)."""
+        ...
+
+    async def due(self, now_ms: int, limit: int) -> list[tuple[str, PresenceMember]]:
+        """Remove up to ``limit`` deferred members whose deadline passed; (room, member) each."""
+        ...
+
+    async def members(self, room: str, limit: int, cursor: str | None) -> PresencePage:
+        """A page of members ordered by connection id; ``cursor`` is the last id of a page."""
+        ...
+
+    async def counts(self, room: str) -> tuple[int, int]:
+        """(connections, distinct users) present in ``room``; members without a user count
+        as connections only."""
+        ...
+
+
 class BusHandler(Protocol):
     async def __call__(self, delivery: Delivery) -> int:
         """Deliver locally; return how many local connections received it."""
@@ -139,6 +214,7 @@ class Store(Protocol):
 
     registry: Registry
     bus: Bus
+    presence: Presence
 
     async def start(self, handler: BusHandler, on_reaped: ReapHandler) -> None:
         """Connect, subscribe this node's deliveries to ``handler``, begin heartbeats.
