@@ -52,6 +52,7 @@ from hubbub.client.events import (
     Reconnecting,
     Recovered,
 )
+from hubbub.client.presence import Member, PresenceError, PresenceEvent, PresenceSet, Room
 from hubbub.client.recovery import Position, Received, RoomReport
 
 __all__ = [
@@ -70,15 +71,20 @@ __all__ = [
     "Event",
     "EventName",
     "HandshakeRejected",
+    "Member",
     "Message",
     "NotRecovered",
     "Open",
     "Position",
+    "PresenceError",
+    "PresenceEvent",
+    "PresenceSet",
     "Received",
     "Reconnected",
     "Reconnecting",
     "Recovered",
     "RetriesExhausted",
+    "Room",
     "RoomReport",
     "SendQueueFull",
     "State",
