@@ -538,7 +538,7 @@ class Gateway(GatewayApi):
             logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
             # Its presence leaves now, or is deferred for a resume (no store call when it was
             # present nowhere). Also when a reaper got the record: then nothing is left to do.
-            kept = await self._presence_retired(conn)
+            kept = await self._presence_retired(conn) if self.presence.tracks(conn.id) else {}
             if record is None:  # someone else (a reaping node) already delivered $disconnect
                 return
             if record.session is not None:  # checked here: spares a coroutine per plain close

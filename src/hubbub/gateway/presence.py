@@ -108,6 +108,14 @@ class RoomPresence:
             return True
         return any(fnmatchcase(room, pattern) for pattern in self._patterns)
 
+    def tracks(self, connection_id: str, room: str | None = None) -> bool:
+        """Is this node's connection present in ``room`` (in any room without one)? Checked
+        before awaiting anything, so that leaves and closes without presence stay free."""
+        rooms = self._local.get(connection_id)
+        if not rooms:
+            return False
+        return room is None or room in rooms
+
     def check_data(self, data: Any) -> Any:
         try:
             size = len(orjson.dumps(data))

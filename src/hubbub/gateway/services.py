@@ -104,8 +104,13 @@ class Services:
         if delivery.kind in _NOTICES:
             # Another node changed one of our connections in the shared registry: follow locally.
             applied = self.apply_notice(delivery)
-            if delivery.kind == "leave" and applied and self.presence is not None:
-                await self.presence.left(delivery.data.decode(), delivery.target)
+            presence = self.presence
+            if (
+                delivery.kind == "leave"
+                and presence is not None
+                and presence.tracks(delivery.target)
+            ):
+                await presence.left(delivery.data.decode(), delivery.target)
             return applied
         if delivery.kind == "presence" and self.presence is not None:
             return self.presence.deliver(delivery.target, delivery.data)
@@ -297,7 +302,7 @@ class Rooms:
         conn = s.hub.connections.get(connection_id)
         if conn is not None:
             s.hub.leave(room, conn)
-            if s.presence is not None:  # no store call unless it was present here
+            if s.presence is not None and s.presence.tracks(connection_id, room):
                 await s.presence.left(room, connection_id)
 
     async def presence(
