@@ -95,3 +95,39 @@ async def test_presence_events_cross_nodes_and_a_dead_node_leaves_once(
         await watcher.close()
         for ws, _ in (*doomed, (leaver, leaver_id)):
             await ws.close()
+
+
+async def test_a_resume_on_another_node_is_no_leave_and_join(
+    tmp_path: Path, redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    with cluster_on(tmp_path, redis_url) as cluster:
+        a, b = cluster.start("a", "b")
+        watcher, watcher_id = await observer(b)
+        await join(http, b, "lobby", watcher_id)
+        await presence_frame(watcher)
+        ws = await websockets.connect(a.ws_url, subprotocols=["hubbub.v1"])
+        session = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        await join(http, a, "lobby", session["connectionId"])
+        assert (await presence_frame(watcher))["action"] == "join"
+        await ws.close()  # on node a; its presence waits out the grace (15 s by default)
+        back = await websockets.connect(b.ws_url, subprotocols=["hubbub.v1"])
+        new_id = json.loads(await asyncio.wait_for(back.recv(), 5))["connectionId"]
+        resume = {"hubbub": "resume", "token": session["token"], "rooms": {}}
+        for _ in range(50):  # a's retirement saves the session: resume once it is there
+            await back.send(json.dumps(resume))
+            answer = json.loads(await asyncio.wait_for(back.recv(), 5))
+            while answer.get("hubbub") != "recovered":  # its own update comes first
+                answer = json.loads(await asyncio.wait_for(back.recv(), 5))
+            if answer.get("reason") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert answer["recovered"] is True
+        update = await presence_frame(watcher)  # the only event: no leave, no join
+        assert update["action"] == "update"
+        assert update["previousConnectionId"] == session["connectionId"]
+        assert update["member"]["connectionId"] == new_id
+        with pytest.raises(TimeoutError):
+            await presence_frame(watcher, timeout=1.0)
+        assert await summary(http, a, "lobby") == {"room": "lobby", "connections": 2, "users": 0}
+        for client in (watcher, back):
+            await client.close()
