@@ -57,6 +57,12 @@ class Delivery:
     - ``"join"`` / ``"leave"``: ``data`` is the room (UTF-8);
     - ``"bind"``: ``data`` is the user (UTF-8);
     - ``"attributes"``: ``data`` is the new attributes object (JSON).
+
+    Presence (:mod:`hubbub.gateway.presence`) adds two kinds:
+
+    - ``"presence"``: ``target`` is a room, ``data`` an event frame for its hubbub.v1 members;
+    - ``"presence-track"``: ``target`` is a connection of the receiving node that another node
+      made present in the room ``data`` (UTF-8), so its close removes that presence.
     """
 
     kind: str
