@@ -23,6 +23,7 @@ SECTIONS = {
     "authorizer": config.AuthorizerConfig,
     "authorizer.jwt": config.JwtConfig,
     "history": config.HistoryConfig,
+    "presence": config.PresenceConfig,
 }
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -53,3 +54,22 @@ def echo_boto(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint)
     _client.post_to_connection(ConnectionId=ctx["connectionId"], Data=event["body"].encode())
     return {"statusCode": 200}
+
+
+async def presence_join(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The presence scenario (bench/presence.py): join the body's room, with presence when it
+    says so (``{"room": r, "presence": true, "data": {...}}``)."""
+    body = json.loads(event["body"])
+    await context.gateway.rooms.join(
+        body["room"],
+        event["requestContext"]["connectionId"],
+        presence=body.get("presence", False),
+        data=body.get("data"),
+    )
+    return {"statusCode": 200, "body": "ok"}
+
+
+async def presence_leave(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    body = json.loads(event["body"])
+    await context.gateway.rooms.leave(body["room"], event["requestContext"]["connectionId"])
+    return {"statusCode": 200, "body": "ok"}

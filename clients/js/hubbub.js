@@ -193,7 +193,12 @@ export class SessionState {
         return null;
       case "recovered":
         return this._answer(frame);
+      case "presence":
+      case "presence.members":
+      case "presence.ok":
+        return { kind: "presence", frame };
       case "error":
+        if (isInt(frame.id)) return { kind: "presence", frame }; // the answer to a request
         console.warn("hubbub: the gateway refused a recovery message:", frame.message);
         return null;
       default:
@@ -244,6 +249,128 @@ export class SessionState {
   }
 }
 
+const PRESENCE_ACTIONS = ["join", "leave", "update"];
+
+/** The gateway refused a presence request (not a member of the room, data too large, ...). */
+export class PresenceError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "PresenceError";
+  }
+}
+
+/**
+ * A room as this client sees it: ws.room(name) (recovery only). Joining stays the application's
+ * business; the room gives its presence: presence() asks the gateway for members and counts,
+ * setPresence(data) changes this connection's data, on("join" | "leave" | "update", fn) calls
+ * fn({room, action, member: {connectionId, user, data, joinedAt}, previousConnectionId}).
+ */
+export class Room {
+  constructor(name, presence) {
+    this.name = name;
+    this._presence = presence;
+  }
+
+  /** Call fn on each join, leave or update in this room; returns a function that removes it. */
+  on(action, fn) {
+    if (!PRESENCE_ACTIONS.includes(action)) {
+      throw new TypeError(`unknown presence event ${JSON.stringify(action)}`);
+    }
+    if (typeof fn !== "function") throw new TypeError("the callback must be a function");
+    const key = `${action}\n${this.name}`;
+    const list = this._presence.callbacks.get(key) || [];
+    this._presence.callbacks.set(key, list);
+    list.push(fn);
+    return () => {
+      const index = list.indexOf(fn);
+      if (index >= 0) list.splice(index, 1);
+    };
+  }
+
+  /**
+   * Resolves to {room, connections, users, members: [...], next}: the room's counts and one page
+   * of members (`limit` 1-1000); pass `next` as `cursor` for the next page.
+   */
+  async presence({ limit = 100, cursor = null, timeout = 10000 } = {}) {
+    const message = { hubbub: "presence.get", room: this.name, limit };
+    if (cursor !== null) message.cursor = cursor;
+    const answer = await this._presence.request(message, timeout);
+    return {
+      room: this.name,
+      connections: answer.connections,
+      users: answer.users,
+      members: Array.isArray(answer.members) ? answer.members : [],
+      next: typeof answer.next === "string" ? answer.next : null,
+    };
+  }
+
+  /** Replace this connection's presence data in the room (the others get an "update"). */
+  async setPresence(data, { timeout = 10000 } = {}) {
+    await this._presence.request({ hubbub: "presence.set", room: this.name, data }, timeout);
+  }
+}
+
+/** Presence requests waiting for their answers and room callbacks, for one HubbubSocket. */
+class PresenceState {
+  constructor(send) {
+    this._send = send;
+    this._nextId = 1;
+    this._waiting = new Map();
+    this.callbacks = new Map();
+  }
+
+  request(message, timeout) {
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._waiting.delete(id);
+        reject(new Error(`hubbub: no answer to ${message.hubbub} in ${timeout} ms`));
+      }, timeout);
+      this._waiting.set(id, (answer) => {
+        clearTimeout(timer);
+        this._waiting.delete(id);
+        if (answer.hubbub === "error") reject(new PresenceError(String(answer.message)));
+        else resolve(answer);
+      });
+      try {
+        this._send({ ...message, id });
+      } catch (error) {
+        clearTimeout(timer);
+        this._waiting.delete(id);
+        reject(error);
+      }
+    });
+  }
+
+  receive(frame) {
+    if (frame.hubbub !== "presence") {
+      const settle = this._waiting.get(frame.id);
+      if (settle) settle(frame);
+      return;
+    }
+    const { room, action, member } = frame;
+    if (typeof room !== "string" || !PRESENCE_ACTIONS.includes(action)) return;
+    if (!member || typeof member !== "object") return;
+    const event = {
+      room,
+      action,
+      member,
+      previousConnectionId:
+        typeof frame.previousConnectionId === "string" ? frame.previousConnectionId : null,
+    };
+    for (const fn of (this.callbacks.get(`${action}\n${room}`) || []).slice()) {
+      try {
+        const result = fn(event);
+        if (result && typeof result.then === "function") {
+          result.then(undefined, (error) => console.error("hubbub: presence callback", error));
+        }
+      } catch (error) {
+        console.error(`hubbub: presence ${action} callback failed`, error);
+      }
+    }
+  }
+}
+
 function encode(message) {
   if (
     typeof message === "string" ||
@@ -287,6 +414,7 @@ export class HubbubSocket {
     if (recovery && !offered.includes(SUBPROTOCOL)) offered.unshift(SUBPROTOCOL);
     this._protocols = offered;
     this._session = recovery ? new SessionState() : null;
+    this._presence = new PresenceState((value) => this.sendJson(value));
     this._recoveryTimeout = recoveryTimeout;
     this._recovering = false; // the current socket speaks hubbub.v1
     this._resumeTimer = null; // set while waiting for the answer to a resume
@@ -344,6 +472,12 @@ export class HubbubSocket {
   positions() {
     if (!this._session) return {};
     return Object.fromEntries([...this._session.positions].map(([r, p]) => [r, { ...p }]));
+  }
+
+  /** (recovery) A room's presence: ws.room("lobby").presence(), .on("join", fn); see Room. */
+  room(name) {
+    if (!this._session) throw new TypeError("presence needs connect(url, {recovery: true})");
+    return new Room(String(name), this._presence);
   }
 
   /** Call fn on each `name` event; returns a function that removes it. */
@@ -520,6 +654,10 @@ export class HubbubSocket {
     if (item === null) return;
     if (item.kind === "message") {
       this._emit("message", item.data, event, item.meta);
+      return;
+    }
+    if (item.kind === "presence") {
+      this._presence.receive(item.frame);
       return;
     }
     // The answer to our resume: report it, then send what waited for it.

@@ -4,6 +4,10 @@ The handlers call hubbub's in-process management API (``context.gateway``): the 
 membership, so nothing is scanned to broadcast and a closed connection leaves its rooms by itself.
 Compare ``examples/chat``, the AWS-portable version that keeps its own table.
 
+Rooms are joined with presence on (docs/rooms-and-users.md, "Presence"): the gateway lists who is
+in each room, with each member's nick as its presence data, and tells the pages (which speak
+hubbub.v1) when someone joins or leaves; a page that only reconnects is not reported as leaving.
+
 Actions:
     {"action": "join", "room": "lobby", "nick": "ann"}
     {"action": "leave", "room": "lobby"}
@@ -37,7 +41,7 @@ async def join(event: dict[str, Any], context: Any) -> dict[str, Any]:
     gateway = context.gateway
     # The nick rides along with the connection: later events carry it in requestContext.
     await gateway.connections.set_attributes(cid, {"nick": nick})
-    await gateway.rooms.join(room, cid)
+    await gateway.rooms.join(room, cid, data={"nick": nick})  # presence data: who is online
     members = len(await gateway.rooms.members(room))
     note = {"type": "joined", "room": room, "nick": nick, "members": members}
     await gateway.rooms.send(room, json.dumps(note))

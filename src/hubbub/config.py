@@ -146,6 +146,17 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
+class PresenceConfig:
+    # Rooms whose members are always tracked (fnmatch patterns, e.g. "chat:*"); any room can
+    # also be joined with presence on per join.
+    rooms: tuple[str, ...] = ()
+    max_data_bytes: int = 1024  # the JSON of one member's presence data
+    # How long a dropped recovery-enabled client stays present, waiting to resume (seconds).
+    grace: float = 15.0
+    route: str = ""  # a configured route (e.g. "$presence") invoked on every join/leave/update
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str = "text"
     level: str = "info"
@@ -187,6 +198,7 @@ class Config:
     cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
     history: HistoryConfig = HistoryConfig()
+    presence: PresenceConfig = PresenceConfig()
     authorizer: AuthorizerConfig | None = None
     # Folder that handler module paths and relative file paths are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
@@ -202,6 +214,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "cluster": ClusterConfig,
     "log": LogConfig,
     "history": HistoryConfig,
+    "presence": PresenceConfig,
 }
 
 
@@ -592,6 +605,11 @@ def _validate(config: Config) -> None:
         )
     _validate_store(config)
     _validate_workers(config)
+    if config.presence.route and config.presence.route not in config.routes:
+        raise ConfigError(
+            "presence.route",
+            f"names no route: add [routes] {config.presence.route!r} = {{ handler = ... }}",
+        )
     if config.history.size < 1:
         raise ConfigError("history.size", "must be at least 1")
     if config.history.url and not config.history.url.startswith(

@@ -25,14 +25,18 @@ MESSAGES = "#messages li.message .text"
 
 
 @contextlib.asynccontextmanager
-async def rooms_gateway(port: int, db: Path | None) -> AsyncIterator[Gateway]:
+async def rooms_gateway(
+    port: int, db: Path | None, *, grace: float | None = None
+) -> AsyncIterator[Gateway]:
     """The example's own hubbub.toml, on ``port``, with its history in the SQLite file ``db``
-    (in memory without one)."""
+    (in memory without one); ``grace`` overrides its ``[presence] grace``."""
     overrides: dict[str, object] = {
         "server.port": port,
         "management.port": 0,
         "management.tls": False,
     }
+    if grace is not None:
+        overrides["presence.grace"] = grace
     if db is not None:
         overrides["history.url"] = f"sqlite:///{db}"
     async with run_gateway(load_config(ROOMS / "hubbub.toml", env={}, overrides=overrides)) as gw:

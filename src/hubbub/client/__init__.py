@@ -16,7 +16,8 @@ handshake HTTP status) whether reconnecting makes sense, replays registered mess
 reconnect, queues sends made while disconnected, and never has two sockets open at once. With
 ``connect(url, recovery=True)`` it speaks hubbub's recovery protocol: after a reconnect the gateway
 restores its rooms and replays the room messages it missed (each exactly once, in order), or says
-what was lost (the ``recovered`` / ``not_recovered`` events). Built on aiohttp's client; see
+what was lost (the ``recovered`` / ``not_recovered`` events), and ``ws.room(name)`` gives a room's
+presence (:mod:`hubbub.client.presence`). Built on aiohttp's client; see
 ``docs/clients.md`` for the policy table and every option.
 """
 
@@ -52,6 +53,7 @@ from hubbub.client.events import (
     Reconnecting,
     Recovered,
 )
+from hubbub.client.presence import Member, PresenceError, PresenceEvent, PresenceSet, Room
 from hubbub.client.recovery import Position, Received, RoomReport
 
 __all__ = [
@@ -70,15 +72,20 @@ __all__ = [
     "Event",
     "EventName",
     "HandshakeRejected",
+    "Member",
     "Message",
     "NotRecovered",
     "Open",
     "Position",
+    "PresenceError",
+    "PresenceEvent",
+    "PresenceSet",
     "Received",
     "Reconnected",
     "Reconnecting",
     "Recovered",
     "RetriesExhausted",
+    "Room",
     "RoomReport",
     "SendQueueFull",
     "State",

@@ -67,6 +67,7 @@ from hubbub.client.events import (
     Reconnected,
     Reconnecting,
 )
+from hubbub.client.presence import Room, RoomPresence
 from hubbub.client.queues import Data, Inbox, Outbox
 from hubbub.client.reader import ABNORMAL, Ending, Reader, Socket
 from hubbub.client.recovery import SUBPROTOCOL, Position, Received, SessionState
@@ -125,6 +126,9 @@ class ClientConnection:
         self._headers = dict(headers or {})
         self._subprotocols = tuple(subprotocols)
         self._recovery = SessionState() if recovery else None
+        self._presence = RoomPresence(self.send_json)
+        if self._recovery is not None:
+            self._recovery.on_control = self._presence.receive
         if recovery and SUBPROTOCOL not in self._subprotocols:
             self._subprotocols = (SUBPROTOCOL, *self._subprotocols)
         self._close_codes = dict(close_codes or {})
@@ -194,6 +198,13 @@ class ClientConnection:
         See :mod:`hubbub.client.events` for the names, their payloads and their order.
         """
         return self._listeners.add(event, callback)
+
+    def room(self, name: str) -> Room:
+        """(``recovery=True``) A room's presence: ``await ws.room("lobby").presence()``,
+        ``ws.room("lobby").on("join", callback)``; see :mod:`hubbub.client.presence`."""
+        if self._recovery is None:
+            raise ValueError("presence needs connect(url, recovery=True) (hubbub.v1)")
+        return Room(name, self._presence)
 
     def on_reconnect_send(
         self, message: Message | MessageSource, *, skip_if_resumed: bool = False

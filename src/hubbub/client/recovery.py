@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -114,6 +114,8 @@ class SessionState:
         self.resuming = False  # a resume was sent and its answer has not come
         self.duplicates = 0  # envelopes dropped because their offset was already delivered
         self._pending_token: str | None = None
+        # Takes the other control frames it knows (presence); returns False for the rest.
+        self.on_control: Callable[[Mapping[str, Any]], bool] | None = None
 
     def start_resume(self) -> str | None:
         """The resume message for a new socket (its first message), or None without a token."""
@@ -155,6 +157,8 @@ class SessionState:
             self._session(frame)
         elif kind == "recovered":
             return self._answer(frame)
+        elif self.on_control is not None and self.on_control(frame):
+            pass  # presence: events and answers (hubbub.client.presence)
         elif kind == "error":
             log.warning("the gateway refused a recovery message: %s", frame.get("message"))
         else:

@@ -226,7 +226,35 @@ class ManagementApi:
         return _json(200, {"room": room, "count": len(members), "connections": members})
 
     async def _member_put(self, request: HttpRequest, path: ManagementPath) -> HttpResponse:
-        await self._api.rooms.join(_ident(path), _member(path))
+        query = parse_qs(request.query_string)
+        if "presence" in query or request.body:
+            # Join with presence: ?presence=1 and/or a JSON body as the member's presence data.
+            presence = _flag(query, "presence") if "presence" in query else None
+            data = _json_body(request, "presence data") if request.body else None
+            await self._api.rooms.join(_ident(path), _member(path), presence=presence, data=data)
+        else:
+            await self._api.rooms.join(_ident(path), _member(path))
+        return _empty(204)
+
+    async def _presence_get(self, request: HttpRequest, path: ManagementPath) -> HttpResponse:
+        if path.sub != "presence":
+            raise NotFoundError(f"No route for GET {request.raw_path}")
+        query = parse_qs(request.query_string)
+        try:
+            limit = int(query.get("limit", ["100"])[0])
+        except ValueError:
+            raise BadRequestError("limit must be an integer") from None
+        listing = await self._api.rooms.presence(
+            _ident(path),
+            limit=limit,
+            cursor=query.get("cursor", [None])[0],
+            summary=_flag(query, "summary"),
+        )
+        return _json(200, listing)
+
+    async def _presence_put(self, request: HttpRequest, path: ManagementPath) -> HttpResponse:
+        data = _json_body(request, "presence data")
+        await self._api.rooms.set_presence(_ident(path), _member(path), data)
         return _empty(204)
 
     async def _member_delete(self, request: HttpRequest, path: ManagementPath) -> HttpResponse:
@@ -261,6 +289,20 @@ def _ident(path: ManagementPath) -> str:
     return path.ident
 
 
+def _flag(query: dict[str, list[str]], name: str) -> bool:
+    value = query.get(name, ["0"])[0].lower()
+    if value not in ("1", "true", "0", "false", ""):
+        raise BadRequestError(f"{name} must be 1, true, 0 or false")
+    return value in ("1", "true", "")
+
+
+def _json_body(request: HttpRequest, what: str) -> Any:
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise BadRequestError(f"{what} must be JSON") from None
+
+
 def _member(path: ManagementPath) -> str:
     assert path.sub is not None
     cid = path.sub.partition("/")[2]
@@ -276,6 +318,7 @@ _ROUTES: dict[tuple[str, bool, str | None], str] = {
     ("connections", True, "attributes"): "attributes",
     ("rooms", True, None): "room",
     ("rooms", True, "connections"): "member",
+    ("rooms", True, "presence"): "presence",
     ("users", True, None): "user",
     ("users", True, "connections"): "binding",
     ("broadcast", False, None): "broadcast",

@@ -68,6 +68,7 @@ from hubbub.gateway.limits import (
 from hubbub.gateway.messages import MessageLoop
 from hubbub.gateway.metrics import Metrics, measured_registry
 from hubbub.gateway.observability import Observability
+from hubbub.gateway.presence import RoomPresence, route_hook
 from hubbub.gateway.recovery import (
     SUBPROTOCOL,
     Resumer,
@@ -139,6 +140,8 @@ class Gateway(GatewayApi):
         )
         super().__init__(self.services)
         self.services.close_local = self._close_local
+        self.presence = RoomPresence(self.services, config.presence)
+        self.services.presence = self.presence
         self._selector = compile_route_selection(config.api.route_selection_expression)
         self.admission = Admission(
             allowed_origins=config.server.allowed_origins,
@@ -220,6 +223,7 @@ class Gateway(GatewayApi):
         if self.recovery is not None:
             # A session outlives its connection by the history window.
             self.resumer = Resumer(self.recovery, self, self.hub, session_ttl=config.history.ttl)
+            self.resumer.presence = self.presence
         self.messages = MessageLoop(
             limits=config.limits,
             selector=self._selector,
@@ -284,6 +288,15 @@ class Gateway(GatewayApi):
             api_id=self.api_context.api_id,
             stage=config.api.stage,
         )
+        if config.presence.route:
+            self.presence.on_event = route_hook(
+                self.invoker,
+                self.routes[config.presence.route],
+                self.api_context,
+                config.presence.route,
+                self._background,
+            )
+        self.presence.start()
         try:
             self.public = await self._start_public()
         except OSError as exc:
@@ -388,6 +401,7 @@ class Gateway(GatewayApi):
                 task.cancel()
         self.timeouts.close()
         await self.observability.close()
+        await self.presence.close()
         if self.public is not None:
             await self.public.close()
         if self.in_process is not None:
@@ -557,7 +571,10 @@ class Gateway(GatewayApi):
             await self._retire(conn)
 
     async def _save_session(
-        self, record: ConnectionRecord, joined: Mapping[str, Position] | None = None
+        self,
+        record: ConnectionRecord,
+        joined: Mapping[str, Position] | None = None,
+        presence: dict[str, Any] | None = None,
     ) -> None:
         if record.session is not None and self.resumer is not None:
             rooms = sorted(record.rooms)
@@ -566,6 +583,8 @@ class Gateway(GatewayApi):
                 sorted(record.users),
                 record.attributes,
                 {r: p for r, p in (joined or {}).items() if r in record.rooms},
+                connection_id=record.connection_id,
+                presence=presence or {},
             )
             try:
                 await self.resumer.save(record.session, session)
@@ -593,15 +612,25 @@ class Gateway(GatewayApi):
             code, reason = conn.close_status
             self.metrics.closed[code] += 1
             logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
+            # Its presence leaves now, or is deferred for a resume (no store call when it was
+            # present nowhere). Also when a reaper got the record: then nothing is left to do.
+            kept = await self._presence_retired(conn) if self.presence.tracks(conn.id) else {}
             if record is None:  # someone else (a reaping node) already delivered $disconnect
                 return
             if record.session is not None:  # checked here: spares a coroutine per plain close
-                await self._save_session(record, conn.joined)
+                await self._save_session(record, conn.joined, kept)
             self._spawn_disconnect(conn.context, code, reason)
         finally:
             self._retiring -= 1
             if not self._retiring:
                 self._retire_idle.set()
+
+    async def _presence_retired(self, conn: Connection) -> dict[str, Any]:
+        try:
+            return await self.presence.retired(conn.id, resumable=conn.session is not None)
+        except Exception:  # the store is away: a sweep or a reaper cannot know; say so
+            log.exception("presence of a closed connection not removed")
+            return {}
 
     async def _drain(self, conn: Connection) -> None:
         """Shutdown: close with 1001, then retire here rather than wait for the read loop to
@@ -635,7 +664,12 @@ class Gateway(GatewayApi):
 
     async def _reaped(self, record: ConnectionRecord) -> None:
         """A dead node's connection, removed by us: its one ``$disconnect`` runs here."""
-        await self._save_session(record)
+        try:
+            kept = await self.presence.reaped(record)
+        except Exception:
+            log.exception("presence of a reaped connection not removed")
+            kept = {}
+        await self._save_session(record, presence=kept)
         ctx = ConnectionContext(
             connection_id=record.connection_id,
             connected_at=record.connected_at,

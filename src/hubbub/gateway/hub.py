@@ -125,6 +125,13 @@ class Hub:
             if not members:
                 del self._room_members[room]
 
+    def protocol_members(self, room: str) -> list[Connection]:
+        """The local members of ``room`` that speak hubbub.v1 (presence events go to them)."""
+        members = self._room_members.get(room)
+        if members is None:
+            return []
+        return [c for c in members.special.values() if c.session is not None]
+
     def bind_user(self, user: str, conn: Connection) -> None:
         conn.users.add(user)
         self.users.setdefault(user, {})[conn.id] = conn

@@ -34,6 +34,7 @@ from hubbub.store.recovery import Missed, Position, Recovery, Session, new_token
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
     from hubbub.gateway.hub import Hub
+    from hubbub.gateway.presence import RoomPresence
     from hubbub.gateway.services import GatewayApi
 
 log = logging.getLogger("hubbub.recovery")
@@ -86,6 +87,7 @@ class Resumer:
         self._ttl = session_ttl
         # Resume requests by outcome (resumed, partial, expired), exported by /metrics.
         self.outcomes: Counter[str] = Counter()
+        self.presence: RoomPresence | None = None  # answers the presence.* control messages
 
     def new_session(self) -> str:
         return new_token()
@@ -100,7 +102,11 @@ class Resumer:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
             return orjson.dumps({"hubbub": "error", "message": "invalid control message"})
-        if not isinstance(message, dict) or message.get("hubbub") != "resume":
+        kind = message.get("hubbub") if isinstance(message, dict) else None
+        if isinstance(kind, str) and kind.startswith("presence.") and self.presence is not None:
+            assert isinstance(message, dict)
+            return await self.presence.control(conn, message)
+        if not isinstance(message, dict) or kind != "resume":
             return orjson.dumps({"hubbub": "error", "message": "unknown control message"})
         token = message.get("token")
         rooms = message.get("rooms") or {}
@@ -131,7 +137,11 @@ class Resumer:
         conn.held = []  # live room messages wait until the replay is written
         try:
             for room in session.rooms:
-                await api.rooms.join(room, conn.id)  # live delivery first, then fill the gap
+                # Live delivery first, then fill the gap. Presence kept by the session is
+                # taken over below (no leave/join pair), not entered anew.
+                await api.rooms.join(
+                    room, conn.id, presence=False if room in session.presence else None
+                )
                 # The client's own position, else where its old connection joined the room.
                 known = _position(positions.get(room)) or session.joined.get(room)
                 missed: Missed = await self._recovery.since(room, known)
@@ -165,6 +175,8 @@ class Resumer:
                 if offset > replayed_up_to.get(room, 0):
                     self._hub.send(conn, payload)
         self.outcomes["resumed" if recovered else "partial"] += 1
+        if session.presence and self.presence is not None:
+            await self.presence.resumed(conn, session)
         log.info(
             "session resumed",
             extra={

@@ -24,6 +24,7 @@ from hubbub.store.recovery import Recovery
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
     from hubbub.gateway.hub import Hub
+    from hubbub.gateway.presence import RoomPresence
 
 T = TypeVar("T")
 
@@ -62,6 +63,7 @@ class Services:
         self.node_id = store.bus.node_id
         self.max_post_bytes = max_post_bytes
         self.recovery: Recovery | None = None  # set by the Gateway when history is on
+        self.presence: RoomPresence | None = None  # set by the Gateway
         # Set by the Gateway: close a local connection on behalf of DeleteConnection.
         self.close_local: Callable[[Connection, int, str], Awaitable[None]] | None = None
 
@@ -105,7 +107,20 @@ class Services:
             return 1
         if delivery.kind in _NOTICES:
             # Another node changed one of our connections in the shared registry: follow locally.
-            return self.apply_notice(delivery)
+            applied = self.apply_notice(delivery)
+            presence = self.presence
+            if (
+                delivery.kind == "leave"
+                and presence is not None
+                and presence.tracks(delivery.target)
+            ):
+                await presence.left(delivery.data.decode(), delivery.target)
+            return applied
+        if delivery.kind == "presence" and self.presence is not None:
+            return self.presence.deliver(delivery.target, delivery.data)
+        if delivery.kind == "presence-track" and self.presence is not None:
+            await self.presence.track(delivery.target, delivery.data.decode())
+            return 1
         return 0
 
     def apply_notice(self, delivery: Delivery) -> int:
@@ -261,9 +276,22 @@ class Rooms:
     def __init__(self, s: Services) -> None:
         self._s = s
 
-    async def join(self, room: str, connection_id: str) -> None:
+    async def join(
+        self,
+        room: str,
+        connection_id: str,
+        *,
+        presence: bool | None = None,
+        data: Any = None,
+    ) -> None:
+        """Add to a room. With presence (``presence=True``, presence ``data``, or a room
+        matching ``[presence] rooms``) the member is listed by :meth:`presence` and its
+        recovery-enabled fellow members are told (docs/rooms-and-users.md, "Presence")."""
         s = self._s
         check_name("room", room)
+        tracked = s.presence is not None and s.presence.wanted(room, presence, data)
+        if tracked and s.presence is not None:
+            s.presence.check_data(data)  # before anything changes
         conn = s.hub.connections.get(connection_id)
         if conn is not None and conn.session is not None and s.recovery is not None:
             # Where this member's history starts, in case it never receives a message here.
@@ -272,6 +300,8 @@ class Rooms:
             raise GoneError()
         if conn is not None:
             s.hub.join(room, conn)
+        if tracked and s.presence is not None:
+            await s.presence.enter(room, connection_id, data)
 
     async def leave(self, room: str, connection_id: str) -> None:
         s = self._s
@@ -281,6 +311,29 @@ class Rooms:
         conn = s.hub.connections.get(connection_id)
         if conn is not None:
             s.hub.leave(room, conn)
+            if s.presence is not None and s.presence.tracks(connection_id, room):
+                await s.presence.left(room, connection_id)
+
+    async def presence(
+        self, room: str, *, limit: int = 100, cursor: str | None = None, summary: bool = False
+    ) -> dict[str, Any]:
+        """Who is present: ``{"room", "connections", "users", "members": [{"connectionId",
+        "user", "data", "joinedAt"}, ...], "next": cursor | None}`` (counts only with
+        ``summary``). ``connections`` and ``users`` count the whole room, ``members`` is one
+        page of at most ``limit`` (1-1000) in connection id order; pass ``next`` as ``cursor``
+        for the next page."""
+        s = self._s
+        check_name("room", room)
+        assert s.presence is not None
+        return await s.presence.listing(room, limit=limit, cursor=cursor, summary=summary)
+
+    async def set_presence(self, room: str, connection_id: str, data: Any) -> None:
+        """Replace a present member's presence data (an ``update`` event); BadRequestError if
+        the connection is not present in the room."""
+        s = self._s
+        check_name("room", room)
+        assert s.presence is not None
+        await s.presence.update(room, connection_id, data)
 
     async def send(self, room: str, data: bytes | str, *, exclude: str | None = None) -> int:
         """Deliver to every member (but ``exclude``); returns how many members it was sent to."""

@@ -57,6 +57,12 @@ class Delivery:
     - ``"join"`` / ``"leave"``: ``data`` is the room (UTF-8);
     - ``"bind"``: ``data`` is the user (UTF-8);
     - ``"attributes"``: ``data`` is the new attributes object (JSON).
+
+    Presence (:mod:`hubbub.gateway.presence`) adds two kinds:
+
+    - ``"presence"``: ``target`` is a room, ``data`` an event frame for its hubbub.v1 members;
+    - ``"presence-track"``: ``target`` is a connection of the receiving node that another node
+      made present in the room ``data`` (UTF-8), so its close removes that presence.
     """
 
     kind: str
@@ -67,6 +73,81 @@ class Delivery:
     # recovery-enabled clients (hubbub.gateway.recovery).
     epoch: str | None = None
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceMember:
+    """A member of a room's presence set: a connection, its user and its presence data."""
+
+    connection_id: str
+    user: str | None
+    data: Any  # a small JSON value (None: no data)
+    joined_at: int  # epoch ms
+    node_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The member as clients, handlers and the management API see it."""
+        return {
+            "connectionId": self.connection_id,
+            "user": self.user,
+            "data": self.data,
+            "joinedAt": self.joined_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PresencePage:
+    members: list[PresenceMember]
+    next_cursor: str | None
+
+
+class Presence(Protocol):
+    """Who is present in which room (only rooms joined with presence on).
+
+    Every method that removes a member returns it only to the first caller, on every node: the
+    leave event of a member is emitted by whoever got it back, exactly once. A *deferred* member
+    (its connection dropped with a recovery session) stays listed until its deadline; then
+    :meth:`due` hands it to one caller, unless :meth:`take_over` gave its place to the connection
+    that resumed the session.
+    """
+
+    async def enter(self, room: str, member: PresenceMember) -> PresenceMember | None:
+        """Add or replace ``member``; return the entry it replaced (an update) or None (a join)."""
+        ...
+
+    async def update(self, room: str, connection_id: str, data: Any) -> PresenceMember | None:
+        """Replace a member's data; return the updated member, None if it is not present."""
+        ...
+
+    async def leave(self, room: str, connection_id: str) -> PresenceMember | None: ...
+
+    async def leave_all(self, connection_id: str) -> list[tuple[str, PresenceMember]]:
+        """Remove the connection from every room's presence; (room, member) for each."""
+        ...
+
+    async def defer(self, connection_id: str, until_ms: int) -> list[tuple[str, PresenceMember]]:
+        """Schedule the connection's leave from every room for ``until_ms``; the members stay."""
+        ...
+
+    async def take_over(
+        self, room: str, old_connection_id: str, member: PresenceMember
+    ) -> PresenceMember | None:
+        """Put ``member`` in place of the old connection's entry (a resumed session); return the
+        old entry, or None when it had left already (``member`` is then added as a join)."""
+        ...
+
+    async def due(self, now_ms: int, limit: int) -> list[tuple[str, PresenceMember]]:
+        """Remove up to ``limit`` deferred members whose deadline passed; (room, member) each."""
+        ...
+
+    async def members(self, room: str, limit: int, cursor: str | None) -> PresencePage:
+        """A page of members ordered by connection id; ``cursor`` is the last id of a page."""
+        ...
+
+    async def counts(self, room: str) -> tuple[int, int]:
+        """(connections, distinct users) present in ``room``; members without a user count
+        as connections only."""
+        ...
 
 
 class BusHandler(Protocol):
@@ -139,6 +220,7 @@ class Store(Protocol):
 
     registry: Registry
     bus: Bus
+    presence: Presence
 
     async def start(self, handler: BusHandler, on_reaped: ReapHandler) -> None:
         """Connect, subscribe this node's deliveries to ``handler``, begin heartbeats.

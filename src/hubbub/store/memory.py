@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, Page, ReapHandler
+from hubbub.store.presence_memory import MemoryPresence
 
 
 class MemoryRegistry:
@@ -155,6 +156,7 @@ class MemoryStore:
     def __init__(self, node_id: str = "local") -> None:
         self.registry = MemoryRegistry()
         self.bus = MemoryBus(node_id)
+        self.presence = MemoryPresence()
 
     async def start(self, handler: BusHandler, on_reaped: ReapHandler) -> None:
         del on_reaped  # one node: nobody else's connections to reap

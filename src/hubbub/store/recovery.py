@@ -40,14 +40,22 @@ class Session:
     # Each room's head when the connection joined it: the resume point for a room in which the
     # client never received a message (so it has no position of its own to present).
     joined: dict[str, Position] = field(default_factory=dict)
+    # Presence kept for a resume (hubbub.gateway.presence): the closed connection's id and its
+    # presence data per room; the resumed connection takes its place without a leave and a join.
+    connection_id: str | None = None
+    presence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "rooms": self.rooms,
             "users": self.users,
             "attributes": self.attributes,
             "joined": {r: [p.epoch, p.offset] for r, p in self.joined.items()},
         }
+        if self.presence:
+            value["connectionId"] = self.connection_id
+            value["presence"] = self.presence
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Session:
@@ -57,6 +65,8 @@ class Session:
             users=list(value.get("users") or []),
             attributes=value.get("attributes"),
             joined={r: Position(str(e), int(o)) for r, (e, o) in joined.items()},
+            connection_id=value.get("connectionId"),
+            presence=dict(value.get("presence") or {}),
         )
 
 

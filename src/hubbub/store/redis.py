@@ -68,6 +68,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hubbub.store import redis_lua as lua
 from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, ReapHandler
+from hubbub.store.presence_redis import RedisPresence
 from hubbub.store.redis_registry import (
     DOWN_ERRORS,
     Fenced,
@@ -181,6 +182,7 @@ class RedisStore:
         self._link = Link(url, node_id=node_id, key_prefix=key_prefix)
         self.registry = RedisRegistry(self._link)
         self.bus = RedisBus(self._link, self.registry)
+        self.presence = RedisPresence(self._link)
         self.node_id = node_id
         self.heartbeat_interval = heartbeat_interval
         self._ttl_ms = int(heartbeat_interval * MISSED_HEARTBEATS * 1000)
