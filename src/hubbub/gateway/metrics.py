@@ -374,6 +374,9 @@ class _MeasuredRegistry:
         self._inner = inner
         self._metrics = metrics
 
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *dir(self._inner)})
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
         if not inspect.iscoroutinefunction(attr):
