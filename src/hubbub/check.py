@@ -30,6 +30,11 @@ def check(config: Config) -> list[str]:
         factory.authorizer()
     finally:
         factory.close()
+    server = config.server
+    if server.tls_cert is not None and server.tls_key is not None:
+        from hubbub.gateway.tls import public_ssl_context
+
+        public_ssl_context(server.tls_cert, server.tls_key, server.tls_ca)
     open_store(config.store.url, node_id="check", key_prefix=config.store.key_prefix)
     _check_history(config)
     state_dir = _check_tls(config)
@@ -85,12 +90,18 @@ def summary(config: Config, state_dir: Path | None) -> list[str]:
     """What ``serve`` would run: listeners, store, authorizer and routes, one line each."""
     api, server, management = config.api, config.server, config.management
     pages = f"  (pages from {config.static.dir})" if config.static.dir is not None else ""
+    secure = server.tls_cert is not None
+    if server.tls_ca is not None:
+        pages += f"  (client certificates from {server.tls_ca})"
+    if server.trusted_proxies:
+        pages += f"  (trusted proxies: {', '.join(server.trusted_proxies)})"
     auth = management.auth if is_loopback(management.host) else f"{management.auth}, exposed"
     lines = [
         f"config: {config.source}",
         f"api: {api.name}  stage={api.stage}  route selection: {api.route_selection_expression}",
         "listeners:",
-        f"  websocket         {_url('ws', server.host, server.port, api.stage)}{pages}",
+        f"  websocket         {_url('wss' if secure else 'ws', server.host, server.port, api.stage)}"
+        f"{pages}",
         f"  management        {_url('http', management.host, management.port, api.stage)}"
         f"  (auth: {auth})",
     ]

@@ -53,6 +53,12 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     # Gateway processes sharing the listeners (hubbub.workers); 0 = one per CPU core.
     workers: int = 1
+    # wss:// (and the pages over https) on this listener: PEM files, relative to the config file.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # client certificates signed by this CA are required
+    # Peers whose X-Forwarded-For/-Proto/-Port are believed (gateway/proxies.py).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,15 @@ def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict
     static = sections["static"]
     if static.dir is not None and not static.dir.is_absolute():
         sections["static"] = StaticConfig(dir=(base_dir / static.dir))
+    server = sections["server"]
+    sections["server"] = replace(
+        server,
+        **{
+            key: base_dir / path
+            for key in ("tls_cert", "tls_key", "tls_ca")
+            if (path := getattr(server, key)) is not None and not path.is_absolute()
+        },
+    )
     management = _management(raw.get("management", {}))
     if management.state_dir is not None and not management.state_dir.is_absolute():
         management = replace(management, state_dir=base_dir / management.state_dir)
@@ -604,6 +619,7 @@ def _validate(config: Config) -> None:
             "api.stage", f"must be a non-empty name without / or @, got {config.api.stage!r}"
         )
     _validate_store(config)
+    _validate_server_tls(config)
     _validate_workers(config)
     if config.presence.route and config.presence.route not in config.routes:
         raise ConfigError(
@@ -637,6 +653,31 @@ def _validate(config: Config) -> None:
         compile_route_selection(config.api.route_selection_expression)
     except ValueError as exc:
         raise ConfigError("api.route_selection_expression", str(exc)) from exc
+
+
+def _validate_server_tls(config: Config) -> None:
+    server = config.server
+    if (server.tls_cert is None) != (server.tls_key is None):
+        raise ConfigError(
+            "server.tls_cert" if server.tls_cert is None else "server.tls_key",
+            "tls_cert and tls_key go together (the certificate chain and its private key, PEM)",
+        )
+    if server.tls_ca is not None and server.tls_cert is None:
+        raise ConfigError("server.tls_ca", "client certificates need tls_cert and tls_key too")
+    for key in ("tls_cert", "tls_key", "tls_ca"):
+        path = getattr(server, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"server.{key}", f"{path} is not a file")
+    for i, network in enumerate(server.trusted_proxies):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"server.trusted_proxies[{i}]",
+                f"{network!r} is not an address or CIDR block ({exc})",
+            ) from exc
+    if config.api.stage in ("healthz", "readyz", "hubbub.js"):
+        raise ConfigError("api.stage", f"{config.api.stage!r} is a path the listener serves itself")
 
 
 def _validate_store(config: Config) -> None:

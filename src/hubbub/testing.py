@@ -47,7 +47,11 @@ async def run_gateway(
     """Start a gateway on free loopback ports; drain and stop it on exit."""
     config = raw if isinstance(raw, Config) else make_config(raw, base_dir=base_dir)
     gateway = Gateway(config)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except BaseException:
+        await gateway.close()  # what did start (a listener, the store) is released
+        raise
     try:
         yield gateway
     finally:

@@ -24,12 +24,15 @@ import asyncio
 import functools
 import logging
 import os
+import ssl
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from hubbub.aws.authorizer import method_arn
 from hubbub.aws.events import (
@@ -69,6 +72,7 @@ from hubbub.gateway.messages import MessageLoop
 from hubbub.gateway.metrics import Metrics, measured_registry
 from hubbub.gateway.observability import Observability
 from hubbub.gateway.presence import RoomPresence, route_hook
+from hubbub.gateway.proxies import TrustedProxies
 from hubbub.gateway.recovery import (
     SUBPROTOCOL,
     Resumer,
@@ -82,6 +86,7 @@ from hubbub.gateway.tls import (
     default_state_dir,
     ensure_local_tls,
     event_domain,
+    public_ssl_context,
     server_ssl_context,
 )
 from hubbub.gateway.transport import (
@@ -143,6 +148,8 @@ class Gateway(GatewayApi):
         self.presence = RoomPresence(self.services, config.presence)
         self.services.presence = self.presence
         self._selector = compile_route_selection(config.api.route_selection_expression)
+        self.proxies = TrustedProxies(config.server.trusted_proxies)
+        self._public_ssl: ssl.SSLContext | None = None
         self.admission = Admission(
             allowed_origins=config.server.allowed_origins,
             max_connections=config.limits.max_connections,
@@ -193,6 +200,10 @@ class Gateway(GatewayApi):
     async def start(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
+        server = config.server
+        if server.tls_cert is not None and server.tls_key is not None:
+            # First: a bad certificate or key fails the start before anything listens.
+            self._public_ssl = public_ssl_context(server.tls_cert, server.tls_key, server.tls_ca)
         environment.install()
         if config.management.in_process:
             inprocess.install()  # before handlers load: their module-level boto3 clients too
@@ -350,12 +361,15 @@ class Gateway(GatewayApi):
             extra_files=[("/hubbub.js", _BROWSER_CLIENT, "text/javascript; charset=utf-8")],
             max_header_bytes=config.limits.max_header_bytes,
             reuse_port=self._reuse_port,
+            ssl_context=self._public_ssl,
+            probes={"/healthz": self._healthz, "/readyz": self._readyz},
         )
 
     @property
     def websocket_url(self) -> str:
         assert self.public is not None
-        return f"ws://{_host(self.public.host)}:{self.public.port}/{self.config.api.stage}"
+        scheme = "wss" if self.config.server.tls_cert is not None else "ws"
+        return f"{scheme}://{_host(self.public.host)}:{self.public.port}/{self.config.api.stage}"
 
     @property
     def management_url(self) -> str:
@@ -374,7 +388,8 @@ class Gateway(GatewayApi):
     @property
     def http_url(self) -> str:
         assert self.public is not None
-        return f"http://{_host(self.public.host)}:{self.public.port}"
+        scheme = "https" if self.config.server.tls_cert is not None else "http"
+        return f"{scheme}://{_host(self.public.host)}:{self.public.port}"
 
     async def close(self) -> None:
         """Graceful drain (see the module docstring). Safe to call twice."""
@@ -421,6 +436,18 @@ class Gateway(GatewayApi):
         if self.started_at:  # a gateway that never started has nothing to announce
             log.info("gateway stopped")
 
+    async def _healthz(self) -> HttpResponse:
+        """Liveness for load balancers and Kubernetes: the event loop answers."""
+        return _probe(200, {"status": "ok"})
+
+    async def _readyz(self) -> HttpResponse:
+        """Readiness: accepting connections and the store reachable; 503 saying why not."""
+        if not self._accepting:
+            return _probe(503, {"status": "draining" if self.started_at else "starting"})
+        if not self.store.status().get("ok"):
+            return _probe(503, {"status": "store unreachable"})
+        return _probe(200, {"status": "ready"})
+
     async def health(self) -> dict[str, Any]:
         store = self.store.status()
         return {
@@ -433,6 +460,8 @@ class Gateway(GatewayApi):
 
     # -- handshake ----------------------------------------------------------------------------
     async def _handshake(self, hs: Handshake) -> Accept | HttpResponse:
+        if self.proxies:  # the client's address and scheme as the trusted proxy saw them
+            hs = self.proxies.apply(hs)
         if not self._accepting:
             return HttpResponse(503, {}, b"Service Unavailable: the gateway is shutting down\n")
         refusal = self.admission.check(
@@ -710,6 +739,14 @@ class Gateway(GatewayApi):
         await self.invoker.invoke_awaited(
             route, event, connection_id=ctx.connection_id, request_id=request_id
         )
+
+
+def _probe(status: int, body: dict[str, str]) -> HttpResponse:
+    return HttpResponse(
+        status,
+        {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        orjson.dumps(body),
+    )
 
 
 NODE_LOST = "Gateway node lost"

@@ -50,6 +50,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from hubbub.errors import ConfigError
+
 __all__ = [
     "LOOPBACK_HOSTS",
     "LocalTls",
@@ -145,6 +147,29 @@ def server_ssl_context(tls: LocalTls) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
+def public_ssl_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """The public listener's context (``[server] tls_cert``/``tls_key``, optional ``tls_ca``).
+
+    A file that is not PEM, or a key that does not match the certificate, is a ConfigError
+    naming the key; with ``client_ca`` only clients presenting a certificate it signed connect.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "server.tls_cert", f"cannot use {cert} with {key}: {exc.strerror or exc}"
+        ) from exc
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("server.tls_ca", f"cannot read {client_ca}: {exc}") from exc
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 

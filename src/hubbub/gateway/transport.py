@@ -23,7 +23,7 @@ import logging
 import socket
 import ssl
 import struct
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,8 +492,14 @@ async def start_public(
     extra_files: Iterable[tuple[str, Path, str]] = (),
     max_header_bytes: int = 16384,
     reuse_port: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    probes: Mapping[str, Callable[[], Awaitable[HttpResponse]]] | None = None,
 ) -> Listener:
-    """Serve the WebSocket endpoint at ``/{stage}`` and optional static files."""
+    """Serve the WebSocket endpoint at ``/{stage}`` and optional static files.
+
+    ``ssl_context``: wss:// (and https:// pages). ``probes``: plain GET paths answered by a
+    function (``/healthz``, ``/readyz`` for load balancers), before any static file.
+    """
 
     async def websocket_entry(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -548,6 +554,8 @@ async def start_public(
     handler_args = {**_limits(max_header_bytes), "keepalive_timeout": options.handshake_timeout}
     app = web.Application(handler_args=handler_args)
     app.router.add_get(f"/{stage}", websocket_entry)
+    for url_path, probe in (probes or {}).items():
+        app.router.add_get(url_path, _probe_handler(probe))
     for url_path, file_path, content_type in extra_files:
         app.router.add_get(url_path, _file_handler(file_path, content_type))
     if static_dir is not None:
@@ -555,7 +563,17 @@ async def start_public(
         if index.is_file():
             app.router.add_get("/", _file_handler(index, "text/html; charset=utf-8"))
         app.router.add_static("/", static_dir, follow_symlinks=False)
-    return await _serve(app, host, port, reuse_port=reuse_port)
+    return await _serve(app, host, port, ssl_context=ssl_context, reuse_port=reuse_port)
+
+
+def _probe_handler(
+    probe: Callable[[], Awaitable[HttpResponse]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def answer(request: web.Request) -> web.Response:
+        response = await probe()
+        return web.Response(status=response.status, headers=response.headers, body=response.body)
+
+    return answer
 
 
 def _file_handler(
