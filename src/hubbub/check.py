@@ -90,7 +90,7 @@ def summary(config: Config, state_dir: Path | None) -> list[str]:
     """What ``serve`` would run: listeners, store, authorizer and routes, one line each."""
     api, server, management = config.api, config.server, config.management
     pages = f"  (pages from {config.static.dir})" if config.static.dir is not None else ""
-    secure = server.tls_cert is not None
+    scheme = "wss" if server.tls_cert is not None else "ws"
     if server.tls_ca is not None:
         pages += f"  (client certificates from {server.tls_ca})"
     if server.trusted_proxies:
@@ -100,8 +100,7 @@ def summary(config: Config, state_dir: Path | None) -> list[str]:
         f"config: {config.source}",
         f"api: {api.name}  stage={api.stage}  route selection: {api.route_selection_expression}",
         "listeners:",
-        f"  websocket         {_url('wss' if secure else 'ws', server.host, server.port, api.stage)}"
-        f"{pages}",
+        f"  websocket         {_url(scheme, server.host, server.port, api.stage)}{pages}",
         f"  management        {_url('http', management.host, management.port, api.stage)}"
         f"  (auth: {auth})",
     ]
