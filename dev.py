@@ -17,9 +17,10 @@ again only when pyproject.toml or constraints.txt changed since the last success
 virtualenv and rewrites constraints.txt: run it, then `python3 dev.py test`, and commit both.
 
 `test` also provides what the suite needs from outside Python: a Redis server (one already on
-127.0.0.1:6379, else a private one it starts and stops) exported as HUBBUB_TEST_REDIS_URL, and
-Debian's Chromium exported as HUBBUB_CHROMIUM. Both are installed with apt-get when missing and
-we are root or have sudo.
+127.0.0.1:6379, else a private one it starts and stops) exported as HUBBUB_TEST_REDIS_URL,
+Debian's Chromium exported as HUBBUB_CHROMIUM, and Debian's nginx exported as HUBBUB_NGINX (the
+trusted-proxy tests run one). All are installed with apt-get when missing and we are root or have
+sudo.
 """
 
 from __future__ import annotations
@@ -283,6 +284,7 @@ def cmd_lint(args: list[str]) -> int:
 def cmd_test(args: list[str]) -> int:
     sys.path.insert(0, str(ROOT / "scripts"))
     from ensure_browser import chromium_version, ensure_chromium
+    from ensure_nginx import ensure_nginx
     from ensure_redis import RedisUnavailable, ensure_redis
 
     env = dict(os.environ)
@@ -304,6 +306,13 @@ def cmd_test(args: list[str]) -> int:
             say(f"chromium: {chromium_version(chromium) or chromium}")
         else:
             say("chromium: none (browser tests cannot run)")
+
+        nginx = env.get("HUBBUB_NGINX") or ensure_nginx()
+        if nginx:
+            env["HUBBUB_NGINX"] = nginx
+            say(f"nginx: {nginx}")
+        else:
+            say("nginx: none (the trusted-proxy tests cannot run)")
 
         steps = [*_steps_lint(), ("pytest", [tool("pytest"), *args])]
         return run_steps(steps, env)

@@ -202,3 +202,16 @@ async def test_binary_frames_can_be_allowed(gateway: GatewayFactory, app: Module
     assert event["isBase64Encoded"] is True
     assert event["body"] == "AP9iaW4="
     assert event["requestContext"]["routeKey"] == "$default"
+
+
+def test_a_rate_below_one_per_second_allows_the_first_request() -> None:
+    # Admission reads the clock, then makes a new IP's bucket: the bucket's stamp is later than
+    # that reading, which once refilled it by a negative amount and refused every first request.
+    import time
+
+    from hubbub.gateway.limits import TokenBucket
+
+    earlier = time.monotonic()
+    bucket = TokenBucket(0.5)
+    assert bucket.allow(earlier)
+    assert not bucket.allow(earlier)

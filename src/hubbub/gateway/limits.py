@@ -33,8 +33,11 @@ class TokenBucket:
 
     def allow(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
+        # max(): a caller's ``now`` read just before this bucket was made is earlier than its
+        # stamp; a negative refill would refuse the first request of a rate below 1/s.
+        refill = max(0.0, now - self._stamp) * self._rate
+        self._tokens = min(self._burst, self._tokens + refill)
+        self._stamp = max(now, self._stamp)
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return True
