@@ -9,6 +9,7 @@ printed config and an error can say where it came from.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -117,6 +118,22 @@ class ImportedApi:
     tables: list[Table] = field(default_factory=list)
     # What is not part of a WebSocket API, by type: {"AWS::IAM::Role": 2, "aws_s3_bucket": 1}
     ignored: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the user passes on top of the files (``hubbub import`` flags, ``[import]`` keys).
+
+    Every reader has the signature ``read(path: Path, options: ReadOptions) -> ImportedApi``:
+    ``hubbub.infra.cloudformation.read`` (SAM, CloudFormation, CDK's synthesized JSON),
+    ``hubbub.infra.serverless.read`` and ``hubbub.infra.terraform.read``.
+    """
+
+    stage: str | None = None  # --stage / [import] stage; None: the file's own or "dev"
+    parameters: Mapping[str, str] = field(default_factory=dict)  # CloudFormation Parameters
+    vars: Mapping[str, str] = field(default_factory=dict)  # Terraform -var, serverless ${opt:..}
+    var_files: tuple[Path, ...] = ()  # Terraform .tfvars files (absolute)
+    env: Mapping[str, str] = field(default_factory=dict)  # what ${env:...} reads
 
 
 class InfraError(ConfigError):
