@@ -216,7 +216,13 @@ class _Reader:
                 raise InfraError(self.origin(logical), logical, "a resource needs a Type")
         self.globals = self._globals()
         self.parameters = self._parameters()
-        self.stack = self.parameters.get("AWS::StackName", path.parent.name or "stack")
+        # The stack's name: CDK's cdk.out/<Stack>.template.json names it, else the project folder.
+        default_stack = (
+            path.name.removesuffix(".template.json")
+            if path.name.endswith(".template.json")
+            else path.parent.name or "stack"
+        )
+        self.stack = self.parameters.get("AWS::StackName", default_stack)
         self.region = str(self.parameters.get("AWS::Region", "us-east-1"))
         self.account = str(self.parameters.get("AWS::AccountId", "123456789012"))
         self.partition = str(self.parameters.get("AWS::Partition", "aws"))
@@ -273,26 +279,23 @@ class _Reader:
             ptype = str(decl.get("Type", "String"))
             if name in self.options.parameters:
                 raw: Any = self.options.parameters[name]
+            elif ptype.startswith("AWS::SSM::Parameter::Value"):
+                # An error only once something the API needs uses it (CDK's BootstrapVersion
+                # is only read by a Rule).
+                expression = f"{ptype} {decl.get('Default', '')}".strip()
+                problem = "hubbub can't read SSM parameters"
+                values[name] = _Missing(origin, expression, problem, name)
+                continue
             elif "Default" in decl:
                 raw = decl["Default"]
-                if ptype.startswith("AWS::SSM::Parameter::Value"):
-                    raise InfraError(
-                        origin,
-                        f"{ptype} {raw}",
-                        "hubbub can't read SSM parameters",
-                        f"pass --parameter {name}=VALUE (or parameters = {{ {name} = ... }} "
-                        "under [import])",
-                    )
             else:
-                values[name] = _Missing(name, origin)
+                problem = f"parameter {name} has no Default"
+                values[name] = _Missing(origin, f"Ref {name}", problem, name)
                 continue
             if isinstance(raw, str) and _RESOLVE.search(raw):
-                raise InfraError(
-                    origin,
-                    raw,
-                    "hubbub can't resolve dynamic references",
-                    f"pass --parameter {name}=VALUE",
-                )
+                problem = "hubbub can't resolve dynamic references"
+                values[name] = _Missing(origin, raw, problem, name)
+                continue
             if ptype == "CommaDelimitedList" or ptype.startswith("List<"):
                 raw = [p.strip() for p in str(raw).split(",")] if isinstance(raw, str) else raw
             elif isinstance(raw, bool):
@@ -492,13 +495,7 @@ class _Reader:
         if name in self.parameters:
             value = self.parameters[name]
             if isinstance(value, _Missing):
-                raise InfraError(
-                    value.origin,
-                    f"Ref {name}",
-                    f"parameter {name} has no Default",
-                    f"pass --parameter {name}=VALUE (or parameters = {{ {name} = ... }} "
-                    "under [import])",
-                )
+                raise InfraError(value.origin, value.expression, value.problem, value.hint)
             return value
         if name not in self.resources:
             raise InfraError(origin, f"Ref {name}", "no such parameter or resource in the template")
@@ -979,11 +976,16 @@ class _Reader:
 
 
 class _Missing:
-    """A parameter without a Default nor an override: an error only once something uses it."""
+    """A parameter hubbub can't give a value (no Default, an SSM or ``{{resolve:…}}`` value)
+    and the user did not: an error only once something the API needs uses it."""
 
-    def __init__(self, name: str, origin: Origin) -> None:
-        self.name = name
+    def __init__(self, origin: Origin, expression: str, problem: str, name: str) -> None:
         self.origin = origin
+        self.expression = expression
+        self.problem = problem
+        self.hint = (
+            f"pass --parameter {name}=VALUE (or parameters = {{ {name} = ... }} under [import])"
+        )
 
 
 def _key_schema(items: Any, origin: Origin) -> tuple[tuple[str, Literal["HASH", "RANGE"]], ...]:

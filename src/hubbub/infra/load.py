@@ -15,13 +15,14 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hubbub.config import ImportedConfig
 from hubbub.errors import ConfigError
 from hubbub.infra.detect import detect, reader
-from hubbub.infra.model import Function, ImportedApi, InfraError, ReadOptions
+from hubbub.infra.model import Function, ImportedApi, InfraError, Origin, ReadOptions
 
 # The [import] section, exactly.
 IMPORT_KEYS = ("from", "stage", "parameters", "vars", "var_files", "create_tables")
@@ -278,11 +279,11 @@ def to_toml(api: ImportedApi, base_dir: Path) -> str:
     lines = [
         f"# Imported by `hubbub import` from {_rel(api.source, base_dir)} ({api.format}).",
         f"# {ignored_summary(api.ignored)}",
-        "# Paths are relative to this file's folder: save it in "
-        f"{_rel(base_dir, Path.cwd()) or '.'}.",
+        f"# Paths are relative to the folder this file is saved in: "
+        f"{_rel(base_dir, Path.cwd()) or 'the current folder'}",
         "",
         "[api]",
-        f"# {api.origin}",
+        f"# {_origin(api.origin, base_dir)}",
     ]
     for key, value in raw["api"].items():
         lines.append(f"{_key(key)} = {_value(value)}")
@@ -293,20 +294,23 @@ def to_toml(api: ImportedApi, base_dir: Path) -> str:
     for route in api.routes:
         lines.append("")
         if route.key in mocks:
-            lines.append(f"# {route.key}: a MOCK integration ({route.integration.origin}):")
+            where = _origin(route.integration.origin, base_dir)
+            lines.append(f"# {route.key}: a MOCK integration ({where}):")
             lines.append(f"# hubbub has none; give it a handler or url: [routes.{_key(route.key)}]")
             continue
         lines.append(f"[routes.{_key(route.key)}]")
-        lines.append(f"# route: {route.origin}")
-        lines.append(f"# integration: {route.integration.origin}")
+        lines.append(f"# route: {_origin(route.origin, base_dir)}")
+        lines.append(f"# integration: {_origin(route.integration.origin, base_dir)}")
         if route.integration.function is not None:
-            lines.append(f"# function: {api.functions[route.integration.function].origin}")
+            lines.append(
+                f"# function: {_origin(api.functions[route.integration.function].origin, base_dir)}"
+            )
         lines += _table(raw["routes"][route.key], base_dir, f"routes.{_key(route.key)}")
     if "authorizer" in raw:
         connect = next(r for r in api.routes if r.key == "$connect" and r.authorizer)
         assert connect.authorizer is not None
         authorizer = api.authorizers[connect.authorizer]
-        lines += ["", "[authorizer]", f"# {authorizer.origin}"]
+        lines += ["", "[authorizer]", f"# {_origin(authorizer.origin, base_dir)}"]
         if authorizer.kind == "jwt":
             lines.append("# the template has no key: add secret = ... or jwks_file = ... to jwt")
         lines += _table(raw["authorizer"], base_dir, "authorizer")
@@ -316,7 +320,7 @@ def to_toml(api: ImportedApi, base_dir: Path) -> str:
             keys = ", ".join(f"{name} {kind}" for name, kind in table.key_schema)
             indexes = [i.name for i in (*table.global_indexes, *table.local_indexes)]
             more = f"; indexes {', '.join(indexes)}" if indexes else ""
-            lines.append(f"#   {table.name} ({keys}{more})  from {table.origin}")
+            lines.append(f"#   {table.name} ({keys}{more})  from {_origin(table.origin, base_dir)}")
     return "\n".join(lines) + "\n"
 
 
@@ -339,6 +343,10 @@ def _table(spec: Mapping[str, Any], base_dir: Path, prefix: str) -> list[str]:
         for name, item in value.items():
             lines.append(f"{_key(name)} = {_value(item)}")
     return lines
+
+
+def _origin(origin: Origin, base_dir: Path) -> str:
+    return str(replace(origin, file=Path(_rel(origin.file, base_dir) or origin.file.name)))
 
 
 def _rel(path: Path, base_dir: Path) -> str:
