@@ -644,11 +644,14 @@ class _Reader:
                 self._route(api, logical, logical in responses)
         if not api.routes:
             raise InfraError(api.origin, self.api_logical, "the WebSocket API has no routes")
-        for logical in [
-            *by_type.get("AWS::DynamoDB::Table", []),
-            *by_type.get("AWS::DynamoDB::GlobalTable", []),
-            *by_type.get("AWS::Serverless::SimpleTable", []),
-        ]:
+        tables = {
+            "AWS::DynamoDB::Table",
+            "AWS::DynamoDB::GlobalTable",
+            "AWS::Serverless::SimpleTable",
+        }
+        for logical in self.resources:  # in the template's order
+            if self.type_of(logical) not in tables or not self._exists(logical):
+                continue
             api.tables.append(self._table(logical))
             self.used.add(logical)
         for logical, resource in self.resources.items():
