@@ -135,6 +135,8 @@ def first_101(template: Path, state: Path) -> tuple[float, float]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def main(argv: list[str] | None = None) -> int:
