@@ -315,3 +315,67 @@ def test_detect(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(InfraError, match=r"holds no \.tf files"):
         detect(empty)
+
+
+def test_a_toml_file_of_another_name_is_still_a_hubbub_toml(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.conf"
+    config.write_text('[api]\nname = "plain"\n')
+    assert load_config(config, env={}).api.name == "plain"
+    assert load_config(config, env={}).imported is None
+
+
+def test_a_missing_reader_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hubbub.infra import detect as detect_module
+
+    monkeypatch.setitem(detect_module._READERS, "terraform", "hubbub.infra.not_there")
+    with pytest.raises(InfraError, match=r"this hubbub has no terraform reader"):
+        detect_module.reader("terraform")
+
+
+def test_a_request_authorizer_from_the_template(tmp_path: Path) -> None:
+    _project(tmp_path)
+    (tmp_path / "auth").mkdir()
+    (tmp_path / "auth" / "authorize.py").write_text("def handler(event, context):\n    pass\n")
+    template = tmp_path / "template.yaml"
+    text = template.read_text().replace(
+        "IntegrationType: MOCK",
+        "IntegrationType: HTTP_PROXY\n      IntegrationUri: http://127.0.0.1:9/echo",
+    )
+    text += (
+        "  ConnectRoute:\n"
+        "    Type: AWS::ApiGatewayV2::Route\n"
+        "    Properties:\n"
+        "      ApiId: !Ref Api\n"
+        "      RouteKey: $connect\n"
+        "      AuthorizationType: CUSTOM\n"
+        "      AuthorizerId: !Ref Auth\n"
+        "      Target: !Sub integrations/${PostInteg}\n"
+        "  Auth:\n"
+        "    Type: AWS::ApiGatewayV2::Authorizer\n"
+        "    Properties:\n"
+        "      ApiId: !Ref Api\n"
+        "      Name: auth\n"
+        "      AuthorizerType: REQUEST\n"
+        "      AuthorizerUri: !GetAtt AuthFn.Arn\n"
+        "      IdentitySource: [route.request.querystring.token]\n"
+        "  AuthFn:\n"
+        "    Type: AWS::Serverless::Function\n"
+        "    Properties:\n"
+        "      CodeUri: auth/\n"
+        "      Handler: authorize.handler\n"
+        "      Runtime: python3.12\n"
+        "      Timeout: 3\n"
+        "      Environment:\n"
+        "        Variables:\n"
+        "          SECRET: s3cret\n"
+    )
+    template.write_text(text)
+    auth = load_config(template, env={}).authorizer
+    assert auth is not None
+    assert auth.handler == "authorize.handler"
+    assert auth.identity_source == ("route.request.querystring.token",)
+    assert auth.timeout == 3
+    assert auth.environment == {"SECRET": "s3cret"}
+    assert auth.function is not None
+    assert auth.function.code == (tmp_path / "auth").resolve()
+    assert auth.function.name == "AuthFn"
