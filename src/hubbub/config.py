@@ -277,6 +277,11 @@ def load_config(
             from hubbub.infra.load import expand_import
 
             raw, imported = expand_import(raw, file, import_options or {})
+    if imported is None and import_options:
+        flag = "--" + sorted(import_options)[0].rstrip("s").replace("_", "-")
+        raise ConfigError(
+            flag, "applies to an imported file: --config template.yaml, or [import] in hubbub.toml"
+        )
     merged = _merge_env(raw, os.environ if env is None else env)
     for key, value in (overrides or {}).items():
         _set_dotted(merged, key, value)

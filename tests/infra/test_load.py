@@ -385,3 +385,11 @@ def test_a_request_authorizer_from_the_template(tmp_path: Path) -> None:
     assert auth.function is not None
     assert auth.function.code == (tmp_path / "auth").resolve()
     assert auth.function.name == "AuthFn"
+
+
+def test_import_flags_without_an_imported_file_are_an_error(tmp_path: Path) -> None:
+    config = _toml(tmp_path, '[api]\nname = "plain"\n')
+    with pytest.raises(ConfigError, match=r"--stage: applies to an imported file"):
+        load_config(config, env={}, import_options={"stage": "x"})
+    with pytest.raises(ConfigError, match=r"--parameter: applies to an imported file"):
+        load_config(config, env={}, import_options={"parameters": {"A": "1"}})
