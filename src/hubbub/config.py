@@ -278,7 +278,7 @@ def load_config(
 
             raw, imported = expand_import(raw, file, import_options or {})
     if imported is None and import_options:
-        flag = "--" + sorted(import_options)[0].rstrip("s").replace("_", "-")
+        flag = "--" + sorted(import_options)[0].removesuffix("s").replace("_", "-")
         raise ConfigError(
             flag, "applies to an imported file: --config template.yaml, or [import] in hubbub.toml"
         )
@@ -291,12 +291,12 @@ def load_config(
 
 def _is_infra(path: Path, import_options: Mapping[str, Any]) -> bool:
     """Whether ``path`` is an infrastructure file to import rather than a hubbub.toml: a
-    ``--format`` says so, a ``.toml`` is TOML; anything else is what its name and content say
-    (hubbub.infra.detect), and a file of no format hubbub imports is read as TOML."""
+    ``.toml`` is TOML, else a ``--format`` says so; anything else is what its name and content
+    say (hubbub.infra.detect), and a file of no format hubbub imports is read as TOML."""
+    if path.suffix == ".toml":
+        return False  # a --format applies to its [import] from = ...
     if import_options.get("format"):
         return True
-    if path.suffix == ".toml":
-        return False
     from hubbub.infra.detect import detect
     from hubbub.infra.model import InfraError
 

@@ -393,3 +393,16 @@ def test_import_flags_without_an_imported_file_are_an_error(tmp_path: Path) -> N
         load_config(config, env={}, import_options={"stage": "x"})
     with pytest.raises(ConfigError, match=r"--parameter: applies to an imported file"):
         load_config(config, env={}, import_options={"parameters": {"A": "1"}})
+
+
+def test_format_flag_applies_to_the_imported_file(tmp_path: Path) -> None:
+    _project(tmp_path)
+    (tmp_path / "api.cfn").write_text((tmp_path / "template.yaml").read_text())
+    config_file = _toml(
+        tmp_path, '[import]\nfrom = "api.cfn"\n[routes.echo]\nhandler = "echo.handler"\n'
+    )
+    config = load_config(config_file, env={}, import_options={"format": "cloudformation"})
+    assert config.imported is not None
+    assert config.imported.format == "sam"  # the reader still tells SAM from CloudFormation
+    with pytest.raises(ConfigError, match=r"--format: applies to an imported file"):
+        load_config(_toml(tmp_path, "[api]\n"), env={}, import_options={"format": "sam"})
