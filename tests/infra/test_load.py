@@ -249,6 +249,8 @@ def test_hubbub_import_prints_an_equivalent_hubbub_toml(
     assert raw["api"]["stage_variables"] == {"color": "blue"}
     assert raw["routes"]["post"]["code"] == "post"
     assert raw["routes"]["post"]["environment"]["TABLE"] == "t2"
+    # The template's URL names the stage served: --stage renamed the template's one stage.
+    assert raw["routes"]["post"]["environment"]["ENDPOINT"].endswith(".amazonaws.com/s")
     # Saved next to the template, with the MOCK route given a handler, it is a working config.
     (tmp_path / "hubbub.toml").write_text(out + '\n[routes.echo]\nhandler = "echo.handler"\n')
     config = load_config(tmp_path / "hubbub.toml", env={})

@@ -260,6 +260,7 @@ class _Reader:
         self.used: set[str] = {self.api_logical}
         self.function_names: dict[str, str] = {}  # function name -> logical id
         self.published_layers: Counter[str] = Counter()  # layer ARNs hubbub can't fetch
+        self.renamed_stages: dict[str, str] = {}  # stage logical id -> its --stage name
 
     # -- where things are --
     def origin(self, logical: str, what: str | None = None) -> Origin:
@@ -594,6 +595,8 @@ class _Reader:
         return _text(self.resolve(name, logical))
 
     def stage_name(self, logical: str) -> str:
+        if logical in self.renamed_stages:  # --stage: a Ref to the stage names the served one
+            return self.renamed_stages[logical]
         return _text(self.resolve(self.props(logical).get("StageName", "$default"), logical))
 
     # -- the API --
@@ -700,6 +703,7 @@ class _Reader:
             chosen = next((s for s in mine if self.stage_name(s) == self.options.stage), None)
             if chosen is None and len(mine) == 1:  # the one stage, renamed
                 chosen = mine[0]
+                self.renamed_stages[chosen] = self.options.stage
             api.stage = self.options.stage
         elif mine:
             chosen = mine[0]
