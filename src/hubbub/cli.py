@@ -4,6 +4,11 @@ hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
              [--management-port P] [--store URL] [--workers N] [--log-format text|json]
              [--log-level L]
 hubbub check [--config PATH]
+hubbub import PATH [--stage NAME] [--parameter KEY=VALUE]... [--var KEY=VALUE]...
+              [--var-file FILE]... [--format sam|cloudformation|serverless|terraform]
+
+--config also takes a SAM/CloudFormation template, serverless.yml or Terraform files (with the
+same import flags), see docs/importing.md.
 """
 
 from __future__ import annotations
@@ -55,12 +60,29 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config file and print the resolved routes")
     _config_arg(check)
+    from hubbub.infra.cli import add_import_flags
+
+    add_import_flags(serve)
+    add_import_flags(check)
+    imp = sub.add_parser(
+        "import", help="print the hubbub.toml equivalent to a template, serverless.yml or .tf"
+    )
+    imp.add_argument("path", help="template.yaml, cdk.out/X.template.json, serverless.yml, .tf")
+    imp.add_argument(
+        "--output-dir",
+        default=".",
+        help="folder the printed hubbub.toml will be saved in (its paths are relative to it)",
+    )
+    add_import_flags(imp)
     return parser
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default=None, help="path to hubbub.toml (default: ./hubbub.toml if present)"
+        "--config",
+        default=None,
+        help="path to hubbub.toml, or to a template, serverless.yml or .tf to serve directly "
+        "(default: ./hubbub.toml if present)",
     )
 
 
@@ -85,13 +107,26 @@ def build_config(args: argparse.Namespace) -> Config:
         value = getattr(args, attr, None)
         if value is not None:
             overrides[key] = value
-    return load_config(path, overrides=overrides)
+    from hubbub.infra.cli import import_options
+
+    return load_config(path, overrides=overrides, import_options=import_options(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "import":
+            from hubbub.infra.cli import run_import
+
+            return run_import(args)
         config = build_config(args)
+        if config.imported is not None:
+            print(
+                f"hubbub: imported {config.imported.source} ({config.imported.format}); "
+                f"{config.imported.summary}",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.command == "check":
             return _check(config)
         return serve(config)

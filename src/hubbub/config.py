@@ -39,6 +39,9 @@ class ApiConfig:
     domain_name: str = ""
     region: str = "us-east-1"
     account_id: str = "000000000000"
+    # More host names whose https:// URLs reach the management API from in-process handlers,
+    # e.g. "{apiId}.execute-api.{region}.amazonaws.com" of an imported template.
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,23 @@ class ManagementConfig:
     in_process: bool = True
 
 
+# Lambda runtimes whose handlers hubbub runs; other runtimes are a config error naming them.
+SUPPORTED_RUNTIMES = ("python",)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Where a Lambda function's code lives (route or authorizer keys ``code``, ``runtime``,
+    ``layers``, ``function``, ``memory``): each function imports from its own code root and
+    layers, apart from every other function (hubbub.integrations.python.load_function)."""
+
+    code: Path  # absolute: the folder the handler path is relative to
+    runtime: str = ""  # "python3.12"; "" = python
+    layers: tuple[Path, ...] = ()  # absolute layer folders (their python/ subfolder if any)
+    name: str = ""  # the function's name (AWS_LAMBDA_FUNCTION_NAME); "" = from the handler
+    memory: int | None = None  # MB, for AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+
+
 @dataclass(frozen=True)
 class RouteConfig:
     key: str
@@ -82,6 +102,8 @@ class RouteConfig:
     timeout: float | None = None
     route_response: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
+    # The function behind the route (see FunctionSpec); None: handler under the config's folder.
+    function: FunctionSpec | None = None
 
     @property
     def target(self) -> str:
@@ -163,6 +185,8 @@ class AuthorizerConfig:
     url: str | None = None
     timeout: float | None = None
     jwt: JwtConfig | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    function: FunctionSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -179,9 +203,21 @@ class Config:
     log: LogConfig = LogConfig()
     history: HistoryConfig = HistoryConfig()
     authorizer: AuthorizerConfig | None = None
+    # What an infrastructure file brought in (hubbub.infra.load): a template given as --config,
+    # or a hubbub.toml's [import] section.
+    imported: ImportedConfig | None = None
     # Folder that handler module paths and relative file paths are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"
+
+
+@dataclass(frozen=True)
+class ImportedConfig:
+    source: Path
+    format: str
+    summary: str  # "ignored: 2 AWS::IAM::Role, 1 AWS::S3::Bucket"
+    create_tables: bool = False
+    tables: tuple[Any, ...] = ()  # hubbub.infra.model.Table
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -201,16 +237,29 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    import_options: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build a :class:`Config` from a TOML file, ``HUBBUB_*`` variables and flag overrides.
 
     ``overrides`` maps dotted keys (``"server.port"``) to values, as the CLI produces them.
     A missing ``path`` means defaults only; a path that does not exist is an error.
+    ``path`` may also be an infrastructure file (a SAM/CloudFormation template, serverless.yml,
+    Terraform): its API is imported (hubbub.infra.load), as is a hubbub.toml's ``[import]``;
+    ``import_options`` are the CLI's ``--format``/``--stage``/``--parameter``/``--var``/
+    ``--var-file`` (keys format, stage, parameters, vars, var_files).
     """
     raw: dict[str, Any] = {}
     base_dir = Path.cwd()
     source = "<defaults>"
-    if path is not None:
+    imported: ImportedConfig | None = None
+    if path is not None and (Path(path).suffix != ".toml" or (import_options or {}).get("format")):
+        from hubbub.infra.load import import_file
+
+        file = Path(path)
+        raw, imported = import_file(file, import_options or {})
+        base_dir = file.resolve() if file.is_dir() else file.resolve().parent
+        source = str(file)
+    elif path is not None:
         file = Path(path)
         try:
             text = file.read_text(encoding="utf-8")
@@ -222,10 +271,15 @@ def load_config(
             raise ConfigError("--config", f"{file} is not valid TOML: {exc}") from exc
         base_dir = file.resolve().parent
         source = str(file)
+        if "import" in raw:
+            from hubbub.infra.load import expand_import
+
+            raw, imported = expand_import(raw, file, import_options or {})
     merged = _merge_env(raw, os.environ if env is None else env)
     for key, value in (overrides or {}).items():
         _set_dotted(merged, key, value)
-    return build_config(merged, base_dir=base_dir, source=source)
+    config = build_config(merged, base_dir=base_dir, source=source)
+    return config if imported is None else replace(config, imported=imported)
 
 
 def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict>") -> Config:
@@ -244,7 +298,7 @@ def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict
     if management.state_dir is not None and not management.state_dir.is_absolute():
         management = replace(management, state_dir=base_dir / management.state_dir)
     environment = _string_table(raw.get("environment", {}), "environment")
-    routes = _routes(raw.get("routes", {}))
+    routes = _routes(raw.get("routes", {}), base_dir)
     authorizer = _authorizer(raw["authorizer"], base_dir) if "authorizer" in raw else None
     config = Config(
         authorizer=authorizer,
@@ -399,10 +453,11 @@ def _string_table(raw: Any, key: str) -> dict[str, str]:
     return out
 
 
-_ROUTE_KEYS = {"handler", "url", "timeout", "route_response", "environment"}
+_FUNCTION_KEYS = {"code", "runtime", "layers", "function", "memory"}
+_ROUTE_KEYS = {"handler", "url", "timeout", "route_response", "environment", *_FUNCTION_KEYS}
 
 
-def _routes(raw: Any) -> dict[str, RouteConfig]:
+def _routes(raw: Any, base_dir: Path) -> dict[str, RouteConfig]:
     if not isinstance(raw, Mapping):
         raise ConfigError("routes", "must be a table")
     routes: dict[str, RouteConfig] = {}
@@ -443,14 +498,55 @@ def _routes(raw: Any) -> dict[str, RouteConfig]:
             timeout=timeout,
             route_response=route_response,
             environment=_string_table(spec.get("environment", {}), f"{prefix}.environment"),
+            function=_function_spec(spec, prefix, base_dir, handler),
         )
     return routes
+
+
+def _function_spec(
+    spec: Mapping[str, Any], prefix: str, base_dir: Path, handler: Any
+) -> FunctionSpec | None:
+    """A route's (or the authorizer's) ``code``/``runtime``/``layers``/``function``/``memory``."""
+    present = [key for key in sorted(_FUNCTION_KEYS) if key in spec]
+    if not present:
+        return None
+    if handler is None:
+        raise ConfigError(f"{prefix}.{present[0]}", "only a handler = ... route has a function")
+    runtime = _coerce(spec.get("runtime", ""), "str", f"{prefix}.runtime")
+    if runtime and not runtime.startswith(SUPPORTED_RUNTIMES):
+        raise ConfigError(
+            f"{prefix}.runtime",
+            f"{runtime!r} functions can't run yet: hubbub runs Python handlers "
+            f"(python3.x) in-process; Node.js and other runtimes come with the Lambda runtimes "
+            f"feature",
+        )
+
+    def folder(value: Any, key: str) -> Path:
+        path = _coerce(value, "Path | None", key) or Path(".")
+        path = path if path.is_absolute() else base_dir / path
+        if not path.is_dir():
+            raise ConfigError(key, f"{path} is not a folder")
+        return path
+
+    code = folder(spec.get("code", "."), f"{prefix}.code")
+    layers_raw = _coerce(spec.get("layers", []), "tuple[str, ...]", f"{prefix}.layers")
+    layers = tuple(folder(v, f"{prefix}.layers[{i}]") for i, v in enumerate(layers_raw))
+    memory = spec.get("memory")
+    if memory is not None:
+        memory = _coerce(memory, "int", f"{prefix}.memory")
+    return FunctionSpec(
+        code=code,
+        runtime=runtime,
+        layers=layers,
+        name=_coerce(spec.get("function", ""), "str", f"{prefix}.function"),
+        memory=memory,
+    )
 
 
 def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("authorizer", "must be a table")
-    known = {"identity_source", "handler", "url", "timeout", "jwt"}
+    known = {"identity_source", "handler", "url", "timeout", "jwt", "environment", *_FUNCTION_KEYS}
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -489,7 +585,13 @@ def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
             "authorizer.identity_source", "the JWT authorizer needs the token's source"
         )
     return AuthorizerConfig(
-        identity_source=sources, handler=handler, url=url, timeout=timeout, jwt=jwt
+        identity_source=sources,
+        handler=handler,
+        url=url,
+        timeout=timeout,
+        jwt=jwt,
+        environment=_string_table(raw.get("environment", {}), "authorizer.environment"),
+        function=_function_spec(raw, "authorizer", base_dir, handler),
     )
 
 

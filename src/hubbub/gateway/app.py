@@ -176,6 +176,11 @@ class Gateway(GatewayApi):
                 )
             except OSError as exc:
                 raise ConfigError("management.state_dir", f"{state_dir}: {exc}") from exc
+        if config.imported is not None and config.imported.create_tables:
+            # Before the handlers load: their module-level code may describe the tables.
+            from hubbub.infra.tables import create_tables
+
+            await asyncio.to_thread(create_tables, config)
         self.route_factory = RouteFactory(
             config, execution_role=self.execution_role, tls=self.tls, http=self._http
         )
@@ -238,6 +243,7 @@ class Gateway(GatewayApi):
                 api.handle,
                 listeners=(("http", self.management), ("https", self.management_tls)),
                 domain_name=config.api.domain_name,
+                aliases=config.api.aliases,
                 signed=authenticate is not None,
                 accept_post=api.accept_post,
             )

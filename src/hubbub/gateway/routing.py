@@ -16,14 +16,19 @@ from types import FunctionType
 from typing import Any
 
 from hubbub.aws.sigv4 import Credential
-from hubbub.config import Config
+from hubbub.config import Config, FunctionSpec
 from hubbub.gateway.auth import ConnectAuthorizer
 from hubbub.gateway.invoke import Route
 from hubbub.gateway.tls import LocalTls, handler_environment
 from hubbub.integrations import environment
 from hubbub.integrations.base import Integration
 from hubbub.integrations.http import HttpClient, HttpIntegration
-from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
+from hubbub.integrations.python import (
+    HandlerPool,
+    PythonIntegration,
+    load_function,
+    load_handler,
+)
 
 
 class RouteFactory:
@@ -46,7 +51,7 @@ class RouteFactory:
             pool.close()
 
     def function_environment(
-        self, function_name: str, route_env: Mapping[str, str]
+        self, function_name: str, route_env: Mapping[str, str], memory: int | None = None
     ) -> dict[str, str]:
         """What one function's ``os.environ`` shows on top of the process environment."""
         config = self.config
@@ -55,7 +60,7 @@ class RouteFactory:
             "AWS_DEFAULT_REGION": config.api.region,
             "AWS_LAMBDA_FUNCTION_NAME": function_name,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory or 128),
             "AWS_EXECUTION_ENV": "hubbub",
         }
         if "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_ACCESS_KEY_ID" not in config.environment:
@@ -81,6 +86,7 @@ class RouteFactory:
                 spec.environment,
                 timeout=spec.timeout,
                 two_way=spec.route_response,
+                function=spec.function,
             )
         return routes
 
@@ -91,7 +97,13 @@ class RouteFactory:
         route = None
         if auth.handler is not None or auth.url is not None:
             route = self.route(
-                "$authorizer", auth.handler, auth.url, "authorizer", {}, timeout=auth.timeout
+                "$authorizer",
+                auth.handler,
+                auth.url,
+                "authorizer",
+                auth.environment,
+                timeout=auth.timeout,
+                function=auth.function,
             )
         return ConnectAuthorizer(auth, route)
 
@@ -105,15 +117,25 @@ class RouteFactory:
         *,
         timeout: float | None,
         two_way: bool = False,
+        function: FunctionSpec | None = None,
     ) -> Route:
         """One route's integration, loaded inside the function's own environment."""
         integration: Integration
         if handler is not None:
             name = handler.rpartition(".")[0].replace(".", "-").replace("/", "-") or handler
-            env = self.function_environment(name, route_env)
+            if function is not None and function.name:
+                name = function.name
+            env = self.function_environment(
+                name, route_env, function.memory if function is not None else None
+            )
             token = environment.function_env(env)
             try:  # module-level code of the handler reads its environment at import
-                func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
+                if function is not None:  # its own code root, apart from other functions
+                    func = load_function(
+                        handler, function.code, function.layers, key=f"{config_key}.handler"
+                    )
+                else:
+                    func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
             finally:
                 environment.reset(token)
             # One pool per route: a route whose handlers block for minutes exhausts only its own

@@ -17,6 +17,7 @@ from typing import Literal
 from hubbub.errors import ConfigError
 
 Format = Literal["sam", "cloudformation", "serverless", "terraform"]
+FORMAT_NAMES: tuple[str, ...] = ("sam", "cloudformation", "serverless", "terraform")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hubbub.infra.model import InfraError, Origin
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - the dev extra installs it
+    raise InfraError(
+        Origin(Path(__file__)),
+        "",
+        "reading serverless.yml needs PyYAML",
+        "install hubbub's infra extra: pip install 'hubbub[infra]'",
+    ) from None
 
 # A source is a word followed by ":" (not CloudFormation's "::") or "(" for file(...).
 _SOURCE = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:\((.*?)\))?:(?!:)(.*)\Z", re.DOTALL)
