@@ -857,8 +857,11 @@ def test_for_each_of_two_is_an_error(tmp_path: Path) -> None:
             "target: a route needs a target",
         ),
         (
-            ('route_key = "$connect"', 'route_key = "$connect"\n  authorization_type = "AWS_IAM"'),
-            "hubbub does not check IAM signatures",
+            (
+                "integration_uri  = aws_lambda_function.connect.invoke_arn",
+                'integration_uri = "arn:aws:apigateway:us-east-1:sqs:path/1/q"',
+            ),
+            "an AWS service integration (sqs) can't run locally",
         ),
         (
             ('route_key = "$connect"', 'route_key = "$connect"\n  authorization_type = "CUSTOM"'),
@@ -872,6 +875,14 @@ def test_structure_errors(tmp_path: Path, change: tuple[str, str], message: str)
     with pytest.raises(InfraError) as caught:
         terraform.read(tmp_path, ReadOptions())
     assert message in str(caught.value)
+
+
+def test_aws_iam_routes_run_and_are_counted(tmp_path: Path) -> None:
+    iam = 'route_key = "$connect"\n  authorization_type = "AWS_IAM"'
+    write(tmp_path, {"main.tf": API.replace('route_key = "$connect"', iam)})
+    api = terraform.read(tmp_path, ReadOptions())
+    assert api.routes[0].authorizer is None
+    assert api.ignored == {"authorization_type AWS_IAM (not checked locally)": 1}
 
 
 def test_two_websocket_apis_are_an_error(tmp_path: Path) -> None:

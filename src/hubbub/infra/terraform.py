@@ -471,6 +471,9 @@ class _Reader:
                 "arn": arn,
                 "stream_arn": f"{arn}/stream/1970-01-01T00:00:00.000",
             }.get(name)
+        if kind.startswith("random_") and name in ("id", "result", "hex", "b64_url", "b64_std"):
+            # random_string/random_id/random_pet suffixes: one fixed value, so names are stable.
+            return "local"
         if name in ("id", "arn"):
             own = instance.get("name") if instance.has("name") else instance.address
             if name == "id":
@@ -745,12 +748,8 @@ class _Reader:
                 )
             authorizer = found.text("name") or found.address
         elif authorization == "AWS_IAM":
-            raise InfraError(
-                origin,
-                'authorization_type = "AWS_IAM"',
-                "hubbub does not check IAM signatures on $connect",
-                "use a REQUEST authorizer, or remove authorization_type for local runs",
-            )
+            # As the CloudFormation reader: the route runs, its IAM signature is not checked.
+            self.ignored["authorization_type AWS_IAM (not checked locally)"] += 1
         return Route(key=key, integration=integration, origin=origin, authorizer=authorizer)
 
     def _integration(
@@ -761,6 +760,16 @@ class _Reader:
     ) -> Integration:
         kind = instance.text("integration_type").upper()
         uri = instance.text("integration_uri")
+        service = re.match(r"arn:aws[\w-]*:apigateway:[^:]*:([^:]+):", uri)
+        if kind in ("AWS", "AWS_PROXY") and service and service.group(1) != "lambda":
+            raise InfraError(
+                instance.origin,
+                f'integration_uri = "{uri}"',
+                f"an AWS service integration ({service.group(1)}) can't run locally;"
+                " hubbub runs Lambda functions and HTTP integrations",
+                "route it to a Lambda function or an HTTP endpoint, or write the route in a"
+                " hubbub.toml without [import]",
+            )
         if kind in ("AWS_PROXY", "AWS"):
             function = self._function_of(uri, instance, "integration_uri", functions, used)
             return Integration("lambda", instance.origin, function=function)
