@@ -138,9 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(config: Config) -> int:
     from hubbub.gateway.auth import execution_role
     from hubbub.gateway.routing import RouteFactory
+    from hubbub.integrations import environment
     from hubbub.integrations.http import HttpClient
 
-    # Building the routes imports every handler, so a missing module or function is caught too.
+    # Building the routes imports every handler, so a missing module or function is caught too;
+    # in its function's environment, as serve imports it.
+    environment.install()
     factory = RouteFactory(config, execution_role=execution_role(), tls=None, http=HttpClient())
     factory.routes()
     factory.authorizer()

@@ -252,7 +252,7 @@ def load_config(
     base_dir = Path.cwd()
     source = "<defaults>"
     imported: ImportedConfig | None = None
-    if path is not None and (Path(path).suffix != ".toml" or (import_options or {}).get("format")):
+    if path is not None and _is_infra(Path(path), import_options or {}):
         from hubbub.infra.load import import_file
 
         file = Path(path)
@@ -280,6 +280,30 @@ def load_config(
         _set_dotted(merged, key, value)
     config = build_config(merged, base_dir=base_dir, source=source)
     return config if imported is None else replace(config, imported=imported)
+
+
+def _is_infra(path: Path, import_options: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is an infrastructure file to import rather than a hubbub.toml: a
+    ``--format`` says so, a ``.toml`` is TOML; anything else is what its name and content say
+    (hubbub.infra.detect), and a file of no format hubbub imports is read as TOML."""
+    if import_options.get("format"):
+        return True
+    if path.suffix == ".toml":
+        return False
+    from hubbub.infra.detect import detect
+    from hubbub.infra.model import InfraError
+
+    try:
+        detect(path)
+    except InfraError:
+        if not path.is_file():
+            return True  # the import reports it (a folder without .tf files, a missing path)
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+            return True  # neither: the import's error names the formats and --format
+        return False
+    return True
 
 
 def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict>") -> Config:

@@ -139,19 +139,22 @@ def _import_isolated(dotted: str, roots: tuple[Path, ...], key: str) -> ModuleTy
         raise ConfigError(key, f"importing {dotted} from {roots[0]} failed: {exc!r}") from exc
     finally:
         sys.path[:] = saved_path
-        for name in set(sys.modules) - before:
-            if _inside(sys.modules[name], roots) or name.split(".")[0] in own:
-                del sys.modules[name]
+        new = set(sys.modules) - before
+        # Decide for all first: a namespace package's path is recomputed from its parent's.
+        mine = [n for n in new if n.split(".")[0] in own or _inside(sys.modules[n], roots)]
+        for name in mine:
+            del sys.modules[name]
         sys.modules.update(shadowed)
     return module
 
 
 def _inside(module: ModuleType | None, roots: tuple[Path, ...]) -> bool:
-    file = getattr(module, "__file__", None)
+    spec = getattr(module, "__spec__", None)
+    file = getattr(module, "__file__", None) or getattr(spec, "origin", None)
     if file is None:
-        paths = list(getattr(module, "__path__", []) or [])
-        file = paths[0] if paths else None
-    if file is None:
+        locations = list(getattr(spec, "submodule_search_locations", None) or [])
+        file = locations[0] if locations else None
+    if not isinstance(file, str):
         return False
     path = Path(file)
     return any(path.is_relative_to(root) for root in roots)
