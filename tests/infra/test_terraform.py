@@ -916,3 +916,10 @@ def test_missing_var_file_and_tfvars_with_references(tmp_path: Path) -> None:
 def test_an_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match=r"no \.tf files"):
         terraform.read(tmp_path, ReadOptions())
+
+
+def test_json_syntax_files_are_not_read(tmp_path: Path) -> None:
+    (tmp_path / "extra.tf.json").write_text('{"resource": {}}')
+    assert read(tmp_path).ignored == {".tf.json file (JSON syntax, not read)": 1}
+    with pytest.raises(InfraError, match=r"not its JSON syntax \(\.tf\.json\)"):
+        terraform.read(tmp_path / "extra.tf.json", ReadOptions())

@@ -45,10 +45,20 @@ _LAMBDA_DEFAULT_MEMORY = 128
 def read(path: Path, options: ReadOptions) -> ImportedApi:
     """The WebSocket API a ``.tf`` file, or the folder of ``.tf`` files at ``path``, defines."""
     path = path.resolve()
+    if path.name.endswith(".tf.json"):
+        raise InfraError(
+            Origin(path),
+            "",
+            "hubbub reads Terraform's HCL syntax (.tf files), not its JSON syntax (.tf.json)",
+        )
     files = sorted(path.glob("*.tf")) if path.is_dir() else [path]
     if not files:
         raise InfraError(Origin(path), "", "no .tf files in this folder")
-    return _Reader(path, files, options).read()
+    api = _Reader(path, files, options).read()
+    if path.is_dir():
+        for _ in path.glob("*.tf.json"):
+            api.ignored[".tf.json file (JSON syntax, not read)"] += 1
+    return api
 
 
 def api_id_for(name: str) -> str:
