@@ -923,3 +923,50 @@ def test_json_syntax_files_are_not_read(tmp_path: Path) -> None:
     assert read(tmp_path).ignored == {".tf.json file (JSON syntax, not read)": 1}
     with pytest.raises(InfraError, match=r"not its JSON syntax \(\.tf\.json\)"):
         terraform.read(tmp_path / "extra.tf.json", ReadOptions())
+
+
+def test_resources_outside_the_api_are_not_evaluated(tmp_path: Path) -> None:
+    """A subnet per availability zone (count over an AWS account's data) and a function whose
+    name comes from a registry module are only counted, never evaluated."""
+    api = read(
+        tmp_path,
+        """
+        data "aws_availability_zones" "azs" {}
+        resource "aws_subnet" "s" {
+          count = length(data.aws_availability_zones.azs.names)
+        }
+        module "naming" {
+          source = "cloudposse/label/null"
+        }
+        resource "aws_lambda_function" "worker" {
+          function_name = module.naming.id
+          handler       = "worker.handler"
+        }
+        """,
+    )
+    assert api.ignored == {
+        "aws_subnet": 1,
+        "data.aws_availability_zones": 1,
+        "aws_lambda_function without a route": 1,
+        "module cloudposse/label/null": 1,
+    }
+
+
+def test_keyword_object_keys(tmp_path: Path) -> None:
+    found = read_env(tmp_path, 'K = jsonencode({ in = 1, for = "x" })\n')
+    assert found == {"K": '{"in":1,"for":"x"}'}
+
+
+def test_bad_hcl_in_a_list_var(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {"main.tf": with_env("L = var.l[0]\n") + 'variable "l" {\n  type = list(string)\n}\n'},
+    )
+    assert read_env(
+        tmp_path,
+        "L = var.l[0]\n",
+        'variable "l" {\n  type = list(string)\n}\n',
+        vars={"l": '["a"]'},
+    ) == {"L": "a"}
+    with pytest.raises(InfraError, match=r"var\.l=\[: not a list\(string\)"):
+        terraform.read(tmp_path, ReadOptions(vars={"l": "["}))

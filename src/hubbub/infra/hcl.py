@@ -107,6 +107,20 @@ def parse_attributes(file: Path) -> dict[str, Attribute]:
     return attributes
 
 
+def parse_expression(text: str, file: Path) -> Attribute:
+    """One expression given outside a file (a ``--var`` value), as an attribute to evaluate."""
+    import hcl2
+    from lark.exceptions import UnexpectedInput
+
+    line = f"x = {text}\n"
+    try:
+        tree = hcl2.parses_to_tree(line)
+    except UnexpectedInput as e:
+        raise InfraError(Origin(file), text, f"not valid HCL: {_first_line(e)}") from None
+    (block,) = _body(tree.children[0], Source(file, line), file)
+    return block.attributes["x"]
+
+
 def _first_line(error: Exception) -> str:
     return str(error).split("\n", 1)[0]
 
@@ -260,7 +274,9 @@ class Evaluator:
         for element in _trees(node):
             key_node, value_node = _trees(element)
             (key_expr,) = _trees(key_node) or [key_node.children[0]]
-            if hasattr(key_expr, "data") and _is_bare_identifier(key_expr):
+            if hasattr(key_expr, "data") and key_expr.data == "keyword":  # { in = 1 }
+                key = str(key_expr.children[0])
+            elif hasattr(key_expr, "data") and _is_bare_identifier(key_expr):
                 key = str(_trees(key_expr)[0].children[0])
             elif hasattr(key_expr, "data"):
                 key = to_string(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -38,6 +38,18 @@ from hubbub.infra.model import (
 )
 
 _PSEUDO_DATA = {"archive_file", "aws_caller_identity", "aws_region", "aws_partition"}
+# The resource types the model is made of; every other one is only counted in `ignored`.
+_MODELLED = {
+    "aws_apigatewayv2_api",
+    "aws_apigatewayv2_stage",
+    "aws_apigatewayv2_route",
+    "aws_apigatewayv2_integration",
+    "aws_apigatewayv2_authorizer",
+    "aws_apigatewayv2_route_response",
+    "aws_lambda_function",
+    "aws_lambda_layer_version",
+    "aws_dynamodb_table",
+}
 _LAMBDA_DEFAULT_TIMEOUT = 3.0  # Lambda's defaults when the resource sets none
 _LAMBDA_DEFAULT_MEMORY = 128
 
@@ -152,6 +164,41 @@ class _Names(Namespace):
 
     def index(self, key: Any, at: Origin) -> Any:
         return self.answer(str(key), at)
+
+
+class _ByName(Mapping[str, _Instance]):
+    """The resources of one type by a name argument, evaluated only when looked up: a function
+    whose name can't be known locally only matters if a route names it."""
+
+    def __init__(self, instances: list[_Instance], kind: str, argument: str) -> None:
+        self._pending = [i for i in instances if i.type == kind]
+        self._argument = argument
+        self._found: dict[str, _Instance] = {}
+
+    def _more(self) -> bool:
+        while self._pending:
+            instance = self._pending.pop(0)
+            try:
+                name = instance.text(self._argument)
+            except InfraError:
+                continue
+            self._found.setdefault(name, instance)
+            return True
+        return False
+
+    def __getitem__(self, name: str) -> _Instance:
+        while name not in self._found:
+            if not self._more():
+                raise KeyError(name)
+        return self._found[name]
+
+    def __iter__(self) -> Iterator[str]:
+        while self._more():
+            pass
+        return iter(self._found)
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
 
 
 class _Module:
@@ -376,15 +423,11 @@ class _Reader:
             if text not in ("true", "false"):
                 raise InfraError(origin, f"var.{block.labels[0]}={text}", "not true or false")
             return text == "true"
-        file = self.folder / f"--var {block.labels[0]}"
-        import hcl2
-
         try:
-            tree = hcl2.parses_to_tree(f"x = {text}\n")
-        except Exception:
+            attribute = hcl.parse_expression(text, self.folder / f"--var {block.labels[0]}")
+        except InfraError:
             raise InfraError(origin, f"var.{block.labels[0]}={text}", f"not a {kind}") from None
-        attribute = hcl._body(tree.children[0], hcl.Source(file, f"x = {text}\n"), file)[0]
-        return Evaluator(_constant).attribute(attribute.attributes["x"])
+        return Evaluator(_constant).attribute(attribute)
 
     # -- pseudo values ------------------------------------------------------------------------
 
@@ -528,8 +571,13 @@ class _Reader:
         """Every resource and data source of the configuration, local modules included."""
         module = module or self.root
         found: list[_Instance] = []
-        for (kind, _, _), block in module.blocks.items():
-            found.extend(self.instances(module, block, kind))
+        for (kind, type_, _), block in module.blocks.items():
+            if kind == "resource" and type_ not in _MODELLED:
+                # Only counted in `ignored`: its count/for_each (often over an account's
+                # availability zones) is never evaluated.
+                found.append(_Instance(module, block, kind, {}))
+            else:
+                found.extend(self.instances(module, block, kind))
         for name, block in module.modules.items():
             if not self._module_present(module, block):
                 continue
@@ -618,9 +666,7 @@ class _Reader:
             variables = self.stage_instance.get("stage_variables") or {}
             api.stage_variables = {str(k): to_string(v) for k, v in variables.items()}
         by_address = {i.address: i for i in resources}
-        functions = {
-            i.text("function_name"): i for i in resources if i.type == "aws_lambda_function"
-        }
+        functions = _ByName(resources, "aws_lambda_function", "function_name")
         responses = {
             i.text("route_id")
             for i in resources
@@ -654,9 +700,7 @@ class _Reader:
             mine.add(instance.address)
             target = instance.text("target")
             mine.add(target.removeprefix("integrations/"))
-        layers = {
-            i.text("layer_name"): i for i in resources if i.type == "aws_lambda_layer_version"
-        }
+        layers = _ByName(resources, "aws_lambda_layer_version", "layer_name")
         for name, instance in used_functions.items():
             api.functions[name] = self._function(instance, layers, mine)
             mine.add(instance.address)
