@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from hubbub.infra import hcl
-from hubbub.infra.hcl import Attribute, Block, Evaluator, Namespace, to_string
+from hubbub.infra.hcl import Attribute, Block, Evaluator, to_string
 from hubbub.infra.model import (
     Authorizer,
     Function,
@@ -36,6 +35,7 @@ from hubbub.infra.model import (
     Route,
     Table,
 )
+from hubbub.infra.terraform_modules import ByName, Instance, Module, Nested
 
 _PSEUDO_DATA = {"archive_file", "aws_caller_identity", "aws_region", "aws_partition"}
 # The resource types the model is made of; every other one is only counted in `ignored`.
@@ -78,289 +78,16 @@ def api_id_for(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "websockets"
 
 
-@dataclass(eq=False)
-class _Instance(Namespace):
-    """One resource or data source, present once (count/for_each picked one or none)."""
-
-    module: _Module
-    block: Block
-    kind: str  # "resource" / "data"
-    bindings: dict[str, Any]
-
-    @property
-    def type(self) -> str:
-        return self.block.labels[0]
-
-    @property
-    def address(self) -> str:
-        prefix = "data." if self.kind == "data" else ""
-        return f"{self.module.prefix}{prefix}{self.type}.{self.block.labels[1]}"
-
-    @property
-    def origin(self) -> Origin:
-        return Origin(self.block.source.file, self.block.line, self.address)
-
-    def has(self, name: str) -> bool:
-        return name in self.block.attributes
-
-    def get(self, name: str, default: Any = None) -> Any:
-        attribute = self.block.attributes.get(name)
-        if attribute is None:
-            return default
-        return Evaluator(self.module.lookup, self.bindings).attribute(attribute)
-
-    def text(self, name: str, default: str = "") -> str:
-        return to_string(self.get(name, default))
-
-    def nested(self, name: str) -> list[Evaluated]:
-        return [Evaluated(self, block) for block in self.block.children(name)]
-
-    def attr(self, name: str, at: Origin) -> Any:
-        reader = self.module.reader
-        override = reader.options.vars.get(f"{self.address}.{name}")
-        if override is not None:
-            return override
-        computed = reader.computed(self, name)
-        if computed is not None:
-            return computed
-        if self.has(name):
-            return self.get(name)
-        raise InfraError(
-            at,
-            at.what,
-            f"hubbub can't know {name!r} of {self.address} before it exists in AWS",
-            f'pass --var "{self.address}.{name}=VALUE"',
-        )
-
-    def index(self, key: Any, at: Origin) -> Any:
-        raise InfraError(at, at.what, f"{self.address} is a single resource, not a list")
-
-
-@dataclass
-class Evaluated:
-    """A nested block (``environment {}``, ``attribute {}``) read with its resource's scope."""
-
-    instance: _Instance
-    block: Block
-
-    def get(self, name: str, default: Any = None) -> Any:
-        attribute = self.block.attributes.get(name)
-        if attribute is None:
-            return default
-        return Evaluator(self.instance.module.lookup, self.instance.bindings).attribute(attribute)
-
-    def nested(self, name: str) -> list[Evaluated]:
-        return [Evaluated(self.instance, block) for block in self.block.children(name)]
-
-
-class _Names(Namespace):
-    """A namespace answered by a function (``var``, ``local``, ``module``, a resource type)."""
-
-    def __init__(self, answer: Callable[[str, Origin], Any]) -> None:
-        self.answer = answer
-
-    def attr(self, name: str, at: Origin) -> Any:
-        return self.answer(name, at)
-
-    def index(self, key: Any, at: Origin) -> Any:
-        return self.answer(str(key), at)
-
-
-class _ByName(Mapping[str, _Instance]):
-    """The resources of one type by a name argument, evaluated only when looked up: a function
-    whose name can't be known locally only matters if a route names it."""
-
-    def __init__(self, instances: list[_Instance], kind: str, argument: str) -> None:
-        self._pending = [i for i in instances if i.type == kind]
-        self._argument = argument
-        self._found: dict[str, _Instance] = {}
-
-    def _more(self) -> bool:
-        while self._pending:
-            instance = self._pending.pop(0)
-            try:
-                name = instance.text(self._argument)
-            except InfraError:
-                continue
-            self._found.setdefault(name, instance)
-            return True
-        return False
-
-    def __getitem__(self, name: str) -> _Instance:
-        while name not in self._found:
-            if not self._more():
-                raise KeyError(name)
-        return self._found[name]
-
-    def __iter__(self) -> Iterator[str]:
-        while self._more():
-            pass
-        return iter(self._found)
-
-    def __len__(self) -> int:
-        return len(list(iter(self)))
-
-
-class _Module:
-    def __init__(
-        self,
-        reader: _Reader,
-        folder: Path,
-        files: list[Path],
-        prefix: str,
-        inputs: Mapping[str, Callable[[], Any]],
-    ) -> None:
-        self.reader, self.folder, self.prefix, self.inputs = reader, folder, prefix, inputs
-        self.variables: dict[str, Block] = {}
-        self.locals: dict[str, Attribute] = {}
-        self.blocks: dict[tuple[str, str, str], Block] = {}  # (kind, type, name)
-        self.modules: dict[str, Block] = {}
-        self.outputs: dict[str, Block] = {}
-        self.providers: list[Block] = []
-        for file in files:
-            for block in hcl.parse(file):
-                self._add(block)
-        self._values: dict[str, Any] = {}
-        self._evaluating: set[str] = set()
-        self._children: dict[str, _Module | None] = {}
-
-    def _add(self, block: Block) -> None:
-        if block.type == "variable" and block.labels:
-            self.variables[block.labels[0]] = block
-        elif block.type == "locals":
-            self.locals.update(block.attributes)
-        elif block.type in ("resource", "data") and len(block.labels) == 2:
-            self.blocks[(block.type, block.labels[0], block.labels[1])] = block
-        elif block.type == "module" and block.labels:
-            self.modules[block.labels[0]] = block
-        elif block.type == "output" and block.labels:
-            self.outputs[block.labels[0]] = block
-        elif block.type == "provider":
-            self.providers.append(block)
-
-    # -- names --------------------------------------------------------------------------------
-
-    def lookup(self, name: str, at: Origin) -> Any:
-        if name == "var":
-            return _Names(self.variable)
-        if name == "local":
-            return _Names(self.local)
-        if name == "path":
-            root = str(self.reader.folder)
-            return {"module": str(self.folder), "root": root, "cwd": root}
-        if name == "terraform":
-            return {"workspace": "default"}
-        if name == "data":
-            return _Names(
-                lambda kind, _: _Names(lambda label, at: self.reference("data", kind, label, at))
-            )
-        if name == "module":
-            return _Names(self.module_output)
-        if any(kind == name for _, kind, _ in self.blocks):
-            return _Names(lambda label, at: self.reference("resource", name, label, at))
-        if name in ("count", "each", "self"):
-            raise InfraError(at, at.what, f"{name} is not available here")
-        raise InfraError(at, at.what, f"no resource type or name {name!r} in these files")
-
-    def variable(self, name: str, at: Origin) -> Any:
-        key = f"var.{name}"
-        if key not in self._values:
-            block = self.variables.get(name)
-            if block is None:
-                raise InfraError(at, at.what, f"no variable {name!r} is declared")
-            self._values[key] = self.reader.variable_value(self, block)
-        return self._values[key]
-
-    def local(self, name: str, at: Origin) -> Any:
-        key = f"local.{name}"
-        if key not in self._values:
-            attribute = self.locals.get(name)
-            if attribute is None:
-                raise InfraError(at, at.what, f"no local value {name!r}")
-            if key in self._evaluating:
-                raise InfraError(at, at.what, "refers to itself (a cycle)")
-            self._evaluating.add(key)
-            try:
-                self._values[key] = Evaluator(self.lookup).attribute(attribute)
-            finally:
-                self._evaluating.discard(key)
-        return self._values[key]
-
-    def reference(self, kind: str, type_: str, label: str, at: Origin) -> Any:
-        block = self.blocks.get((kind, type_, label))
-        address = f"{self.prefix}{'data.' if kind == 'data' else ''}{type_}.{label}"
-        if block is None:
-            raise InfraError(at, at.what, f"no {address} in these files")
-        picked = self.reader.instances(self, block, kind)
-        if "count" in block.attributes:
-            return picked
-        if "for_each" in block.attributes:
-            return {instance.bindings["each"]["key"]: instance for instance in picked}
-        if not picked:  # pragma: no cover - only count/for_each drop an instance
-            raise InfraError(at, at.what, f"{address} does not exist")
-        return picked[0]
-
-    def child(self, name: str) -> _Module | None:
-        """The local module ``name`` (None: its source is not a local folder)."""
-        if name not in self._children:
-            block = self.modules[name]
-            source = to_string(Evaluator(self.lookup).attribute(block.attributes["source"]))
-            if not source.startswith(("./", "../")):
-                self._children[name] = None
-                return None
-            folder = (self.folder / source).resolve()
-            files = sorted(folder.glob("*.tf"))
-            if not files:
-                raise InfraError(
-                    Origin(block.source.file, block.line, f"module.{name}"),
-                    f'source = "{source}"',
-                    "no .tf files in that folder",
-                )
-            evaluator = Evaluator(self.lookup)
-            inputs = {
-                key: (lambda attribute=attribute: evaluator.attribute(attribute))
-                for key, attribute in block.attributes.items()
-                if key not in ("source", "version", "count", "for_each", "providers", "depends_on")
-            }
-            self._children[name] = _Module(
-                self.reader, folder, files, f"{self.prefix}module.{name}.", inputs
-            )
-        return self._children[name]
-
-    def module_output(self, name: str, at: Origin) -> Any:
-        if name not in self.modules:
-            raise InfraError(at, at.what, f"no module {name!r} in these files")
-        child = self.child(name)
-
-        def output(key: str, at: Origin) -> Any:
-            override = self.reader.options.vars.get(f"{self.prefix}module.{name}.{key}")
-            if override is not None:
-                return override
-            if child is None:
-                raise InfraError(
-                    at,
-                    at.what,
-                    f"module.{name} is not a local folder; hubbub reads only local modules",
-                    f'pass --var "{self.prefix}module.{name}.{key}=VALUE"',
-                )
-            block = child.outputs.get(key)
-            if block is None or "value" not in block.attributes:
-                raise InfraError(at, at.what, f"module.{name} has no output {key!r}")
-            return Evaluator(child.lookup).attribute(block.attributes["value"])
-
-        return _Names(output)
-
-
 class _Reader:
     def __init__(self, path: Path, files: list[Path], options: ReadOptions) -> None:
         self.path, self.options = path, options
         self.folder = path if path.is_dir() else path.parent
         self.tfvars = self._tfvars()
-        self.root = _Module(self, self.folder, files, "", {})
+        self.root = Module(self, self.folder, files, "", {})
         self.ignored: Counter[str] = Counter()
-        self.api_instance: _Instance | None = None
-        self.stage_instance: _Instance | None = None
-        self.everything: list[_Instance] = []
+        self.api_instance: Instance | None = None
+        self.stage_instance: Instance | None = None
+        self.everything: list[Instance] = []
         self._api_id: str | None = None
         self._region: str | None = None
         self._stage: str | None = None
@@ -384,7 +111,7 @@ class _Reader:
             values.update(hcl.parse_attributes(file))
         return values
 
-    def variable_value(self, module: _Module, block: Block) -> Any:
+    def variable_value(self, module: Module, block: Block) -> Any:
         name = block.labels[0]
         origin = Origin(block.source.file, block.line, f"variable {name}")
         if module is not self.root:
@@ -448,7 +175,7 @@ class _Reader:
             self._region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         return self._region
 
-    def computed(self, instance: _Instance, name: str) -> Any:
+    def computed(self, instance: Instance, name: str) -> Any:
         """An attribute AWS computes, as hubbub's (None: the resource's own argument or unknown)."""
         kind, region, account = instance.type, self.region(), self.account_id
         if instance.kind == "data":
@@ -537,7 +264,7 @@ class _Reader:
 
     # -- count / for_each ---------------------------------------------------------------------
 
-    def instances(self, module: _Module, block: Block, kind: str) -> list[_Instance]:
+    def instances(self, module: Module, block: Block, kind: str) -> list[Instance]:
         address = (
             f"{module.prefix}{'data.' if kind == 'data' else ''}{block.labels[0]}.{block.labels[1]}"
         )
@@ -550,7 +277,7 @@ class _Reader:
                     f"count = {attribute.source.quote(attribute.expression)}",
                     f"is {count}; hubbub imports a resource once or not at all (count 0 or 1)",
                 )
-            return [_Instance(module, block, kind, {"count": {"index": 0}})] if count else []
+            return [Instance(module, block, kind, {"count": {"index": 0}})] if count else []
         if "for_each" in block.attributes:
             attribute = block.attributes["for_each"]
             items = Evaluator(module.lookup).attribute(attribute)
@@ -562,20 +289,20 @@ class _Reader:
                     f"has {len(pairs)} elements; hubbub imports a resource once or not at all",
                 )
             return [
-                _Instance(module, block, kind, {"each": {"key": key, "value": value}})
+                Instance(module, block, kind, {"each": {"key": key, "value": value}})
                 for key, value in pairs
             ]
-        return [_Instance(module, block, kind, {})]
+        return [Instance(module, block, kind, {})]
 
-    def all_instances(self, module: _Module | None = None) -> list[_Instance]:
+    def all_instances(self, module: Module | None = None) -> list[Instance]:
         """Every resource and data source of the configuration, local modules included."""
         module = module or self.root
-        found: list[_Instance] = []
+        found: list[Instance] = []
         for (kind, type_, _), block in module.blocks.items():
             if kind == "resource" and type_ not in _MODELLED:
                 # Only counted in `ignored`: its count/for_each (often over an account's
                 # availability zones) is never evaluated.
-                found.append(_Instance(module, block, kind, {}))
+                found.append(Instance(module, block, kind, {}))
             else:
                 found.extend(self.instances(module, block, kind))
         for name, block in module.modules.items():
@@ -586,7 +313,7 @@ class _Reader:
                 found.extend(self.all_instances(child))
         return found
 
-    def remote_modules(self, module: _Module | None = None) -> list[str]:
+    def remote_modules(self, module: Module | None = None) -> list[str]:
         """The sources of the present modules that are not local folders."""
         module = module or self.root
         sources = []
@@ -600,7 +327,7 @@ class _Reader:
                     sources.extend(self.remote_modules(child))
         return sources
 
-    def _module_present(self, module: _Module, block: Block) -> bool:
+    def _module_present(self, module: Module, block: Block) -> bool:
         if "count" in block.attributes:
             return bool(Evaluator(module.lookup).attribute(block.attributes["count"]))
         if "for_each" in block.attributes:
@@ -666,7 +393,7 @@ class _Reader:
             variables = self.stage_instance.get("stage_variables") or {}
             api.stage_variables = {str(k): to_string(v) for k, v in variables.items()}
         by_address = {i.address: i for i in resources}
-        functions = _ByName(resources, "aws_lambda_function", "function_name")
+        functions = ByName(resources, "aws_lambda_function", "function_name")
         responses = {
             i.text("route_id")
             for i in resources
@@ -677,7 +404,7 @@ class _Reader:
             for i in resources
             if i.type == "aws_apigatewayv2_route_response" and self._ours(i)
         )
-        used_functions: dict[str, _Instance] = {}
+        used_functions: dict[str, Instance] = {}
         for instance in resources:
             if instance.type == "aws_apigatewayv2_authorizer" and self._ours(instance):
                 authorizer = self._authorizer(instance, functions, used_functions)
@@ -700,7 +427,7 @@ class _Reader:
             mine.add(instance.address)
             target = instance.text("target")
             mine.add(target.removeprefix("integrations/"))
-        layers = _ByName(resources, "aws_lambda_layer_version", "layer_name")
+        layers = ByName(resources, "aws_lambda_layer_version", "layer_name")
         for name, instance in used_functions.items():
             api.functions[name] = self._function(instance, layers, mine)
             mine.add(instance.address)
@@ -723,16 +450,16 @@ class _Reader:
         api.ignored = self.ignored
         return api
 
-    def _ours(self, instance: _Instance) -> bool:
+    def _ours(self, instance: Instance) -> bool:
         return instance.text("api_id") == self.api_id()
 
     def _function_of(
         self,
         uri: str,
-        instance: _Instance,
+        instance: Instance,
         field: str,
-        functions: Mapping[str, _Instance],
-        used: dict[str, _Instance],
+        functions: Mapping[str, Instance],
+        used: dict[str, Instance],
     ) -> str:
         match = re.search(r":function:([^/:]+)", uri)
         if match is None or match.group(1) not in functions:
@@ -748,9 +475,9 @@ class _Reader:
 
     def _authorizer(
         self,
-        instance: _Instance,
-        functions: Mapping[str, _Instance],
-        used: dict[str, _Instance],
+        instance: Instance,
+        functions: Mapping[str, Instance],
+        used: dict[str, Instance],
     ) -> Authorizer:
         kind = instance.text("authorizer_type").upper()
         sources = tuple(to_string(s) for s in instance.get("identity_sources") or ())
@@ -776,10 +503,10 @@ class _Reader:
 
     def _route(
         self,
-        instance: _Instance,
-        by_address: Mapping[str, _Instance],
-        functions: Mapping[str, _Instance],
-        used: dict[str, _Instance],
+        instance: Instance,
+        by_address: Mapping[str, Instance],
+        functions: Mapping[str, Instance],
+        used: dict[str, Instance],
     ) -> Route:
         key = instance.text("route_key")
         origin = instance.origin
@@ -808,9 +535,9 @@ class _Reader:
 
     def _integration(
         self,
-        instance: _Instance,
-        functions: Mapping[str, _Instance],
-        used: dict[str, _Instance],
+        instance: Instance,
+        functions: Mapping[str, Instance],
+        used: dict[str, Instance],
     ) -> Integration:
         kind = instance.text("integration_type").upper()
         uri = instance.text("integration_uri")
@@ -837,7 +564,7 @@ class _Reader:
             "must be AWS_PROXY, AWS, HTTP, HTTP_PROXY or MOCK",
         )
 
-    def _code_root(self, instance: _Instance, mine: set[str]) -> Path:
+    def _code_root(self, instance: Instance, mine: set[str]) -> Path:
         """The folder the handler path is relative to: the archive_file's source."""
         origin = instance.origin
         hint = f'pass --var "{instance.address}.filename=FOLDER" (the folder the zip holds)'
@@ -880,7 +607,7 @@ class _Reader:
         )
 
     def _function(
-        self, instance: _Instance, layers: Mapping[str, _Instance], mine: set[str]
+        self, instance: Instance, layers: Mapping[str, Instance], mine: set[str]
     ) -> Function:
         environment: dict[str, str] = {}
         for block in instance.nested("environment"):
@@ -909,7 +636,7 @@ class _Reader:
             memory_mb=int(memory) if memory is not None else _LAMBDA_DEFAULT_MEMORY,
         )
 
-    def _table(self, instance: _Instance) -> Table:
+    def _table(self, instance: Instance) -> Table:
         origin = instance.origin
 
         def keys(hash_key: Any, range_key: Any) -> tuple[tuple[str, Literal["HASH", "RANGE"]], ...]:
@@ -929,7 +656,7 @@ class _Reader:
                 raise InfraError(origin, f'type = "{kind}"', "an attribute type is S, N or B")
             attributes[to_string(block.get("name"))] = cast(Literal["S", "N", "B"], kind)
 
-        def index(block: Evaluated, hash_key: Any) -> Index:
+        def index(block: Nested, hash_key: Any) -> Index:
             projection = to_string(block.get("projection_type", "ALL"))
             if projection not in ("ALL", "KEYS_ONLY", "INCLUDE"):
                 raise InfraError(origin, f'projection_type = "{projection}"', "unknown")
