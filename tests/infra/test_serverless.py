@@ -583,3 +583,82 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 def test_a_folder_without_serverless_yml(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match=r"no serverless\.yml"):
         serverless.read(tmp_path, ReadOptions())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a\n- b\n", "a serverless.yml must be a mapping"),
+        ("service: chat\n", "provider: missing"),
+        (
+            BASE.replace("functions:\n", "functions:\n  - 3\n  -\n").split("  connect")[0],
+            "functions: not a map",
+        ),
+        (
+            BASE.replace(
+                "  connect:\n    handler: src/connect.handler", "  connect: 3\n  x:\n    handler: h"
+            ),
+            "connect: not a map",
+        ),
+        (
+            BASE.replace(
+                "- websocket: $connect", "- websocket: {route: $connect, authorizer: [1]}"
+            ),
+            "authorizer: must be a function name or a map",
+        ),
+        (
+            BASE + "    layers: [!Ref NopeLambdaLayer]\n",
+            "Ref: NopeLambdaLayer: no layer of that name",
+        ),
+        (BASE + "    layers: [./local]\n", "layers: ./local: not a layer hubbub can find"),
+        (BASE + "    layers: [!Ref XLambdaLayer]\nlayers:\n  x: {}\n", "layers.x.path: missing"),
+        (
+            BASE + "    environment: {K: !GetAtt Nope.Arn}\n",
+            "Fn::GetAtt: Nope.Arn: no resource of that name",
+        ),
+        (BASE + "    environment: {K: '${file(./v.yml):a'}\n", ""),
+    ],
+)
+def test_more_structure_errors(tmp_path: Path, text: str, message: str) -> None:
+    if not message:  # an unclosed variable is text, as Serverless leaves it
+        assert env(read(tmp_path, text)) == {"K": "${file(./v.yml):a"}
+        return
+    assert message in str(error(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            "KeySchema: [{AttributeName: id, KeyType: SIDEWAYS}]",
+            "KeyType: SIDEWAYS: must be HASH or RANGE",
+        ),
+        ("KeySchema: []", "T.Properties.KeySchema: missing"),
+        (
+            "KeySchema: [{AttributeName: id, KeyType: HASH}]\n"
+            "        AttributeDefinitions: [{AttributeName: id, AttributeType: X}]",
+            "AttributeType: X: must be S, N or B",
+        ),
+    ],
+)
+def test_table_errors(tmp_path: Path, table: str, message: str) -> None:
+    text = (
+        BASE
+        + "resources:\n  Resources:\n    T:\n      Type: AWS::DynamoDB::Table\n"
+        + f"      Properties:\n        {table}\n"
+    )
+    assert message in str(error(tmp_path, text))
+
+
+def test_a_file_variable_with_bad_json_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "v.json").write_text('{\n  "a": 1,\n}\n')
+    e = error(tmp_path, BASE + "    environment:\n      K: ${file(./v.json):a}\n")
+    assert e.origin.file == (tmp_path / "v.json").resolve()
+    assert e.origin.line == 3
+    assert "not valid JSON" in str(e)
+
+
+def test_a_variable_inside_a_file_names_that_file(tmp_path: Path) -> None:
+    (tmp_path / "v.yml").write_text("a: 1\nb: ${ssm:/x}\n")
+    e = error(tmp_path, BASE + "    environment:\n      K: ${file(./v.yml):b}\n")
+    assert (e.origin.file, e.origin.line) == ((tmp_path / "v.yml").resolve(), 2)

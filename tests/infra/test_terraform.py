@@ -970,3 +970,88 @@ def test_bad_hcl_in_a_list_var(tmp_path: Path) -> None:
     ) == {"L": "a"}
     with pytest.raises(InfraError, match=r"var\.l=\[: not a list\(string\)"):
         terraform.read(tmp_path, ReadOptions(vars={"l": "["}))
+
+
+@pytest.mark.parametrize(
+    ("variables", "extra", "message"),
+    [
+        ('S = "x".y\n', "", "can't read 'y' of a string"),
+        ("S = 5[0]\n", "", "can't index a number"),
+        ("S = !3\n", "", "not a bool"),
+        ('S = -"a"\n', "", "not a number"),
+        ('S = { (["a"]) = 2 }\n', "", "not a key"),
+        (
+            "S = aws_dynamodb_table.t[0]\n",
+            'resource "aws_dynamodb_table" "t" {}\n',
+            "aws_dynamodb_table.t is a single resource, not a list",
+        ),
+        (
+            "S = module.m.nope\n",
+            'module "m" {\n  source = "./m"\n}\n',
+            "module.m has no output 'nope'",
+        ),
+        (
+            "S = module.m.out\n",
+            'module "m" {\n  source = "./m"\n}\n',
+            "var.need: has no value; give module.m the input need",
+        ),
+    ],
+)
+def test_more_expression_errors(tmp_path: Path, variables: str, extra: str, message: str) -> None:
+    write(tmp_path, {"m/main.tf": 'variable "need" {}\noutput "out" {\n  value = var.need\n}\n'})
+    write(tmp_path, {"main.tf": with_env(variables) + extra})
+    with pytest.raises(InfraError) as caught:
+        terraform.read(tmp_path, ReadOptions())
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            'resource "aws_apigatewayv2_authorizer" "a" {\n  api_id = aws_apigatewayv2_api.ws.id\n'
+            '  authorizer_type = "JWT"\n}\n',
+            "jwt_configuration: missing",
+        ),
+        (
+            'resource "aws_apigatewayv2_authorizer" "a" {\n  api_id = aws_apigatewayv2_api.ws.id\n'
+            '  authorizer_type = "TOKEN"\n}\n',
+            'authorizer_type = "TOKEN": must be REQUEST or JWT',
+        ),
+        (
+            'resource "aws_apigatewayv2_route" "again" {\n  api_id = aws_apigatewayv2_api.ws.id\n'
+            '  route_key = "$connect"\n'
+            '  target = "integrations/${aws_apigatewayv2_integration.connect.id}"\n}\n',
+            "$connect: route defined twice",
+        ),
+        ('resource "aws_dynamodb_table" "t" {\n  name = "t"\n}\n', "hash_key: missing"),
+        (
+            'resource "aws_dynamodb_table" "t" {\n  name = "t"\n  hash_key = "id"\n'
+            '  attribute {\n    name = "id"\n    type = "X"\n  }\n}\n',
+            'type = "X": an attribute type is S, N or B',
+        ),
+        (
+            'resource "aws_dynamodb_table" "t" {\n  name = "t"\n  hash_key = "id"\n'
+            '  global_secondary_index {\n    name = "g"\n    hash_key = "id"\n'
+            '    projection_type = "SOME"\n  }\n}\n',
+            'projection_type = "SOME": unknown',
+        ),
+    ],
+)
+def test_more_structure_errors(tmp_path: Path, extra: str, message: str) -> None:
+    assert message in str(error(tmp_path, extra))
+
+
+def test_a_tfvars_file_with_blocks_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, {"main.tf": API, "bad.tfvars": 'x = 1\nresource "a" "b" {}\n'})
+    with pytest.raises(InfraError, match=r"a \.tfvars file holds no blocks"):
+        terraform.read(tmp_path, ReadOptions(var_files=(tmp_path / "bad.tfvars",)))
+
+
+def test_a_filename_override_must_be_a_folder(tmp_path: Path) -> None:
+    write(tmp_path, {"main.tf": API})
+    options = ReadOptions(vars={"aws_lambda_function.connect.filename": "missing"})
+    with pytest.raises(
+        InfraError, match=r"aws_lambda_function\.connect\.filename=missing: not a folder"
+    ):
+        terraform.read(tmp_path, options)
