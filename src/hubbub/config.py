@@ -42,6 +42,8 @@ class ApiConfig:
     # More host names whose https:// URLs reach the management API from in-process handlers,
     # e.g. "{apiId}.execute-api.{region}.amazonaws.com" of an imported template.
     aliases: tuple[str, ...] = ()
+    # The stage's variables: events carry them as stageVariables (an imported stage's too).
+    stage_variables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,11 @@ def load_config(
             from hubbub.infra.load import expand_import
 
             raw, imported = expand_import(raw, file, import_options or {})
+    if imported is None and import_options:
+        flag = "--" + sorted(import_options)[0].rstrip("s").replace("_", "-")
+        raise ConfigError(
+            flag, "applies to an imported file: --config template.yaml, or [import] in hubbub.toml"
+        )
     merged = _merge_env(raw, os.environ if env is None else env)
     for key, value in (overrides or {}).items():
         _set_dotted(merged, key, value)
@@ -313,8 +320,15 @@ def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict
         if key not in known:
             raise ConfigError(key, f"unknown section (known: {', '.join(sorted(known))})")
     sections: dict[str, Any] = {}
+    api_raw = raw.get("api", {})
+    stage_variables: dict[str, str] = {}
+    if isinstance(api_raw, Mapping) and "stage_variables" in api_raw:
+        stage_variables = _string_table(api_raw["stage_variables"], "api.stage_variables")
+        api_raw = {k: v for k, v in api_raw.items() if k != "stage_variables"}
     for name, cls in _SECTIONS.items():
-        sections[name] = _section(cls, raw.get(name, {}), name)
+        sections[name] = _section(cls, api_raw if name == "api" else raw.get(name, {}), name)
+    if stage_variables:
+        sections["api"] = replace(sections["api"], stage_variables=stage_variables)
     static = sections["static"]
     if static.dir is not None and not static.dir.is_absolute():
         sections["static"] = StaticConfig(dir=(base_dir / static.dir))

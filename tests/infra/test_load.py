@@ -40,6 +40,8 @@ Resources:
     Properties:
       ApiId: !Ref Api
       StageName: live
+      StageVariables:
+        color: blue
   PostRoute:
     Type: AWS::ApiGatewayV2::Route
     Properties:
@@ -77,6 +79,8 @@ Resources:
   Queue:
     Type: AWS::SQS::Queue
 """
+
+ECHO_LINE = TEMPLATE.splitlines().index("  EchoInteg:") + 1
 
 # Posts to the management endpoint the template built, as many handlers do (boto3 endpoint_url).
 POST_HANDLER = """\
@@ -131,7 +135,7 @@ def test_a_template_as_config_needs_its_mock_route_overridden(tmp_path: Path) ->
     message = str(caught.value)
     assert "route echo: MOCK integration: hubbub has no mock integrations" in message
     assert '[routes."echo"] handler = "module.function"' in message
-    assert caught.value.origin.line == 37  # the integration's line in template.yaml
+    assert caught.value.origin.line == ECHO_LINE  # the integration's line in template.yaml
 
 
 def test_import_section_keys_win_and_mock_routes_get_a_handler(tmp_path: Path) -> None:
@@ -223,6 +227,7 @@ async def test_execute_api_urls_from_the_template_reach_hubbub(tmp_path: Path) -
         await ws.close()
     from hubbub.aws.ids import api_id_for
 
+    assert config.api.stage_variables == {"color": "blue"}
     assert reply == {
         "table": "connections",
         "endpoint": f"https://{api_id_for('notes')}.execute-api.us-east-1.amazonaws.com/live",
@@ -238,9 +243,10 @@ def test_hubbub_import_prints_an_equivalent_hubbub_toml(
     out, err = capsys.readouterr()
     assert err.strip() == "hubbub: ignored: 1 AWS::SQS::Queue"
     assert "# route: template.yaml:" in out
-    assert "# echo: a MOCK integration (template.yaml:37" in out
+    assert f"# echo: a MOCK integration (template.yaml:{ECHO_LINE} " in out
     raw = tomllib.loads(out)
     assert raw["api"]["stage"] == "s"
+    assert raw["api"]["stage_variables"] == {"color": "blue"}
     assert raw["routes"]["post"]["code"] == "post"
     assert raw["routes"]["post"]["environment"]["TABLE"] == "t2"
     # Saved next to the template, with the MOCK route given a handler, it is a working config.
@@ -379,3 +385,11 @@ def test_a_request_authorizer_from_the_template(tmp_path: Path) -> None:
     assert auth.function is not None
     assert auth.function.code == (tmp_path / "auth").resolve()
     assert auth.function.name == "AuthFn"
+
+
+def test_import_flags_without_an_imported_file_are_an_error(tmp_path: Path) -> None:
+    config = _toml(tmp_path, '[api]\nname = "plain"\n')
+    with pytest.raises(ConfigError, match=r"--stage: applies to an imported file"):
+        load_config(config, env={}, import_options={"stage": "x"})
+    with pytest.raises(ConfigError, match=r"--parameter: applies to an imported file"):
+        load_config(config, env={}, import_options={"parameters": {"A": "1"}})

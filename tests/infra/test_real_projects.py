@@ -18,6 +18,7 @@ from tests.helpers import eventually
 FIXTURES = Path(__file__).parent / "fixtures"
 CDK = FIXTURES / "cdk-websocket-chat" / "cdk.out" / "WebsocketChat.template.json"
 SAM = FIXTURES / "websocket-sessions-management" / "template.yml"
+SAM_CHAT = FIXTURES / "sam-websocket-chat" / "template.yaml"
 
 
 def _hubbub_toml(tmp_path: Path, source: Path, dynamodb: str, extra: str = "") -> Path:
@@ -80,6 +81,51 @@ async def test_cdk_chat_two_clients_chat_through_its_own_function_and_table(
         await bob.close()
         await eventually(lambda: len(_table_items(dynamodb, table)) == 1, message="$disconnect")
         await alice.close()
+
+
+async def test_sam_chat_two_clients_chat_through_three_functions_named_app(
+    tmp_path: Path, dynamodb: str
+) -> None:
+    """kensh/websocket-apigateway: three functions, each an ``app.py`` in its own CodeUri."""
+    config = load_config(_hubbub_toml(tmp_path, SAM_CHAT, dynamodb), env={})
+    assert config.imported is not None
+    assert config.imported.format == "sam"
+    assert config.imported.summary == "ignored: nothing"
+    assert config.api.stage == "dev"
+    codes = {
+        key: route.function.code.name for key, route in config.routes.items() if route.function
+    }
+    assert codes == {
+        "$connect": "onconnect",
+        "$disconnect": "ondisconnect",
+        "sendmessage": "sendmessage",
+    }
+    table = "simplechat_connections"
+    async with run_gateway(config) as gw:
+        a = await websockets.connect(gw.websocket_url)
+        b = await websockets.connect(gw.websocket_url)
+        await eventually(lambda: len(_table_items(dynamodb, table)) == 2, message="2 rows")
+        # sendmessage scans the table and posts the data to every connection, the sender too.
+        await a.send(json.dumps({"action": "sendmessage", "data": "hello from a"}))
+        assert await asyncio.wait_for(a.recv(), 10) == "hello from a"
+        assert await asyncio.wait_for(b.recv(), 10) == "hello from a"
+        await b.send(json.dumps({"action": "sendmessage", "data": "hi a"}))
+        assert await asyncio.wait_for(a.recv(), 10) == "hi a"
+        assert await asyncio.wait_for(b.recv(), 10) == "hi a"
+        await b.close()
+        await eventually(lambda: len(_table_items(dynamodb, table)) == 1, message="$disconnect")
+        await a.close()
+    # --parameter / [import] parameters rename the table, for the functions and create_tables.
+    renamed = _hubbub_toml(tmp_path, SAM_CHAT, dynamodb)
+    renamed.write_text(
+        renamed.read_text().replace(
+            "create_tables = true", 'create_tables = true\nparameters = { TableName = "chat_b" }'
+        )
+    )
+    config = load_config(renamed, env={})
+    assert config.routes["$connect"].environment["TABLE_NAME"] == "chat_b"
+    assert config.imported is not None
+    assert [t.name for t in config.imported.tables] == ["chat_b"]
 
 
 async def test_cdk_tables_are_created_once(tmp_path: Path, dynamodb: str) -> None:

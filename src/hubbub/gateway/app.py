@@ -248,7 +248,10 @@ class Gateway(GatewayApi):
                 accept_post=api.accept_post,
             )
         self.api_context = ApiContext(
-            api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
+            api_id=api_id_for(config.api.name),
+            stage=config.api.stage,
+            domain_name=domain,
+            stage_variables=dict(config.api.stage_variables) or None,
         )
         self._method_arn = method_arn(
             region=config.api.region,

@@ -672,6 +672,8 @@ class _Reader:
         chosen = None
         if self.options.stage is not None:
             chosen = next((s for s in mine if self.stage_name(s) == self.options.stage), None)
+            if chosen is None and len(mine) == 1:  # the one stage, renamed
+                chosen = mine[0]
             api.stage = self.options.stage
         elif mine:
             chosen = mine[0]

@@ -212,6 +212,8 @@ def to_raw(api: ImportedApi) -> tuple[dict[str, Any], list[str]]:
         },
         "routes": {},
     }
+    if api.stage_variables:
+        raw["api"]["stage_variables"] = dict(api.stage_variables)
     mocks = []
     connect_authorizer = None
     for route in api.routes:
@@ -285,12 +287,11 @@ def to_toml(api: ImportedApi, base_dir: Path) -> str:
         "[api]",
         f"# {_origin(api.origin, base_dir)}",
     ]
-    for key, value in raw["api"].items():
-        lines.append(f"{_key(key)} = {_value(value)}")
     lines.append(
         "# aliases: https://{apiId}.execute-api.{region}.amazonaws.com/{stage} URLs reach "
         "hubbub's management API"
     )
+    lines += _table(raw["api"], base_dir, "api")
     for route in api.routes:
         lines.append("")
         if route.key in mocks:
