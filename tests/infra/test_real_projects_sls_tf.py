@@ -345,3 +345,100 @@ async def test_terraform_project_two_clients_chat(tmp_path: Path, dynamodb: str)
         await bob.close()
         await eventually(lambda: rows() == 1, message="$disconnect")
         await alice.close()
+
+
+SLS_AUTH_PROJECT = """\
+service: authchat
+provider:
+  name: aws
+  runtime: python3.12
+  environment:
+    SECRET: ${opt:secret, 'letmein'}
+functions:
+  auth:
+    handler: handlers/auth.handler
+  connect:
+    handler: handlers/connect.handler
+    events:
+      - websocket:
+          route: $connect
+          authorizer:
+            name: auth
+            identitySource:
+              - route.request.querystring.token
+  echo:
+    handler: handlers/echo.handler
+    events:
+      - websocket:
+          route: $default
+          routeResponseSelectionExpression: $default
+"""
+
+SLS_AUTH = """\
+import os
+
+
+def handler(event, context):
+    allowed = event["queryStringParameters"]["token"] == os.environ["SECRET"]
+    return {
+        "principalId": "user-1",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow" if allowed else "Deny",
+                    "Resource": event["methodArn"],
+                }
+            ],
+        },
+        "context": {"who": "user-1"},
+    }
+"""
+
+SLS_ECHO = """\
+def handler(event, context):
+    who = event["requestContext"]["authorizer"]["who"]
+    return {"statusCode": 200, "body": who + ": " + event["body"]}
+"""
+
+
+async def test_serverless_request_authorizer_guards_connect(tmp_path: Path) -> None:
+    """A serverless.yml websocket authorizer (a function of the service, its identitySource)
+    runs before $connect: a wrong token is refused, the right one connects, and the route sees
+    the authorizer's context; routeResponseSelectionExpression sends its answer back."""
+    project = tmp_path / "project"
+    (project / "handlers").mkdir(parents=True)
+    (project / "serverless.yml").write_text(SLS_AUTH_PROJECT)
+    (project / "handlers" / "auth.py").write_text(SLS_AUTH)
+    (project / "handlers" / "connect.py").write_text(
+        "def handler(event, context):\n    return {'statusCode': 200}\n"
+    )
+    (project / "handlers" / "echo.py").write_text(SLS_ECHO)
+    config = tmp_path / "hubbub.toml"
+    config.write_text(
+        f"""
+[import]
+from = {json.dumps(str(project / "serverless.yml"))}
+vars = {{ secret = "s3cret" }}
+
+[server]
+port = 0
+
+[management]
+port = 0
+tls_port = 0
+state_dir = {json.dumps(str(tmp_path / "state"))}
+""",
+        encoding="utf-8",
+    )
+    loaded = load_config(config, env={})
+    assert loaded.authorizer is not None
+    async with run_gateway(loaded) as gw:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{gw.websocket_url}?token=letmein")
+        assert refused.value.response.status_code == 403
+        client = await websockets.connect(f"{gw.websocket_url}?token=s3cret")
+        await client.send("hello")
+        assert await asyncio.wait_for(client.recv(), 10) == "user-1: hello"
+        await client.close()
