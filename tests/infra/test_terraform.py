@@ -519,7 +519,7 @@ def test_functions_operators_and_collections(tmp_path: Path) -> None:
         ONE     = one(["only"])
         SUBSTR  = substr("websocket", 0, 3)
         HEREDOC = <<-EOT
-          hello ${var.who}
+          hello ${var.who} $${literal} "quoted"
           EOT
         """,
         'variable "on" {\n  default = true\n}\nvariable "who" {\n  default = "you"\n}\n',
@@ -550,7 +550,7 @@ def test_functions_operators_and_collections(tmp_path: Path) -> None:
         "TOSTR": "5",
         "ONE": "only",
         "SUBSTR": "web",
-        "HEREDOC": "hello you\n",
+        "HEREDOC": 'hello you ${literal} "quoted"\n',
     }
 
 

@@ -262,7 +262,7 @@ class Evaluator:
         # The grammar keeps a heredoc as one token: its interpolations are parsed here.
         import hcl2
 
-        quoted = json.dumps(body).replace("$${", "$$${")
+        quoted = json.dumps(body)  # "$${" stays an escape: it means the same in a quoted string
         tree = hcl2.parses_to_tree(f"x = {quoted}\n")
         return self.evaluate(_trees(_trees(tree.children[0])[0])[-1], source)
 
