@@ -7,9 +7,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubbub.infra import serverless
 from hubbub.infra.model import ImportedApi, InfraError, ReadOptions
+from hubbub.infra.serverless_variables import Context
 
 BASE = """\
 service: chat
@@ -662,3 +665,19 @@ def test_a_variable_inside_a_file_names_that_file(tmp_path: Path) -> None:
     (tmp_path / "v.yml").write_text("a: 1\nb: ${ssm:/x}\n")
     e = error(tmp_path, BASE + "    environment:\n      K: ${file(./v.yml):b}\n")
     assert (e.origin.file, e.origin.line) == ((tmp_path / "v.yml").resolve(), 2)
+
+
+@given(st.text(max_size=40).filter(lambda t: "${" not in t))
+@settings(max_examples=60, deadline=None)
+def test_text_without_variables_is_unchanged(text: str) -> None:
+    context = Context(
+        config={},
+        file=Path("serverless.yml"),
+        text="",
+        vars={},
+        env={},
+        stage=lambda: "dev",
+        region=lambda: "us-east-1",
+        account_id="123456789012",
+    )
+    assert context.resolve({"k": [text]}) == {"k": [text]}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hubbub.infra import terraform
+from hubbub.infra import hcl, terraform
+from hubbub.infra.hcl import Evaluator
 from hubbub.infra.model import ImportedApi, InfraError, ReadOptions
 
 API = """\
@@ -1055,3 +1059,12 @@ def test_a_filename_override_must_be_a_folder(tmp_path: Path) -> None:
         InfraError, match=r"aws_lambda_function\.connect\.filename=missing: not a folder"
     ):
         terraform.read(tmp_path, options)
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_any_quoted_string_evaluates_to_itself(text: str) -> None:
+    """A Terraform string literal (quoted, with ${ and %{ escaped) evaluates to its text."""
+    literal = json.dumps(text, ensure_ascii=False).replace("${", "$${").replace("%{", "%%{")
+    attribute = hcl.parse_expression(literal, Path("test.tf"))
+    assert Evaluator(lambda name, at: None).attribute(attribute) == text
