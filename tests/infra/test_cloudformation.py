@@ -177,6 +177,10 @@ def test_json_template(tmp_path: Path) -> None:
     path.write_text(json.dumps(template))
     api = _read(path)
     assert api.format == "cloudformation"
+    assert api.routes[0].origin.line == 1  # all of it is on line 1
+    path.write_text(json.dumps(template, indent=1))
+    api = _read(path)
+    assert api.routes[0].origin.line == _line_of(path, '"R": {')
     assert api.routes[0].integration.kind == "http"
     assert api.routes[0].integration.url == "https://example.com/ws"
 

@@ -105,10 +105,36 @@ def load_template(path: Path) -> Any:
         raise InfraError(Origin(path), "", f"cannot read the template: {exc.strerror}") from exc
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InfraError(Origin(path, exc.lineno), "", f"not valid JSON: {exc.msg}") from exc
+        return _json_lines(data, text)
     return _load_yaml(path, text)
+
+
+def _json_lines(data: Any, text: str) -> Any:
+    """JSON has no node marks: the lines of the resources and parameters are found in the text
+    (a logical id is a key once per section), so errors in CDK's output name a line too."""
+    if not isinstance(data, dict):
+        return data
+    top = Lined(data)
+    top.line = 1
+    top.key_lines = {}
+    for section in ("Resources", "Parameters"):
+        items = data.get(section)
+        if not isinstance(items, dict):
+            continue
+        start = text.find(f'"{section}"')
+        top.key_lines[section] = text.count("\n", 0, start) + 1 if start >= 0 else 1
+        lined = Lined(items)
+        lined.line = top.key_lines[section]
+        lined.key_lines = {}
+        for key in items:
+            found = re.compile(rf'"{re.escape(key)}"\s*:\s*\{{').search(text, max(start, 0))
+            if found is not None:
+                lined.key_lines[key] = text.count("\n", 0, found.start()) + 1
+        top[section] = lined
+    return top
 
 
 def _load_yaml(path: Path, text: str) -> Any:
