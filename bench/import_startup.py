@@ -4,8 +4,11 @@ Writes a SAM template with ten routes, each a function in its own folder (its ow
 ``helper.py``: the isolated imports of issue 14's code roots), runs ``hubbub serve --config
 template.yaml`` as a fresh process, and measures from the process start to the first completed
 WebSocket handshake (101). Repeated ``--runs`` times; prints each run and the median.
+``--format serverless`` writes the same API as a serverless.yml (one service folder, a
+``functions/f<i>/app.py`` handler each), ``--format terraform`` as a ``main.tf`` (an
+``archive_file`` per function folder).
 
-    python -m bench.import_startup [--runs 5] [--routes 10]
+    python -m bench.import_startup [--runs 5] [--routes 10] [--format sam|serverless|terraform]
 """
 
 from __future__ import annotations
@@ -74,8 +77,99 @@ Resources:
 """
 
 
-def write_project(folder: Path, routes: int) -> Path:
+SLS_HEAD = """\
+service: bench-import
+provider:
+  name: aws
+  runtime: python3.12
+  stage: ${opt:stage, 'dev'}
+  timeout: 10
+  environment:
+    TABLE: !Ref Table
+resources:
+  Resources:
+    Table:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        TableName: ${self:service}-${sls:stage}-connections
+        AttributeDefinitions: [{AttributeName: connectionId, AttributeType: S}]
+        KeySchema: [{AttributeName: connectionId, KeyType: HASH}]
+    Role:
+      Type: AWS::IAM::Role
+functions:
+"""
+
+SLS_FUNCTION = """\
+  f{i}:
+    handler: functions/f{i}/app.handler
+    events:
+      - websocket: '{key}'
+"""
+
+TF_HEAD = """\
+variable "stage" {{
+  default = "dev"
+}}
+resource "aws_apigatewayv2_api" "api" {{
+  name                       = "bench-import"
+  protocol_type              = "WEBSOCKET"
+  route_selection_expression = "$request.body.action"
+}}
+resource "aws_apigatewayv2_stage" "stage" {{
+  api_id = aws_apigatewayv2_api.api.id
+  name   = var.stage
+}}
+resource "aws_dynamodb_table" "table" {{
+  name     = "bench-${{var.stage}}-connections"
+  hash_key = "connectionId"
+  attribute {{
+    name = "connectionId"
+    type = "S"
+  }}
+}}
+resource "aws_iam_role" "role" {{
+  name = "bench"
+}}
+"""
+
+TF_FUNCTION = """\
+data "archive_file" "f{i}" {{
+  type        = "zip"
+  source_dir  = "${{path.module}}/functions/f{i}"
+  output_path = "${{path.module}}/build/f{i}.zip"
+}}
+resource "aws_lambda_function" "f{i}" {{
+  function_name = "f{i}"
+  filename      = data.archive_file.f{i}.output_path
+  handler       = "app.handler"
+  runtime       = "python3.12"
+  timeout       = 10
+  environment {{
+    variables = {{
+      TABLE = aws_dynamodb_table.table.name
+    }}
+  }}
+}}
+resource "aws_apigatewayv2_integration" "f{i}" {{
+  api_id           = aws_apigatewayv2_api.api.id
+  integration_type = "AWS_PROXY"
+  integration_uri  = aws_lambda_function.f{i}.invoke_arn
+}}
+resource "aws_apigatewayv2_route" "f{i}" {{
+  api_id    = aws_apigatewayv2_api.api.id
+  route_key = "{key}"
+  target    = "integrations/${{aws_apigatewayv2_integration.f{i}.id}}"
+}}
+"""
+
+
+def write_project(folder: Path, routes: int, fmt: str = "sam") -> Path:
+    """The project's files; the path to give ``--config``."""
     keys = ["$connect", "$disconnect", "$default"] + [f"action{i}" for i in range(routes - 3)]
+    if fmt == "serverless":
+        return _write_serverless(folder, keys)
+    if fmt == "terraform":
+        return _write_terraform(folder, keys)
     text = HEAD
     for i, key in enumerate(keys):
         text += ROUTE.format(i=i, key=key)
@@ -89,6 +183,36 @@ def write_project(folder: Path, routes: int) -> Path:
     template = folder / "template.yaml"
     template.write_text(text)
     return template
+
+
+def _write_serverless(folder: Path, keys: list[str]) -> Path:
+    text = SLS_HEAD
+    for i, key in enumerate(keys):
+        text += SLS_FUNCTION.format(i=i, key=key)
+        code = folder / "functions" / f"f{i}"
+        code.mkdir(parents=True)
+        # One service folder is every function's code root, as Serverless packages it.
+        (code / "app.py").write_text(
+            f"def handler(event, context):\n    return {{'statusCode': 200, 'body': 'f{i}'}}\n"
+        )
+    config = folder / "serverless.yml"
+    config.write_text(text)
+    return config
+
+
+def _write_terraform(folder: Path, keys: list[str]) -> Path:
+    text = TF_HEAD.format()
+    for i, key in enumerate(keys):
+        text += TF_FUNCTION.format(i=i, key=key)
+        code = folder / "functions" / f"f{i}"
+        code.mkdir(parents=True)
+        (code / "helper.py").write_text(f"NAME = 'f{i}'\n")
+        (code / "app.py").write_text(
+            "import helper\n\n\ndef handler(event, context):\n"
+            "    return {'statusCode': 200, 'body': helper.NAME}\n"
+        )
+    (folder / "main.tf").write_text(text)
+    return folder
 
 
 async def handshake(url: str) -> None:
@@ -139,13 +263,17 @@ def first_101(template: Path, state: Path) -> tuple[float, float]:
             proc.stdout.close()
 
 
+_LABELS = {"sam": "template", "serverless": "serverless.yml", "terraform": "Terraform"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.import_startup")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--routes", type=int, default=10)
+    parser.add_argument("--format", choices=("sam", "serverless", "terraform"), default="sam")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        template = write_project(Path(tmp), args.routes)
+        template = write_project(Path(tmp), args.routes, args.format)
         results = []
         for run in range(args.runs):
             listening, connected = first_101(template, Path(tmp) / "state")
@@ -154,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     median = statistics.median(results)
     verdict = "met" if median <= 1.0 else "MISSED"
     print(
-        f"template with {args.routes} routes -> first 101: median {median:.3f} s "
+        f"{_LABELS[args.format]} with {args.routes} routes -> first 101: median {median:.3f} s "
         f"(goal <= 1 s: {verdict})"
     )
     return 0 if median <= 1.0 else 1
