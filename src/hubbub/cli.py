@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hubbub import __version__
 from hubbub.config import Config, load_config
 from hubbub.errors import ConfigError, HandlerError, ListenError
+from hubbub.infra.model import InfraError
 
 if TYPE_CHECKING:
     from hubbub.gateway.app import Gateway
@@ -125,7 +126,8 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    source = f"{_config_path(args)}: " if _config_path(args) else ""
+    path = _config_path(args) if args.command != "import" else None
+    source = f"{path}: " if path else ""
     try:
         if args.command == "import":
             from hubbub.infra.cli import run_import
@@ -146,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hubbub: handler error: {source}{exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"hubbub: config error: {source}{exc}", file=sys.stderr)
+        # An infrastructure file's error names its own file and line already.
+        where = "" if isinstance(exc, InfraError) else source
+        print(f"hubbub: config error: {where}{exc}", file=sys.stderr)
         return 2
     except ListenError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)

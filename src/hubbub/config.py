@@ -89,6 +89,10 @@ class ManagementConfig:
 SUPPORTED_RUNTIMES = ("python",)
 
 
+# Not a key itself: built from the route's (or authorizer's) code, runtime, layers and memory.
+_FUNCTION_DOC = "code, runtime, layers, memory"
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """Where a Lambda function's code lives (route or authorizer keys ``code``, ``runtime``,
@@ -112,7 +116,7 @@ class RouteConfig:
     environment: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None  # the Lambda function's name (context.function_name)
     # The function behind the route (see FunctionSpec); None: handler under the config's folder.
-    function: FunctionSpec | None = None
+    function: FunctionSpec | None = field(default=None, metadata={"from_keys": _FUNCTION_DOC})
 
     @property
     def target(self) -> str:
@@ -207,7 +211,7 @@ class AuthorizerConfig:
     jwt: JwtConfig | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
-    function: FunctionSpec | None = None
+    function: FunctionSpec | None = field(default=None, metadata={"from_keys": _FUNCTION_DOC})
 
 
 @dataclass(frozen=True)

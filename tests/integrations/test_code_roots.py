@@ -57,7 +57,7 @@ def _config(tmp_path: Path) -> Path:
     routes = {
         "one": ("functions/one", "lambda_function", 'layers = ["layers/common"]\nmemory = 512'),
         "two": ("functions/two", "lambda_function", ""),
-        "three": ("functions/three", "lambda_function", 'function = "Three"'),
+        "three": ("functions/three", "lambda_function", 'name = "Three"'),
         "a": ("apps/a", "app", 'runtime = "python3.12"'),
         "b": ("apps/b", "app", ""),
     }
@@ -95,7 +95,7 @@ async def test_functions_with_modules_of_the_same_name_dont_see_each_other(
     assert replies["one"]["shared"] == "layer 1"  # from its layer's python/ folder
     assert replies["one"]["memory"] == "512"
     assert replies["three"]["function"] == "Three"
-    assert replies["two"]["function"] == "lambda_function"
+    assert replies["two"]["function"] == "hubbub-dev-two"  # {api}-{stage}-{route} by default
     # Nothing of theirs is left where the next function (or the process) would find it.
     assert not {"helper", "shared", "lambda_function", "app"} & set(sys.modules)
 
@@ -119,7 +119,10 @@ def test_package_handlers_and_missing_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"has no function 'missing'"):
         load_function("src/handlers/connect.missing", tmp_path, key="routes.x.handler")
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom at import')\n")
-    with pytest.raises(ConfigError, match=r"importing broken from .* failed: .*boom at import"):
+    with pytest.raises(
+        ConfigError,
+        match=r"importing broken from .* failed at .*broken.py:1: RuntimeError: boom at import",
+    ):
         load_function("broken.handler", tmp_path, key="routes.x.handler")
 
 
@@ -141,7 +144,7 @@ def _route_config(tmp_path: Path, extra: str) -> Path:
         ),
         ('layers = ["nope"]', 'routes."x".layers[0]: '),
         ("memory = -1", 'routes."x".memory: must not be negative'),
-        ("function = 3", 'routes."x".function: must be a string'),
+        ("name = 3", 'routes."x".name: must be 1-64 letters'),
     ],
 )
 def test_function_key_errors(tmp_path: Path, extra: str, message: str) -> None:
