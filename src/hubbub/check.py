@@ -22,8 +22,11 @@ def check(config: Config) -> list[str]:
     """Validate ``config`` as ``serve`` would; the summary lines to print. Raises ConfigError."""
     from hubbub.gateway.auth import execution_role
     from hubbub.gateway.routing import RouteFactory
+    from hubbub.integrations import environment
     from hubbub.integrations.http import HttpClient
 
+    # Handlers import inside their function's environment, as serve imports them.
+    environment.install()
     factory = RouteFactory(config, execution_role=execution_role(), tls=None, http=HttpClient())
     try:
         factory.routes()  # imports every handler: HandlerError names the route, file and line

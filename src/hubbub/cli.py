@@ -4,6 +4,11 @@ hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
              [--management-port P] [--management-tls-port P] [--store URL] [--workers N]
              [--log-format text|json] [--log-level L]
 hubbub check [--config PATH]     validate as serve would, print what it would serve
+hubbub import PATH [--stage NAME] [--parameter KEY=VALUE]... [--var KEY=VALUE]...
+              [--var-file FILE]... [--format sam|cloudformation|serverless|terraform]
+
+--config also takes a SAM/CloudFormation template, serverless.yml or Terraform files (with the
+same import flags), see docs/importing.md.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hubbub import __version__
 from hubbub.config import Config, load_config
 from hubbub.errors import ConfigError, HandlerError, ListenError
+from hubbub.infra.model import InfraError
 
 if TYPE_CHECKING:
     from hubbub.gateway.app import Gateway
@@ -60,12 +66,29 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config file and print the resolved routes")
     _config_arg(check)
+    from hubbub.infra.cli import add_import_flags
+
+    add_import_flags(serve)
+    add_import_flags(check)
+    imp = sub.add_parser(
+        "import", help="print the hubbub.toml equivalent to a template, serverless.yml or .tf"
+    )
+    imp.add_argument("path", help="template.yaml, cdk.out/X.template.json, serverless.yml, .tf")
+    imp.add_argument(
+        "--output-dir",
+        default=".",
+        help="folder the printed hubbub.toml will be saved in (its paths are relative to it)",
+    )
+    add_import_flags(imp)
     return parser
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default=None, help="path to hubbub.toml (default: ./hubbub.toml if present)"
+        "--config",
+        default=None,
+        help="path to hubbub.toml, or to a template, serverless.yml or .tf to serve directly "
+        "(default: ./hubbub.toml if present)",
     )
 
 
@@ -96,14 +119,28 @@ def build_config(args: argparse.Namespace) -> Config:
         value = getattr(args, attr, None)
         if value is not None:
             overrides[key] = value
-    return load_config(path, overrides=overrides)
+    from hubbub.infra.cli import import_options
+
+    return load_config(path, overrides=overrides, import_options=import_options(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    source = f"{_config_path(args)}: " if _config_path(args) else ""
+    path = _config_path(args) if args.command != "import" else None
+    source = f"{path}: " if path else ""
     try:
+        if args.command == "import":
+            from hubbub.infra.cli import run_import
+
+            return run_import(args)
         config = build_config(args)
+        if config.imported is not None:
+            print(
+                f"hubbub: imported {config.imported.source} ({config.imported.format}); "
+                f"{config.imported.summary}",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.command == "check":
             return _check(config)
         return serve(config)
@@ -111,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hubbub: handler error: {source}{exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"hubbub: config error: {source}{exc}", file=sys.stderr)
+        # An infrastructure file's error names its own file and line already.
+        where = "" if isinstance(exc, InfraError) else source
+        print(f"hubbub: config error: {where}{exc}", file=sys.stderr)
         return 2
     except ListenError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)

@@ -40,6 +40,11 @@ class ApiConfig:
     domain_name: str = ""
     region: str = "us-east-1"
     account_id: str = "000000000000"
+    # More host names whose https:// URLs reach the management API from in-process handlers,
+    # e.g. "{apiId}.execute-api.{region}.amazonaws.com" of an imported template.
+    aliases: tuple[str, ...] = ()
+    # The stage's variables: events carry them as stageVariables (an imported stage's too).
+    stage_variables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,27 @@ class ManagementConfig:
     burst: int = 0  # bucket size; 0 = max(1, rate_limit)
 
 
+# Lambda runtimes whose handlers hubbub runs; other runtimes are a config error naming them.
+SUPPORTED_RUNTIMES = ("python",)
+
+
+# Not a key itself: built from the route's (or authorizer's) code, runtime, layers and memory.
+_FUNCTION_DOC = "code, runtime, layers, memory"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Where a Lambda function's code lives (route or authorizer keys ``code``, ``runtime``,
+    ``layers``, ``memory``; ``name`` names it): each function imports from its own code root and
+    layers, apart from every other function (hubbub.integrations.python.load_function)."""
+
+    code: Path  # absolute: the folder the handler path is relative to
+    runtime: str = ""  # "python3.12"; "" = python
+    layers: tuple[Path, ...] = ()  # absolute layer folders (their python/ subfolder if any)
+    name: str = ""  # the function's name (AWS_LAMBDA_FUNCTION_NAME); "" = from the handler
+    memory: int | None = None  # MB, for AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+
+
 @dataclass(frozen=True)
 class RouteConfig:
     key: str
@@ -95,6 +121,8 @@ class RouteConfig:
     route_response: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None  # the Lambda function's name (context.function_name)
+    # The function behind the route (see FunctionSpec); None: handler under the config's folder.
+    function: FunctionSpec | None = field(default=None, metadata={"from_keys": _FUNCTION_DOC})
 
     @property
     def target(self) -> str:
@@ -189,6 +217,7 @@ class AuthorizerConfig:
     jwt: JwtConfig | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
+    function: FunctionSpec | None = field(default=None, metadata={"from_keys": _FUNCTION_DOC})
 
 
 @dataclass(frozen=True)
@@ -206,9 +235,21 @@ class Config:
     history: HistoryConfig = HistoryConfig()
     presence: PresenceConfig = PresenceConfig()
     authorizer: AuthorizerConfig | None = None
+    # What an infrastructure file brought in (hubbub.infra.load): a template given as --config,
+    # or a hubbub.toml's [import] section.
+    imported: ImportedConfig | None = None
     # Folder that handler module paths and relative file paths are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"
+
+
+@dataclass(frozen=True)
+class ImportedConfig:
+    source: Path
+    format: str
+    summary: str  # "ignored: 2 AWS::IAM::Role, 1 AWS::S3::Bucket"
+    create_tables: bool = False
+    tables: tuple[Any, ...] = ()  # hubbub.infra.model.Table
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -229,16 +270,29 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    import_options: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build a :class:`Config` from a TOML file, ``HUBBUB_*`` variables and flag overrides.
 
     ``overrides`` maps dotted keys (``"server.port"``) to values, as the CLI produces them.
     A missing ``path`` means defaults only; a path that does not exist is an error.
+    ``path`` may also be an infrastructure file (a SAM/CloudFormation template, serverless.yml,
+    Terraform): its API is imported (hubbub.infra.load), as is a hubbub.toml's ``[import]``;
+    ``import_options`` are the CLI's ``--format``/``--stage``/``--parameter``/``--var``/
+    ``--var-file`` (keys format, stage, parameters, vars, var_files).
     """
     raw: dict[str, Any] = {}
     base_dir = Path.cwd()
     source = "<defaults>"
-    if path is not None:
+    imported: ImportedConfig | None = None
+    if path is not None and _is_infra(Path(path), import_options or {}):
+        from hubbub.infra.load import import_file
+
+        file = Path(path)
+        raw, imported = import_file(file, import_options or {})
+        base_dir = file.resolve() if file.is_dir() else file.resolve().parent
+        source = str(file)
+    elif path is not None:
         file = Path(path)
         try:
             text = file.read_text(encoding="utf-8")
@@ -250,10 +304,44 @@ def load_config(
             raise ConfigError("--config", f"{file} is not valid TOML: {exc}") from exc
         base_dir = file.resolve().parent
         source = str(file)
+        if "import" in raw:
+            from hubbub.infra.load import expand_import
+
+            raw, imported = expand_import(raw, file, import_options or {})
+    if imported is None and import_options:
+        flag = "--" + sorted(import_options)[0].removesuffix("s").replace("_", "-")
+        raise ConfigError(
+            flag, "applies to an imported file: --config template.yaml, or [import] in hubbub.toml"
+        )
     merged = _merge_env(raw, os.environ if env is None else env)
     for key, value in (overrides or {}).items():
         _set_dotted(merged, key, value)
-    return build_config(merged, base_dir=base_dir, source=source)
+    config = build_config(merged, base_dir=base_dir, source=source)
+    return config if imported is None else replace(config, imported=imported)
+
+
+def _is_infra(path: Path, import_options: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is an infrastructure file to import rather than a hubbub.toml: a
+    ``.toml`` is TOML, else a ``--format`` says so; anything else is what its name and content
+    say (hubbub.infra.detect), and a file of no format hubbub imports is read as TOML."""
+    if path.suffix == ".toml":
+        return False  # a --format applies to its [import] from = ...
+    if import_options.get("format"):
+        return True
+    from hubbub.infra.detect import detect
+    from hubbub.infra.model import InfraError
+
+    try:
+        detect(path)
+    except InfraError:
+        if not path.is_file():
+            return True  # the import reports it (a folder without .tf files, a missing path)
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+            return True  # neither: the import's error names the formats and --format
+        return False
+    return True
 
 
 def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict>") -> Config:
@@ -263,8 +351,15 @@ def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict
         if key not in known:
             raise ConfigError(key, f"unknown section (known: {', '.join(sorted(known))})")
     sections: dict[str, Any] = {}
+    api_raw = raw.get("api", {})
+    stage_variables: dict[str, str] = {}
+    if isinstance(api_raw, Mapping) and "stage_variables" in api_raw:
+        stage_variables = _string_table(api_raw["stage_variables"], "api.stage_variables")
+        api_raw = {k: v for k, v in api_raw.items() if k != "stage_variables"}
     for name, cls in _SECTIONS.items():
-        sections[name] = _section(cls, raw.get(name, {}), name)
+        sections[name] = _section(cls, api_raw if name == "api" else raw.get(name, {}), name)
+    if stage_variables:
+        sections["api"] = replace(sections["api"], stage_variables=stage_variables)
     static = sections["static"]
     if static.dir is not None and not static.dir.is_absolute():
         sections["static"] = StaticConfig(dir=(base_dir / static.dir))
@@ -281,7 +376,7 @@ def build_config(raw: Mapping[str, Any], *, base_dir: Path, source: str = "<dict
     if management.state_dir is not None and not management.state_dir.is_absolute():
         management = replace(management, state_dir=base_dir / management.state_dir)
     environment = _string_table(raw.get("environment", {}), "environment")
-    routes = _routes(raw.get("routes", {}))
+    routes = _routes(raw.get("routes", {}), base_dir)
     authorizer = _authorizer(raw["authorizer"], base_dir) if "authorizer" in raw else None
     config = Config(
         authorizer=authorizer,
@@ -440,7 +535,18 @@ def _string_table(raw: Any, key: str) -> dict[str, str]:
     return out
 
 
-_ROUTE_KEYS = {"handler", "url", "timeout", "route_response", "environment", "name"}
+# A route's function (FunctionSpec): its code root, runtime, layers and memory; its name is
+# the route's own ``name``.
+_FUNCTION_KEYS = {"code", "runtime", "layers", "memory"}
+_ROUTE_KEYS = {
+    "handler",
+    "url",
+    "timeout",
+    "route_response",
+    "environment",
+    "name",
+    *_FUNCTION_KEYS,
+}
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -453,7 +559,7 @@ def _function_name(value: Any, key: str) -> str | None:
     return value
 
 
-def _routes(raw: Any) -> dict[str, RouteConfig]:
+def _routes(raw: Any, base_dir: Path) -> dict[str, RouteConfig]:
     if not isinstance(raw, Mapping):
         raise ConfigError("routes", "must be a table")
     routes: dict[str, RouteConfig] = {}
@@ -495,14 +601,56 @@ def _routes(raw: Any) -> dict[str, RouteConfig]:
             route_response=route_response,
             environment=_string_table(spec.get("environment", {}), f"{prefix}.environment"),
             name=_function_name(spec.get("name"), f"{prefix}.name"),
+            function=_function_spec(spec, prefix, base_dir, handler),
         )
     return routes
+
+
+def _function_spec(
+    spec: Mapping[str, Any], prefix: str, base_dir: Path, handler: Any
+) -> FunctionSpec | None:
+    """A route's (or the authorizer's) ``code``/``runtime``/``layers``/``memory``."""
+    present = [key for key in sorted(_FUNCTION_KEYS) if key in spec]
+    if not present:
+        return None
+    if handler is None:
+        raise ConfigError(f"{prefix}.{present[0]}", "only a handler = ... route has a function")
+    runtime = _coerce(spec.get("runtime", ""), "str", f"{prefix}.runtime")
+    if runtime and not runtime.startswith(SUPPORTED_RUNTIMES):
+        raise ConfigError(
+            f"{prefix}.runtime",
+            f"{runtime!r} functions can't run yet: hubbub runs Python handlers "
+            f"(python3.x) in-process; Node.js and other runtimes come with the Lambda runtimes "
+            f"feature",
+        )
+
+    def folder(value: Any, key: str) -> Path:
+        path = _coerce(value, "Path | None", key) or Path(".")
+        path = path if path.is_absolute() else base_dir / path
+        if not path.is_dir():
+            raise ConfigError(key, f"{path} is not a folder")
+        return path
+
+    code = folder(spec.get("code", "."), f"{prefix}.code")
+    layers_raw = _coerce(spec.get("layers", []), "tuple[str, ...]", f"{prefix}.layers")
+    layers = tuple(folder(v, f"{prefix}.layers[{i}]") for i, v in enumerate(layers_raw))
+    memory = spec.get("memory")
+    if memory is not None:
+        memory = _coerce(memory, "int", f"{prefix}.memory")
+    return FunctionSpec(
+        code=code,
+        runtime=runtime,
+        layers=layers,
+        name=spec.get("name") or "",  # checked by _function_name
+        memory=memory,
+    )
 
 
 def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("authorizer", "must be a table")
     known = {"identity_source", "handler", "url", "timeout", "jwt", "environment", "name"}
+    known |= _FUNCTION_KEYS
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -548,6 +696,7 @@ def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
         jwt=jwt,
         environment=_string_table(raw.get("environment", {}), "authorizer.environment"),
         name=_function_name(raw.get("name"), "authorizer.name"),
+        function=_function_spec(raw, "authorizer", base_dir, handler),
     )
 
 

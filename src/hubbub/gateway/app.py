@@ -216,6 +216,11 @@ class Gateway(GatewayApi):
                 )
             except OSError as exc:
                 raise ConfigError("management.state_dir", f"{state_dir}: {exc}") from exc
+        if config.imported is not None and config.imported.create_tables:
+            # Before the handlers load: their module-level code may describe the tables.
+            from hubbub.infra.tables import create_tables
+
+            await asyncio.to_thread(create_tables, config)
         self.route_factory = RouteFactory(
             config, execution_role=self.execution_role, tls=self.tls, http=self._http
         )
@@ -291,7 +296,10 @@ class Gateway(GatewayApi):
         else:
             domain = config.api.domain_name or f"{self.management.host}:{self.management.port}"
         self.api_context = ApiContext(
-            api_id=api_id_for(config.api.name), stage=config.api.stage, domain_name=domain
+            api_id=api_id_for(config.api.name),
+            stage=config.api.stage,
+            domain_name=domain,
+            stage_variables=dict(config.api.stage_variables) or None,
         )
         self._method_arn = method_arn(
             region=config.api.region,
@@ -324,6 +332,7 @@ class Gateway(GatewayApi):
                     ("http", self.public),
                 ),
                 domain_name=config.api.domain_name,
+                aliases=config.api.aliases,
                 signed=authenticate is not None,
                 accept_post=api.accept_post,
             )

@@ -80,11 +80,14 @@ def serve(
     *,
     listeners: Iterable[tuple[str, Listener | None]],
     domain_name: str = "",
+    aliases: Iterable[str] = (),
     signed: bool = False,
     accept_post: AcceptPost | None = None,
 ) -> InProcessEndpoint:
     """Answer calls to ``listeners`` (``("http" | "https", listener or None)``) and to
-    ``https://{domain_name}`` with ``handle``, on the running loop. Call it from that loop."""
+    ``https://{domain_name}`` (and ``https://{alias}`` for each of ``aliases``: the
+    ``{apiId}.execute-api.{region}.amazonaws.com`` of an imported template) with ``handle``, on the
+    running loop. Call it from that loop."""
     install()
     loop = asyncio.get_running_loop()
     target = Target(handle, loop, threading.get_ident(), signed, accept_post)
@@ -94,8 +97,9 @@ def serve(
         if listener is not None
         for origin in listener_origins(scheme, listener.host, listener.port)
     ]
-    if domain_name:
-        origins += _spellings("https", domain_name)
+    for name in (domain_name, *aliases):
+        if name:
+            origins += _spellings("https", name)
     return InProcessEndpoint(target, origins)
 
 

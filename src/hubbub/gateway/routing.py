@@ -13,18 +13,24 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from inspect import CO_COROUTINE
+from pathlib import Path
 from types import FunctionType
 from typing import Any
 
 from hubbub.aws.sigv4 import Credential
-from hubbub.config import Config
+from hubbub.config import Config, FunctionSpec
 from hubbub.gateway.auth import ConnectAuthorizer
 from hubbub.gateway.invoke import Route
 from hubbub.gateway.tls import LocalTls, handler_environment
 from hubbub.integrations import environment
 from hubbub.integrations.base import Integration, LambdaFunction
 from hubbub.integrations.http import HttpClient, HttpIntegration
-from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
+from hubbub.integrations.python import (
+    HandlerPool,
+    PythonIntegration,
+    load_function,
+    load_handler,
+)
 
 
 class RouteFactory:
@@ -47,7 +53,11 @@ class RouteFactory:
             pool.close()
 
     def function_environment(
-        self, function: LambdaFunction, route_env: Mapping[str, str], handler: str = ""
+        self,
+        function: LambdaFunction,
+        route_env: Mapping[str, str],
+        handler: str = "",
+        task_root: Path | None = None,
     ) -> dict[str, str]:
         """What one function's ``os.environ`` shows on top of the process environment: Lambda's
         own variables (consistent with the function's context), then ``[environment]``, then the
@@ -57,7 +67,7 @@ class RouteFactory:
             "AWS_REGION": config.api.region,
             "AWS_DEFAULT_REGION": config.api.region,
             **function.environment(),
-            "LAMBDA_TASK_ROOT": str(config.base_dir),
+            "LAMBDA_TASK_ROOT": str(task_root or config.base_dir),
             "_HANDLER": handler,
         }
         if "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_ACCESS_KEY_ID" not in config.environment:
@@ -84,6 +94,7 @@ class RouteFactory:
                 timeout=spec.timeout,
                 two_way=spec.route_response,
                 name=spec.name,
+                spec=spec.function,
             )
         return routes
 
@@ -110,6 +121,7 @@ class RouteFactory:
                 auth.environment,
                 timeout=auth.timeout,
                 name=auth.name,
+                spec=auth.function,
             )
         return ConnectAuthorizer(auth, route)
 
@@ -124,19 +136,33 @@ class RouteFactory:
         timeout: float | None,
         two_way: bool = False,
         name: str | None = None,
+        spec: FunctionSpec | None = None,
     ) -> Route:
-        """One route's integration, loaded inside the function's own environment."""
+        """One route's integration, loaded inside the function's own environment.
+
+        ``spec``: the function's own code root, layers and memory (None: the handler is a module
+        under the config's folder)."""
         integration: Integration
         api = self.config.api
         function = LambdaFunction(
-            self.function_name(key, name), region=api.region, account_id=api.account_id
+            self.function_name(key, name or (spec.name if spec is not None else None)),
+            region=api.region,
+            account_id=api.account_id,
+            **({"memory_mb": spec.memory} if spec is not None and spec.memory else {}),
         )
         name = function.name
         if handler is not None:
-            env = self.function_environment(function, route_env, handler)
+            env = self.function_environment(
+                function, route_env, handler, spec.code if spec is not None else None
+            )
             token = environment.function_env(env)
             try:  # module-level code of the handler reads its environment at import
-                func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
+                if spec is not None:  # its own code root, apart from other functions
+                    func = load_function(
+                        handler, spec.code, spec.layers, key=f"{config_key}.handler"
+                    )
+                else:
+                    func = load_handler(handler, self.config.base_dir, key=f"{config_key}.handler")
             finally:
                 environment.reset(token)
             # One pool per route: a route whose handlers block for minutes exhausts only its own

@@ -4,6 +4,10 @@ Plain functions run in a thread pool so that a blocking call (boto3, a database)
 event loop; ``async def`` handlers are awaited on the loop. Modules are loaded by file path
 relative to the config's folder, once per file (like one warm Lambda container), with that folder
 on ``sys.path`` so handlers can import their siblings.
+
+A route with its own code root (``code = "functions/chat"``, as an imported template gives it)
+loads through :func:`load_function` instead: each function imports from its code root and layers
+only, apart from every other function (see there).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from hubbub.errors import ConfigError, HandlerError
 from hubbub.integrations.base import LambdaContext
 
 _MODULES: dict[Path, ModuleType] = {}
+# (code root, layer paths, module) -> the module, once per function's code like a warm container.
+_FUNCTIONS: dict[tuple[Path, tuple[Path, ...], str], ModuleType] = {}
+_import_lock = threading.Lock()
 
 
 def load_handler(spec: str, base_dir: Path, *, key: str = "handler") -> Callable[..., Any]:
@@ -77,6 +84,92 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     location = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
     text = str(exc)
     return location, f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def layer_path(layer: Path) -> Path:
+    """Where a layer's Python packages are: its python/ folder (Lambda puts /opt/python on the
+    path), else the layer folder itself (a SAM layer built from its source folder)."""
+    python = layer / "python"
+    return python if python.is_dir() else layer
+
+
+def load_function(
+    spec: str, code: Path, layers: tuple[Path, ...] = (), *, key: str = "handler"
+) -> Callable[..., Any]:
+    """Resolve ``"pkg/module.function"`` (Lambda's spelling) in a function's own code root.
+
+    The module is imported by its own name (``app``, ``src.handlers.connect``), as Lambda
+    imports it, with ``code`` and the layers first on ``sys.path``. Functions whose modules share
+    a name (three ``lambda_function.py`` in three folders) must not see each other's: while one
+    loads, modules of the same top-level names loaded for another function are out of
+    ``sys.modules``, and afterwards every module that came from this function's folders is taken
+    out again (the function keeps them through its module's globals). Imports of sibling modules
+    made inside a handler at call time (rather than at module level) don't see the code root.
+    """
+    module_name, _, func_name = spec.rpartition(".")
+    dotted = module_name.replace("/", ".")
+    roots = (code.resolve(), *(layer_path(layer).resolve() for layer in layers))
+    cache_key = (roots[0], roots[1:], dotted)
+    module = _FUNCTIONS.get(cache_key)
+    if module is None:
+        with _import_lock:
+            module = _FUNCTIONS.get(cache_key) or _import_isolated(dotted, roots, key)
+            _FUNCTIONS[cache_key] = module
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ConfigError(key, f"{module_name!r} in {code} has no function {func_name!r}")
+    handler: Callable[..., Any] = func
+    return handler
+
+
+def _import_isolated(dotted: str, roots: tuple[Path, ...], key: str) -> ModuleType:
+    top = dotted.split(".", maxsplit=1)[0]
+    first = roots[0] / Path(*dotted.split("."))
+    if not (first.with_suffix(".py").is_file() or (first / "__init__.py").is_file()):
+        raise ConfigError(key, f"no module {dotted!r} under {roots[0]} ({first.name}.py)")
+    # Top-level names this function's folders provide: an earlier import of the same name
+    # (another function's, or the process's own) must not answer for them.
+    own = {top}
+    for root in roots:
+        for entry in root.iterdir():
+            name = entry.stem if entry.suffix == ".py" else entry.name
+            if entry.suffix == ".py" or (entry.is_dir() and name.isidentifier()):
+                own.add(name)
+    shadowed = {
+        name: module for name, module in list(sys.modules.items()) if name.split(".")[0] in own
+    }
+    for name in shadowed:
+        del sys.modules[name]
+    before = set(sys.modules)
+    saved_path = list(sys.path)
+    sys.path[:0] = [str(root) for root in roots]
+    importlib.invalidate_caches()
+    try:
+        module = importlib.import_module(dotted)
+    except Exception as exc:
+        where = f"importing {dotted} from {roots[0]} failed"
+        raise HandlerError(key, where, *_failure(exc)) from exc
+    finally:
+        sys.path[:] = saved_path
+        new = set(sys.modules) - before
+        # Decide for all first: a namespace package's path is recomputed from its parent's.
+        mine = [n for n in new if n.split(".")[0] in own or _inside(sys.modules[n], roots)]
+        for name in mine:
+            del sys.modules[name]
+        sys.modules.update(shadowed)
+    return module
+
+
+def _inside(module: ModuleType | None, roots: tuple[Path, ...]) -> bool:
+    spec = getattr(module, "__spec__", None)
+    file = getattr(module, "__file__", None) or getattr(spec, "origin", None)
+    if file is None:
+        locations = list(getattr(spec, "submodule_search_locations", None) or [])
+        file = locations[0] if locations else None
+    if not isinstance(file, str):
+        return False
+    path = Path(file)
+    return any(path.is_relative_to(root) for root in roots)
 
 
 # A call waiting for a thread: its future, the caller's context, the function and its arguments.
