@@ -72,6 +72,13 @@ class ManagementConfig:
     state_dir: Path | None = None  # None: hubbub.gateway.tls.default_state_dir() (per user)
     # boto3 calls from this process to these listeners skip the network (gateway/inprocess.py).
     in_process: bool = True
+    # Web pages may not call the API (gateway/browser_guard.py): extra Host names accepted
+    # under auth = "none", and browser origins allowed at all (none by default).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    # Seconds a connection has to send a request, and may stay idle between requests.
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class LimitsConfig:
     message_rate: float = 0.0
     handshake_timeout: float = 10.0
     max_header_bytes: int = 16 * 1024
+    max_pending_handshakes: int = 4096
     max_concurrent_invocations: int = 1000
     max_invocations_per_connection: int = 100
     handler_threads: int = 64
@@ -374,6 +382,10 @@ def _management(raw: Any) -> ManagementConfig:
         tls_port=base.tls_port,
         state_dir=base.state_dir,
         in_process=base.in_process,
+        allowed_hosts=base.allowed_hosts,
+        allowed_origins=base.allowed_origins,
+        header_timeout=base.header_timeout,
+        idle_timeout=base.idle_timeout,
     )
 
 
@@ -386,6 +398,10 @@ class _ManagementScalars:
     tls_port: int = 8443
     state_dir: Path | None = None
     in_process: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
 
 
 def _string_table(raw: Any, key: str) -> dict[str, str]:

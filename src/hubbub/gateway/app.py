@@ -46,6 +46,7 @@ from hubbub.errors import ConfigError
 from hubbub.gateway import inprocess, logs
 from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
+from hubbub.gateway.browser_guard import BrowserGuard
 from hubbub.gateway.connection import (
     ABNORMAL,
     GOING_AWAY,
@@ -210,24 +211,34 @@ class Gateway(GatewayApi):
         api = ManagementApi(
             self, stage=config.api.stage, health=self.health, authenticate=authenticate
         )
-        self.management = await start_http(
-            host=config.management.host,
-            port=config.management.port,
-            handler=api.handle,
-            max_body=config.limits.max_post_bytes,
-            reuse_port=self._reuse_port,
+        guard = BrowserGuard(
+            check_host=authenticate is None,
+            allowed_hosts=config.management.allowed_hosts,
+            allowed_origins=config.management.allowed_origins,
+            domain_name=config.api.domain_name,
         )
+        http_options: dict[str, Any] = {
+            "handler": guard.wrap(api.handle),  # listeners only: in-process calls are ours
+            "max_body": config.limits.max_post_bytes,
+            "reuse_port": self._reuse_port,
+            "max_header_bytes": config.limits.max_header_bytes,
+            "header_timeout": config.management.header_timeout,
+            "idle_timeout": config.management.idle_timeout,
+        }
+        self.management = await start_http(
+            host=config.management.host, port=config.management.port, **http_options
+        )
+        guard.add_listener("http", self.management.host, self.management.port)
         if self.tls is not None:
             # https://{domainName}/{stage}, as handlers build it, reaches this listener with a
             # certificate their SDK trusts (AWS_CA_BUNDLE points at our CA plus the usual ones).
             self.management_tls = await start_http(
                 host=config.management.host,
                 port=config.management.tls_port,
-                handler=api.handle,
-                max_body=config.limits.max_post_bytes,
                 ssl_context=server_ssl_context(self.tls),
-                reuse_port=self._reuse_port,
+                **http_options,
             )
+            guard.add_listener("https", self.management_tls.host, self.management_tls.port)
             domain = config.api.domain_name or event_domain(
                 self.management_tls.host, self.management_tls.port
             )
@@ -262,6 +273,7 @@ class Gateway(GatewayApi):
                 ping_interval=config.server.ping_interval,
                 ping_timeout=config.server.ping_timeout,
                 handshake_timeout=config.limits.handshake_timeout,
+                max_pending_handshakes=config.limits.max_pending_handshakes,
             ),
             static_dir=config.static.dir,
             extra_files=[("/hubbub.js", _BROWSER_CLIENT, "text/javascript; charset=utf-8")],
