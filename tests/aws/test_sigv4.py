@@ -328,12 +328,9 @@ def test_wrong_secret_is_rejected() -> None:
 
 def test_unknown_access_key_is_rejected_without_echoing_the_key() -> None:
     verifier = SigV4Verifier([Credential("AKIDSOMEONEELSE", SECRET)])
-    with pytest.raises(SignatureError, match="security token included in the request is invalid"):
+    with pytest.raises(SignatureError, match="security token included in the request") as exc:
         post("hi").verify(verifier)
-    try:
-        post("hi").verify(verifier)
-    except SignatureError as exc:
-        assert ACCESS_KEY not in str(exc)
+    assert ACCESS_KEY not in str(exc.value)
 
 
 def test_a_signature_does_not_cover_a_path_with_dot_segments(verifier: SigV4Verifier) -> None:

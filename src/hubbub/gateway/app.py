@@ -498,11 +498,13 @@ class Gateway(GatewayApi):
     ) -> None:
         if record.session is not None and self.resumer is not None:
             rooms = sorted(record.rooms)
+            principal = (record.authorizer or {}).get("principalId")
             session = Session(
                 rooms,
                 sorted(record.users),
                 record.attributes,
                 {r: p for r, p in (joined or {}).items() if r in record.rooms},
+                principal=None if principal is None else str(principal),
             )
             try:
                 await self.resumer.save(record.session, session)
@@ -529,6 +531,11 @@ class Gateway(GatewayApi):
             record = await self.store.registry.remove(conn.id)
             code, reason = conn.close_status
             logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
+            if conn.resumed is not None and self.resumer is not None:
+                try:
+                    await self.resumer.release(conn)
+                except Exception:  # best effort: the claim expires with the session
+                    log.exception("releasing a recovery session failed")
             if record is None:  # someone else (a reaping node) already delivered $disconnect
                 return
             if record.session is not None:  # checked here: spares a coroutine per plain close
