@@ -98,10 +98,14 @@ class _LimitedHandler(RequestHandler):
         if limits.header_timeout and self._keepalive_handle is not None:
             # aiohttp armed its keep-alive timer (idle_timeout) for the first request: the
             # first head gets header_timeout instead (the timer closes an incomplete one too).
+            # It fires at the earlier of the two: aiohttp moves the deadline after a response
+            # but re-arms only a timer that is not pending, and one that fires early re-arms
+            # itself for the deadline.
             self._keepalive_handle.cancel()
-            close_time = self._loop.time() + limits.header_timeout
-            self._next_keepalive_close_time = close_time
-            self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
+            now = self._loop.time()
+            self._next_keepalive_close_time = now + limits.header_timeout
+            first = min(limits.header_timeout, limits.idle_timeout or limits.header_timeout)
+            self._keepalive_handle = self._loop.call_at(now + first, self._process_keepalive)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._leave_pending()

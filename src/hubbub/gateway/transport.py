@@ -612,12 +612,17 @@ async def start_http(
                 body = await request.read()
         except TimeoutError:
             # A body that stops arriving would hold the connection (and the head) forever.
-            return web.Response(
+            timed_out = web.Response(
                 status=408,
-                headers={"Connection": "close"},
                 content_type="application/json",
                 text='{"message": "Request Timeout: the body did not arrive in time"}',
             )
+            # Written now, then the connection closed: aiohttp would otherwise linger, reading
+            # the rest of the body for another 10 s.
+            await timed_out.prepare(request)
+            await timed_out.write_eof()
+            request.protocol.force_close()
+            return timed_out
         except web.HTTPRequestEntityTooLarge:
             # The AWS model caps PostToConnection at 128 KB; answer in its error shape.
             return web.Response(
