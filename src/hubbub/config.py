@@ -572,11 +572,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("limits.max_invocations_per_connection", "must be at least 1")
     if limits.handler_threads < 1:
         raise ConfigError("limits.handler_threads", "must be at least 1")
-    for key, value in (
+    for key, seconds in (
         ("management.header_timeout", config.management.header_timeout),
         ("management.idle_timeout", config.management.idle_timeout),
     ):
-        if value == 0:
+        if seconds == 0:
             raise ConfigError(key, "must be greater than 0")
     if not config.api.stage or "/" in config.api.stage or "@" in config.api.stage:
         raise ConfigError(
