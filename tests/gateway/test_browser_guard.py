@@ -93,12 +93,18 @@ async def test_the_listeners_own_names_are_accepted() -> None:
             f"localhost:{port}",
             f"LOCALHOST:{port}",
             f"[::1]:{port}",
+            "localhost",  # no port: some tools leave it out; a browser never sends loopback
             "ws.example.test",  # https://{domainName}/{stage}, e.g. through a proxy
             "ws.example.test:443",
         ):
             status, _ = await _request("GET", url, headers={"Host": host})
             assert status == 200, host
-        for host in (f"localhost:{port + 1}", "ws.example.test.evil.example", "127.0.0.2"):
+        for host in (
+            f"localhost:{port + 1}",
+            "ws.example.test.evil.example",
+            "127.0.0.2",
+            f"rebind.evil.example:{port}",
+        ):
             status, _ = await _request("GET", url, headers={"Host": host})
             assert status == 403, host
 

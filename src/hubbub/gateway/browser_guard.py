@@ -67,6 +67,7 @@ class BrowserGuard:
         # (name, port): port None = any port of that name.
         self._hosts: set[tuple[str, int | None]] = {split_host(h) for h in allowed_hosts}
         self._any_host = "*" in allowed_hosts
+        self._loopback = False  # a listener on loopback (or every address) was added
         if domain_name:
             name, port = split_host(domain_name)
             self._hosts.add((name, port))
@@ -78,6 +79,7 @@ class BrowserGuard:
         names = {f"[{host}]" if ":" in host else host}
         if is_loopback(host) or host in ("0.0.0.0", "::", ""):
             names.update(_LOOPBACK_NAMES)
+            self._loopback = True
         for name in names:
             self._hosts.add((name.lower(), port))
             if port == _DEFAULT_PORTS[scheme]:
@@ -88,6 +90,10 @@ class BrowserGuard:
             # No Host at all is HTTP/1.0 from a tool: browsers always send one.
             return True
         name, port = split_host(value)
+        if port is None and self._loopback and name in _LOOPBACK_NAMES:
+            # A loopback name without a port (tools that leave it out) cannot come from a
+            # rebound page: a browser sends the page's own name.
+            return True
         return (name, port) in self._hosts or (name, None) in self._hosts
 
     def origin_allowed(self, value: str | None) -> bool:
