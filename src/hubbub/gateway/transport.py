@@ -381,7 +381,7 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
         self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True
     ) -> bool:
         # aiohttp closes with its default 1000 when inflating failed (any exception other than
-        # its own WebSocketError): invalid compressed data is 1007 (RFC 7692 §8.2.3.1, §7.1).
+        # its own WebSocketError): data that does not inflate is 1007 (RFC 6455 §7.4.1).
         if code == WSCloseCode.OK and isinstance(self._exception, zlib.error):
             code, message = WSCloseCode.INVALID_TEXT, _BAD_DEFLATE.encode()
         return await super().close(code=code, message=message, drain=drain)
