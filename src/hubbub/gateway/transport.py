@@ -675,8 +675,9 @@ _peer_log.addFilter(_PeerFaultFilter())
 
 
 def _limits(max_header_bytes: int, keepalive_timeout: float) -> dict[str, Any]:
-    # Single lines are aiohttp's to check; the whole head is http_limits' (max_header_bytes
-    # too). aiohttp's keep-alive timer is the idle timeout (0: none).
+    # The whole head is http_limits' to check (it counts bytes before aiohttp parses them, so
+    # it refuses a long line first); aiohttp's line limits stay as a second line of defence.
+    # aiohttp's keep-alive timer is the idle timeout.
     return {
         "max_field_size": max_header_bytes,
         "max_line_size": max_header_bytes,
