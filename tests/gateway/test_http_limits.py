@@ -123,6 +123,10 @@ async def test_pending_handshakes_are_bounded(gateway: GatewayFactory) -> None:
         # Upgraded connections are not pending: more than ten may be open at once.
         sockets = [await websockets.connect(gw.websocket_url) for _ in range(12)]
         assert limits.pending == 0
+        # ... and their reads go straight to aiohttp again (no per-frame call of ours).
+        server = gw.public._runner.server
+        assert server is not None
+        assert {type(h).__name__ for h in server.connections} == {"_UpgradedHandler"}
         for ws in sockets:
             await ws.close()
 

@@ -114,9 +114,13 @@ class _LimitedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def set_parser(self, parser: Any, data_received_cb: Any = None) -> None:
-        # Called by aiohttp when the 101 is written: the handshake is over.
+        # Called by aiohttp when the 101 is written: the handshake is over. From now on every
+        # read is WebSocket frames, which need none of the above: the connection becomes an
+        # _UpgradedHandler (same layout), whose reads go straight to aiohttp's data_received
+        # without a call of ours in between (that is the per-message hot path).
         self._leave_pending()
         super().set_parser(parser, data_received_cb)
+        self.__class__ = _UpgradedHandler
 
     def _leave_pending(self) -> None:
         if self._pending:
@@ -175,6 +179,14 @@ class _LimitedHandler(RequestHandler):
                 )
             )
         self.force_close()
+
+
+class _UpgradedHandler(_LimitedHandler):
+    """A :class:`_LimitedHandler` after its upgrade to a WebSocket: aiohttp's reads again."""
+
+    __slots__ = ()
+
+    data_received = RequestHandler.data_received
 
 
 class LimitedSite(web.SockSite):
