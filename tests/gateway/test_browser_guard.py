@@ -8,6 +8,7 @@ The attacks, as a browser would send them, over real sockets: a cross-site ``tex
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from hubbub.gateway.transport import HttpRequest
 from hubbub.testing import run_gateway
 from tests.gateway.conftest import HANDLERS
 from tests.helpers import eventually
+from tests.integrations.test_http import node_example  # noqa: F401  (a fixture)
 
 NO_TLS: dict[str, Any] = {"tls": False}
 
@@ -152,6 +154,53 @@ async def test_boto3_keeps_working_over_http_and_https(tmp_path: Path) -> None:
             info = await asyncio.to_thread(client.get_connection, ConnectionId=cid)
             assert info["Identity"]["SourceIp"] == "127.0.0.1"
         await ws.close()
+
+
+_JS_POST = """
+import { ApiGatewayManagementApiClient, PostToConnectionCommand }
+  from "@aws-sdk/client-apigatewaymanagementapi";
+const [endpoint, connectionId, data] = process.argv.slice(2);
+const client = new ApiGatewayManagementApiClient({ endpoint, region: "us-east-1" });
+await client.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }));
+"""
+
+
+@pytest.mark.node
+async def test_the_javascript_sdk_keeps_working_over_http_and_https(
+    node_example: Path,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    script = node_example / f"post-{tmp_path.name}.mjs"  # next to its node_modules
+    script.write_text(_JS_POST)
+    management = {"in_process": False, "tls_port": 0, "state_dir": str(tmp_path / "state")}
+    try:
+        async with run_gateway({"management": management}, base_dir=HANDLERS) as gw:
+            assert gw.tls is not None
+            assert gw.management_https_url is not None
+            ws, cid = await _connection(gw)
+            env = {
+                **os.environ,
+                "AWS_ACCESS_KEY_ID": "test",
+                "AWS_SECRET_ACCESS_KEY": "test",
+                "NODE_EXTRA_CA_CERTS": str(gw.tls.ca_cert),
+                "NODE_NO_WARNINGS": "1",
+            }
+            for url in (gw.management_url, gw.management_https_url):
+                node = await asyncio.create_subprocess_exec(
+                    "node",
+                    str(script),
+                    url,
+                    cid,
+                    f"via {url[:5]}",
+                    env=env,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                _, stderr = await asyncio.wait_for(node.communicate(), 30)
+                assert node.returncode == 0, stderr.decode()
+                assert await asyncio.wait_for(ws.recv(), 5) == f"via {url[:5]}"
+            await ws.close()
+    finally:
+        script.unlink()
 
 
 async def test_boto3_in_process_is_not_checked() -> None:
