@@ -79,7 +79,7 @@ class ManagementApi:
         request_id = new_request_id()
         try:
             if request.raw_path == "/health" and request.method == "GET":
-                return _json(200, await self._health() if self._health else {"status": "ok"})
+                return await self._health_response(request)
             if self._rate is not None and not self._rate.allow():
                 raise LimitExceededError()
             path = parse_management_path(request.raw_path)
@@ -102,6 +102,17 @@ class ManagementApi:
             response = HttpResponse(500, error_headers(kind, request_id), error_body(kind, None))
         response.headers.setdefault("x-amzn-RequestId", request_id)
         return response
+
+    async def _health_response(self, request: HttpRequest) -> HttpResponse:
+        """``GET /health``: the status for anyone (load balancers do not sign); under SigV4
+        the details (node id, connection count, store state) only for a signed request."""
+        details = await self._health() if self._health else {"status": "ok"}
+        if self._authenticate is not None:
+            try:
+                await self._authenticate(request, datetime.now(UTC))
+            except ManagementError:
+                return _json(200, {"status": details.get("status", "ok")})
+        return _json(200, details)
 
     def accept_post(
         self, request: HttpRequest, loop: asyncio.AbstractEventLoop

@@ -18,6 +18,12 @@ or the query flag ``?hubbub=1``; from then on:
 Room messages published while a resume runs are held back and written after the replay, so none
 arrives twice from one resume; clients still drop offsets they have already seen (at-least-once
 across reconnects).
+
+A token is a bearer secret, but not only that: a session belongs to the authorizer principal of
+the connection that made it, so another principal's connection holding the token is answered
+``"reason": "session not yours"`` (it would otherwise inherit ``@users/{principal}`` posts), and
+one live connection at a time may resume it: a second one is answered ``"session in use"`` until
+the first ends. Neither refusal touches the session, so its owner can still resume it.
 """
 
 from __future__ import annotations
@@ -65,6 +71,16 @@ def envelope(room: str, position: Position, data: bytes) -> bytes:
     )
 
 
+def principal_of(conn: Connection) -> str | None:
+    """The authorizer's ``principalId`` of a connection (None without an authorizer)."""
+    principal = (conn.context.authorizer or {}).get("principalId")
+    return None if principal is None else str(principal)
+
+
+def _not_resumed(reason: str) -> bytes:
+    return orjson.dumps({"hubbub": "recovered", "recovered": False, "reason": reason, "rooms": {}})
+
+
 def _position(value: Any) -> Position | None:
     if not isinstance(value, Mapping):
         return None
@@ -93,6 +109,12 @@ class Resumer:
         """Keep a closed connection's state for ``ttl`` seconds, for its client to resume."""
         await self._recovery.save_session(token, session, self._ttl)
 
+    async def release(self, conn: Connection) -> None:
+        """``conn`` ends: the session it resumed may be resumed by another connection."""
+        token, conn.resumed = conn.resumed, None
+        if token is not None:
+            await self._recovery.release_session(token, conn.id)
+
     async def control(self, conn: Connection, text: str) -> bytes | None:
         """Answer one control message; the reply frame payload, or None to ignore it."""
         try:
@@ -114,14 +136,22 @@ class Resumer:
     async def _resume(self, conn: Connection, token: str, positions: dict[str, Any]) -> bytes:
         session = await self._recovery.load_session(token)
         if session is None:
-            return orjson.dumps(
-                {
-                    "hubbub": "recovered",
-                    "recovered": False,
-                    "reason": "session expired",
-                    "rooms": {},
-                }
+            return _not_resumed("session expired")
+        if session.principal != principal_of(conn):
+            log.warning(
+                "resume refused: the session belongs to another principal",
+                extra={"fields": {"connectionId": conn.id}},
             )
+            return _not_resumed("session not yours")
+        if conn.resumed is not None and conn.resumed != token:
+            return _not_resumed("session in use")  # one resumed session per connection
+        if not await self._recovery.claim_session(token, conn.id, self._ttl):
+            log.info(
+                "resume refused: another live connection holds the session",
+                extra={"fields": {"connectionId": conn.id}},
+            )
+            return _not_resumed("session in use")
+        conn.resumed = token
         api = self._api
         if session.attributes:
             await api.connections.set_attributes(conn.id, session.attributes)
