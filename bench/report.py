@@ -391,6 +391,7 @@ always **in the same run**, and compared as ratios. The harness is `bench/`:
 .venv/bin/python -m bench --quick    # under 2 minutes: shorter windows, fewer scenarios
 .venv/bin/python -m bench --runs 3   # the median of per-run ratios
 .venv/bin/python -m bench --scenarios routed,fanout --peers hubbub,aiohttp,picows
+.venv/bin/python -m bench.instructions hubbub aiohttp  # instructions per routed message (valgrind)
 ```
 
 Results go to `bench/results/` (`latest.json`, `latest.md`, PNG plots, one timestamped JSON per
