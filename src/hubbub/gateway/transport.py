@@ -194,6 +194,19 @@ class Socket:
         """Write a pre-built frame (see :func:`frame_text`)."""
         self._transport.write(frame)
 
+    def offer(self, frame: bytes) -> int:
+        """Write a pre-built frame if :attr:`writable`; return the bytes then :meth:`buffered`,
+        or -1 when the socket was not writable (nothing written).
+
+        One call for what a reply needs, where :attr:`writable`, :meth:`write` and
+        :meth:`buffered` would be three (it reads aiohttp's ``_closed``, as :meth:`broadcast`).
+        """
+        transport = self._transport
+        if self._ws._closed or transport.is_closing():
+            return -1
+        transport.write(frame)
+        return transport.get_write_buffer_size()
+
     @staticmethod
     def broadcast(
         sockets: Collection[Socket], frame: bytes, limit: int, skip: Socket | None = None
