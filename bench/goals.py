@@ -36,7 +36,15 @@ GOALS = [
     ),
     Goal("fan-out 1k: hubbub room ÷ Node ws", "fanout", "hubbub", "node", 1.0, "ratio"),
     Goal("fan-out 1k: hubbub room ÷ python-socketio", "fanout", "hubbub", "socketio", 8.0, "ratio"),
-    Goal("routed (async handler) ÷ bare aiohttp echo", "routed", "hubbub", "aiohttp", 0.6, "ratio"),
+    Goal("routed (async handler) ÷ bare aiohttp echo", "routed", "hubbub", "aiohttp", 0.8, "ratio"),
+    Goal(
+        "routed to $default (chat JSON, no action key) ÷ bare aiohttp echo",
+        "routed-default",
+        "hubbub",
+        "aiohttp",
+        0.8,
+        "ratio",
+    ),
     Goal("routed (async handler) ÷ serverless-offline", "routed", "hubbub", "sls", 10.0, "ratio"),
     Goal(
         "seed pattern (def + boto3), 100 conns: errors",

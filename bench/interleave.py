@@ -35,14 +35,7 @@ from bench.loadgen import (
     watchdog,
 )
 from bench.procstat import tree_rss_bytes
-from bench.wsclient import (
-    ECHO_PAD,
-    Client,
-    Counters,
-    Window,
-    connect_many,
-    marker_template,
-)
+from bench.wsclient import Client, Counters, Window, connect_many, echo_template
 
 
 class Slot:
@@ -142,7 +135,7 @@ async def run_echo(spec: dict[str, Any]) -> dict[str, Any]:
     groups: dict[Slot, list[EchoClient]] = {}
     for slot in slots:
         target = slot.target
-        template = marker_template(target.get("action", "echo"), ECHO_PAD)
+        template = echo_template(target)
         # No parameters, not even defaulted ones: picows passes (request, response) to a
         # factory that accepts two arguments.
         factory = functools.partial(

@@ -30,7 +30,6 @@ from picows import WSFrame, WSTransport
 
 from bench.procstat import busy_seconds, pin, raise_nofile, tree_cpu_seconds, tree_rss_bytes
 from bench.wsclient import (
-    ECHO_PAD,
     PUBLISH_PAD,
     TEXT,
     Client,
@@ -38,6 +37,7 @@ from bench.wsclient import (
     Window,
     connect,
     connect_many,
+    echo_template,
     marker_template,
     now_ns,
     socketio_template,
@@ -223,7 +223,7 @@ async def watchdog(clients: list[EchoClient], counters: Counters, timeout: float
 
 async def run_echo(spec: dict[str, Any]) -> dict[str, Any]:
     counters, window = Counters(), Window()
-    template = marker_template(spec.get("action", "echo"), ECHO_PAD)
+    template = echo_template(spec)
 
     def factory() -> EchoClient:
         return EchoClient(spec["dialect"], counters, window, template)
@@ -312,7 +312,7 @@ class RateClient(Client):
 
 async def run_rate(spec: dict[str, Any]) -> dict[str, Any]:
     counters, window = Counters(), Window()
-    template = marker_template(spec.get("action", "echo"), ECHO_PAD)
+    template = echo_template(spec)
 
     def factory() -> RateClient:
         return RateClient(spec["dialect"], counters, window)

@@ -15,6 +15,7 @@ Row = dict[str, Any]
 
 TITLES = {
     "routed": "Routed messages (client frame → route → handler → reply), 100 connections",
+    "routed-default": "Routed to `$default`: chat JSON without the `action` key, 100 connections",
     "routed-boto3": "Seed pattern: `def` handler + boto3 `post_to_connection`, 100 connections",
     "fanout": "Fan-out: one publisher, a room of 1,000, 4 publishes in flight",
     "fanout-10k": "Fan-out: one publisher, a room of 10,000, 4 publishes in flight",
@@ -219,7 +220,15 @@ def plots(data: dict[str, Any], out: Path) -> list[Path]:
 
     panels = [
         (s, f"{s}: {pick(s)[0]['unit']}" if pick(s) else s)
-        for s in ("routed", "routed-boto3", "fanout", "fanout-10k", "connect", "cross-node")
+        for s in (
+            "routed",
+            "routed-default",
+            "routed-boto3",
+            "fanout",
+            "fanout-10k",
+            "connect",
+            "cross-node",
+        )
         if pick(s)
     ]
     if panels:
@@ -309,6 +318,10 @@ METHOD = """\
   closed loop 10 connections at a time so that pool grows gradually (started with all 100 at once
   on a busy core, its first invocations time out and serverless-offline dies with `write EPIPE`),
   and its steady state is what is measured. Quick mode gives it 10 connections.
+- **routed-default**: the same closed loop with what chat clients send in practice, a 96-byte
+  `{"type":"chat.message","room":"lobby","seq":1,"body":"…"}` without the `action` key. hubbub
+  routes it to `$default`, the same `async def` two-way handler returning the body; the bare servers
+  echo it.
 - **routed-boto3** (the seed's pattern): a plain `def` handler that posts the reply back with
   boto3's `apigatewaymanagementapi.post_to_connection`, 100 connections; a message whose reply has
   not arrived in 10 s counts as an error and the connection moves on.
@@ -379,6 +392,7 @@ always **in the same run**, and compared as ratios. The harness is `bench/`:
 .venv/bin/python -m bench --runs 3   # the median of per-run ratios
 .venv/bin/python -m bench --scenarios routed,fanout --peers hubbub,aiohttp,picows
 .venv/bin/python -m bench --publish --runs 3   # the results this page shows
+.venv/bin/python -m bench.instructions hubbub aiohttp  # instructions per routed message (valgrind)
 ```
 
 Results go to `bench/results/local/` (`latest.json`, `latest.md`, PNG plots, one timestamped JSON

@@ -269,15 +269,29 @@ def echo_spec(running: Running, settings: Settings, **extra: Any) -> dict[str, A
 
 
 def routed(settings: Settings) -> list[Row]:
-    """Client frame → route → handler → reply; 100 connections, one message in flight each."""
-    plan = [
-        (server, server)
-        for server in ("hubbub", "aiohttp", "picows", "node", "sls")
-        if settings.wants(server, "routed")
-    ]
+    """Client frame → route → handler → reply; 100 connections, one message in flight each.
+    hubbub routes ``{"action": "echo", ...}`` to its ``echo`` route."""
+    rows = _routed(settings, "routed", ("hubbub", "aiohttp", "picows", "node", "sls"))
+    for row in rows:
+        settings.routed_max[settings.run_index, row["server"]] = row.get("rate") or 0.0
+    return rows
+
+
+def routed_default(settings: Settings) -> list[Row]:
+    """The same closed loop with what chat clients send in practice: a 96-byte JSON message
+    without the ``action`` key (bench/wsclient.py ``chat_template``), which hubbub routes to
+    ``$default``; the bare servers echo it as any other."""
+    return _routed(settings, "routed-default", ("hubbub", "aiohttp", "picows", "node"), "chat")
+
+
+def _routed(
+    settings: Settings, scenario: str, names: tuple[str, ...], message: str | None = None
+) -> list[Row]:
+    plan = [(server, server) for server in names if settings.wants(server, scenario)]
+    extra = {"message": message} if message else {}
 
     def target(key: str, running: Running, row: Row) -> dict[str, Any]:
-        spec = echo_spec(running, settings)
+        spec = echo_spec(running, settings, **extra)
         if running.name == "sls" and settings.quick:
             # Quick mode: 10 connections, so serverless-offline starts 10 Python processes, not
             # 100 (its rate at 10 is the higher one in PERF-BASELINE.md: conservative).
@@ -286,22 +300,19 @@ def routed(settings: Settings) -> list[Row]:
         return spec
 
     if settings.interleave:
-        rows = interleaved(
-            "routed", "msg/s", plan, settings, loadgen_scenario="echo-interleaved", target=target
+        return interleaved(
+            scenario, "msg/s", plan, settings, loadgen_scenario="echo-interleaved", target=target
         )
-    else:
-        rows = []
-        for key, server in plan:
-            row = base_row("routed", key, server, "msg/s")
-            settings.progress(f"routed · {row['label']}")
+    rows = []
+    for key, server in plan:
+        row = base_row(scenario, key, server, "msg/s")
+        settings.progress(f"{scenario} · {row['label']}")
 
-            def body(running: Running, row: Row = row, key: str = key) -> None:
-                spec = target(key, running, row)
-                fill(row, run_loadgen(spec, settings, f"routed-{running.name}"))
+        def body(running: Running, row: Row = row, key: str = key) -> None:
+            spec = target(key, running, row)
+            fill(row, run_loadgen(spec, settings, f"{scenario}-{running.name}"))
 
-            rows.append(with_server(row, server, settings, body))
-    for row in rows:
-        settings.routed_max[settings.run_index, row["server"]] = row.get("rate") or 0.0
+        rows.append(with_server(row, server, settings, body))
     return rows
 
 
@@ -744,6 +755,7 @@ def cross_node(settings: Settings) -> list[Row]:
 
 SCENARIOS: dict[str, Callable[[Settings], list[Row]]] = {
     "routed": routed,
+    "routed-default": routed_default,
     "routed-boto3": routed_boto3,
     "fanout": fanout,
     "fanout-10k": fanout_big,
@@ -755,10 +767,20 @@ SCENARIOS: dict[str, Callable[[Settings], list[Row]]] = {
 }
 
 FULL = list(SCENARIOS)
-QUICK = ["routed", "routed-boto3", "fanout", "idle", "connect", "latency", "cross-node"]
+QUICK = [
+    "routed",
+    "routed-default",
+    "routed-boto3",
+    "fanout",
+    "idle",
+    "connect",
+    "latency",
+    "cross-node",
+]
 # Quick mode's rows: every goal's pair once, nothing else.
 QUICK_ROWS = {
     "routed": {"hubbub", "aiohttp", "picows", "node", "sls"},
+    "routed-default": {"hubbub", "aiohttp"},
     "routed-boto3": {"hubbub"},
     "fanout": {"hubbub", "picows", "node", "socketio"},
     "idle": {"hubbub", "aiohttp"},
@@ -772,6 +794,7 @@ def planned_steps(names: list[str], settings: Settings) -> int:
     """How many rows the scenarios will produce (for the progress counter)."""
     per = {
         "routed": ["hubbub", "aiohttp", "picows", "node", "sls"],
+        "routed-default": ["hubbub", "aiohttp", "picows", "node"],
         "routed-boto3": ["hubbub", "sls"],
         "fanout": ["hubbub", "hubbub-http", "picows", "aiohttp", "node", "socketio"],
         "fanout-10k": ["hubbub", "hubbub-http", "picows", "aiohttp", "node", "socketio"],

@@ -36,6 +36,25 @@ def marker_template(action: str, pad: str) -> bytes:
     return ('{"action":"%s","m":"|%%08d|%%019d|","p":"%s"}' % (action, pad)).encode()  # noqa: UP031
 
 
+# What chat clients send in practice: JSON without the route selection key (``action``), so a
+# gateway routes it to ``$default``; 96 bytes, the marker inside the body (padded with CHAT_PAD).
+CHAT_PREFIX = '{"type":"chat.message","room":"lobby","seq":1,"body":"'
+CHAT_PAD = "x" * 10
+
+
+def chat_template() -> bytes:
+    """A 96-byte ``chat.message`` with no ``action`` key and the marker in its body."""
+    return (CHAT_PREFIX + "|%08d|%019d|" + CHAT_PAD + '"}').encode()
+
+
+def echo_template(spec: dict[str, Any]) -> bytes:
+    """The closed-loop message of an echo spec: ``message: "chat"`` (:func:`chat_template`),
+    else ``{"action": ACTION, ...}`` with ``action`` (default ``echo``)."""
+    if spec.get("message") == "chat":
+        return chat_template()
+    return marker_template(spec.get("action", "echo"), ECHO_PAD)
+
+
 def socketio_template(event: str, pad: str) -> bytes:
     return ('42["%s",{"m":"|%%08d|%%019d|","p":"%s"}]' % (event, pad)).encode()  # noqa: UP031
 

@@ -154,6 +154,24 @@ def test_sigv4_allows_a_public_management_listener(tmp_path: Path) -> None:
     assert config.management.credentials[0].access_key_id == "AKIA1"
 
 
+def test_management_browser_and_timeout_keys_load(tmp_path: Path) -> None:
+    text = (
+        "[management]\nallowed_hosts = ['gw.internal']\nallowed_origins = ['https://a.example']\n"
+        "header_timeout = 2\nidle_timeout = 30\n[limits]\nmax_pending_handshakes = 10\n"
+    )
+    config = load_config(_write(tmp_path, text), env={})
+    assert config.management.allowed_hosts == ("gw.internal",)
+    assert config.management.allowed_origins == ("https://a.example",)
+    assert (config.management.header_timeout, config.management.idle_timeout) == (2.0, 30.0)
+    assert config.limits.max_pending_handshakes == 10
+
+
+@pytest.mark.parametrize("key", ["header_timeout", "idle_timeout"])
+def test_management_timeouts_must_be_positive(key: str) -> None:
+    with pytest.raises(ConfigError, match=f"management.{key}: must be greater than 0"):
+        build_config({"management": {key: 0}}, base_dir=Path("."))
+
+
 @given(st.text(max_size=200))
 def test_arbitrary_toml_text_loads_or_raises_config_error(text: str) -> None:
     import tempfile

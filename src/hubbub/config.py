@@ -89,6 +89,13 @@ class ManagementConfig:
     # Management requests per second (token bucket) before 429 LimitExceededException; 0 = off.
     rate_limit: float = 0.0
     burst: int = 0  # bucket size; 0 = max(1, rate_limit)
+    # Web pages may not call the API (gateway/browser_guard.py): extra Host names accepted
+    # under auth = "none", and browser origins allowed at all (none by default).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    # Seconds a connection has to send a request, and may stay idle between requests.
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
 
 
 # Lambda runtimes whose handlers hubbub runs; other runtimes are a config error naming them.
@@ -145,6 +152,7 @@ class LimitsConfig:
     message_rate: float = 0.0
     handshake_timeout: float = 10.0
     max_header_bytes: int = 16 * 1024
+    max_pending_handshakes: int = 4096
     max_concurrent_invocations: int = 1000
     max_invocations_per_connection: int = 100
     handler_threads: int = 64
@@ -508,6 +516,10 @@ def _management(raw: Any) -> ManagementConfig:
         in_process=base.in_process,
         rate_limit=base.rate_limit,
         burst=base.burst,
+        allowed_hosts=base.allowed_hosts,
+        allowed_origins=base.allowed_origins,
+        header_timeout=base.header_timeout,
+        idle_timeout=base.idle_timeout,
     )
 
 
@@ -522,6 +534,10 @@ class _ManagementScalars:
     in_process: bool = True
     rate_limit: float = 0.0
     burst: int = 0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
 
 
 def _string_table(raw: Any, key: str) -> dict[str, str]:
@@ -763,6 +779,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("limits.max_invocations_per_connection", "must be at least 1")
     if limits.handler_threads < 1:
         raise ConfigError("limits.handler_threads", "must be at least 1")
+    for key, seconds in (
+        ("management.header_timeout", config.management.header_timeout),
+        ("management.idle_timeout", config.management.idle_timeout),
+    ):
+        if seconds == 0:
+            raise ConfigError(key, "must be greater than 0")
     if not config.api.stage or "/" in config.api.stage or "@" in config.api.stage:
         raise ConfigError(
             "api.stage", f"must be a non-empty name without / or @, got {config.api.stage!r}"

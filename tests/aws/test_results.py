@@ -27,6 +27,8 @@ def test_a_dict_with_status_code() -> None:
 
 def test_the_common_shapes_have_no_headers() -> None:
     assert parse_proxy_result({"statusCode": 200, "body": "x"}) == ProxyResult(200, {}, "x", False)
+    # The route-response shape is built with tuple.__new__: still a whole ProxyResult.
+    assert type(parse_proxy_result({"statusCode": 200, "body": "x"})) is ProxyResult
     assert parse_proxy_result({"statusCode": 204}) == ProxyResult(204, {}, None, False)
     assert parse_proxy_result({"statusCode": 200, "body": None}) == ProxyResult(200, {}, None)
 

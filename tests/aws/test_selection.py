@@ -336,3 +336,79 @@ def test_frames_may_name_default_explicitly() -> None:
 
 def test_numeric_keys_match_stringified_routes() -> None:
     assert select_route(ACTION, '{"action": 7}', {"7"}) == "7"
+
+
+# --- the shortcut for bodies that cannot hold the key -----------------------------------------
+
+
+def test_a_body_without_the_key_text_cannot_select() -> None:
+    assert ACTION.cannot_select('{"type":"chat.message","body":"hi"}')
+    assert ACTION.cannot_select(b'{"type":"chat.message","body":"hi"}')
+
+
+def test_a_body_with_the_key_text_may_select() -> None:
+    assert not ACTION.cannot_select('{"action":"join"}')
+    assert not ACTION.cannot_select(b'{"action":"join"}')
+
+
+def test_a_key_written_with_escapes_is_still_selected() -> None:
+    body = '{"\\u0061ction": "join"}'
+    assert not ACTION.cannot_select(body)
+    assert select_route(ACTION, body, ROUTES) == "join"
+
+
+def test_expressions_that_are_not_a_plain_path_never_take_the_shortcut() -> None:
+    for expression in ("$request.body", "x${request.body.action}", "$request.body.items[0]"):
+        assert not compile_route_selection(expression).cannot_select("{}")
+
+
+def test_the_shortcut_keeps_a_route_named_by_the_empty_key() -> None:
+    # Not configurable (route keys must not be empty), but select_route takes any container.
+    assert select_route(ACTION, '{"type": "x"}', {"", "$default"}) == ""
+    assert select_route(ACTION, "not json", {"", "$default"}) == "$default"
+
+
+def _parsed_route(selector: Any, body: str | bytes, routes: set[str]) -> str | None:
+    """select_route without the shortcut: always parse."""
+    key = selector.evaluate(body)
+    if key is not None and key in routes and key not in {"$connect", "$disconnect"}:
+        return str(key)
+    return "$default" if "$default" in routes else None
+
+
+KEYS = st.sampled_from(["action", "act", "ction", "\u00e9", 'a"b', "a\\b", "type"])
+
+
+@given(
+    st.sampled_from(["$request.body.action", "$request.body.\u00e9", "$request.body['a\"b'].x"]),
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+        max_leaves=8,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_shortcut_agrees_with_parsing(
+    expression: str, document: Any, ascii_only: bool, as_bytes: bool
+) -> None:
+    selector = compile_route_selection(expression)
+    text = orjson.dumps(document).decode() if not ascii_only else _ascii_json(document)
+    body: str | bytes = text.encode() if as_bytes else text
+    routes = {"$default", "join", "x", "1", "true", "[1]"}
+    assert select_route(selector, body, routes) == _parsed_route(selector, body, routes)
+
+
+@given(st.text(max_size=40), st.booleans())
+def test_the_shortcut_agrees_with_parsing_on_any_text(text: str, as_bytes: bool) -> None:
+    body: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    routes = {"$default", "join"}
+    assert select_route(ACTION, body, {"join"}) == _parsed_route(ACTION, body, {"join"})
+    assert select_route(ACTION, body, routes) == _parsed_route(ACTION, body, routes)
+
+
+def _ascii_json(document: Any) -> str:
+    """JSON with every non-ASCII character escaped (keys then carry a backslash)."""
+    import json
+
+    return json.dumps(document, ensure_ascii=True)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import aiohttp
 import boto3
 import jwt
 import pytest
@@ -290,3 +291,26 @@ async def test_tokens_and_secrets_never_reach_the_logs(
     text = "".join(f"{r.getMessage()} {r.__dict__}" for r in server_side)
     for secret in (good, expired, SECRET, "s3cret-key", "wrong-secret-value"):
         assert secret not in text
+
+
+async def test_health_under_sigv4_shows_details_only_to_a_signed_request(
+    gateway: GatewayFactory,
+) -> None:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    async with gateway(management=SIGV4) as gw:
+        assert gw.management is not None
+        url = f"http://127.0.0.1:{gw.management.port}/health"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as resp:
+                assert (resp.status, await resp.json()) == (200, {"status": "ok"})
+            request = AWSRequest(method="GET", url=url)
+            credentials = Credentials("AKIAHUBBUBTEST", "s3cret-key")
+            SigV4Auth(credentials, "execute-api", "eu-west-1").add_auth(request)
+            async with http.get(url, headers=dict(request.headers.items())) as resp:
+                details = await resp.json()
+        assert details["status"] == "ok"
+        assert details["node"] == gw.node_id
+        assert details["connections"] == 0

@@ -16,8 +16,9 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from hubbub.aws.results import parse_proxy_result
 from hubbub.gateway.app import Gateway
-from hubbub.gateway.invoke import Invoker, Route
+from hubbub.gateway.invoke import Invoker, Outcome, Route
 from hubbub.gateway.routing import never_suspends
 from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
 from tests.gateway.conftest import HANDLERS, GatewayFactory
@@ -126,6 +127,23 @@ def test_an_inline_invocation_ends_in_one_step() -> None:
         step.send(None)
     assert returned.value.value.result.status_code == 200
     assert invoker.in_flight == 0
+
+
+def test_a_parsed_outcome_is_a_whole_outcome() -> None:
+    # Built with tuple.__new__ on the hot path: every field must be there, with its default.
+    invoker = Invoker(max_concurrent=1, region="us-east-1", account_id="000000000000")
+    route = Route(
+        key="r", integration=PythonIntegration("fn", _no_await, HandlerPool(1, "fn")), timeout=1
+    )
+    outcome = invoker._parsed(route, {"statusCode": 200, "body": "x"}, "c")
+    assert type(outcome) is Outcome
+    assert outcome == Outcome(parse_proxy_result({"statusCode": 200, "body": "x"}))
+    assert (outcome.error, outcome.rejected, outcome.raw, outcome.exception) == (
+        None,
+        False,
+        None,
+        None,
+    )
 
 
 # -- the same contract as any handler --------------------------------------------------------

@@ -136,7 +136,7 @@ async def test_oversized_headers_are_refused(gateway: GatewayFactory) -> None:
         )
         response = await asyncio.wait_for(reader.read(), 5)
         writer.close()
-        assert response.split()[1] == b"400"
+        assert response.split()[1] == b"431"  # the head is over the limit (http_limits.py)
         assert await _status(gw.websocket_url) == 101
 
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import websockets
 
+from hubbub.errors import GoneError
 from hubbub.gateway.app import Gateway
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import eventually
@@ -278,6 +279,52 @@ async def test_slow_consumer_is_dropped_and_reported(
         assert await gw.rooms.members("feed") == [fast_id]
         await fast.close()
         slow.transport.abort()
+
+
+async def test_a_slow_consumer_of_direct_posts_is_dropped(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """Replies and posts go through Hub.send: the same send queue limit as room sends."""
+    limits = {"send_queue_bytes": 64 * 1024}
+    async with gateway(routes=routes(_connect="record", _disconnect="record"), limits=limits) as gw:
+        slow = await websockets.connect(gw.websocket_url, max_queue=1)
+        await eventually(lambda: len(app.EVENTS) >= 1)
+        slow_id = app.EVENTS[0]["requestContext"]["connectionId"]
+        slow.transport.pause_reading()
+        chunk = "z" * 16_000
+        gone = False
+        for _ in range(400):  # ~6.4 MB: far past the kernel buffers and the 64 KB queue
+            try:
+                await gw.connections.post(slow_id, chunk)
+            except GoneError:  # dropped: the posts after the one that filled the queue
+                gone = True
+                break
+        assert gone
+        await eventually(
+            lambda: [e for e in app.EVENTS if e["requestContext"]["routeKey"] == "$disconnect"]
+        )
+        event = next(e for e in app.EVENTS if e["requestContext"]["routeKey"] == "$disconnect")
+        assert event["requestContext"]["disconnectStatusCode"] == 1013
+        slow.transport.abort()
+
+
+async def test_a_post_after_the_close_frame_is_gone_and_not_written(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """After the close frame no data frame may follow (RFC 6455 §5.5.1), though TCP is still up
+    and the connection has not been marked closing yet."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 1) as (ws, ids):
+            loop = asyncio.get_running_loop()
+            closing = loop.create_task(gw.hub.connections[ids[0]].socket.close(1000, "bye"))
+            # Right after the task's first step has sent the close frame (see above).
+            sent: asyncio.Future[bool] = loop.create_future()
+            conn = gw.hub.connections[ids[0]]
+            loop.call_soon(lambda: sent.set_result(gw.hub.send(conn, b"after close")))
+            assert await sent is False
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await ws[0].recv()
+            await closing
 
 
 async def test_compressed_connections_get_room_messages_in_order(

@@ -108,3 +108,30 @@ async def test_head_is_the_latest_position(recovery: Recovery) -> None:
     second = await recovery.append("h", b"b")
     assert await recovery.head("h") == second
     assert second.epoch == empty.epoch
+
+
+async def test_a_session_keeps_its_principal(recovery: Recovery) -> None:
+    await recovery.save_session("tok", Session(rooms=["a"], principal="alice"), ttl=60)
+    loaded = await recovery.load_session("tok")
+    assert loaded is not None
+    assert loaded.principal == "alice"
+
+
+async def test_one_holder_claims_a_session_at_a_time(recovery: Recovery) -> None:
+    assert await recovery.claim_session("tok", "conn-1", ttl=60)
+    assert await recovery.claim_session("tok", "conn-1", ttl=60)  # its own claim again
+    assert not await recovery.claim_session("tok", "conn-2", ttl=60)
+    assert await recovery.claim_session("other", "conn-2", ttl=60)  # per token
+    await recovery.release_session("tok", "conn-2")  # not its claim: nothing happens
+    assert not await recovery.claim_session("tok", "conn-2", ttl=60)
+    await recovery.release_session("tok", "conn-1")
+    assert await recovery.claim_session("tok", "conn-2", ttl=60)
+
+
+async def test_a_claim_expires(recovery: Recovery) -> None:
+    # A holder whose node died never releases: its claim ends with the session's ttl.
+    assert await recovery.claim_session("tok", "conn-1", ttl=0.001)
+    import asyncio
+
+    await asyncio.sleep(1.1)  # Redis TTLs have one-second resolution
+    assert await recovery.claim_session("tok", "conn-2", ttl=60)

@@ -157,6 +157,9 @@ def _is_true(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+_new_tuple = tuple.__new__
+
+
 def parse_proxy_result(value: object) -> ProxyResult:
     """Normalise what a handler returned; raise InvalidProxyResult when it is unusable."""
     if value is None:
@@ -169,7 +172,9 @@ def parse_proxy_result(value: object) -> ProxyResult:
             if body is None and len(value) == 1:
                 return ProxyResult(status)
             if type(body) is str and len(value) == 2:
-                return ProxyResult(status, _NO_HEADERS, _text(body, "body"))
+                # tuple.__new__ skips the named tuple's Python-level __new__: a route response
+                # builds one per message.
+                return _new_tuple(ProxyResult, (status, _NO_HEADERS, _text(body, "body"), False))
     elif isinstance(value, str):
         return ProxyResult(200, body=_text(value, "result"))
     elif not isinstance(value, Mapping):

@@ -60,7 +60,7 @@ _MISSING: Any = object()
 class RouteSelector:
     """A compiled route selection expression; see :func:`compile_route_selection`."""
 
-    __slots__ = ("_fast", "_parts", "expression")
+    __slots__ = ("_fast", "_needle", "_needle_bytes", "_parts", "expression")
 
     def __init__(self, expression: str, parts: tuple[Part, ...]) -> None:
         self.expression = expression
@@ -71,9 +71,28 @@ class RouteSelector:
             names = tuple(step for step in parts[0] if isinstance(step, str))
             if len(names) == len(parts[0]):
                 self._fast = names
+        # The first name of such a path as it must appear in any JSON text holding it (see
+        # cannot_select): a key written with escapes would need a backslash.
+        first = self._fast[0] if self._fast else None
+        self._needle = None if first is None else '"' + first + '"'
+        self._needle_bytes = None if self._needle is None else self._needle.encode("utf-8")
 
     def __repr__(self) -> str:
         return f"RouteSelector({self.expression!r})"
+
+    def cannot_select(self, body: str | bytes) -> bool:
+        """True when ``body`` cannot hold the expression's key, told without parsing it.
+
+        For ``$request.body.name...`` a body without the text ``"name"`` and without a backslash
+        has no key ``name`` at any depth, so :meth:`evaluate` would give ``""`` (JSON without
+        the key) or None (not JSON): no route key either way. Chat clients send such messages
+        to ``$default`` all the time; this saves their JSON parse.
+        """
+        if type(body) is str:
+            needle = self._needle
+            return needle is not None and needle not in body and "\\" not in body
+        needle_bytes = self._needle_bytes
+        return needle_bytes is not None and needle_bytes not in body and b"\\" not in body
 
     def evaluate(self, body: str | bytes) -> str | None:
         """Return the route key the frame selects, or None when ``body`` is not valid JSON."""
@@ -273,7 +292,10 @@ def select_route(selector: RouteSelector, body: str | bytes, routes: Container[s
     The evaluated key must match a route exactly (case-sensitive); otherwise ``$default`` is used
     when it exists. ``$connect`` and ``$disconnect`` are never selected by a frame.
     """
-    key = selector.evaluate(body)
+    # A route named "" cannot be configured, but this function takes any container: only skip
+    # the parse when its "" (valid JSON without the key) could not select anything either.
+    skip = selector.cannot_select(body) and "" not in routes
+    key = None if skip else selector.evaluate(body)
     if key is not None and key in routes and key not in _SYSTEM_ROUTES:
         return key
     return "$default" if "$default" in routes else None

@@ -115,6 +115,8 @@ def canonical_uri(raw_path: str) -> str:
 
     Mirrors ``SigV4Auth._normalize_url_path``: dot segments and empty segments are removed, then
     the result is percent-encoded again, so ``%3D`` becomes ``%253D`` and ``@`` becomes ``%40``.
+    (:meth:`SigV4Verifier.verify` refuses a path this would change: the router does not
+    normalise, so the signature would cover a different path than the one served.)
     """
     return quote(_remove_dot_segments(raw_path) if raw_path else "/", safe="/~")
 
@@ -337,10 +339,13 @@ class SigV4Verifier:
         self._check_time(claim, now)
         secret = self._secrets.get(claim.access_key_id)
         if secret is None:
-            raise SignatureError(
-                f"The security token included in the request is invalid: "
-                f"unknown access key {claim.access_key_id!r}"
-            )
+            # AWS's wording; the key id is not echoed (it would confirm what a prober sent).
+            raise SignatureError("The security token included in the request is invalid.")
+        if raw_path and _remove_dot_segments(raw_path) != raw_path:
+            # botocore signs the path with dot and empty segments removed, but the router
+            # reads it as sent: a signature for GET /dev/@connections/x must not cover
+            # GET /dev/@connections/x/attributes/.. (a different route).
+            raise SignatureError("The request path must not contain '.', '..' or empty segments")
         payload_hash = _payload_hash(folded, body)
         header_block = _canonical_headers(claim, folded)
 

@@ -94,7 +94,7 @@ class ManagementApi:
         operation = "unknown"
         try:
             if request.raw_path == "/health" and request.method == "GET":
-                return _json(200, await self._health() if self._health else {"status": "ok"})
+                return await self._health_response(request)
             page = self._pages.get(request.raw_path)
             if page is not None:
                 operation = request.raw_path.strip("/").replace("/", "_")
@@ -131,6 +131,17 @@ class ManagementApi:
         if self._authenticate is not None:
             await self._authenticate(request, datetime.now(UTC))
         return await page(request)
+
+    async def _health_response(self, request: HttpRequest) -> HttpResponse:
+        """``GET /health``: the status for anyone (load balancers do not sign); under SigV4
+        the details (node id, connection count, store state) only for a signed request."""
+        details = await self._health() if self._health else {"status": "ok"}
+        if self._authenticate is not None:
+            try:
+                await self._authenticate(request, datetime.now(UTC))
+            except ManagementError:
+                return _json(200, {"status": details.get("status", "ok")})
+        return _json(200, details)
 
     def accept_post(
         self, request: HttpRequest, loop: asyncio.AbstractEventLoop

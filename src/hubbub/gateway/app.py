@@ -55,6 +55,7 @@ from hubbub.errors import ConfigError
 from hubbub.gateway import inprocess, logs
 from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
+from hubbub.gateway.browser_guard import BrowserGuard
 from hubbub.gateway.connection import (
     ABNORMAL,
     GOING_AWAY,
@@ -264,17 +265,28 @@ class Gateway(GatewayApi):
             metrics=self.metrics,
             rate=TokenBucket(rate, config.management.burst or None) if rate else None,
         )
+        guard = BrowserGuard(
+            check_host=authenticate is None,
+            allowed_hosts=config.management.allowed_hosts,
+            allowed_origins=config.management.allowed_origins,
+            domain_name=config.api.domain_name,
+        )
+        http_options: dict[str, Any] = {
+            "handler": guard.wrap(api.handle),  # listeners only: in-process calls are ours
+            "max_body": config.limits.max_post_bytes,
+            "reuse_port": self._reuse_port,
+            "max_header_bytes": config.limits.max_header_bytes,
+            "header_timeout": config.management.header_timeout,
+            "idle_timeout": config.management.idle_timeout,
+        }
         try:
             self.management = await start_http(
-                host=config.management.host,
-                port=config.management.port,
-                handler=api.handle,
-                max_body=config.limits.max_post_bytes,
-                reuse_port=self._reuse_port,
+                host=config.management.host, port=config.management.port, **http_options
             )
         except OSError as exc:
             host, port = config.management.host, config.management.port
             raise MANAGEMENT_LISTENER.error(host, port, exc) from exc
+        guard.add_listener("http", self.management.host, self.management.port)
         if self.tls is not None:
             # https://{domainName}/{stage}, as handlers build it, reaches this listener with a
             # certificate their SDK trusts (AWS_CA_BUNDLE points at our CA plus the usual ones).
@@ -282,14 +294,13 @@ class Gateway(GatewayApi):
                 self.management_tls = await start_http(
                     host=config.management.host,
                     port=config.management.tls_port,
-                    handler=api.handle,
-                    max_body=config.limits.max_post_bytes,
                     ssl_context=server_ssl_context(self.tls),
-                    reuse_port=self._reuse_port,
+                    **http_options,
                 )
             except OSError as exc:
                 host, port = config.management.host, config.management.tls_port
                 raise MANAGEMENT_TLS_LISTENER.error(host, port, exc) from exc
+            guard.add_listener("https", self.management_tls.host, self.management_tls.port)
             domain = config.api.domain_name or event_domain(
                 self.management_tls.host, self.management_tls.port
             )
@@ -365,6 +376,7 @@ class Gateway(GatewayApi):
                 ping_interval=config.server.ping_interval,
                 ping_timeout=config.server.ping_timeout,
                 handshake_timeout=config.limits.handshake_timeout,
+                max_pending_handshakes=config.limits.max_pending_handshakes,
             ),
             static_dir=config.static.dir,
             extra_files=[("/hubbub.js", _BROWSER_CLIENT, "text/javascript; charset=utf-8")],
@@ -616,6 +628,7 @@ class Gateway(GatewayApi):
     ) -> None:
         if record.session is not None and self.resumer is not None:
             rooms = sorted(record.rooms)
+            principal = (record.authorizer or {}).get("principalId")
             session = Session(
                 rooms,
                 sorted(record.users),
@@ -623,6 +636,7 @@ class Gateway(GatewayApi):
                 {r: p for r, p in (joined or {}).items() if r in record.rooms},
                 connection_id=record.connection_id,
                 presence=presence or {},
+                principal=None if principal is None else str(principal),
             )
             try:
                 await self.resumer.save(record.session, session)
@@ -653,6 +667,11 @@ class Gateway(GatewayApi):
             # Its presence leaves now, or is deferred for a resume (no store call when it was
             # present nowhere). Also when a reaper got the record: then nothing is left to do.
             kept = await self._presence_retired(conn) if self.presence.tracks(conn.id) else {}
+            if conn.resumed is not None and self.resumer is not None:
+                try:
+                    await self.resumer.release(conn)
+                except Exception:  # best effort: the claim expires with the session
+                    log.exception("releasing a recovery session failed")
             if record is None:  # someone else (a reaping node) already delivered $disconnect
                 return
             if record.session is not None:  # checked here: spares a coroutine per plain close

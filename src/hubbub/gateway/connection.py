@@ -74,6 +74,7 @@ class Connection:
         "last_active",
         "outbox_bytes",
         "rate",
+        "resumed",
         "retired",
         "session",
         "socket",
@@ -93,6 +94,7 @@ class Connection:
         self.strikes = 0  # consecutive messages refused by the rate limit
         # Recovery (hubbub.v1): the session token, and room envelopes held back during a resume.
         self.session: str | None = None
+        self.resumed: str | None = None  # the token of the session this connection resumed
         self.held: list[tuple[str, int, bytes]] | None = None
         self.due: int | None = None  # the Timeouts bucket this connection sits in
         self._api = api

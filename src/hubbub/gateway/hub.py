@@ -227,16 +227,20 @@ class Hub:
 
     def _write(self, conn: Connection, payload: bytes, frame: bytes) -> bool:
         sock = conn.socket
-        if conn.closing or not sock.writable:
+        if conn.closing:
             return False
         if sock.compressed:
+            if not sock.writable:
+                return False
             if not conn.enqueue_compressed(payload, self._limit):
                 self._drop_slow(conn)
                 return False
             return True
-        sock.write(frame)
+        buffered = sock.offer(frame)
+        if buffered < 0:  # not writable: nothing was written
+            return False
         self.writes += 1
-        if sock.buffered() > self._limit:
+        if buffered > self._limit:
             self._drop_slow(conn)
         return True
 

@@ -74,6 +74,7 @@ class Outcome(NamedTuple):
 
 
 BUSY = "Too many concurrent requests"
+_new_tuple = tuple.__new__
 
 
 class Deadline:
@@ -321,7 +322,8 @@ class Invoker:
     def _parsed(self, route: Route, raw: object, connection_id: str) -> Outcome:
         """The outcome of a handler that returned ``raw``: a proxy result, or an error."""
         try:
-            return Outcome(parse_proxy_result(raw))
+            # tuple.__new__ skips the named tuple's Python-level __new__ (once per message).
+            return _new_tuple(Outcome, (parse_proxy_result(raw), None, False, None, None))
         except InvalidProxyResult as exc:
             log.error(
                 "handler returned an invalid result",

@@ -18,6 +18,12 @@ or the query flag ``?hubbub=1``; from then on:
 Room messages published while a resume runs are held back and written after the replay, so none
 arrives twice from one resume; clients still drop offsets they have already seen (at-least-once
 across reconnects).
+
+A token is a bearer secret, but not only that: a session belongs to the authorizer principal of
+the connection that made it, so another principal's connection holding the token is answered
+``"reason": "session not yours"`` (it would otherwise inherit ``@users/{principal}`` posts), and
+one live connection at a time may resume it: a second one is answered ``"session in use"`` until
+the first ends. Neither refusal touches the session, so its owner can still resume it.
 """
 
 from __future__ import annotations
@@ -66,6 +72,16 @@ def envelope(room: str, position: Position, data: bytes) -> bytes:
     )
 
 
+def principal_of(conn: Connection) -> str | None:
+    """The authorizer's ``principalId`` of a connection (None without an authorizer)."""
+    principal = (conn.context.authorizer or {}).get("principalId")
+    return None if principal is None else str(principal)
+
+
+def _not_resumed(reason: str) -> bytes:
+    return orjson.dumps({"hubbub": "recovered", "recovered": False, "reason": reason, "rooms": {}})
+
+
 def _position(value: Any) -> Position | None:
     if not isinstance(value, Mapping):
         return None
@@ -85,7 +101,7 @@ class Resumer:
         self._api = api
         self._hub = hub
         self._ttl = session_ttl
-        # Resume requests by outcome (resumed, partial, expired), exported by /metrics.
+        # Resume requests by outcome (resumed, partial, expired, not_yours, in_use): /metrics.
         self.outcomes: Counter[str] = Counter()
         self.presence: RoomPresence | None = None  # answers the presence.* control messages
 
@@ -95,6 +111,12 @@ class Resumer:
     async def save(self, token: str, session: Session) -> None:
         """Keep a closed connection's state for ``ttl`` seconds, for its client to resume."""
         await self._recovery.save_session(token, session, self._ttl)
+
+    async def release(self, conn: Connection) -> None:
+        """``conn`` ends: the session it resumed may be resumed by another connection."""
+        token, conn.resumed = conn.resumed, None
+        if token is not None:
+            await self._recovery.release_session(token, conn.id)
 
     async def control(self, conn: Connection, text: str) -> bytes | None:
         """Answer one control message; the reply frame payload, or None to ignore it."""
@@ -114,18 +136,31 @@ class Resumer:
             return orjson.dumps({"hubbub": "error", "message": "resume needs token and rooms"})
         return await self._resume(conn, token, rooms)
 
+    def _not_resumed(self, reason: str, outcome: str) -> bytes:
+        self.outcomes[outcome] += 1
+        return _not_resumed(reason)
+
     async def _resume(self, conn: Connection, token: str, positions: dict[str, Any]) -> bytes:
         session = await self._recovery.load_session(token)
         if session is None:
-            self.outcomes["expired"] += 1
-            return orjson.dumps(
-                {
-                    "hubbub": "recovered",
-                    "recovered": False,
-                    "reason": "session expired",
-                    "rooms": {},
-                }
+            return self._not_resumed("session expired", "expired")
+        if session.principal != principal_of(conn):
+            log.warning(
+                "resume refused: the session belongs to another principal",
+                extra={"fields": {"connectionId": conn.id}},
             )
+            return self._not_resumed("session not yours", "not_yours")
+        if conn.resumed is not None and conn.resumed != token:
+            return self._not_resumed(
+                "session in use", "in_use"
+            )  # one resumed session per connection
+        if not await self._recovery.claim_session(token, conn.id, self._ttl):
+            log.info(
+                "resume refused: another live connection holds the session",
+                extra={"fields": {"connectionId": conn.id}},
+            )
+            return self._not_resumed("session in use", "in_use")
+        conn.resumed = token
         api = self._api
         if session.attributes:
             await api.connections.set_attributes(conn.id, session.attributes)

@@ -13,6 +13,10 @@ Two things here go beyond aiohttp's public surface, both measured or required by
 - **A frame-size guard.** AWS closes with 1009 when one *frame* exceeds 32 KB even if the message
   stays under 128 KB; aiohttp only limits whole messages. :class:`_FrameGuard` sits in front of
   aiohttp's parser and reads frame headers only (a few integer operations per frame).
+
+The limits on a connection before its request is parsed (the size of a whole request head,
+pending handshakes, the header and idle timeouts) live in :mod:`hubbub.gateway.http_limits`,
+the one other module that touches aiohttp.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 import socket
 import ssl
 import struct
+import zlib
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,7 @@ from aiohttp.http_websocket import WebSocketError
 
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.management import error_body
+from hubbub.gateway.http_limits import ConnectionLimits, LimitedSite
 
 log = logging.getLogger("hubbub.transport")
 
@@ -172,9 +178,13 @@ class Socket:
         ERROR exception, CLOSED when the TCP connection is gone.
 
         Hands out aiohttp's own awaitable (a WSMessage is a (type, data, extra) tuple): a
-        coroutine of ours around it would cost a frame per message.
+        coroutine of ours around it would cost a frame per message. Only a socket with
+        permessage-deflate takes a checked path (``receive_inflated``).
         """
-        return self._ws.receive()
+        ws = self._ws
+        if self._compressed and isinstance(ws, _HubbubWebSocketResponse):
+            return ws.receive_inflated()
+        return ws.receive()
 
     @property
     def writable(self) -> bool:
@@ -183,6 +193,19 @@ class Socket:
     def write(self, frame: bytes) -> None:
         """Write a pre-built frame (see :func:`frame_text`)."""
         self._transport.write(frame)
+
+    def offer(self, frame: bytes) -> int:
+        """Write a pre-built frame if :attr:`writable`; return the bytes then :meth:`buffered`,
+        or -1 when the socket was not writable (nothing written).
+
+        One call for what a reply needs, where :attr:`writable`, :meth:`write` and
+        :meth:`buffered` would be three (it reads aiohttp's ``_closed``, as :meth:`broadcast`).
+        """
+        transport = self._transport
+        if self._ws._closed or transport.is_closing():
+            return -1
+        transport.write(frame)
+        return transport.get_write_buffer_size()
 
     @staticmethod
     def broadcast(
@@ -279,7 +302,13 @@ class _FrameGuard:
         size = len(data)
         if size > 5 and not self._skip and not self._head:
             length = data[1] ^ 0x80  # the payload length, when the mask bit is set
-            if length < 126 and size == 6 + length and length <= self._max_frame:
+            # (data[0] & 0x48 != 0x48: not a control frame with RSV1, which _scan refuses)
+            if (
+                length < 126
+                and size == 6 + length
+                and length <= self._max_frame
+                and data[0] & 0x48 != 0x48
+            ):
                 fast: tuple[bool, bytes] = self._inner.feed_data(data)
                 return fast
         if self._skip == _REFUSED:  # the rest of the stream follows a refused frame: drop it
@@ -343,6 +372,11 @@ class _FrameGuard:
             if not b1 & 0x80:  # RFC 6455 §5.1: a server must close on an unmasked client frame
                 problem = WebSocketError(WSCloseCode.PROTOCOL_ERROR, "Unmasked client frame")
                 return problem, max(0, pos - carried)
+            if b0 & 0x48 == 0x48:
+                # RSV1 means "compressed" only on data frames (RFC 7692 §6.1); on a control
+                # frame it has no meaning, so §5.2 says fail. aiohttp ignores it there.
+                problem = WebSocketError(WSCloseCode.PROTOCOL_ERROR, "Control frame with RSV1 set")
+                return problem, max(0, pos - carried)
             if (b0 & 0x0F) < 0x8 and length > self._max_frame:
                 problem = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
                 return problem, max(0, pos - carried)
@@ -354,15 +388,55 @@ class _FrameGuard:
         return None
 
 
+_BAD_DEFLATE = "Invalid compressed data"
+
+
+def _byte_size(data: str | bytes, limit: int) -> int:
+    """The UTF-8 size of a message, encoding only when its length cannot decide against
+    ``limit`` (a character is 1 to 4 bytes)."""
+    if isinstance(data, bytes) or len(data) > limit or len(data) * 4 <= limit:
+        return len(data)
+    return len(data.encode("utf-8"))
+
+
 class _HubbubWebSocketResponse(web.WebSocketResponse):
     """Adds the frame guard right after aiohttp installs its parser."""
 
-    def __init__(self, *, max_frame: int, pong_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *, max_frame: int, max_message: int, pong_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._max_frame = max_frame
+        self._max_message = max_message
         if self._heartbeat is not None:
             # aiohttp waits heartbeat/2 for the pong; hubbub makes it its own setting.
             self._pong_heartbeat = pong_timeout
+
+    async def receive_inflated(self) -> tuple[int, Any, Any]:
+        """``receive()`` on a socket with permessage-deflate, with the two checks aiohttp gets
+        wrong there: an inflated message one byte over the limit passes its check (it allows
+        ``max_msg_size``, one more than hubbub's limit, after inflating), and data that does not
+        inflate surfaces as a bare ``zlib.error`` (closed 1000 by :meth:`close` without the
+        fix there). Both become the close codes RFC 6455 §7.4.1 names: 1009 and 1007."""
+        msg = await self.receive()
+        kind, data = msg[0], msg[1]
+        if kind in (TEXT, BINARY):
+            if _byte_size(data, self._max_message) > self._max_message:
+                problem = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Message too big")
+                await self.close(code=problem.code, message=b"Message too big")
+                return ERROR, problem, None
+        elif kind == ERROR and isinstance(data, zlib.error):
+            return ERROR, WebSocketError(WSCloseCode.INVALID_TEXT, _BAD_DEFLATE), None
+        return msg
+
+    async def close(
+        self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True
+    ) -> bool:
+        # aiohttp closes with its default 1000 when inflating failed (any exception other than
+        # its own WebSocketError): data that does not inflate is 1007 (RFC 6455 §7.4.1).
+        if code == WSCloseCode.OK and isinstance(self._exception, zlib.error):
+            code, message = WSCloseCode.INVALID_TEXT, _BAD_DEFLATE.encode()
+        return await super().close(code=code, message=message, drain=drain)
 
     def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
         super()._post_start(request, protocol, writer)
@@ -381,14 +455,18 @@ class SocketOptions:
     ping_interval: float = 0.0  # 0 = no server pings
     ping_timeout: float = 20.0
     handshake_timeout: float = 10.0
+    max_pending_handshakes: int = 0  # 0 = no cap
 
 
 class Listener:
     """A bound TCP listener serving one aiohttp application."""
 
-    def __init__(self, runner: web.AppRunner, sock: socket.socket) -> None:
+    def __init__(
+        self, runner: web.AppRunner, sock: socket.socket, limits: ConnectionLimits
+    ) -> None:
         self._runner = runner
         self._sock = sock
+        self.limits = limits  # and the counts of what they refused
         host, port = sock.getsockname()[:2]
         self.host: str = host
         self.port: int = port
@@ -519,6 +597,7 @@ async def start_public(
             )
         ws = _HubbubWebSocketResponse(
             max_frame=options.max_frame_bytes,
+            max_message=options.max_message_bytes,
             pong_timeout=options.ping_timeout,
             heartbeat=options.ping_interval or None,
             protocols=(decision.subprotocol,) if decision.subprotocol else (),
@@ -549,10 +628,16 @@ async def start_public(
         await run
         return ws
 
-    # keepalive_timeout bounds how long a TCP connection may take to send its (upgrade) request:
-    # aiohttp arms it at connection_made, so silent and slowloris clients are dropped.
-    handler_args = {**_limits(max_header_bytes), "keepalive_timeout": options.handshake_timeout}
-    app = web.Application(handler_args=handler_args)
+    # The handshake timeout bounds how long a TCP connection may take to send its (upgrade)
+    # request, so silent and slowloris clients are dropped; an idle keep-alive connection (after
+    # a static file) gets no longer.
+    limits = ConnectionLimits(
+        max_header_bytes=max_header_bytes,
+        header_timeout=options.handshake_timeout,
+        idle_timeout=options.handshake_timeout,
+        max_pending=options.max_pending_handshakes,
+    )
+    app = web.Application(handler_args=_limits(max_header_bytes, options.handshake_timeout))
     app.router.add_get(f"/{stage}", websocket_entry)
     for url_path, probe in (probes or {}).items():
         app.router.add_get(url_path, _probe_handler(probe))
@@ -563,7 +648,7 @@ async def start_public(
         if index.is_file():
             app.router.add_get("/", _file_handler(index, "text/html; charset=utf-8"))
         app.router.add_static("/", static_dir, follow_symlinks=False)
-    return await _serve(app, host, port, ssl_context=ssl_context, reuse_port=reuse_port)
+    return await _serve(app, host, port, limits, ssl_context=ssl_context, reuse_port=reuse_port)
 
 
 def _probe_handler(
@@ -594,19 +679,38 @@ async def start_http(
     max_body: int,
     ssl_context: ssl.SSLContext | None = None,
     reuse_port: bool = False,
+    max_header_bytes: int = 16384,
+    header_timeout: float = 10.0,
+    idle_timeout: float = 60.0,
 ) -> Listener:
     """Serve every path and method of an HTTP API through one ``handler``.
 
     With ``ssl_context`` the listener speaks HTTPS (the management API's TLS listener).
     ``reuse_port`` (both here and in :func:`start_public`) lets other processes listen on the
     same port too (SO_REUSEPORT, Linux): the workers of ``hubbub serve --workers``.
+    A connection must send each request (head and body) within ``header_timeout`` seconds of
+    starting it, and is closed after ``idle_timeout`` seconds without one (0 = no limit).
     """
 
     async def entry(request: web.Request) -> web.Response:
         raw_path, query = _split_path(request.raw_path)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         try:
-            body = await request.read()
+            async with asyncio.timeout(header_timeout or None):
+                body = await request.read()
+        except TimeoutError:
+            # A body that stops arriving would hold the connection (and the head) forever.
+            timed_out = web.Response(
+                status=408,
+                content_type="application/json",
+                text='{"message": "Request Timeout: the body did not arrive in time"}',
+            )
+            # Written now, then the connection closed: aiohttp would otherwise linger, reading
+            # the rest of the body for another 10 s.
+            await timed_out.prepare(request)
+            await timed_out.write_eof()
+            request.protocol.force_close()
+            return timed_out
         except web.HTTPRequestEntityTooLarge:
             # The AWS model caps PostToConnection at 128 KB; answer in its error shape.
             return web.Response(
@@ -631,10 +735,15 @@ async def start_http(
 
     # Bodies larger than this are refused before they are read into memory; one byte more than
     # the largest legal post so the API, not aiohttp, answers "exactly 128 KB + 1".
-    app = web.Application(client_max_size=max_body + 1024, handler_args=_limits(16384))
+    limits = ConnectionLimits(
+        max_header_bytes=max_header_bytes, header_timeout=header_timeout, idle_timeout=idle_timeout
+    )
+    app = web.Application(
+        client_max_size=max_body + 1024, handler_args=_limits(max_header_bytes, idle_timeout)
+    )
     # [\s\S]: decoded paths may contain newlines (%0A), which the API must answer, not 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", entry)
-    return await _serve(app, host, port, ssl_context=ssl_context, reuse_port=reuse_port)
+    return await _serve(app, host, port, limits, ssl_context=ssl_context, reuse_port=reuse_port)
 
 
 class _PeerFaultFilter(logging.Filter):
@@ -656,10 +765,14 @@ _peer_log = logging.getLogger("hubbub.transport.peer")
 _peer_log.addFilter(_PeerFaultFilter())
 
 
-def _limits(max_header_bytes: int) -> dict[str, Any]:
+def _limits(max_header_bytes: int, keepalive_timeout: float) -> dict[str, Any]:
+    # The whole head is http_limits' to check (it counts bytes before aiohttp parses them, so
+    # it refuses a long line first); aiohttp's line limits stay as a second line of defence.
+    # aiohttp's keep-alive timer is the idle timeout.
     return {
         "max_field_size": max_header_bytes,
         "max_line_size": max_header_bytes,
+        "keepalive_timeout": keepalive_timeout,
         "logger": _peer_log,
     }
 
@@ -668,6 +781,7 @@ async def _serve(
     app: web.Application,
     host: str,
     port: int,
+    limits: ConnectionLimits,
     *,
     ssl_context: ssl.SSLContext | None = None,
     reuse_port: bool = False,
@@ -680,6 +794,6 @@ async def _serve(
     )
     await runner.setup()
     sock = _bind(host, port, reuse_port=reuse_port)
-    site = web.SockSite(runner, sock, ssl_context=ssl_context)
+    site = LimitedSite(runner, sock, limits, ssl_context=ssl_context)
     await site.start()
-    return Listener(runner, sock)
+    return Listener(runner, sock, limits)

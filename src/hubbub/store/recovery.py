@@ -6,9 +6,12 @@ a memory store after a restart — starts a new epoch, so a client can tell "not
 "history gone"). Each room keeps the last ``size`` messages for at most ``ttl`` seconds.
 
 A *session* is what the gateway must restore for a client that comes back on a new connection:
-its rooms, user bindings and attributes, under an unguessable token. It is written through on every
-change (so it survives the death of the node that held the connection) and expires ``ttl`` seconds
-after the connection could last have been alive.
+its rooms, user bindings and attributes, under an unguessable token. It is written when the
+connection ends (by its node, or by the node that reaps a dead node's connections) and expires
+``ttl`` seconds later. It belongs to the authorizer principal of the connection that made it (only
+a connection of that principal may resume it), and one live connection at a time may hold it: a
+resume *claims* the token for its connection (a lease, released when that connection ends, and
+expiring with the session if its node dies first).
 
 One ``Recovery`` implementation per store: memory (one node, this process), SQLite (one node,
 survives restarts) and Redis streams (many nodes).
@@ -44,6 +47,8 @@ class Session:
     # presence data per room; the resumed connection takes its place without a leave and a join.
     connection_id: str | None = None
     presence: dict[str, Any] = field(default_factory=dict)
+    # The authorizer's principalId of the connection that made it (None: no authorizer).
+    principal: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -51,6 +56,7 @@ class Session:
             "users": self.users,
             "attributes": self.attributes,
             "joined": {r: [p.epoch, p.offset] for r, p in self.joined.items()},
+            "principal": self.principal,
         }
         if self.presence:
             value["connectionId"] = self.connection_id
@@ -67,6 +73,7 @@ class Session:
             joined={r: Position(str(e), int(o)) for r, (e, o) in joined.items()},
             connection_id=value.get("connectionId"),
             presence=dict(value.get("presence") or {}),
+            principal=value.get("principal"),
         )
 
 
@@ -99,6 +106,15 @@ class Recovery(Protocol):
     async def save_session(self, token: str, session: Session, ttl: float) -> None: ...
 
     async def load_session(self, token: str) -> Session | None: ...
+
+    async def claim_session(self, token: str, holder: str, ttl: float) -> bool:
+        """Make ``holder`` (a connection id) the one connection resuming ``token``, for at most
+        ``ttl`` seconds; False when another holder has it."""
+        ...
+
+    async def release_session(self, token: str, holder: str) -> None:
+        """End ``holder``'s claim on ``token`` (nothing if another holder has it)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -145,6 +161,7 @@ class MemoryRecovery:
         self._ttl = ttl
         self._rooms: dict[str, _RoomLog] = {}
         self._sessions: dict[str, tuple[float, Session]] = {}
+        self._holders: dict[str, tuple[float, str]] = {}  # token -> (expiry, connection id)
 
     async def append(self, room: str, data: bytes) -> Position:
         log = self._rooms.get(room)
@@ -176,12 +193,27 @@ class MemoryRecovery:
         if len(self._sessions) % 1024 == 0:  # amortised expiry sweep
             for key in [k for k, (exp, _) in self._sessions.items() if exp < now]:
                 del self._sessions[key]
+            for key in [k for k, (exp, _) in self._holders.items() if exp < now]:
+                del self._holders[key]
 
     async def load_session(self, token: str) -> Session | None:
         item = self._sessions.get(token)
         if item is None or item[0] < time.monotonic():
             return None
         return Session.from_json(item[1].to_json())  # a copy: callers mutate it
+
+    async def claim_session(self, token: str, holder: str, ttl: float) -> bool:
+        now = time.monotonic()
+        current = self._holders.get(token)
+        if current is not None and current[0] >= now and current[1] != holder:
+            return False
+        self._holders[token] = (now + ttl, holder)
+        return True
+
+    async def release_session(self, token: str, holder: str) -> None:
+        current = self._holders.get(token)
+        if current is not None and current[1] == holder:
+            del self._holders[token]
 
     async def close(self) -> None:
         return None

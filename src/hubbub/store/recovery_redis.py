@@ -31,6 +31,19 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 return {epoch, last}
 """
 
+# A session's holder: set if free (or already ours), refreshed; 1 when it is ours now.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RedisRecovery:
     def __init__(self, url: str, *, key_prefix: str, size: int, ttl: float) -> None:
@@ -40,6 +53,8 @@ class RedisRecovery:
         self._size = size
         self._ttl = ttl
         self._append = self._redis.register_script(_APPEND)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._release = self._redis.register_script(_RELEASE)
 
     def _keys(self, room: str) -> list[str]:
         tag = f"{self._prefix}{{room:{room}}}"
@@ -112,6 +127,21 @@ class RedisRecovery:
         except RedisError as exc:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
         return None if raw is None else Session.from_json(orjson.loads(raw))
+
+    async def claim_session(self, token: str, holder: str, ttl: float) -> bool:
+        try:
+            won = await self._claim(
+                keys=[f"{self._prefix}session-holder:{token}"], args=[holder, max(1, int(ttl))]
+            )
+        except RedisError as exc:
+            raise UnavailableError(f"sessions unavailable: {exc}") from exc
+        return bool(won)
+
+    async def release_session(self, token: str, holder: str) -> None:
+        try:
+            await self._release(keys=[f"{self._prefix}session-holder:{token}"], args=[holder])
+        except RedisError as exc:
+            raise UnavailableError(f"sessions unavailable: {exc}") from exc
 
     async def close(self) -> None:
         await self._redis.aclose()

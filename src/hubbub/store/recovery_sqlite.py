@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS sessions (
     token TEXT PRIMARY KEY, state BLOB NOT NULL, expires REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS session_holders (
+    token TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL
+);
 """
 
 
@@ -75,6 +78,7 @@ class SqliteRecovery:
         now = time.time()
         self._db.execute("DELETE FROM messages WHERE at < ?", (now - self._ttl,))
         self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
+        self._db.execute("DELETE FROM session_holders WHERE expires < ?", (now,))
 
     async def since(self, room: str, after: Position | None) -> Missed:
         epoch, last = self._room(room)
@@ -100,6 +104,22 @@ class SqliteRecovery:
         if row is None or row[1] < time.time():
             return None
         return Session.from_json(orjson.loads(row[0]))
+
+    async def claim_session(self, token: str, holder: str, ttl: float) -> bool:
+        # One statement, so no other claim can come between the check and the write.
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO session_holders VALUES (?, ?, ?) ON CONFLICT (token) DO UPDATE SET "
+            "holder = excluded.holder, expires = excluded.expires "
+            "WHERE session_holders.holder = excluded.holder OR session_holders.expires < ?",
+            (token, holder, now + ttl, now),
+        )
+        return cursor.rowcount == 1
+
+    async def release_session(self, token: str, holder: str) -> None:
+        self._db.execute(
+            "DELETE FROM session_holders WHERE token = ? AND holder = ?", (token, holder)
+        )
 
     async def close(self) -> None:
         self._db.close()

@@ -1,0 +1,215 @@
+"""Connection-level limits for the HTTP listeners, enforced before aiohttp has parsed a request.
+
+aiohttp (the library :mod:`hubbub.gateway.transport` wraps; this module is its only other user)
+caps single header lines and the *number* of headers, not the size of the whole head: 120
+headers of 16,000 bytes each pass, so 300 half-sent handshakes held about 650 MB. It also arms
+one timer per connection for both "send your request" and "idle between requests". Here a
+:class:`_LimitedHandler` sits in front of aiohttp's parser for every connection of a listener:
+
+- **Head size**: bytes of a request head (from the first byte after the previous request to the
+  blank line ending this one) are counted as they arrive; past ``max_header_bytes`` the
+  connection gets a 431 and is closed, before the parser has buffered more. Body bytes (and
+  WebSocket frames after an upgrade) are not counted: they have their own limits.
+- **Pending handshakes**: connections accepted but not yet upgraded to a WebSocket are counted
+  per listener; at ``max_pending`` a new one is answered 503 at once and closed, so a flood of
+  half-open handshakes costs at most ``max_pending`` times ``max_header_bytes``.
+- **Header timeout**: a new connection must send a complete request head within
+  ``header_timeout``; after a request, the connection may stay idle ``idle_timeout`` seconds
+  (aiohttp's keep-alive timer, which also closes a connection whose next head is incomplete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger("hubbub.transport")
+
+_TERMINATOR = b"\r\n\r\n"
+
+
+@dataclass
+class ConnectionLimits:
+    """What one listener's connections may do before and between requests (0 = no limit)."""
+
+    max_header_bytes: int
+    header_timeout: float
+    idle_timeout: float
+    max_pending: int = 0
+    # Connections of this listener accepted and not yet upgraded (or closed).
+    pending: int = field(default=0, init=False)
+    refused_pending: int = field(default=0, init=False)
+    refused_heads: int = field(default=0, init=False)
+
+
+def _response(status: str, text: str, extra: str = "") -> bytes:
+    body = text.encode("utf-8")
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
+    ).encode("latin-1") + body
+
+
+class _LimitedHandler(RequestHandler):
+    """aiohttp's per-connection protocol, with the limits of :class:`ConnectionLimits`."""
+
+    __slots__ = ("_body", "_carry", "_counted", "_limits", "_pending", "_refused")
+
+    def __init__(self, manager: web.Server, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._limits = limits
+        self._counted = 0  # bytes of the current request head so far
+        self._carry = b""  # the last bytes of the previous read: a terminator may straddle reads
+        self._body: Any = None  # the payload of the last request, while its body arrives
+        self._pending = False
+        self._refused = False
+
+    # -- pending handshakes -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limits = self._limits
+        if limits.max_pending and limits.pending >= limits.max_pending:
+            self._refused = True
+            limits.refused_pending += 1
+            if limits.refused_pending == 1 or limits.refused_pending % 1000 == 0:
+                log.warning(
+                    "too many pending handshakes: refusing new connections",
+                    extra={
+                        "fields": {"max": limits.max_pending, "refused": limits.refused_pending}
+                    },
+                )
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(
+                _response(
+                    "503 Service Unavailable",
+                    "Service Unavailable: too many pending handshakes\n",
+                    "Retry-After: 1\r\n",
+                )
+            )
+            transport.close()
+            return
+        limits.pending += 1
+        self._pending = True
+        super().connection_made(transport)
+        if limits.header_timeout and self._keepalive_handle is not None:
+            # aiohttp armed its keep-alive timer (idle_timeout) for the first request: the
+            # first head gets header_timeout instead (the timer closes an incomplete one too).
+            # It fires at the earlier of the two: aiohttp moves the deadline after a response
+            # but re-arms only a timer that is not pending, and one that fires early re-arms
+            # itself for the deadline.
+            self._keepalive_handle.cancel()
+            now = self._loop.time()
+            self._next_keepalive_close_time = now + limits.header_timeout
+            first = min(limits.header_timeout, limits.idle_timeout or limits.header_timeout)
+            self._keepalive_handle = self._loop.call_at(now + first, self._process_keepalive)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._leave_pending()
+        if self._refused and self._task_handler is None:
+            return  # refused in connection_made: aiohttp never saw this connection
+        super().connection_lost(exc)
+
+    def set_parser(self, parser: Any, data_received_cb: Any = None) -> None:
+        # Called by aiohttp when the 101 is written: the handshake is over. From now on every
+        # read is WebSocket frames, which need none of the above: the connection becomes an
+        # _UpgradedHandler (same layout), whose reads go straight to aiohttp's data_received
+        # without a call of ours in between (that is the per-message hot path).
+        self._leave_pending()
+        super().set_parser(parser, data_received_cb)
+        self.__class__ = _UpgradedHandler
+
+    def _leave_pending(self) -> None:
+        if self._pending:
+            self._pending = False
+            self._limits.pending -= 1
+
+    # -- head size ----------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._payload_parser is not None or self._upgraded:
+            super().data_received(data)  # WebSocket frames, or bytes after an upgrade request
+            return
+        requests = self._request_count
+        body = self._body
+        if body is not None and not body.is_eof():
+            super().data_received(data)  # the rest of a request body: not counted
+            self._after_feed(data, requests, -1, in_body=True)
+            return
+        limit = self._limits.max_header_bytes
+        end = (self._carry + data).find(_TERMINATOR)
+        head_end = end + 4 - len(self._carry) if end >= 0 else -1  # in data
+        if limit and self._counted + (head_end if end >= 0 else len(data)) > limit:
+            self._refuse_head(limit)
+            return
+        super().data_received(data)
+        self._after_feed(data, requests, head_end, in_body=False)
+
+    def _after_feed(self, data: bytes, requests: int, head_end: int, *, in_body: bool) -> None:
+        """Bookkeeping after aiohttp parsed ``data``: ``requests`` is its request count before,
+        ``head_end`` where the head we saw ends in ``data`` (-1: none)."""
+        if self._parser is None:  # closed meanwhile
+            return
+        if self._request_count != requests:
+            # A request head was complete: count the next one from zero. Bytes after it in
+            # this read are its body or, when it has none, the start of a pipelined next head.
+            # (After a body ends, the rest of that read is not counted: at most one read.)
+            payload = self._messages[-1][1] if self._messages else None
+            self._body = payload
+            no_body = payload is None or payload.is_eof()
+            self._counted = len(data) - head_end if no_body and head_end >= 0 else 0
+            self._carry = b""
+        elif not in_body:
+            self._counted += len(data)
+            self._carry = (self._carry + data)[-3:]
+
+    def _refuse_head(self, limit: int) -> None:
+        self._refused = True
+        self._limits.refused_heads += 1
+        transport = self.transport
+        if transport is not None:
+            transport.write(
+                _response(
+                    "431 Request Header Fields Too Large",
+                    f"Request Header Fields Too Large: the request head exceeds {limit} bytes\n",
+                )
+            )
+        self.force_close()
+
+
+class _UpgradedHandler(_LimitedHandler):
+    """A :class:`_LimitedHandler` after its upgrade to a WebSocket: aiohttp's reads again."""
+
+    __slots__ = ()
+
+    data_received = RequestHandler.data_received
+
+
+class LimitedSite(web.SockSite):
+    """A :class:`aiohttp.web.SockSite` whose connections are :class:`_LimitedHandler`\\ s."""
+
+    __slots__ = ("_limits",)
+
+    def __init__(self, runner: web.BaseRunner, sock: Any, limits: ConnectionLimits, **kw: Any):
+        super().__init__(runner, sock, **kw)
+        self._limits = limits
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner
+        server = self._runner.server
+        assert server is not None
+        limits = self._limits
+        # aiohttp's Server builds RequestHandler(server, loop=..., **handler_args); so do we.
+        kwargs = {**server._kwargs, "loop": server._loop}
+
+        def factory() -> _LimitedHandler:
+            return _LimitedHandler(server, limits, **kwargs)
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            factory, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
+        )

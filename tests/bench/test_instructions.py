@@ -1,0 +1,25 @@
+"""bench.instructions reads a callgrind dump's totals (the measurement itself needs valgrind and
+takes a minute: run ``python -m bench.instructions hubbub aiohttp``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("picows", reason="the bench extra (picows) is not installed")
+
+from bench.instructions import total_instructions
+
+
+def test_the_totals_line_is_read_not_the_zeroed_summary(tmp_path: Path) -> None:
+    dump = tmp_path / "cg.out.1"
+    dump.write_text("events: Ir\nsummary: 0\n\nfn=(1) main\n3 42\n\ntotals: 123374424\n")
+    assert total_instructions(dump) == 123_374_424
+
+
+def test_a_dump_without_totals_is_an_error(tmp_path: Path) -> None:
+    dump = tmp_path / "cg.out.1"
+    dump.write_text("version: 1\nevents: Ir\n")
+    with pytest.raises(ValueError, match="no totals"):
+        total_instructions(dump)
