@@ -97,12 +97,12 @@ class MessageLoop:
                 key = select_route(selector, data, routes)
                 if key is None:
                     self.metrics.messages_in[""] += 1
-                    self.metrics.messages_out["error"] += 1
+                    self.metrics.error_frames += 1
                     sock.write(frame_text(forbidden_frame(conn.id, new_request_id())))
                     continue
                 if conn.in_flight >= per_connection:
                     routes[key].stats.rejected += 1
-                    self.metrics.messages_out["error"] += 1
+                    self.metrics.error_frames += 1
                     sock.write(frame_text(error_frame(BUSY, conn.id, new_request_id())))
                     continue
                 request_id = new_request_id()
@@ -181,7 +181,7 @@ class MessageLoop:
         if conn.strikes >= ABUSE_STRIKES:
             conn.expire(RATE_EXCEEDED)
         elif conn.socket.writable:
-            self.metrics.messages_out["error"] += 1
+            self.metrics.error_frames += 1
             frame = error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id())
             conn.socket.write(frame_text(frame))
         return False
@@ -201,7 +201,7 @@ class MessageLoop:
         """Answer one invocation: its reply on a two-way route, or the error frame."""
         result = outcome.result
         if result is None:
-            self.metrics.messages_out["error"] += 1
+            self.metrics.error_frames += 1
             if conn.socket.writable:
                 frame = (
                     error_frame(BUSY, conn.id, request_id)
@@ -213,5 +213,5 @@ class MessageLoop:
         if route.two_way:
             body = result.body_text()
             if body is not None:
-                self.metrics.messages_out["route_response"] += 1
+                self.metrics.route_responses += 1
                 self.hub.send(conn, body.encode("utf-8"))

@@ -16,14 +16,16 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import os
 import time
-from bisect import bisect_left
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -34,6 +36,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from hubbub.aws.results import ProxyResult
 from hubbub.store.base import Registry
 
 # Seconds. Handlers answer in microseconds (async, in-process) to tens of seconds (a timeout).
@@ -45,8 +48,25 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WORKERS_DIR_ENV = "HUBBUB_WORKERS_METRICS_DIR"
 
 
+_clock = time.perf_counter
+
+
+class _Outcome(Protocol):
+    """What :meth:`RouteStats.record` reads of an invocation's outcome (gateway/invoke.py)."""
+
+    @property
+    def result(self) -> ProxyResult | None: ...
+
+    @property
+    def exception(self) -> BaseException | None: ...
+
+
 class Histogram:
-    """Bucket counts (not cumulative), sum and count; ``observe`` is one bisect and two adds."""
+    """Bucket counts (not cumulative), sum and count.
+
+    ``observe`` adds one value (a bisect and two adds). ``fold`` adds many at once: sorted in C,
+    then one bisect per bucket, a small fraction of observing them one by one.
+    """
 
     __slots__ = ("counts", "total")
 
@@ -58,29 +78,79 @@ class Histogram:
         self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.total += seconds
 
+    def fold(self, values: Sequence[float]) -> None:
+        ordered = sorted(values)
+        below = 0
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            upto = bisect_right(ordered, bound)  # buckets are "less than or equal" (le)
+            self.counts[i] += upto - below
+            below = upto
+        self.counts[-1] += len(ordered) - below
+        self.total += math.fsum(ordered)
+
     def as_list(self) -> list[float]:
         return [*self.counts, self.total]
 
 
 class RouteStats:
-    """One route's invocations: counted by outcome, timed in one histogram."""
+    """One route's invocations: counted by outcome, timed in one histogram.
 
-    __slots__ = ("latency", "outcomes", "rejected")
+    On the message path an invocation costs one ``array.append`` of its duration (``samples``)
+    and, only when it did not succeed, a count under its label (:meth:`failed`): successes are
+    the samples minus the failures. :meth:`fold` moves the samples into the histogram, at each
+    scrape and once a second (hubbub.gateway.observability), so they never pile up.
+    """
+
+    __slots__ = ("failures", "latency", "outcomes", "rejected", "samples", "total")
 
     def __init__(self) -> None:
-        self.outcomes: Counter[str] = Counter()
+        self.samples = array("d")  # durations not folded yet, seconds
+        self.total = 0  # invocations folded so far
+        self.failures = 0  # of all invocations, those counted in ``outcomes``
+        self.outcomes: Counter[str] = Counter()  # every outcome but success, by label
         self.latency = Histogram()
         self.rejected = 0
 
+    def failed(self, outcome: _Outcome) -> None:
+        """Count an invocation that did not return a 2xx (its duration is in ``samples``)."""
+        result = outcome.result
+        if result is None:
+            label = "timeout" if isinstance(outcome.exception, TimeoutError) else "error"
+        else:
+            label = f"status_{result.status_code // 100}xx"
+        self.outcomes[label] += 1
+        self.failures += 1
+
     def observe(self, outcome: str, seconds: float) -> None:
-        self.outcomes[outcome] += 1
-        self.latency.observe(seconds)
+        """An invocation counted under ``outcome`` ("ok" or any other label)."""
+        self.samples.append(seconds)
+        if outcome != "ok":
+            self.outcomes[outcome] += 1
+            self.failures += 1
+
+    def fold(self) -> None:
+        samples = self.samples
+        if samples:
+            self.samples = array("d")
+            self.latency.fold(samples)
+            self.total += len(samples)
+
+    def counted(self) -> dict[str, int]:
+        self.fold()
+        ok = self.total - self.failures
+        return {**({"ok": ok} if ok else {}), **self.outcomes}
 
 
 class Metrics:
-    """Everything one gateway counts. Fields are public: the code that counts adds to them."""
+    """Everything one gateway counts. Fields are public: the code that counts adds to them.
+
+    Per-message counts are plain ints (``route_responses``, ``error_frames``): a Counter's
+    ``+= 1`` costs several times an attribute's on the message path.
+    """
 
     def __init__(self) -> None:
+        self.route_responses = 0
+        self.error_frames = 0
         self.opened = 0
         self.closed: Counter[int] = Counter()  # by close code
         self.handshakes: Counter[tuple[str, int]] = Counter()  # (outcome, HTTP status)
@@ -126,6 +196,8 @@ class Gauges:
 
 def snapshot(metrics: Metrics, gauges: Gauges) -> dict[str, Any]:
     """A JSON-able copy of ``metrics`` and ``gauges`` (what workers exchange and merge)."""
+    for stats in metrics.routes.values():
+        stats.fold()
     return {
         "nodes": {gauges.node: {"up": gauges.store_up, "started_at": gauges.started_at}},
         "cluster_nodes": gauges.cluster_nodes,
@@ -140,10 +212,10 @@ def snapshot(metrics: Metrics, gauges: Gauges) -> dict[str, Any]:
         "handshakes": {f"{o}|{s}": n for (o, s), n in metrics.handshakes.items()},
         "authorizer": dict(metrics.authorizer),
         "messages_in": _messages_in(metrics),
-        "messages_out": dict(metrics.messages_out),
+        "messages_out": _messages_out(metrics),
         "invocations": {
             key: {
-                "outcomes": dict(stats.outcomes),
+                "outcomes": stats.counted(),
                 "rejected": stats.rejected,
                 "latency": stats.latency.as_list(),
             }
@@ -168,7 +240,15 @@ def _messages_in(metrics: Metrics) -> dict[str, int]:
     counted = dict(metrics.messages_in)  # those that matched no route, under ""
     for key, stats in metrics.routes.items():
         if key not in ("$connect", "$disconnect"):
-            counted[key] = counted.get(key, 0) + stats.rejected + sum(stats.outcomes.values())
+            counted[key] = counted.get(key, 0) + stats.rejected + sum(stats.counted().values())
+    return counted
+
+
+def _messages_out(metrics: Metrics) -> dict[str, int]:
+    counted = dict(metrics.messages_out)
+    for kind, n in (("route_response", metrics.route_responses), ("error", metrics.error_frames)):
+        if n:
+            counted[kind] = counted.get(kind, 0) + n
     return counted
 
 

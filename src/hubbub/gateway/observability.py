@@ -119,8 +119,7 @@ class Observability:
         }
 
     def start(self) -> None:
-        if self._workers_dir is not None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._writer = asyncio.get_running_loop().create_task(self._tick())
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -158,14 +157,19 @@ class Observability:
         write_snapshot(self._workers_dir, self.node, own)
         return merge([own, *read_snapshots(self._workers_dir, skip=self.node)])
 
-    async def _write_loop(self) -> None:
-        assert self._workers_dir is not None
+    async def _tick(self) -> None:
+        """Once a second: fold the routes' latency samples into their histograms (so they
+        stay few), and with --workers write this worker's snapshot for the others."""
         while True:
+            await asyncio.sleep(WORKER_SNAPSHOT_S)
+            for route in self._routes().values():
+                route.stats.fold()
+            if self._workers_dir is None:
+                continue
             try:
                 write_snapshot(self._workers_dir, self.node, await self.own_snapshot())
             except Exception:  # a full disk must not stop the gateway; the scrape says less
                 log.exception("writing this worker's metrics failed")
-            await asyncio.sleep(WORKER_SNAPSHOT_S)
 
     # -- pages --------------------------------------------------------------------------------
     async def metrics_page(self, request: HttpRequest) -> HttpResponse:
