@@ -106,7 +106,7 @@ class RedisBus:
             return
         link = self._link
         try:
-            await link.client.publish(
+            await link.publish(
                 f"{link.channels}node:{node_id}", lua.encode_frame(self.node_id, delivery)
             )
         except DOWN_ERRORS as exc:
@@ -117,11 +117,16 @@ class RedisBus:
         frame = lua.encode_frame(self.node_id, delivery)
         try:
             if "*" in node_ids:
-                await link.client.publish(link.broadcast_channel, frame)
+                await link.publish(link.broadcast_channel, frame)
                 return
             others = [n for n in node_ids if n != self.node_id]
             if len(others) == 1:
-                await link.client.publish(f"{link.channels}node:{others[0]}", frame)
+                await link.publish(f"{link.channels}node:{others[0]}", frame)
+            elif others and link.sharded:
+                # Each node's channel may live on another shard: one SPUBLISH per channel.
+                await asyncio.gather(
+                    *(link.publish(f"{link.channels}node:{node}", frame) for node in others)
+                )
             elif others:
                 async with link.client.pipeline(transaction=False) as pipe:
                     for node in others:
@@ -279,11 +284,14 @@ class RedisStore:
             _, pending = await asyncio.wait(pending, timeout=0.5)
         log.warning("redis store tasks did not stop", extra={"fields": {"tasks": len(pending)}})
 
-    async def _subscribe(self) -> PubSub:
+    async def _subscribe(self) -> Any:  # PubSub, or ClusterPubSub on Redis Cluster
         link = self._link
-        pubsub = link.client.pubsub()
+        pubsub: PubSub = link.client.pubsub()
         try:
-            await pubsub.subscribe(link.node_channel, link.broadcast_channel)
+            if link.sharded:
+                await pubsub.ssubscribe(link.node_channel, link.broadcast_channel)
+            else:
+                await pubsub.subscribe(link.node_channel, link.broadcast_channel)
         except BaseException:
             await _close_pubsub(pubsub)
             raise
@@ -313,6 +321,9 @@ class RedisStore:
     async def _pump(self, pubsub: PubSub) -> None:
         # A socket can die without a reset (a host vanishes): when idle for an interval, ping;
         # if the next interval brings nothing either, not even the PONG, start over.
+        if self._link.sharded:
+            await self._pump_sharded(pubsub)
+            return
         pinged = False
         while not self._closed:
             message = await pubsub.get_message(timeout=self.heartbeat_interval)
@@ -324,6 +335,15 @@ class RedisStore:
                 continue
             pinged = False
             if message["type"] == "message":
+                await self.bus.receive(message["data"])
+
+    async def _pump_sharded(self, pubsub: Any) -> None:
+        # redis-py's ClusterPubSub keeps one connection per shard, follows channels that move
+        # (MOVED, failover) and raises only when no shard answers. The heartbeat notices a dead
+        # shard that owns the registry.
+        while not self._closed:
+            message = await pubsub.get_sharded_message(timeout=self.heartbeat_interval)
+            if message is not None and message["type"] == "smessage":
                 await self.bus.receive(message["data"])
 
     async def _heartbeat_loop(self) -> None:
@@ -453,7 +473,8 @@ async def _close_pubsub(pubsub: PubSub) -> None:
 def open_redis(
     url: str, *, node_id: str, key_prefix: str = "hubbub:", heartbeat_interval: float = 2.0
 ) -> RedisStore:
-    """Factory used by :func:`hubbub.store.open_store` for redis://, rediss:// and unix://."""
+    """Factory used by :func:`hubbub.store.open_store` for redis://, rediss://, unix://,
+    redis+sentinel:// and redis+cluster:// (see :mod:`hubbub.store.redis_connect`)."""
     return RedisStore(
         url, node_id=node_id, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval
     )

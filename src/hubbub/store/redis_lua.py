@@ -24,7 +24,9 @@ fixed type word, so no room, user or node name can collide with another key::
     T fenced:<node>       string a node was declared dead (TTL 1 day); it must not re-register
                                  the connections the others reaped
 
-Channels are not keys (no slot): ``<prefix>node:<node>`` per node and ``<prefix>broadcast``.
+Channels are not keys: ``<prefix>node:<node>`` per node and ``<prefix>broadcast``. On Redis
+Cluster they are shard channels (SSUBSCRIBE/SPUBLISH), placed by their own slot: each node's
+channel lives on whichever shard its name hashes to, apart from the registry's.
 
 Every script gets ``KEYS[1]`` = ``T nodes`` (only so Cluster routes it to the right slot) and
 ``ARGV[1]`` = ``T``; the other keys it touches share the slot by construction.
@@ -154,13 +156,16 @@ return 0
 )
 
 # CHANGE: join / leave / bind / attributes on any connection, from any node.
-# ARGV: T, channel prefix, calling node, op, cid, value. Returns 0 for an unknown connection.
-# When the connection lives on another node, that node is told in the same atomic step (a PUBLISH
-# on its channel) so its local fan-out index and its replay mirror follow.
+# ARGV: T, channel prefix, calling node, op, cid, value, sharded. Returns 0 for an unknown
+# connection. When the connection lives on another node, that node is told in the same atomic step
+# (a PUBLISH on its channel) so its local fan-out index and its replay mirror follow. On Redis
+# Cluster (sharded = '1') a script may only publish on its own slot, so it returns the owner's
+# node id instead and the caller sends the notice (SPUBLISH) right after.
 CHANGE = (
     _PRELUDE
     + """
 local channels, origin, op, cid, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local sharded = ARGV[7] == '1'
 local node = redis.call('HGET', key('conn', cid), 'node')
 if not node then return 0 end
 if op == 'join' then join(cid, node, value)
@@ -169,6 +174,7 @@ elseif op == 'bind' then bind(cid, value)
 elseif op == 'attributes' then redis.call('HSET', key('conn', cid), 'attributes', value)
 else return redis.error_reply('unknown op ' .. op) end
 if node ~= origin then
+  if sharded then return node end
   redis.call('PUBLISH', channels .. 'node:' .. node, frame(origin, op, cid, value))
 end
 return 1

@@ -8,6 +8,7 @@ of this node's own connections from which Redis is rebuilt after an outage or a 
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import uuid
@@ -16,14 +17,12 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.errors import UnavailableError
+from hubbub.store import redis_connect
 from hubbub.store import redis_lua as lua
 from hubbub.store.base import ConnectionRecord, Delivery, Page, ReapHandler
 
@@ -42,29 +41,14 @@ DOWN_ERRORS: tuple[type[BaseException], ...] = (
     builtins.TimeoutError,
     OSError,
 )
-SOCKET_TIMEOUT = 1.0
-POOL_SIZE = 100  # redis-py's default; per process, shared by registry, bus and heartbeats
+SOCKET_TIMEOUT = redis_connect.SOCKET_TIMEOUT
+POOL_SIZE = redis_connect.POOL_SIZE
 
 
-def client_for(url: str) -> aioredis.Redis:
-    """A client with short timeouts, for calls that must answer quickly during an outage.
-
-    Its pool makes a caller wait (up to SOCKET_TIMEOUT) for a free connection when all are busy:
-    redis-py's default pool raises at once instead, and a burst of handshakes (each a registry
-    write) then failed writes and heartbeats alike, which can get a live node reaped by others.
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=POOL_SIZE,
-        timeout=SOCKET_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-        # One immediate retry re-dials a pooled socket that a Redis restart closed; more would
-        # only make a caller wait during a real outage.
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=False,
-    )
-    return aioredis.Redis.from_pool(pool)  # from_pool: closing the client closes the pool too
+def client_for(url: str) -> Any:
+    """A client with short timeouts, for calls that must answer quickly during an outage: one
+    server, a Sentinel-managed master or a Cluster (:func:`hubbub.store.redis_connect.connect`)."""
+    return redis_connect.connect(url)
 
 
 RESYNC_CHUNK = 500
@@ -97,6 +81,9 @@ class Link:
         self.broadcast_channel = f"{key_prefix}broadcast"
         self.anchor = self.tag + "nodes"  # KEYS[1] of every script: routes it to our slot
         self.client = client_for(url)
+        # Redis Cluster: pub/sub is sharded (SPUBLISH/SSUBSCRIBE), so a message crosses only the
+        # shard that owns its channel instead of every node of the cluster.
+        self.sharded = redis_connect.is_cluster(url)
         self.scripts = {
             name: self.client.register_script(getattr(lua, name))
             for name in ("PUT", "REMOVE", "GET", "TOUCH", "CHANGE", "HELLO", "CLAIM", "REAP")
@@ -112,6 +99,12 @@ class Link:
     async def run(self, script: str, *args: str | int | bytes, client: Any = None) -> Any:
         """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag)."""
         return await self.scripts[script](keys=[self.anchor], args=(self.tag, *args), client=client)
+
+    async def publish(self, channel: str, frame: bytes) -> None:
+        if self.sharded:
+            await self.client.spublish(channel, frame)
+        else:
+            await self.client.publish(channel, frame)
 
     def lost(self, exc: BaseException) -> None:
         """Redis did not answer: remember to replay, and say so once."""
@@ -275,8 +268,17 @@ class RedisRegistry:
             entry.version += 1
         try:
             changed = await link.run(
-                "CHANGE", link.channels, self.node_id, op, connection_id, value
-            )
+                "CHANGE", link.channels, self.node_id, op, connection_id, value,
+                "1" if link.sharded else "0",
+            )  # fmt: skip
+            if isinstance(changed, bytes):  # Cluster: the owner's node id, to be told by us
+                notice = Delivery(op, connection_id, value if isinstance(value, bytes) else
+                                  value.encode())  # fmt: skip
+                await link.publish(
+                    f"{link.channels}node:{changed.decode()}",
+                    lua.encode_frame(self.node_id, notice),
+                )
+                changed = 1
         except DOWN_ERRORS as exc:
             if entry is None:
                 raise link.unavailable(exc) from exc
@@ -369,11 +371,18 @@ class RedisRegistry:
             raise
 
     async def _put_many(self, chunk: list[_Local]) -> None:
-        async with self._link.client.pipeline(transaction=False) as pipe:
-            for entry in chunk:
-                entry.replayed = entry.version
-                await self._link.run("PUT", *_put_args(entry.record), client=pipe)
-            results = await pipe.execute()
+        for entry in chunk:
+            entry.replayed = entry.version
+        if self._link.sharded:
+            # A Cluster pipeline does not load scripts (a promoted replica has none cached).
+            results = await asyncio.gather(
+                *(self._link.run("PUT", *_put_args(entry.record)) for entry in chunk)
+            )
+        else:
+            async with self._link.client.pipeline(transaction=False) as pipe:
+                for entry in chunk:
+                    await self._link.run("PUT", *_put_args(entry.record), client=pipe)
+                results = await pipe.execute()
         for entry, result in zip(chunk, results, strict=True):
             if result != 1:
                 raise Fenced()
