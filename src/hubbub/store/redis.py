@@ -40,6 +40,12 @@ first heartbeat, reaps the entries under its id that it does not hold (left by t
 process). The alive key holds a per-process token, so two live processes sharing an id are
 reported instead of silently reaping each other.
 
+**Failover.** With ``redis+sentinel://`` the client asks the Sentinels for the master on every
+new connection, so once a replica is promoted the outage path below brings the node back: its
+replay rewrites whatever the promoted replica missed (replication is asynchronous). Alive keys may
+have expired meanwhile, so a node that just got Redis back claims no one for a grace period of one
+alive-key TTL, long enough for every other node to heartbeat again.
+
 **Outage.** Every call has a 1 s socket timeout and at most one reconnect attempt, so nothing hangs.
 Reads that need the shared view raise :class:`~hubbub.errors.UnavailableError` (HTTP 503). Writes
 about *this node's* connections cannot fail: they go to a local mirror first (records, rooms,
@@ -60,6 +66,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -414,7 +421,7 @@ class RedisStore:
         period = self.heartbeat_interval / CLAIMS_PER_INTERVAL
         while not self._closed:
             await asyncio.sleep(period)
-            if not self._link.up:
+            if not self._link.up or self._in_grace():
                 continue
             try:
                 dead = strs(await self._link.run("CLAIM", self.node_id, FENCE_TTL_MS))
@@ -425,6 +432,14 @@ class RedisStore:
                 self._link.lost(exc)
             except Exception:
                 log.exception("redis reaper failed")
+
+    def _in_grace(self) -> bool:
+        """Redis came back less than an alive-key TTL ago. After a Sentinel failover (or a
+        Cluster shard's) that outlasted the TTL, the new master holds everyone's alive keys
+        expired: claiming now would take the nodes that have not yet heartbeated again for dead.
+        Every node noticed the same outage, so each is back within about an interval."""
+        restored_at = self._link.restored_at
+        return restored_at > 0 and time.monotonic() - restored_at < self._ttl_ms / 1000
 
     async def _reap(self, node: str) -> None:
         """Take (a share of) a dead node's connections out of Redis, then deliver their

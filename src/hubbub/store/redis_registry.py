@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -90,6 +91,7 @@ class Link:
         }
         self.scripts["GOODBYE"] = self.client.register_script(lua.GOODBYE)
         self.up = False
+        self.restored_at = 0.0  # monotonic time Redis last came back after an outage
         self.dirty = False  # a local write did not reach Redis: replay the mirror when back
         self.last_error = ""
 
@@ -120,6 +122,7 @@ class Link:
     def restored(self) -> None:
         if not self.up:
             self.up = True
+            self.restored_at = time.monotonic()
             log.info("redis connection restored", extra={"fields": {"node": self.node_id}})
 
     def unavailable(self, exc: BaseException) -> UnavailableError:
