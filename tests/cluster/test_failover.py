@@ -24,7 +24,7 @@ from scripts.ensure_redis import RedisUnavailable
 from scripts.redis_ha import SentinelSet, start_sentinel
 from tests.cluster.conftest import HEARTBEAT, NodeProcess, cluster_on
 from tests.cluster.test_multinode import eventually_json, management, put, recv
-from tests.helpers import TIME_SCALE
+from tests.helpers import TIME_SCALE, eventually
 
 ROOM = "failover"
 MEMBERS_PER_NODE = 3
@@ -111,8 +111,7 @@ async def test_master_killed_mid_traffic_fails_over_without_losing_connections(
                 for reader in readers:
                     await put(http, f"{a.api_url}/@rooms/{ROOM}/connections/{reader.cid}")
                 publisher = Publisher(http, a)
-                while len(publisher.accepted()) < 20:
-                    await asyncio.sleep(0.02)
+                await eventually(lambda: len(publisher.accepted()) >= 20, 10, "traffic")
                 before = set(publisher.accepted())
 
                 old_port = sentinel.master_port()
@@ -121,17 +120,18 @@ async def test_master_killed_mid_traffic_fails_over_without_losing_connections(
                 for target in (a, b):
                     await eventually_json(http, target, lambda s: s["status"] == "ok", 20)
                 back = len(publisher.statuses)  # from here on both nodes serve again
-                while len([n for n in publisher.accepted() if n >= back]) < 20:
-                    await asyncio.sleep(0.02)
+                await eventually(
+                    lambda: len([n for n in publisher.accepted() if n >= back]) >= 20,
+                    20,
+                    "traffic after the failover",
+                )
                 await publisher.stop()
                 last = max(publisher.accepted())
 
                 # Every member, on both nodes, gets everything sent once both nodes were back.
-                async def caught_up() -> None:
-                    while not all(last in r.numbers() for r in readers):
-                        await asyncio.sleep(0.02)
-
-                await asyncio.wait_for(caught_up(), 10 * TIME_SCALE)
+                await eventually(
+                    lambda: all(last in r.numbers() for r in readers), 10, "the last message"
+                )
                 for reader in readers:
                     numbers = reader.numbers()
                     assert reader.closed_early is None, reader.cid
