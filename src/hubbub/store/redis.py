@@ -67,7 +67,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio.client import PubSub
@@ -293,11 +293,13 @@ class RedisStore:
 
     async def _subscribe(self) -> Any:  # PubSub, or ClusterPubSub on Redis Cluster
         link = self._link
-        pubsub: PubSub = link.client.pubsub()
+        pubsub: Any
         try:
             if link.sharded:
-                await pubsub.ssubscribe(link.node_channel, link.broadcast_channel)
+                pubsub = ShardedSubscription(link.client)
+                await pubsub.subscribe(link.node_channel, link.broadcast_channel)
             else:
+                pubsub = link.client.pubsub()
                 await pubsub.subscribe(link.node_channel, link.broadcast_channel)
         except BaseException:
             await _close_pubsub(pubsub)
@@ -305,7 +307,7 @@ class RedisStore:
         self._subscribed = True
         return pubsub
 
-    async def _subscriber_loop(self, pubsub: PubSub | None) -> None:
+    async def _subscriber_loop(self, pubsub: Any) -> None:
         failures = 0
         while not self._closed:
             try:
@@ -325,11 +327,11 @@ class RedisStore:
             failures += 1
             await asyncio.sleep(self._backoff(failures))
 
-    async def _pump(self, pubsub: PubSub) -> None:
+    async def _pump(self, pubsub: Any) -> None:
         # A socket can die without a reset (a host vanishes): when idle for an interval, ping;
         # if the next interval brings nothing either, not even the PONG, start over.
-        if self._link.sharded:
-            await self._pump_sharded(pubsub)
+        if isinstance(pubsub, ShardedSubscription):
+            await pubsub.pump(self.bus.receive, self.heartbeat_interval, lambda: self._closed)
             return
         pinged = False
         while not self._closed:
@@ -342,15 +344,6 @@ class RedisStore:
                 continue
             pinged = False
             if message["type"] == "message":
-                await self.bus.receive(message["data"])
-
-    async def _pump_sharded(self, pubsub: Any) -> None:
-        # redis-py's ClusterPubSub keeps one connection per shard, follows channels that move
-        # (MOVED, failover) and raises only when no shard answers. The heartbeat notices a dead
-        # shard that owns the registry.
-        while not self._closed:
-            message = await pubsub.get_sharded_message(timeout=self.heartbeat_interval)
-            if message is not None and message["type"] == "smessage":
                 await self.bus.receive(message["data"])
 
     async def _heartbeat_loop(self) -> None:
@@ -480,7 +473,56 @@ class RedisStore:
         return base * random.uniform(0.8, 1.2)
 
 
-async def _close_pubsub(pubsub: PubSub) -> None:
+class ShardedSubscription:
+    """Shard channels on Redis Cluster: one ClusterPubSub per channel, each read by its own task.
+
+    redis-py's ClusterPubSub keeps one connection per shard and follows a channel whose slot
+    moves (MOVED, a failover), but a single reader polls the shards in turn and splits its
+    timeout between them, so a message on one shard waited up to half of it while the reader
+    sat on the other. With one channel each, every reader blocks on its own socket.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._pubsubs: list[Any] = []
+
+    async def subscribe(self, *channels: str) -> None:
+        for channel in channels:
+            pubsub = self._client.pubsub()
+            self._pubsubs.append(pubsub)
+            await pubsub.ssubscribe(channel)
+
+    async def pump(
+        self,
+        receive: Callable[[bytes], Awaitable[None]],
+        timeout: float,
+        closed: Callable[[], bool],
+    ) -> None:
+        """Deliver messages until closed; raise the first reader's error (the others stop)."""
+
+        async def read(pubsub: Any) -> None:
+            while not closed():
+                message = await pubsub.get_sharded_message(timeout=timeout)
+                if message is not None and message["type"] == "smessage":
+                    await receive(message["data"])
+
+        loop = asyncio.get_running_loop()
+        readers = [loop.create_task(read(pubsub)) for pubsub in self._pubsubs]
+        try:
+            done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in readers:
+                task.cancel()
+            await asyncio.wait(readers)
+
+    async def aclose(self) -> None:
+        for pubsub in self._pubsubs:
+            await _close_pubsub(pubsub)
+
+
+async def _close_pubsub(pubsub: Any) -> None:
     with contextlib.suppress(Exception):
         await pubsub.aclose()
 

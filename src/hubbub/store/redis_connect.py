@@ -17,6 +17,7 @@ failover fails fast (see :mod:`hubbub.store.redis`, "Outage") instead of hanging
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -97,6 +98,28 @@ class _SentinelBlockingPool(SentinelConnectionPool, aioredis.BlockingConnectionP
         await self.sentinel_manager.aclose()
 
 
+class _BoundedCluster(RedisCluster):
+    """A Cluster client whose callers wait for a free connection instead of failing.
+
+    RedisCluster raises MaxConnectionsError as soon as one node's pool is exhausted (its pub/sub
+    borrows from the same pools). Bounding the commands in flight below a pool's size makes
+    callers queue, like the blocking pool of a single server; waiting longer than
+    SOCKET_TIMEOUT fails like a timeout (the store treats that as Redis being unavailable).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(POOL_SIZE - 10)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with asyncio.timeout(SOCKET_TIMEOUT):
+            await self._in_flight.acquire()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._in_flight.release()
+
+
 def connect(url: str) -> Any:
     """A client (``redis.asyncio.Redis`` or ``RedisCluster``) for any URL of :data:`SCHEMES`.
 
@@ -122,7 +145,7 @@ def connect(url: str) -> Any:
     target = parse(url)
     credentials: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.kind == "cluster":
-        return RedisCluster(
+        return _BoundedCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
             max_connections=POOL_SIZE,
             **credentials,
