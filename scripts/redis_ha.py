@@ -28,6 +28,7 @@ if __name__ == "__main__":  # run as a script: the repository root is not on sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.ensure_redis import DEFAULT_HOST, RedisProcess, RedisUnavailable, find_redis_server
+from scripts.provision import apt_install
 
 __all__ = ["ClusterSet", "SentinelSet", "start_cluster", "start_sentinel"]
 
@@ -40,6 +41,17 @@ def _free_port() -> int:
         sock.bind((DEFAULT_HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _find_redis_cli() -> str:
+    """``redis-cli``: Debian ships it in redis-tools (a dependency of redis-server)."""
+    path = shutil.which("redis-cli")
+    if path is None:
+        apt_install("redis-tools")
+        path = shutil.which("redis-cli")
+    if path is None:
+        raise RedisUnavailable("redis-cli not found (Debian/Ubuntu: apt-get install redis-tools)")
+    return path
 
 
 def command(port: int, *args: str, timeout: float = 2.0) -> bytes:
@@ -202,7 +214,7 @@ class ClusterSet(_Topology):
     def start(self) -> None:
         for server in self.servers:
             server.start()
-        cli = shutil.which("redis-cli") or str(Path(find_redis_server()).with_name("redis-cli"))
+        cli = _find_redis_cli()
         nodes = [f"{DEFAULT_HOST}:{s.port}" for s in self.servers]
         done = subprocess.run(
             [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],

@@ -1,8 +1,10 @@
-"""The Redis store (``redis://``, ``rediss://``, ``unix://``): one registry and bus for many nodes.
+"""The Redis store (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+``redis+cluster://``): one registry and bus for many nodes.
 
-Three modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
-(the registry and its local mirror) and :mod:`hubbub.store.redis_lua` (key layout, Lua scripts, bus
-frame). Operators' view: ``docs/scaling.md``.
+Four modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
+(the registry and its local mirror), :mod:`hubbub.store.redis_lua` (key layout, Lua scripts, bus
+frame) and :mod:`hubbub.store.redis_connect` (URLs: one server, Sentinel, Cluster). Operators'
+view: ``docs/scaling.md``.
 
 Theory of operation
 -------------------

@@ -1,14 +1,11 @@
 """Which Redis a store URL names, and a client for it: one server, Sentinel, or Cluster.
 
-=========================================================  =======================================
-``redis://[[user]:password@]host:6379/0``                   one server (also ``rediss://``,
-                                                            ``unix:///path/redis.sock?db=0``)
-``redis+sentinel://[[user]:password@]h1:26379,h2:26379/``   the master of ``service`` as the
-``service[/db]``                                            Sentinels name it, followed through
-                                                            failovers
-``redis+cluster://[[user]:password@]h1:7000,h2:7001``       a Redis Cluster; any reachable node
-                                                            is enough to discover the others
-=========================================================  =======================================
+- ``redis://[[user]:password@]host:6379/0`` (also ``rediss://``, ``unix:///path?db=0``): one
+  server;
+- ``redis+sentinel://[[user]:password@]s1:26379,s2:26379/service[/db]``: the master of
+  ``service`` as the Sentinels name it, followed through failovers;
+- ``redis+cluster://[[user]:password@]n1:7000,n2:7001``: a Redis Cluster; any reachable node is
+  enough to discover the others.
 
 The credentials in the URL are the data servers' (master, replicas, cluster nodes); Sentinels are
 asked without a password. Every client gets short timeouts, so that a call during an outage or a
