@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -92,7 +93,9 @@ class _SentinelBlockingPool(SentinelConnectionPool, aioredis.BlockingConnectionP
 
     async def aclose(self) -> None:
         await super().aclose()
-        await self.sentinel_manager.aclose()
+        close = getattr(self.sentinel_manager, "aclose", None)  # redis-py 8 has it
+        if close is not None:
+            await close()
 
 
 class _BoundedCluster(RedisCluster):
@@ -142,6 +145,11 @@ def connect(url: str) -> Any:
     target = parse(url)
     credentials: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.kind == "cluster":
+        if not hasattr(RedisCluster, "pubsub"):
+            raise ValueError(
+                f"redis+cluster:// needs sharded pub/sub in redis-py 8 or newer "
+                f"(pip install 'redis>=8'; found redis {redis.__version__})"
+            )
         return _BoundedCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
             max_connections=POOL_SIZE,
