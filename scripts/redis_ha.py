@@ -17,6 +17,7 @@ Every server runs without persistence in its own temporary directory (see
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -259,13 +260,17 @@ def main() -> int:
     if kind not in ("sentinel", "cluster"):
         print("usage: python3 scripts/redis_ha.py sentinel|cluster", file=sys.stderr)
         return 2
+    # Stop the servers on SIGTERM and on SIGINT, also when started in the background (where
+    # SIGINT is ignored by default).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     topology: _Topology = start_sentinel() if kind == "sentinel" else start_cluster()
     with topology:
         print(topology.url, flush=True)
         try:
             while True:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             pass
     return 0
 
