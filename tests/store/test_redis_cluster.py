@@ -109,3 +109,57 @@ async def test_registry_works_through_a_single_seed_node(cluster_url: str) -> No
     finally:
         await store.close()
         await delete_prefix(cluster_url, prefix)
+
+
+async def test_unreachable_cluster_at_start_serves_local_connections() -> None:
+    import socket
+
+    import pytest
+
+    from hubbub.errors import UnavailableError
+    from hubbub.store import open_store
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = open_store(
+        f"redis+cluster://127.0.0.1:{port}", node_id="alone", key_prefix=unique_prefix()
+    )
+
+    async def handle(delivery: Delivery) -> int:
+        return 1
+
+    async def reaped(_: object) -> None:
+        return None
+
+    await store.start(handle, reaped)  # RedisClusterUnreachableError is an outage, not a crash
+    try:
+        status = store.status()
+        assert status["redis"] == "down"
+        assert "RedisClusterUnreachableError" in status["error"]
+        await store.registry.add(record("mine", "alone"))  # own connections: the local mirror
+        assert (await store.registry.get("mine")) is not None
+        with pytest.raises(UnavailableError):
+            await store.registry.count()
+    finally:
+        await store.close()
+
+
+async def test_unreachable_cluster_makes_history_unavailable_not_an_error() -> None:
+    import socket
+
+    import pytest
+
+    from hubbub.errors import UnavailableError
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    history = RedisRecovery(
+        f"redis+cluster://127.0.0.1:{port}", key_prefix=unique_prefix(), size=5, ttl=60
+    )
+    try:
+        with pytest.raises(UnavailableError):
+            await history.append("room", b"x")
+    finally:
+        await history.close()

@@ -18,8 +18,15 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import orjson
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.errors import UnavailableError
@@ -33,12 +40,17 @@ T = TypeVar("T")
 
 # What "Redis cannot serve us" looks like. ReadOnlyError: we reached a replica (failover under
 # way); OutOfMemoryError: maxmemory reached and writes refused; MasterDownError: a replica lost it.
+# Cluster: no node reachable, a slot without a master (RedisClusterException), CLUSTERDOWN and
+# TRYAGAIN (ClusterDownError, TryAgainError) while the cluster fails over or migrates a slot.
 DOWN_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
     OutOfMemoryError,
     MasterDownError,
+    RedisClusterException,
+    ClusterDownError,
+    TryAgainError,
     builtins.TimeoutError,
     OSError,
 )
