@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from hubbub.errors import UnavailableError
 from hubbub.store import Delivery
-from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged
+from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged, partition_tag
 from hubbub.store.redis_registry import POOL_SIZE
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
 from tests.helpers import eventually
@@ -75,6 +76,16 @@ def test_malformed_frame_is_rejected(frame: bytes) -> None:
 )
 def test_every_key_of_an_api_shares_one_hash_tag(prefix: str, tag: str) -> None:
     assert hash_tagged(prefix) == tag
+
+
+@pytest.mark.parametrize(
+    ("prefix", "partition"),
+    [("hubbub:", "{hubbub:/3}"), ("x:{y}:", "x:{y/3}:"), ("{}:", "{{/3}:}"), ("", "{hubbub/3}")],
+)
+def test_a_partition_is_the_apis_tag_with_its_number(prefix: str, partition: str) -> None:
+    tag = hash_tagged(prefix)
+    assert partition_tag(tag, 3) == partition
+    assert key_slot(partition.encode()) != key_slot(tag.encode())
 
 
 # -- outage -----------------------------------------------------------------------------------

@@ -163,3 +163,36 @@ async def test_unreachable_cluster_makes_history_unavailable_not_an_error() -> N
             await history.append("room", b"x")
     finally:
         await history.close()
+
+
+async def test_one_apis_registry_spreads_over_every_shard(cluster_url: str) -> None:
+    async with _cluster(cluster_url) as open_node:
+        a = await open_node("node-a")
+        b = await open_node("node-b")
+        cids = [f"c{i}" for i in range(60)]
+        for i, cid in enumerate(cids):
+            owner = a if i % 2 else b
+            await owner.registry.add(record(cid, owner.node_id))
+            await owner.registry.join("lobby", cid)
+        prefix = a.store._link.channels  # type: ignore[attr-defined]
+        per_master = []
+        for host, port in parse(cluster_url).hosts:
+            server = aioredis.Redis(host=host, port=port)
+            try:
+                keys = [k async for k in server.scan_iter(match=f"{{{prefix}/*conn:*")]
+            finally:
+                await server.aclose()
+            per_master.append(len(keys))
+        assert all(n > 0 for n in per_master), per_master
+        assert sum(per_master) == len(cids)
+        # The spread is invisible through the registry: every view is whole.
+        assert await a.registry.count() == 60
+        assert sorted(await b.registry.room_members("lobby")) == sorted(cids)
+        assert await a.registry.room_nodes("lobby") == {"node-a": 30, "node-b": 30}
+        page, seen = await a.registry.list_connections(7, None), []
+        while True:
+            seen += page.connection_ids
+            if page.next_cursor is None:
+                break
+            page = await a.registry.list_connections(7, page.next_cursor)
+        assert seen == sorted(cids)

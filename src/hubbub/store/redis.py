@@ -395,7 +395,11 @@ class RedisStore:
     async def _hello(self, *, reset: bool) -> int:
         link = self._link
         flag = "1" if reset else "0"
-        return int(await link.run("HELLO", self.node_id, self._ttl_ms, flag, link.token))
+        existed = int(await link.run("HELLO", self.node_id, self._ttl_ms, flag, link.token))
+        if reset and link.partitioned:
+            for tag in link.partitions:
+                await link.run("UNFENCE", self.node_id, tag=tag)
+        return existed
 
     async def _recover_fenced(self) -> None:
         """The others declared us dead and reaped our registered connections: follow suit."""
@@ -439,12 +443,18 @@ class RedisStore:
     async def _reap(self, node: str) -> None:
         """Take (a share of) a dead node's connections out of Redis, then deliver their
         ``$disconnect`` in the background: they answer 410 without waiting for handlers."""
+        link = self._link
         records: list[ConnectionRecord] = []
-        while True:
-            batch = await self._link.run("REAP", node, REAP_BATCH)
-            if not batch:
-                break
-            records += [parse_record(b[1], b[2], b[3], b[0].decode()) for b in batch]
+        for tag in link.partitions:
+            if link.partitioned:  # one slot: CLAIM fenced it already, in the same script
+                await link.run("FENCE", node, FENCE_TTL_MS, tag=tag)
+            while True:
+                batch = await link.run("REAP", node, REAP_BATCH, tag=tag)
+                if not batch:
+                    break
+                records += [parse_record(b[1], b[2], b[3], b[0].decode()) for b in batch]
+        if link.partitioned:
+            await link.run("DONE", node)
         if records:
             log.warning(
                 "reaped connections of a lost node",

@@ -229,7 +229,11 @@ REAP = (
     _PRELUDE
     + """
 local node = ARGV[2]
-if redis.call('SISMEMBER', T .. 'dead', node) == 0 then return {} end
+-- Dead (single slot), or fenced in this partition by the reaper (Cluster: see FENCE).
+if redis.call('SISMEMBER', T .. 'dead', node) == 0
+    and redis.call('EXISTS', key('fenced', node)) == 0 then
+  return {}
+end
 local out = {}
 for _, cid in ipairs(redis.call('SPOP', key('node-conns', node), ARGV[3])) do
   local dropped = drop(cid)
@@ -250,6 +254,40 @@ redis.call('SREM', T .. 'nodes', node)
 return redis.call('SCARD', key('node-conns', node))
 """
 )
+
+
+# Redis Cluster only, where the registry is split into partitions (see partition_tag): the
+# reaper fences a dead node in each partition before reaping it there (PUT checks the fence in
+# its own slot), a node that lifts its fence lifts it in each partition, and the reaper takes the
+# node out of ``dead`` once every partition is empty. ARGV: T, node[, fence ttl ms].
+FENCE = (
+    _PRELUDE
+    + """
+redis.call('SET', key('fenced', ARGV[2]), '1', 'PX', ARGV[3])
+return 1
+"""
+)
+UNFENCE = (
+    _PRELUDE
+    + """
+redis.call('DEL', key('fenced', ARGV[2]))
+return 1
+"""
+)
+DONE = (
+    _PRELUDE
+    + """
+redis.call('SREM', T .. 'dead', ARGV[2])
+return 1
+"""
+)
+
+
+def partition_tag(tag: str, index: int) -> str:
+    """Partition ``index`` of a hash tag: ``{hubbub:}`` becomes ``{hubbub:/3}`` (its own slot)."""
+    start = tag.find("{")
+    end = tag.find("}", start + 2)
+    return f"{tag[:end]}/{index}{tag[end:]}"
 
 
 def hash_tagged(key_prefix: str) -> str:

@@ -13,6 +13,7 @@ import builtins
 import logging
 import time
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -65,6 +66,10 @@ def client_for(url: str) -> Any:
 
 
 RESYNC_CHUNK = 500
+# Redis Cluster: one API's registry is split over this many hash slots (by connection id), so it
+# is not pinned to one shard. Everything about one connection stays in its partition: each script
+# remains atomic in one slot. Control keys (nodes, alive, dead) stay in the API's own slot.
+PARTITIONS = 16
 
 
 @dataclass(slots=True)
@@ -92,7 +97,6 @@ class Link:
         self.channels = key_prefix
         self.node_channel = f"{key_prefix}node:{node_id}"
         self.broadcast_channel = f"{key_prefix}broadcast"
-        self.anchor = self.tag + "nodes"  # KEYS[1] of every script: routes it to our slot
         self.client = client_for(url)
         # Redis Cluster: pub/sub is sharded (SPUBLISH/SSUBSCRIBE), so a message crosses only the
         # shard that owns its channel instead of every node of the cluster.
@@ -101,18 +105,47 @@ class Link:
             name: self.client.register_script(getattr(lua, name))
             for name in ("PUT", "REMOVE", "GET", "TOUCH", "CHANGE", "HELLO", "CLAIM", "REAP")
         }
-        self.scripts["GOODBYE"] = self.client.register_script(lua.GOODBYE)
+        for name in ("GOODBYE", "FENCE", "UNFENCE", "DONE"):
+            self.scripts[name] = self.client.register_script(getattr(lua, name))
+        # Partition tags: [tag] on one server (the layout is exactly one slot), PARTITIONS slots
+        # on Redis Cluster.
+        self.partitions = (
+            [lua.partition_tag(self.tag, i) for i in range(PARTITIONS)]
+            if self.sharded
+            else [self.tag]
+        )
         self.up = False
         self.restored_at = 0.0  # monotonic time Redis last came back after an outage
         self.dirty = False  # a local write did not reach Redis: replay the mirror when back
         self.last_error = ""
 
-    def key(self, kind: str, name: str = "") -> str:
-        return f"{self.tag}{kind}:{name}" if name else f"{self.tag}{kind}"
+    @property
+    def partitioned(self) -> bool:
+        return len(self.partitions) > 1
 
-    async def run(self, script: str, *args: str | int | bytes, client: Any = None) -> Any:
-        """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag)."""
-        return await self.scripts[script](keys=[self.anchor], args=(self.tag, *args), client=client)
+    def part(self, connection_id: str) -> str:
+        """The tag of the partition that holds ``connection_id`` (and its rooms and users)."""
+        if len(self.partitions) == 1:
+            return self.tag
+        return self.partitions[zlib.crc32(connection_id.encode()) % len(self.partitions)]
+
+    def key(self, kind: str, name: str = "", tag: str | None = None) -> str:
+        tag = tag or self.tag
+        return f"{tag}{kind}:{name}" if name else f"{tag}{kind}"
+
+    async def run(
+        self, script: str, *args: str | int | bytes, client: Any = None, tag: str | None = None
+    ) -> Any:
+        """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag):
+        in the control slot, or in the partition ``tag``."""
+        tag = tag or self.tag
+        return await self.scripts[script](keys=[tag + "nodes"], args=(tag, *args), client=client)
+
+    async def gather(self, read: Callable[[str], Awaitable[T]]) -> list[T]:
+        """``read(tag)`` in every partition."""
+        if len(self.partitions) == 1:
+            return [await read(self.tag)]
+        return list(await asyncio.gather(*(read(tag) for tag in self.partitions)))
 
     async def publish(self, channel: str, frame: bytes) -> None:
         if self.sharded:
@@ -158,7 +191,7 @@ class RedisRegistry:
         link = self._link
         if record.node_id != self.node_id:
             try:
-                await link.run("PUT", *_put_args(record))
+                await link.run("PUT", *_put_args(record), tag=link.part(record.connection_id))
             except DOWN_ERRORS as exc:
                 raise link.unavailable(exc) from exc
             return
@@ -175,7 +208,12 @@ class RedisRegistry:
         self._surrendered.discard(connection_id)
         self._touches.pop(connection_id, None)
         try:
-            dropped, fenced, alive = await link.run("REMOVE", connection_id, self.node_id)
+            dropped, fenced, alive = await link.run(
+                "REMOVE", connection_id, self.node_id, tag=link.part(connection_id)
+            )
+            if not dropped and link.partitioned and entry is not None and not fenced:
+                # The alive key lives in the control slot, not in the connection's partition.
+                alive = await link.client.exists(link.key("alive", self.node_id))
         except DOWN_ERRORS as exc:
             if entry is not None:
                 # Ours: $disconnect runs now (serve local connections); Redis is fixed on replay.
@@ -196,7 +234,7 @@ class RedisRegistry:
     async def get(self, connection_id: str) -> ConnectionRecord | None:
         entry = self._local.get(connection_id)
         try:
-            found = await self._link.run("GET", connection_id)
+            found = await self._link.run("GET", connection_id, tag=self._link.part(connection_id))
         except DOWN_ERRORS as exc:
             if entry is not None:
                 self._link.lost(exc)
@@ -217,7 +255,7 @@ class RedisRegistry:
             self._touches[connection_id] = now_ms
             return
         try:
-            await self._link.run("TOUCH", connection_id, now_ms)
+            await self._link.run("TOUCH", connection_id, now_ms, tag=self._link.part(connection_id))
         except DOWN_ERRORS as exc:
             raise self._link.unavailable(exc) from exc
 
@@ -237,29 +275,50 @@ class RedisRegistry:
         return await self._change("bind", connection_id, user, lambda r: r.users.add(user))
 
     async def room_members(self, room: str) -> list[str]:
-        return strs(await self._read(self._link.client.smembers(self._link.key("room", room))))
+        return await self._members("room", room)
 
     async def user_connections(self, user: str) -> list[str]:
-        return strs(await self._read(self._link.client.smembers(self._link.key("user", user))))
+        return await self._members("user", user)
+
+    async def _members(self, kind: str, name: str) -> list[str]:
+        client, key = self._link.client, self._link.key
+        sets = await self._read(
+            self._link.gather(lambda tag: client.smembers(key(kind, name, tag)))
+        )
+        return [member for found in sets for member in strs(found)]
 
     async def list_connections(self, limit: int, cursor: str | None) -> Page:
-        # Lexicographic paging over a zset: stable while connections come and go, and a cursor
-        # whose connection closed meanwhile still marks the place.
+        # Lexicographic paging over a zset (one per partition, merged): stable while connections
+        # come and go, and a cursor whose connection closed meanwhile still marks the place.
         start = f"({cursor}" if cursor else "-"
-        ids = strs(
-            await self._read(
-                self._link.client.zrangebylex(self._link.key("conns"), start, "+", 0, limit + 1)
+        client, key = self._link.client, self._link.key
+        found = await self._read(
+            self._link.gather(
+                lambda tag: client.zrangebylex(key("conns", tag=tag), start, "+", 0, limit + 1)
             )
         )
+        ids = sorted(cid for part in found for cid in strs(part))[: limit + 1]
         chunk = ids[:limit]
         return Page(chunk, chunk[-1] if len(ids) > limit else None)
 
     async def count(self) -> int:
-        return int(await self._read(self._link.client.zcard(self._link.key("conns"))))
+        client, key = self._link.client, self._link.key
+        return sum(
+            int(n)
+            for n in await self._read(
+                self._link.gather(lambda tag: client.zcard(key("conns", tag=tag)))
+            )
+        )
 
     async def room_nodes(self, room: str) -> Mapping[str, int]:
-        raw = await self._read(self._link.client.hgetall(self._link.key("room-nodes", room)))
-        nodes = dict(zip(strs(raw), (int(v) for v in raw.values()), strict=True))
+        client, key = self._link.client, self._link.key
+        parts = await self._read(
+            self._link.gather(lambda tag: client.hgetall(key("room-nodes", room, tag)))
+        )
+        nodes: dict[str, int] = {}
+        for raw in parts:
+            for node, n in zip(strs(raw), (int(v) for v in raw.values()), strict=True):
+                nodes[node] = nodes.get(node, 0) + n
         return {node: n for node, n in nodes.items() if n > 0}
 
     # -- helpers ------------------------------------------------------------------------------
@@ -284,7 +343,7 @@ class RedisRegistry:
         try:
             changed = await link.run(
                 "CHANGE", link.channels, self.node_id, op, connection_id, value,
-                "1" if link.sharded else "0",
+                "1" if link.sharded else "0", tag=link.part(connection_id),
             )  # fmt: skip
             if isinstance(changed, bytes):  # Cluster: the owner's node id, to be told by us
                 notice = Delivery(op, connection_id, value if isinstance(value, bytes) else
@@ -307,7 +366,8 @@ class RedisRegistry:
 
     async def _put(self, entry: _Local) -> None:
         try:
-            result = await self._link.run("PUT", *_put_args(entry.record))
+            cid = entry.record.connection_id
+            result = await self._link.run("PUT", *_put_args(entry.record), tag=self._link.part(cid))
             if result == 1:
                 entry.registered = True
                 await self._unless_removed_meanwhile(entry)
@@ -322,7 +382,7 @@ class RedisRegistry:
         cid = entry.record.connection_id
         if self._local.get(cid) is not entry:
             self._pending_removals.add(cid)  # if Redis fails now, the replay removes it
-            await self._link.run("REMOVE", cid, self.node_id)
+            await self._link.run("REMOVE", cid, self.node_id, tag=self._link.part(cid))
             self._pending_removals.discard(cid)
 
     def apply_notice(self, delivery: Delivery) -> None:
@@ -372,7 +432,7 @@ class RedisRegistry:
         link.dirty = False
         try:
             for cid in list(self._pending_removals):
-                await link.run("REMOVE", cid, self.node_id)
+                await link.run("REMOVE", cid, self.node_id, tag=link.part(cid))
                 self._pending_removals.discard(cid)
             todo = list(self._local.values())
             while todo:
@@ -390,8 +450,12 @@ class RedisRegistry:
             entry.replayed = entry.version
         if self._link.sharded:
             # A Cluster pipeline does not load scripts (a promoted replica has none cached).
+            link = self._link
             results = await asyncio.gather(
-                *(self._link.run("PUT", *_put_args(entry.record)) for entry in chunk)
+                *(
+                    link.run("PUT", *_put_args(e.record), tag=link.part(e.record.connection_id))
+                    for e in chunk
+                )
             )
         else:
             async with self._link.client.pipeline(transaction=False) as pipe:
@@ -410,10 +474,13 @@ class RedisRegistry:
         connections surrendered while fenced. They are lost connections: reap them."""
         link = self._link
         swept = []
-        for cid in strs(await link.client.smembers(link.key("node-conns", self.node_id))):
+        parts = await link.gather(
+            lambda tag: link.client.smembers(link.key("node-conns", self.node_id, tag))
+        )
+        for cid in (member for part in parts for member in strs(part)):
             if cid in self._local:
                 continue
-            dropped, _, _ = await link.run("REMOVE", cid, self.node_id)
+            dropped, _, _ = await link.run("REMOVE", cid, self.node_id, tag=link.part(cid))
             if dropped:
                 swept.append(parse_record(dropped[1], dropped[2], dropped[3], cid))
         return swept
@@ -422,11 +489,12 @@ class RedisRegistry:
         if not self._touches:
             return
         touches, self._touches = self._touches, {}
-        args: list[str | int] = []
+        by_tag: dict[str, list[str | int]] = {}
         for cid, ms in touches.items():
-            args += [cid, ms]
+            by_tag.setdefault(self._link.part(cid), []).extend((cid, ms))
         try:
-            await self._link.run("TOUCH", *args)
+            for tag, args in by_tag.items():
+                await self._link.run("TOUCH", *args, tag=tag)
         except DOWN_ERRORS:
             # Not worth a replay of everything: lastActiveAt is advisory. Keep the newest.
             self._touches = {**touches, **self._touches}
@@ -437,7 +505,7 @@ class RedisRegistry:
         for cid in list(self._local):
             await self.remove(cid)
         for cid in list(self._pending_removals):
-            await self._link.run("REMOVE", cid, self.node_id)
+            await self._link.run("REMOVE", cid, self.node_id, tag=self._link.part(cid))
             self._pending_removals.discard(cid)
 
 
