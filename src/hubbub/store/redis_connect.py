@@ -119,6 +119,19 @@ class _BoundedCluster(RedisCluster):
         finally:
             self._in_flight.release()
 
+    async def read_many(self, command: str, keys: list[str], *args: Any) -> list[Any]:
+        """``command key *args`` for each key, as one pipeline: one round trip per shard
+        (a pipeline holds at most one connection per node, so it counts as one command)."""
+        async with asyncio.timeout(SOCKET_TIMEOUT):
+            await self._in_flight.acquire()
+        try:
+            async with self.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    getattr(pipe, command)(key, *args)
+                return list(await pipe.execute())
+        finally:
+            self._in_flight.release()
+
 
 def connect(url: str) -> Any:
     """A client (``redis.asyncio.Redis`` or ``RedisCluster``) for any URL of :data:`SCHEMES`.

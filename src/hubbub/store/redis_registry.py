@@ -141,11 +141,12 @@ class Link:
         tag = tag or self.tag
         return await self.scripts[script](keys=[tag + "nodes"], args=(tag, *args), client=client)
 
-    async def gather(self, read: Callable[[str], Awaitable[T]]) -> list[T]:
-        """``read(tag)`` in every partition."""
+    async def read_all(self, command: str, kind: str, name: str = "", *args: Any) -> list[Any]:
+        """``command <key kind:name> *args`` in every partition (one pipeline on Cluster)."""
         if len(self.partitions) == 1:
-            return [await read(self.tag)]
-        return list(await asyncio.gather(*(read(tag) for tag in self.partitions)))
+            return [await getattr(self.client, command)(self.key(kind, name), *args)]
+        keys = [self.key(kind, name, tag) for tag in self.partitions]
+        return list(await self.client.read_many(command, keys, *args))
 
     async def publish(self, channel: str, frame: bytes) -> None:
         if self.sharded:
@@ -281,40 +282,25 @@ class RedisRegistry:
         return await self._members("user", user)
 
     async def _members(self, kind: str, name: str) -> list[str]:
-        client, key = self._link.client, self._link.key
-        sets = await self._read(
-            self._link.gather(lambda tag: client.smembers(key(kind, name, tag)))
-        )
+        sets = await self._read(self._link.read_all("smembers", kind, name))
         return [member for found in sets for member in strs(found)]
 
     async def list_connections(self, limit: int, cursor: str | None) -> Page:
         # Lexicographic paging over a zset (one per partition, merged): stable while connections
         # come and go, and a cursor whose connection closed meanwhile still marks the place.
         start = f"({cursor}" if cursor else "-"
-        client, key = self._link.client, self._link.key
         found = await self._read(
-            self._link.gather(
-                lambda tag: client.zrangebylex(key("conns", tag=tag), start, "+", 0, limit + 1)
-            )
+            self._link.read_all("zrangebylex", "conns", "", start, "+", 0, limit + 1)
         )
         ids = sorted(cid for part in found for cid in strs(part))[: limit + 1]
         chunk = ids[:limit]
         return Page(chunk, chunk[-1] if len(ids) > limit else None)
 
     async def count(self) -> int:
-        client, key = self._link.client, self._link.key
-        return sum(
-            int(n)
-            for n in await self._read(
-                self._link.gather(lambda tag: client.zcard(key("conns", tag=tag)))
-            )
-        )
+        return sum(int(n) for n in await self._read(self._link.read_all("zcard", "conns")))
 
     async def room_nodes(self, room: str) -> Mapping[str, int]:
-        client, key = self._link.client, self._link.key
-        parts = await self._read(
-            self._link.gather(lambda tag: client.hgetall(key("room-nodes", room, tag)))
-        )
+        parts = await self._read(self._link.read_all("hgetall", "room-nodes", room))
         nodes: dict[str, int] = {}
         for raw in parts:
             for node, n in zip(strs(raw), (int(v) for v in raw.values()), strict=True):
@@ -474,9 +460,7 @@ class RedisRegistry:
         connections surrendered while fenced. They are lost connections: reap them."""
         link = self._link
         swept = []
-        parts = await link.gather(
-            lambda tag: link.client.smembers(link.key("node-conns", self.node_id, tag))
-        )
+        parts = await link.read_all("smembers", "node-conns", self.node_id)
         for cid in (member for part in parts for member in strs(part)):
             if cid in self._local:
                 continue
