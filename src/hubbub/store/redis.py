@@ -10,8 +10,12 @@ Theory of operation
 -------------------
 **Layout.** Every connection is a hash plus two small membership sets; rooms, users, the node's own
 connections and a sorted set of all ids are indexes over them (see :mod:`hubbub.store.redis_lua`
-for the key table). All keys of one API share a Cluster hash tag, so each operation that touches
-several keys is one Lua script: atomic, one round trip, valid on Redis Cluster.
+for the key table). On one server all keys of one API share a hash tag; on Redis Cluster the
+registry is split into 16 partitions by connection id, each its own slot, holding its connections
+with their room and user index entries, so one API spreads over the shards. Either way each
+operation on a connection that touches several keys is one Lua script within one slot: atomic,
+one round trip. Reads that span connections (room members, listing, count, interest) merge the
+partitions.
 
 **Exactly-once removal.** ``remove`` and the reaper both end in the same ``drop`` step of a script,
 which deletes the connection hash and its index entries and returns the record. Redis runs scripts
@@ -41,6 +45,12 @@ connections, so it closes them locally (their removal then finds nothing: no sec
 first heartbeat, reaps the entries under its id that it does not hold (left by the previous
 process). The alive key holds a per-process token, so two live processes sharing an id are
 reported instead of silently reaping each other.
+
+On Cluster, CLAIM fences a dead node in the control slot and the reaper copies the fence into
+each partition before reaping it there. Known limit: a reaper that read the node as dead just
+before the node lifted its fence may re-fence a partition; the node's next write there finds
+the fence and the node surrenders its connections as any fenced node does (needless closes, but
+still one ``$disconnect`` per connection).
 
 **Failover.** With ``redis+sentinel://`` the client asks the Sentinels for the master on every
 new connection, so once a replica is promoted the outage path below brings the node back: its

@@ -24,12 +24,24 @@ fixed type word, so no room, user or node name can collide with another key::
     T fenced:<node>       string a node was declared dead (TTL 1 day); it must not re-register
                                  the connections the others reaped
 
+On Redis Cluster the registry is split into partitions so that one API is not pinned to one
+shard: partition ``i`` has the tag ``T/i`` (``{hubbub:/3}``, its own slot; see
+:func:`partition_tag`) and a connection lives in the partition its id hashes to, together with
+its ``conn``, ``conn-rooms``, ``conn-users`` keys and its entries in the ``room``,
+``room-nodes``, ``user``, ``conns`` and ``node-conns`` keys *of that partition* (each partition
+indexes its own connections; readers merge the partitions). So the scripts that touch one
+connection stay in one slot and stay atomic. ``nodes``, ``alive``, ``dead`` and ``fenced`` live
+under ``T`` (the control slot); ``fenced`` is also copied into each partition by the reaper
+(FENCE) so that PUT can check it in its own slot. On a single server there is one partition:
+``T`` itself.
+
 Channels are not keys: ``<prefix>node:<node>`` per node and ``<prefix>broadcast``. On Redis
 Cluster they are shard channels (SSUBSCRIBE/SPUBLISH), placed by their own slot: each node's
 channel lives on whichever shard its name hashes to, apart from the registry's.
 
 Every script gets ``KEYS[1]`` = ``T nodes`` (only so Cluster routes it to the right slot) and
-``ARGV[1]`` = ``T``; the other keys it touches share the slot by construction.
+``ARGV[1]`` = ``T``, with ``T`` the control tag or a partition's; the other keys it touches share
+the slot by construction.
 """
 
 from __future__ import annotations
