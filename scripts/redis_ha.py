@@ -5,9 +5,11 @@
 ``url`` is a ``redis+sentinel://`` store URL. ``kill_master()`` SIGKILLs the current master (a
 crash) and ``wait_failover()`` waits until the Sentinels name another one.
 
-``start_cluster()`` starts three ``cluster-enabled`` masters, joins them with
-``redis-cli --cluster create`` (16384 slots split three ways, no replicas) and returns a
-:class:`ClusterSet` whose ``url`` is a ``redis+cluster://`` store URL.
+``start_cluster()`` starts three ``cluster-enabled`` masters (each with ``replicas`` replicas,
+none by default), joins them with ``redis-cli --cluster create`` (16384 slots split three ways)
+and returns a :class:`ClusterSet` whose ``url`` is a ``redis+cluster://`` store URL;
+``kill_owner(key)`` SIGKILLs the master serving a key and ``wait_failover()`` waits for its
+replica to take over.
 
 Every server runs without persistence in its own temporary directory (see
 ``scripts/ensure_redis.py``); ``close()`` stops them all. Run as a script,
@@ -195,16 +197,18 @@ class SentinelSet(_Topology):
 
 
 class ClusterSet(_Topology):
-    """Three cluster-enabled masters holding all 16384 slots (see the module docstring)."""
+    """Three cluster-enabled masters holding all 16384 slots, each with ``replicas`` replicas
+    (see the module docstring)."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+        self.replicas = replicas
         binary = find_redis_server()
         options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         options += ["--cluster-node-timeout", "2000"]
         # The bus port defaults to port + 10000, which may be taken or past 65535: pick one.
         self.servers = [
             RedisProcess(binary=binary, extra=[*options, "--cluster-port", str(_free_port())])
-            for _ in range(masters)
+            for _ in range(masters * (1 + replicas))
         ]
 
     @property
@@ -218,7 +222,15 @@ class ClusterSet(_Topology):
         cli = _find_redis_cli()
         nodes = [f"{DEFAULT_HOST}:{s.port}" for s in self.servers]
         done = subprocess.run(
-            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            [
+                cli,
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
             capture_output=True,
             timeout=60,
             check=False,
@@ -228,11 +240,46 @@ class ClusterSet(_Topology):
                 f"redis-cli --cluster create failed: {done.stdout.decode()[-1000:]}"
                 f"{done.stderr.decode()[-1000:]}"
             )
-        _wait("cluster", lambda: all(
-            _info(s.port, "cluster").get("cluster_enabled") == "1"
-            and b"cluster_state:ok" in command(s.port, "CLUSTER", "INFO")
-            for s in self.servers
-        ))  # fmt: skip
+        _wait("cluster", self._ready)
+
+    def _ready(self) -> bool:
+        for server in self.servers:
+            if not server.running:
+                continue
+            if b"cluster_state:ok" not in command(server.port, "CLUSTER", "INFO"):
+                return False
+            replication = _info(server.port, "replication")
+            if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+                return False
+        return True
+
+    def owner(self, key: str) -> RedisProcess:
+        """The running master that serves ``key`` (the others answer MOVED)."""
+        for server in self.servers:
+            if not server.running or _info(server.port, "replication").get("role") != "master":
+                continue
+            if command(server.port, "EXISTS", key).startswith(b":"):
+                return server
+        raise RedisUnavailable(f"no master serves {key!r}")
+
+    def kill_owner(self, key: str) -> int:
+        """SIGKILL the master that serves ``key``; returns its port."""
+        victim = self.owner(key)
+        victim.kill()
+        return victim.port
+
+    def wait_failover(self, key: str, old_port: int, timeout: float = READY_TIMEOUT) -> int:
+        """Wait until a replica serves ``key`` in place of ``old_port`` and the cluster is ok;
+        returns the new master's port."""
+
+        def promoted() -> bool:
+            try:
+                return self.owner(key).port != old_port and self._ready()
+            except (RedisUnavailable, OSError):
+                return False
+
+        _wait("cluster failover", promoted, timeout)
+        return self.owner(key).port
 
 
 def start_sentinel(down_after_ms: int = 1000) -> SentinelSet:
@@ -245,8 +292,8 @@ def start_sentinel(down_after_ms: int = 1000) -> SentinelSet:
     return topology
 
 
-def start_cluster() -> ClusterSet:
-    topology = ClusterSet()
+def start_cluster(replicas: int = 0) -> ClusterSet:
+    topology = ClusterSet(replicas=replicas)
     try:
         topology.start()
     except BaseException:

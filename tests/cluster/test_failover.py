@@ -1,5 +1,7 @@
-"""A Sentinel failover under traffic: two real nodes on ``redis+sentinel://``, clients in a room
-receiving a steady stream of room messages, the master SIGKILLed mid-stream.
+"""A failover under traffic: two real nodes on ``redis+sentinel://`` (a master, a replica, three
+Sentinels) or ``redis+cluster://`` (three masters with a replica each), clients in a room receiving
+a steady stream of room messages, the master (on Cluster: the one serving the gateway's control
+slot) SIGKILLed mid-stream.
 
 What docs/scaling.md promises, checked here: no client is disconnected, every connection is
 registered on the promoted replica, messages that reach a client arrive in order and once (room
@@ -20,8 +22,9 @@ import aiohttp
 import pytest
 import websockets
 
+from hubbub.store.redis_lua import hash_tagged
 from scripts.ensure_redis import RedisUnavailable
-from scripts.redis_ha import SentinelSet, start_sentinel
+from scripts.redis_ha import ClusterSet, SentinelSet, start_cluster, start_sentinel
 from tests.cluster.conftest import HEARTBEAT, NodeProcess, cluster_on
 from tests.cluster.test_multinode import eventually_json, management, put, recv
 from tests.helpers import TIME_SCALE, eventually
@@ -30,16 +33,42 @@ ROOM = "failover"
 MEMBERS_PER_NODE = 3
 
 
-@pytest.fixture
-def sentinel() -> Iterator[SentinelSet]:
+class Topology:
+    """A Redis deployment whose master can be killed: Sentinel's, or the Cluster shard that
+    serves the gateway's control slot (heartbeats, the nodes set)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.servers: SentinelSet | ClusterSet = (
+            start_sentinel(down_after_ms=1000) if kind == "sentinel" else start_cluster(replicas=1)
+        )
+
+    @property
+    def url(self) -> str:
+        return self.servers.url
+
+    def fail_over(self, key_prefix: str) -> None:
+        """SIGKILL the master, then wait until a replica took its place."""
+        if isinstance(self.servers, SentinelSet):
+            old = self.servers.master_port()
+            self.servers.kill_master()
+            self.servers.wait_failover(old, 30 * TIME_SCALE)
+        else:
+            key = hash_tagged(key_prefix) + "nodes"
+            old = self.servers.kill_owner(key)
+            self.servers.wait_failover(key, old, 30 * TIME_SCALE)
+
+
+@pytest.fixture(params=["sentinel", "cluster"])
+def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
     try:
-        topology = start_sentinel(down_after_ms=1000)
+        started = Topology(request.param)
     except RedisUnavailable as exc:
-        pytest.fail(f"needs redis-server with Sentinel: {exc}")
+        pytest.fail(f"needs redis-server ({request.param}): {exc}")
     try:
-        yield topology
+        yield started
     finally:
-        topology.close()
+        started.servers.close()
 
 
 class Reader:
@@ -100,10 +129,10 @@ class Publisher:
 
 
 async def test_master_killed_mid_traffic_fails_over_without_losing_connections(
-    tmp_path: Path, sentinel: SentinelSet
+    tmp_path: Path, topology: Topology
 ) -> None:
     timeout = aiohttp.ClientTimeout(total=10)
-    with cluster_on(tmp_path, sentinel.url) as cluster:
+    with cluster_on(tmp_path, topology.url) as cluster:
         a, b = cluster.start("a", "b")
         async with aiohttp.ClientSession(timeout=timeout) as http:
             readers = [await open_reader(n) for n in (a, b) for _ in range(MEMBERS_PER_NODE)]
@@ -114,9 +143,7 @@ async def test_master_killed_mid_traffic_fails_over_without_losing_connections(
                 await eventually(lambda: len(publisher.accepted()) >= 20, 10, "traffic")
                 before = set(publisher.accepted())
 
-                old_port = sentinel.master_port()
-                await asyncio.to_thread(sentinel.kill_master)
-                await asyncio.to_thread(sentinel.wait_failover, old_port, 30 * TIME_SCALE)
+                await asyncio.to_thread(topology.fail_over, cluster.key_prefix)
                 for target in (a, b):
                     await eventually_json(http, target, lambda s: s["status"] == "ok", 20)
                 back = len(publisher.statuses)  # from here on both nodes serve again
