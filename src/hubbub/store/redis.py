@@ -433,7 +433,8 @@ class RedisStore:
             if not self._link.up or self._in_grace():
                 continue
             try:
-                dead = strs(await self._link.run("CLAIM", self.node_id, FENCE_TTL_MS))
+                link = self._link
+                dead = strs(await link.run("CLAIM", self.node_id, FENCE_TTL_MS, link.token))
                 for node in dead:
                     if node != self.node_id:
                         await self._reap(node)

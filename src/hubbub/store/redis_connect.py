@@ -166,6 +166,10 @@ def connect(url: str) -> Any:
         return _BoundedCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
             max_connections=POOL_SIZE,
+            # After a failed attempt, refresh the slot map and try once more, at once. The
+            # default (three more, with backoff) kept a call waiting through a whole failover,
+            # to land seconds later on the promoted replica.
+            retry=retry,
             **credentials,
             **common,
         )

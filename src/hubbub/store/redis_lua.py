@@ -217,12 +217,18 @@ return 2
 """
 )
 
-# CLAIM: ARGV: T, calling node, fence ttl ms. Moves every node whose alive key is gone from
-# ``nodes`` to ``dead`` (fencing it) and returns the ``dead`` set: the nodes left to reap.
+# CLAIM: ARGV: T, calling node, fence ttl ms, its token. Moves every node whose alive key is gone
+# from ``nodes`` to ``dead`` (fencing it) and returns the ``dead`` set: the nodes left to reap.
+# Only a caller whose own alive key holds its token claims: after a failover to a replica on
+# which the alive keys expired, a claim still in flight from before must not take the nodes that
+# have not heartbeated again for dead (the caller heartbeats first, then waits out a grace).
 CLAIM = (
     _PRELUDE
     + """
 local nodes = T .. 'nodes'
+if redis.call('GET', key('alive', ARGV[2])) ~= ARGV[4] then
+  return redis.call('SMEMBERS', T .. 'dead')
+end
 for _, node in ipairs(redis.call('SMEMBERS', nodes)) do
   if node ~= ARGV[2] and redis.call('EXISTS', key('alive', node)) == 0 then
     redis.call('SREM', nodes, node)
