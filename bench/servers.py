@@ -300,8 +300,13 @@ def start_hubbub_workers(work: Path, redis_url: str | None, workers: int) -> Run
 
 
 def redis_info(url: str) -> dict[str, Any]:
-    """Redis's INFO (memory, CPU): what the gateway's shared store costs, reported apart."""
+    """Redis's INFO (memory, CPU): what the gateway's shared store costs, reported apart.
+
+    Empty for a redis+sentinel:// or redis+cluster:// store (several servers: not measured)."""
     import redis
+
+    if "+" in url.split("://", 1)[0]:
+        return {}
 
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -89,8 +89,16 @@ class RedisProcess:
     directory. Usable as a context manager.
     """
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        extra: Sequence[str] = (),
+        config: str = "",
+    ) -> None:
         self.binary = binary or find_redis_server()
+        self.extra = list(extra)  # more redis-server options, e.g. replicaof or cluster-enabled
+        self.config = config  # a config file name in dir(), written by the caller (Sentinel's)
         self.port = port if port is not None else _free_port()
         self.host = DEFAULT_HOST
         self._dir = Path(tempfile.mkdtemp(prefix="hubbub-redis-"))
@@ -109,6 +117,11 @@ class RedisProcess:
         return self._proc.pid if self._proc is not None else None
 
     @property
+    def dir(self) -> Path:
+        """The server's private working directory (its log and any config files live there)."""
+        return self._dir
+
+    @property
     def log_path(self) -> Path:
         return self._dir / "redis.log"
 
@@ -118,12 +131,14 @@ class RedisProcess:
             return
         cmd = [
             self.binary,
+            *([str(self._dir / self.config)] if self.config else []),
             "--port", str(self.port),
             "--bind", self.host,
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
             "--dir", str(self._dir),
+            *self.extra,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scripts.redis_ha import start_cluster, start_sentinel
 from tests.store.redis_server import RedisUnavailable, find_redis
 
 
@@ -34,3 +35,26 @@ def redis_url() -> Iterator[str]:
         pytest.fail(f"these tests need Redis: {exc}")
     yield url
     stop()
+
+
+@pytest.fixture(scope="session")
+def sentinel_url() -> Iterator[str]:
+    """A ``redis+sentinel://`` URL: a private master, a replica and three Sentinels (started
+    once per session; tests that kill the master start their own, see scripts/redis_ha.py)."""
+    try:
+        topology = start_sentinel()
+    except RedisUnavailable as exc:
+        pytest.fail(f"these tests need redis-server with Sentinel: {exc}")
+    yield topology.url
+    topology.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A ``redis+cluster://`` URL: a private three-master Redis Cluster (once per session)."""
+    try:
+        topology = start_cluster()
+    except RedisUnavailable as exc:
+        pytest.fail(f"these tests need redis-server and redis-cli for a cluster: {exc}")
+    yield topology.url
+    topology.close()

@@ -285,3 +285,28 @@ def test_a_port_in_use_names_the_listener_its_key_and_flag(tmp_path: Path) -> No
             assert expected in result.stderr, result.stderr
             assert "gateway stopped" not in result.stderr
             assert "Traceback" not in result.stderr
+
+
+def test_check_accepts_sentinel_and_cluster_store_urls_with_workers(tmp_path: Path) -> None:
+    for url in (
+        "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/2",
+        "redis+cluster://:secret@10.0.0.1:7000,10.0.0.2:7001",
+    ):
+        config = _project(tmp_path, f'[store]\nurl = "{url}"\n')
+        config.write_text(config.read_text().replace("[server]\n", "[server]\nworkers = 2\n"))
+        result = _check(config)
+        assert result.returncode == 0, result.stderr
+        assert f"store: {url}  workers=2" in result.stdout.splitlines()
+
+
+def test_check_names_a_malformed_sentinel_or_cluster_url(tmp_path: Path) -> None:
+    bad = {
+        '[store]\nurl = "redis+sentinel://10.0.0.1:26379"\n': "store.url: ",
+        '[store]\nurl = "redis+cluster://10.0.0.1:port"\n': "store.url: ",
+        '[store]\nurl = "redis+cluster://10.0.0.1:7000/3"\n': "database 0 only",
+        '[history]\nurl = "redis+sentinel:///mymaster"\n': "history.url: ",
+    }
+    for extra, message in bad.items():
+        result = _check(_project(tmp_path, extra))
+        assert result.returncode == 2, extra
+        assert message in result.stderr, (extra, result.stderr)

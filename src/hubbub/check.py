@@ -47,13 +47,19 @@ def check(config: Config) -> list[str]:
 def _check_history(config: Config) -> None:
     url = config.history.url or config.store.url
     if config.history.enabled and url.startswith(SHARED_STORE_SCHEMES):
+        key = "history.url" if config.history.url else "store.url"
         try:
             import hubbub.store.recovery_redis  # noqa: F401
+            from hubbub.store import redis_connect
         except ImportError as exc:
             raise ConfigError(
-                "history.url" if config.history.url else "store.url",
-                f"Redis history needs an extra package: pip install 'hubbub[redis]' ({exc})",
+                key, f"Redis history needs an extra package: pip install 'hubbub[redis]' ({exc})"
             ) from exc
+        if url.startswith(("redis+sentinel://", "redis+cluster://")):
+            try:
+                redis_connect.parse(url)
+            except ValueError as exc:
+                raise ConfigError(key, str(exc)) from exc
     path = sqlite_history_path(config)
     if path is None:
         return

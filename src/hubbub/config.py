@@ -863,7 +863,7 @@ def _validate_store(config: Config) -> None:
 
 
 # Stores that several processes can share: workers meet only through one of these.
-SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
 
 
 def _validate_workers(config: Config) -> None:

@@ -205,6 +205,9 @@ def cluster_on(root: Path, redis_url: str) -> Iterator[Cluster]:
 def _delete_prefix(url: str, key_prefix: str) -> None:
     import redis
 
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return  # a private Sentinel or Cluster topology: thrown away whole by its test
+
     with contextlib.suppress(redis.exceptions.ConnectionError):
         client = redis.Redis.from_url(url, socket_timeout=2)
         # Registry keys carry the hash tag "{prefix}"; room history keys start with the prefix.

@@ -1,4 +1,5 @@
-"""Store fixtures: the contract suite runs once per implementation (``memory://``, ``redis://``).
+"""Store fixtures: the contract suite runs once per implementation (``memory://``, ``redis://``,
+``redis+sentinel://``, ``redis+cluster://``).
 
 ``stores(node_id)`` opens and starts a store of the parametrised kind; every store of one test
 shares one key prefix (so they form one cluster) and is closed, and its keys deleted, afterwards.
@@ -44,20 +45,31 @@ class Node:
 Stores = Callable[..., Awaitable[Node]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+# The shared stores: one Redis server, a Sentinel-managed master, a three-master Cluster.
+SHARED = ("redis", "sentinel", "cluster")
+REDIS_FIXTURES = {"redis_url", "private_redis", "sentinel_url", "cluster_url"}
+
+
+@pytest.fixture(params=["memory", *SHARED])
 def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return "memory://"
-    return str(request.getfixturevalue("redis_url"))
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(params=SHARED)
+def shared_store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Whatever ends up using the Redis server is marked, so `-m "not redis"` runs without one.
+    # Whatever ends up using a Redis server is marked, so `-m "not redis"` runs without one.
     for item in items:
         callspec = getattr(item, "callspec", None)
-        param = callspec.params.get("store_url") if callspec is not None else None
+        params = callspec.params if callspec is not None else {}
+        param = params.get("store_url", params.get("shared_store_url"))
         fixtures = set(getattr(item, "fixturenames", ()))
-        if param == "redis" or (param is None and fixtures & {"redis_url", "private_redis"}):
+        if param in SHARED or (param is None and fixtures & REDIS_FIXTURES):
             item.add_marker(pytest.mark.redis)
 
 
@@ -78,7 +90,7 @@ async def _cluster(url: str) -> AsyncIterator[Stores]:
     finally:
         for node in opened:
             await node.store.close()
-        if url.startswith("redis"):
+        if url != "memory://":
             # An outage test may leave its (private, throwaway) server stopped.
             with contextlib.suppress(RedisConnectionError):
                 await delete_prefix(url, prefix)
@@ -92,9 +104,9 @@ async def stores(store_url: str) -> AsyncIterator[Stores]:
 
 
 @pytest.fixture
-async def redis_stores(redis_url: str) -> AsyncIterator[Stores]:
-    """Nodes sharing one Redis: the multi-node part of the contract."""
-    async with _cluster(redis_url) as open_node:
+async def redis_stores(shared_store_url: str) -> AsyncIterator[Stores]:
+    """Nodes sharing one Redis (server, Sentinel or Cluster): the multi-node contract."""
+    async with _cluster(shared_store_url) as open_node:
         yield open_node
 
 

@@ -10,8 +10,7 @@ import os
 import uuid
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-
+from hubbub.store.redis_connect import connect
 from scripts.ensure_redis import RedisUnavailable, ensure_redis
 
 
@@ -29,13 +28,13 @@ def unique_prefix() -> str:
 
 
 async def delete_prefix(url: str, key_prefix: str) -> None:
-    """Remove every key a test's stores created (they all carry the ``{prefix}`` hash tag)."""
-    client = aioredis.Redis.from_url(url)
+    """Remove every key a test's stores created (hash tags ``{prefix}``, ``{prefix/N}``)."""
+    client = connect(url)  # a Cluster scans (and deletes on) every master
     try:
         # Registry keys carry the hash tag "{prefix}"; room history keys start with the prefix.
         batch = [
             key
-            for pattern in ("{" + key_prefix + "}*", key_prefix + "*")
+            for pattern in ("{" + key_prefix + "*", key_prefix + "*")
             async for key in client.scan_iter(match=pattern, count=1000)
         ]
         if batch:

@@ -1,4 +1,5 @@
-"""One contract for room history and sessions, run on memory, SQLite and Redis."""
+"""One contract for room history and sessions, run on memory, SQLite and Redis (one server,
+Sentinel, Cluster)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hubbub.store.recovery_sqlite import SqliteRecovery
 from tests.store.redis_server import delete_prefix, unique_prefix
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "sentinel", "cluster"])
 async def recovery(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Recovery]:
     impl: Recovery
     cleanup = None
@@ -22,7 +23,7 @@ async def recovery(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     elif request.param == "sqlite":
         impl = SqliteRecovery(tmp_path / "h.db", size=5, ttl=60)
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue(f"{request.param}_url")
         prefix = unique_prefix()
         impl = RedisRecovery(url, key_prefix=prefix, size=5, ttl=60)
         cleanup = (url, prefix)

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from hubbub.errors import UnavailableError
 from hubbub.store import Delivery
-from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged
+from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged, partition_tag
 from hubbub.store.redis_registry import POOL_SIZE
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
 from tests.helpers import eventually
@@ -75,6 +76,16 @@ def test_malformed_frame_is_rejected(frame: bytes) -> None:
 )
 def test_every_key_of_an_api_shares_one_hash_tag(prefix: str, tag: str) -> None:
     assert hash_tagged(prefix) == tag
+
+
+@pytest.mark.parametrize(
+    ("prefix", "partition"),
+    [("hubbub:", "{hubbub:/3}"), ("x:{y}:", "x:{y/3}:"), ("{}:", "{{/3}:}"), ("", "{hubbub/3}")],
+)
+def test_a_partition_is_the_apis_tag_with_its_number(prefix: str, partition: str) -> None:
+    tag = hash_tagged(prefix)
+    assert partition_tag(tag, 3) == partition
+    assert key_slot(partition.encode()) != key_slot(tag.encode())
 
 
 # -- outage -----------------------------------------------------------------------------------
@@ -193,3 +204,24 @@ async def test_a_burst_wider_than_the_pool_waits_for_connections(
     assert a.store.status()["ok"]
     got = await asyncio.gather(*(a.registry.get(cid) for cid in ids))
     assert [r.connection_id if r else None for r in got] == ids
+
+
+async def test_a_node_whose_alive_key_is_gone_claims_no_one(redis_url: str) -> None:
+    # What a promoted replica looks like after a failover that outlasted the alive-key TTL:
+    # everyone's alive key is gone. A claim still in flight from before the failover must not
+    # take the other nodes for dead; once the caller heartbeats again it may.
+    from hubbub.store.redis_connect import connect
+
+    async with _cluster(redis_url) as open_node:
+        a = await open_node("node-a", heartbeat=30.0)
+        await open_node("node-b", heartbeat=30.0)
+        link = a.store._link  # type: ignore[attr-defined]
+        raw = connect(redis_url)
+        try:
+            await raw.delete(link.key("alive", "node-a"), link.key("alive", "node-b"))
+            assert await link.run("CLAIM", "node-a", 60_000, link.token) == []
+            assert not await raw.exists(link.key("fenced", "node-b"))
+            await a.store._hello(reset=False)  # type: ignore[attr-defined]
+            assert await link.run("CLAIM", "node-a", 60_000, link.token) == [b"node-b"]
+        finally:
+            await raw.aclose()

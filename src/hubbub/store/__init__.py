@@ -23,6 +23,8 @@ _IMPLEMENTATIONS = {
     "redis": "hubbub.store.redis:open_redis",
     "rediss": "hubbub.store.redis:open_redis",
     "unix": "hubbub.store.redis:open_redis",
+    "redis+sentinel": "hubbub.store.redis:open_redis",
+    "redis+cluster": "hubbub.store.redis:open_redis",
 }
 
 
@@ -50,9 +52,13 @@ def open_store(
         raise ConfigError(
             "store.url", f"{scheme}:// needs an extra package: pip install 'hubbub[redis]' ({exc})"
         ) from exc
-    store: Store = getattr(module, factory)(
-        url, node_id=node_id, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval
-    )
+    try:
+        store: Store = getattr(module, factory)(
+            url, node_id=node_id, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval
+        )
+    except ValueError as exc:  # a malformed URL (hosts, service, database), a bad interval
+        key = "store.heartbeat_interval" if "heartbeat" in str(exc) else "store.url"
+        raise ConfigError(key, str(exc)) from exc
     return store
 
 

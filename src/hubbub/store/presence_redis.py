@@ -199,7 +199,7 @@ class RedisPresence:
     async def _run(self, name: str, *args: str | int | bytes) -> Any:
         link = self._link
         try:
-            return await self._scripts[name](keys=[link.anchor], args=(link.tag, *args))
+            return await self._scripts[name](keys=[link.key("nodes")], args=(link.tag, *args))
         except DOWN_ERRORS as exc:
             raise link.unavailable(exc) from exc
 

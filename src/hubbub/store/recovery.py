@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from hubbub.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class Position:
@@ -241,10 +243,13 @@ def open_recovery(config: Any) -> Recovery | None:
         from hubbub.store.recovery_sqlite import SqliteRecovery
 
         return SqliteRecovery(path, size=history.size, ttl=history.ttl)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"):
         from hubbub.store.recovery_redis import RedisRecovery
 
-        return RedisRecovery(
-            url, key_prefix=config.store.key_prefix, size=history.size, ttl=history.ttl
-        )
+        try:
+            return RedisRecovery(
+                url, key_prefix=config.store.key_prefix, size=history.size, ttl=history.ttl
+            )
+        except ValueError as exc:  # a malformed redis+sentinel:// or redis+cluster:// URL
+            raise ConfigError("history.url" if history.url else "store.url", str(exc)) from exc
     return MemoryRecovery(size=history.size, ttl=history.ttl)

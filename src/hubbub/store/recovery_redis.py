@@ -13,11 +13,14 @@ import time
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from hubbub.errors import UnavailableError
 from hubbub.store.recovery import Missed, Position, Session, missed_from, new_epoch
 from hubbub.store.redis_registry import client_for
+
+# RedisClusterException (no node reachable, a slot without a master) is not a RedisError.
+_ERRORS = (RedisError, RedisClusterException)
 
 _APPEND = """
 local epoch = redis.call('GET', KEYS[1])
@@ -66,7 +69,7 @@ class RedisRecovery:
                 keys=self._keys(room),
                 args=[new_epoch(), self._size, data, time.time(), max(1, int(self._ttl))],
             )
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last))
 
@@ -80,7 +83,7 @@ class RedisRecovery:
                 pipe.xrange(stream, start, "+")
                 epoch, last, entries = await pipe.execute()
             epoch = await self._epoch(epoch_key, epoch)
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         horizon = time.time() - self._ttl
         kept = []
@@ -107,7 +110,7 @@ class RedisRecovery:
         try:
             epoch, last = await self._redis.mget(epoch_key, last_key)
             epoch = await self._epoch(epoch_key, epoch)
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last or 0))
 
@@ -118,13 +121,13 @@ class RedisRecovery:
                 orjson.dumps(session.to_json()),
                 ex=max(1, int(ttl)),
             )
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
 
     async def load_session(self, token: str) -> Session | None:
         try:
             raw = await self._redis.get(f"{self._prefix}session:{token}")
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
         return None if raw is None else Session.from_json(orjson.loads(raw))
 

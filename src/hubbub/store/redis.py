@@ -1,15 +1,21 @@
-"""The Redis store (``redis://``, ``rediss://``, ``unix://``): one registry and bus for many nodes.
+"""The Redis store (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+``redis+cluster://``): one registry and bus for many nodes.
 
-Three modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
-(the registry and its local mirror) and :mod:`hubbub.store.redis_lua` (key layout, Lua scripts, bus
-frame). Operators' view: ``docs/scaling.md``.
+Four modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
+(the registry and its local mirror), :mod:`hubbub.store.redis_lua` (key layout, Lua scripts, bus
+frame) and :mod:`hubbub.store.redis_connect` (URLs: one server, Sentinel, Cluster). Operators'
+view: ``docs/scaling.md``.
 
 Theory of operation
 -------------------
 **Layout.** Every connection is a hash plus two small membership sets; rooms, users, the node's own
 connections and a sorted set of all ids are indexes over them (see :mod:`hubbub.store.redis_lua`
-for the key table). All keys of one API share a Cluster hash tag, so each operation that touches
-several keys is one Lua script: atomic, one round trip, valid on Redis Cluster.
+for the key table). On one server all keys of one API share a hash tag; on Redis Cluster the
+registry is split into 16 partitions by connection id, each its own slot, holding its connections
+with their room and user index entries, so one API spreads over the shards. Either way each
+operation on a connection that touches several keys is one Lua script within one slot: atomic,
+one round trip. Reads that span connections (room members, listing, count, interest) merge the
+partitions.
 
 **Exactly-once removal.** ``remove`` and the reaper both end in the same ``drop`` step of a script,
 which deletes the connection hash and its index entries and returns the record. Redis runs scripts
@@ -40,6 +46,18 @@ first heartbeat, reaps the entries under its id that it does not hold (left by t
 process). The alive key holds a per-process token, so two live processes sharing an id are
 reported instead of silently reaping each other.
 
+On Cluster, CLAIM fences a dead node in the control slot and the reaper copies the fence into
+each partition before reaping it there. Known limit: a reaper that read the node as dead just
+before the node lifted its fence may re-fence a partition; the node's next write there finds
+the fence and the node surrenders its connections as any fenced node does (needless closes, but
+still one ``$disconnect`` per connection).
+
+**Failover.** With ``redis+sentinel://`` the client asks the Sentinels for the master on every
+new connection, so once a replica is promoted the outage path below brings the node back: its
+replay rewrites whatever the promoted replica missed (replication is asynchronous). Alive keys may
+have expired meanwhile, so a node that just got Redis back claims no one for a grace period of one
+alive-key TTL, long enough for every other node to heartbeat again.
+
 **Outage.** Every call has a 1 s socket timeout and at most one reconnect attempt, so nothing hangs.
 Reads that need the shared view raise :class:`~hubbub.errors.UnavailableError` (HTTP 503). Writes
 about *this node's* connections cannot fail: they go to a local mirror first (records, rooms,
@@ -60,7 +78,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio.client import PubSub
@@ -107,7 +126,7 @@ class RedisBus:
             return
         link = self._link
         try:
-            await link.client.publish(
+            await link.publish(
                 f"{link.channels}node:{node_id}", lua.encode_frame(self.node_id, delivery)
             )
         except DOWN_ERRORS as exc:
@@ -118,11 +137,16 @@ class RedisBus:
         frame = lua.encode_frame(self.node_id, delivery)
         try:
             if "*" in node_ids:
-                await link.client.publish(link.broadcast_channel, frame)
+                await link.publish(link.broadcast_channel, frame)
                 return
             others = [n for n in node_ids if n != self.node_id]
             if len(others) == 1:
-                await link.client.publish(f"{link.channels}node:{others[0]}", frame)
+                await link.publish(f"{link.channels}node:{others[0]}", frame)
+            elif others and link.sharded:
+                # Each node's channel may live on another shard: one SPUBLISH per channel.
+                await asyncio.gather(
+                    *(link.publish(f"{link.channels}node:{node}", frame) for node in others)
+                )
             elif others:
                 async with link.client.pipeline(transaction=False) as pipe:
                     for node in others:
@@ -285,18 +309,23 @@ class RedisStore:
             _, pending = await asyncio.wait(pending, timeout=0.5)
         log.warning("redis store tasks did not stop", extra={"fields": {"tasks": len(pending)}})
 
-    async def _subscribe(self) -> PubSub:
+    async def _subscribe(self) -> Any:  # PubSub, or ClusterPubSub on Redis Cluster
         link = self._link
-        pubsub = link.client.pubsub()
+        pubsub: Any
         try:
-            await pubsub.subscribe(link.node_channel, link.broadcast_channel)
+            if link.sharded:
+                pubsub = ShardedSubscription(link.client)
+                await pubsub.subscribe(link.node_channel, link.broadcast_channel)
+            else:
+                pubsub = link.client.pubsub()
+                await pubsub.subscribe(link.node_channel, link.broadcast_channel)
         except BaseException:
             await _close_pubsub(pubsub)
             raise
         self._subscribed = True
         return pubsub
 
-    async def _subscriber_loop(self, pubsub: PubSub | None) -> None:
+    async def _subscriber_loop(self, pubsub: Any) -> None:
         failures = 0
         while not self._closed:
             try:
@@ -316,9 +345,12 @@ class RedisStore:
             failures += 1
             await asyncio.sleep(self._backoff(failures))
 
-    async def _pump(self, pubsub: PubSub) -> None:
+    async def _pump(self, pubsub: Any) -> None:
         # A socket can die without a reset (a host vanishes): when idle for an interval, ping;
         # if the next interval brings nothing either, not even the PONG, start over.
+        if isinstance(pubsub, ShardedSubscription):
+            await pubsub.pump(self.bus.receive, self.heartbeat_interval, lambda: self._closed)
+            return
         pinged = False
         while not self._closed:
             message = await pubsub.get_message(timeout=self.heartbeat_interval)
@@ -379,7 +411,11 @@ class RedisStore:
     async def _hello(self, *, reset: bool) -> int:
         link = self._link
         flag = "1" if reset else "0"
-        return int(await link.run("HELLO", self.node_id, self._ttl_ms, flag, link.token))
+        existed = int(await link.run("HELLO", self.node_id, self._ttl_ms, flag, link.token))
+        if reset and link.partitioned:
+            for tag in link.partitions:
+                await link.run("UNFENCE", self.node_id, tag=tag)
+        return existed
 
     async def _recover_fenced(self) -> None:
         """The others declared us dead and reaped our registered connections: follow suit."""
@@ -400,10 +436,11 @@ class RedisStore:
         period = self.heartbeat_interval / CLAIMS_PER_INTERVAL
         while not self._closed:
             await asyncio.sleep(period)
-            if not self._link.up:
+            if not self._link.up or self._in_grace():
                 continue
             try:
-                dead = strs(await self._link.run("CLAIM", self.node_id, FENCE_TTL_MS))
+                link = self._link
+                dead = strs(await link.run("CLAIM", self.node_id, FENCE_TTL_MS, link.token))
                 for node in dead:
                     if node != self.node_id:
                         await self._reap(node)
@@ -412,15 +449,29 @@ class RedisStore:
             except Exception:
                 log.exception("redis reaper failed")
 
+    def _in_grace(self) -> bool:
+        """Redis came back less than an alive-key TTL ago. After a Sentinel failover (or a
+        Cluster shard's) that outlasted the TTL, the new master holds everyone's alive keys
+        expired: claiming now would take the nodes that have not yet heartbeated again for dead.
+        Every node noticed the same outage, so each is back within about an interval."""
+        restored_at = self._link.restored_at
+        return restored_at > 0 and time.monotonic() - restored_at < self._ttl_ms / 1000
+
     async def _reap(self, node: str) -> None:
         """Take (a share of) a dead node's connections out of Redis, then deliver their
         ``$disconnect`` in the background: they answer 410 without waiting for handlers."""
+        link = self._link
         records: list[ConnectionRecord] = []
-        while True:
-            batch = await self._link.run("REAP", node, REAP_BATCH)
-            if not batch:
-                break
-            records += [parse_record(b[1], b[2], b[3], b[0].decode()) for b in batch]
+        for tag in link.partitions:
+            if link.partitioned:  # one slot: CLAIM fenced it already, in the same script
+                await link.run("FENCE", node, FENCE_TTL_MS, tag=tag)
+            while True:
+                batch = await link.run("REAP", node, REAP_BATCH, tag=tag)
+                if not batch:
+                    break
+                records += [parse_record(b[1], b[2], b[3], b[0].decode()) for b in batch]
+        if link.partitioned:
+            await link.run("DONE", node)
         if records:
             log.warning(
                 "reaped connections of a lost node",
@@ -451,7 +502,56 @@ class RedisStore:
         return base * random.uniform(0.8, 1.2)
 
 
-async def _close_pubsub(pubsub: PubSub) -> None:
+class ShardedSubscription:
+    """Shard channels on Redis Cluster: one ClusterPubSub per channel, each read by its own task.
+
+    redis-py's ClusterPubSub keeps one connection per shard and follows a channel whose slot
+    moves (MOVED, a failover), but a single reader polls the shards in turn and splits its
+    timeout between them, so a message on one shard waited up to half of it while the reader
+    sat on the other. With one channel each, every reader blocks on its own socket.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._pubsubs: list[Any] = []
+
+    async def subscribe(self, *channels: str) -> None:
+        for channel in channels:
+            pubsub = self._client.pubsub()
+            self._pubsubs.append(pubsub)
+            await pubsub.ssubscribe(channel)
+
+    async def pump(
+        self,
+        receive: Callable[[bytes], Awaitable[None]],
+        timeout: float,
+        closed: Callable[[], bool],
+    ) -> None:
+        """Deliver messages until closed; raise the first reader's error (the others stop)."""
+
+        async def read(pubsub: Any) -> None:
+            while not closed():
+                message = await pubsub.get_sharded_message(timeout=timeout)
+                if message is not None and message["type"] == "smessage":
+                    await receive(message["data"])
+
+        loop = asyncio.get_running_loop()
+        readers = [loop.create_task(read(pubsub)) for pubsub in self._pubsubs]
+        try:
+            done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in readers:
+                task.cancel()
+            await asyncio.wait(readers)
+
+    async def aclose(self) -> None:
+        for pubsub in self._pubsubs:
+            await _close_pubsub(pubsub)
+
+
+async def _close_pubsub(pubsub: Any) -> None:
     with contextlib.suppress(Exception):
         await pubsub.aclose()
 
@@ -459,7 +559,8 @@ async def _close_pubsub(pubsub: PubSub) -> None:
 def open_redis(
     url: str, *, node_id: str, key_prefix: str = "hubbub:", heartbeat_interval: float = 2.0
 ) -> RedisStore:
-    """Factory used by :func:`hubbub.store.open_store` for redis://, rediss:// and unix://."""
+    """Factory used by :func:`hubbub.store.open_store` for redis://, rediss://, unix://,
+    redis+sentinel:// and redis+cluster:// (see :mod:`hubbub.store.redis_connect`)."""
     return RedisStore(
         url, node_id=node_id, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval
     )

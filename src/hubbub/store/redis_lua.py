@@ -24,10 +24,24 @@ fixed type word, so no room, user or node name can collide with another key::
     T fenced:<node>       string a node was declared dead (TTL 1 day); it must not re-register
                                  the connections the others reaped
 
-Channels are not keys (no slot): ``<prefix>node:<node>`` per node and ``<prefix>broadcast``.
+On Redis Cluster the registry is split into partitions so that one API is not pinned to one
+shard: partition ``i`` has the tag ``T/i`` (``{hubbub:/3}``, its own slot; see
+:func:`partition_tag`) and a connection lives in the partition its id hashes to, together with
+its ``conn``, ``conn-rooms``, ``conn-users`` keys and its entries in the ``room``,
+``room-nodes``, ``user``, ``conns`` and ``node-conns`` keys *of that partition* (each partition
+indexes its own connections; readers merge the partitions). So the scripts that touch one
+connection stay in one slot and stay atomic. ``nodes``, ``alive``, ``dead`` and ``fenced`` live
+under ``T`` (the control slot); ``fenced`` is also copied into each partition by the reaper
+(FENCE) so that PUT can check it in its own slot. On a single server there is one partition:
+``T`` itself.
+
+Channels are not keys: ``<prefix>node:<node>`` per node and ``<prefix>broadcast``. On Redis
+Cluster they are shard channels (SSUBSCRIBE/SPUBLISH), placed by their own slot: each node's
+channel lives on whichever shard its name hashes to, apart from the registry's.
 
 Every script gets ``KEYS[1]`` = ``T nodes`` (only so Cluster routes it to the right slot) and
-``ARGV[1]`` = ``T``; the other keys it touches share the slot by construction.
+``ARGV[1]`` = ``T``, with ``T`` the control tag or a partition's; the other keys it touches share
+the slot by construction.
 """
 
 from __future__ import annotations
@@ -154,13 +168,16 @@ return 0
 )
 
 # CHANGE: join / leave / bind / attributes on any connection, from any node.
-# ARGV: T, channel prefix, calling node, op, cid, value. Returns 0 for an unknown connection.
-# When the connection lives on another node, that node is told in the same atomic step (a PUBLISH
-# on its channel) so its local fan-out index and its replay mirror follow.
+# ARGV: T, channel prefix, calling node, op, cid, value, sharded. Returns 0 for an unknown
+# connection. When the connection lives on another node, that node is told in the same atomic step
+# (a PUBLISH on its channel) so its local fan-out index and its replay mirror follow. On Redis
+# Cluster (sharded = '1') a script may only publish on its own slot, so it returns the owner's
+# node id instead and the caller sends the notice (SPUBLISH) right after.
 CHANGE = (
     _PRELUDE
     + """
 local channels, origin, op, cid, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local sharded = ARGV[7] == '1'
 local node = redis.call('HGET', key('conn', cid), 'node')
 if not node then return 0 end
 if op == 'join' then join(cid, node, value)
@@ -169,6 +186,7 @@ elseif op == 'bind' then bind(cid, value)
 elseif op == 'attributes' then redis.call('HSET', key('conn', cid), 'attributes', value)
 else return redis.error_reply('unknown op ' .. op) end
 if node ~= origin then
+  if sharded then return node end
   redis.call('PUBLISH', channels .. 'node:' .. node, frame(origin, op, cid, value))
 end
 return 1
@@ -199,12 +217,18 @@ return 2
 """
 )
 
-# CLAIM: ARGV: T, calling node, fence ttl ms. Moves every node whose alive key is gone from
-# ``nodes`` to ``dead`` (fencing it) and returns the ``dead`` set: the nodes left to reap.
+# CLAIM: ARGV: T, calling node, fence ttl ms, its token. Moves every node whose alive key is gone
+# from ``nodes`` to ``dead`` (fencing it) and returns the ``dead`` set: the nodes left to reap.
+# Only a caller whose own alive key holds its token claims: after a failover to a replica on
+# which the alive keys expired, a claim still in flight from before must not take the nodes that
+# have not heartbeated again for dead (the caller heartbeats first, then waits out a grace).
 CLAIM = (
     _PRELUDE
     + """
 local nodes = T .. 'nodes'
+if redis.call('GET', key('alive', ARGV[2])) ~= ARGV[4] then
+  return redis.call('SMEMBERS', T .. 'dead')
+end
 for _, node in ipairs(redis.call('SMEMBERS', nodes)) do
   if node ~= ARGV[2] and redis.call('EXISTS', key('alive', node)) == 0 then
     redis.call('SREM', nodes, node)
@@ -223,7 +247,11 @@ REAP = (
     _PRELUDE
     + """
 local node = ARGV[2]
-if redis.call('SISMEMBER', T .. 'dead', node) == 0 then return {} end
+-- Dead (single slot), or fenced in this partition by the reaper (Cluster: see FENCE).
+if redis.call('SISMEMBER', T .. 'dead', node) == 0
+    and redis.call('EXISTS', key('fenced', node)) == 0 then
+  return {}
+end
 local out = {}
 for _, cid in ipairs(redis.call('SPOP', key('node-conns', node), ARGV[3])) do
   local dropped = drop(cid)
@@ -244,6 +272,40 @@ redis.call('SREM', T .. 'nodes', node)
 return redis.call('SCARD', key('node-conns', node))
 """
 )
+
+
+# Redis Cluster only, where the registry is split into partitions (see partition_tag): the
+# reaper fences a dead node in each partition before reaping it there (PUT checks the fence in
+# its own slot), a node that lifts its fence lifts it in each partition, and the reaper takes the
+# node out of ``dead`` once every partition is empty. ARGV: T, node[, fence ttl ms].
+FENCE = (
+    _PRELUDE
+    + """
+redis.call('SET', key('fenced', ARGV[2]), '1', 'PX', ARGV[3])
+return 1
+"""
+)
+UNFENCE = (
+    _PRELUDE
+    + """
+redis.call('DEL', key('fenced', ARGV[2]))
+return 1
+"""
+)
+DONE = (
+    _PRELUDE
+    + """
+redis.call('SREM', T .. 'dead', ARGV[2])
+return 1
+"""
+)
+
+
+def partition_tag(tag: str, index: int) -> str:
+    """Partition ``index`` of a hash tag: ``{hubbub:}`` becomes ``{hubbub:/3}`` (its own slot)."""
+    start = tag.find("{")
+    end = tag.find("}", start + 2)
+    return f"{tag[:end]}/{index}{tag[end:]}"
 
 
 def hash_tagged(key_prefix: str) -> str:

@@ -8,22 +8,30 @@ of this node's own connections from which Redis is rebuilt after an outage or a 
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
+import time
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.errors import UnavailableError
+from hubbub.store import redis_connect
 from hubbub.store import redis_lua as lua
 from hubbub.store.base import ConnectionRecord, Delivery, Page, ReapHandler
 
@@ -33,41 +41,35 @@ T = TypeVar("T")
 
 # What "Redis cannot serve us" looks like. ReadOnlyError: we reached a replica (failover under
 # way); OutOfMemoryError: maxmemory reached and writes refused; MasterDownError: a replica lost it.
+# Cluster: no node reachable, a slot without a master (RedisClusterException), CLUSTERDOWN and
+# TRYAGAIN (ClusterDownError, TryAgainError) while the cluster fails over or migrates a slot.
 DOWN_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
     OutOfMemoryError,
     MasterDownError,
+    RedisClusterException,
+    ClusterDownError,
+    TryAgainError,
     builtins.TimeoutError,
     OSError,
 )
-SOCKET_TIMEOUT = 1.0
-POOL_SIZE = 100  # redis-py's default; per process, shared by registry, bus and heartbeats
+SOCKET_TIMEOUT = redis_connect.SOCKET_TIMEOUT
+POOL_SIZE = redis_connect.POOL_SIZE
 
 
-def client_for(url: str) -> aioredis.Redis:
-    """A client with short timeouts, for calls that must answer quickly during an outage.
-
-    Its pool makes a caller wait (up to SOCKET_TIMEOUT) for a free connection when all are busy:
-    redis-py's default pool raises at once instead, and a burst of handshakes (each a registry
-    write) then failed writes and heartbeats alike, which can get a live node reaped by others.
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=POOL_SIZE,
-        timeout=SOCKET_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-        # One immediate retry re-dials a pooled socket that a Redis restart closed; more would
-        # only make a caller wait during a real outage.
-        retry=Retry(NoBackoff(), 1),
-        decode_responses=False,
-    )
-    return aioredis.Redis.from_pool(pool)  # from_pool: closing the client closes the pool too
+def client_for(url: str) -> Any:
+    """A client with short timeouts, for calls that must answer quickly during an outage: one
+    server, a Sentinel-managed master or a Cluster (:func:`hubbub.store.redis_connect.connect`)."""
+    return redis_connect.connect(url)
 
 
 RESYNC_CHUNK = 500
+# Redis Cluster: one API's registry is split over this many hash slots (by connection id), so it
+# is not pinned to one shard. Everything about one connection stays in its partition: each script
+# remains atomic in one slot. Control keys (nodes, alive, dead) stay in the API's own slot.
+PARTITIONS = 16
 
 
 @dataclass(slots=True)
@@ -95,23 +97,62 @@ class Link:
         self.channels = key_prefix
         self.node_channel = f"{key_prefix}node:{node_id}"
         self.broadcast_channel = f"{key_prefix}broadcast"
-        self.anchor = self.tag + "nodes"  # KEYS[1] of every script: routes it to our slot
         self.client = client_for(url)
+        # Redis Cluster: pub/sub is sharded (SPUBLISH/SSUBSCRIBE), so a message crosses only the
+        # shard that owns its channel instead of every node of the cluster.
+        self.sharded = redis_connect.is_cluster(url)
         self.scripts = {
             name: self.client.register_script(getattr(lua, name))
             for name in ("PUT", "REMOVE", "GET", "TOUCH", "CHANGE", "HELLO", "CLAIM", "REAP")
         }
-        self.scripts["GOODBYE"] = self.client.register_script(lua.GOODBYE)
+        for name in ("GOODBYE", "FENCE", "UNFENCE", "DONE"):
+            self.scripts[name] = self.client.register_script(getattr(lua, name))
+        # Partition tags: [tag] on one server (the layout is exactly one slot), PARTITIONS slots
+        # on Redis Cluster.
+        self.partitions = (
+            [lua.partition_tag(self.tag, i) for i in range(PARTITIONS)]
+            if self.sharded
+            else [self.tag]
+        )
         self.up = False
+        self.restored_at = 0.0  # monotonic time Redis last came back after an outage
         self.dirty = False  # a local write did not reach Redis: replay the mirror when back
         self.last_error = ""
 
-    def key(self, kind: str, name: str = "") -> str:
-        return f"{self.tag}{kind}:{name}" if name else f"{self.tag}{kind}"
+    @property
+    def partitioned(self) -> bool:
+        return len(self.partitions) > 1
 
-    async def run(self, script: str, *args: str | int | bytes, client: Any = None) -> Any:
-        """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag)."""
-        return await self.scripts[script](keys=[self.anchor], args=(self.tag, *args), client=client)
+    def part(self, connection_id: str) -> str:
+        """The tag of the partition that holds ``connection_id`` (and its rooms and users)."""
+        if len(self.partitions) == 1:
+            return self.tag
+        return self.partitions[zlib.crc32(connection_id.encode()) % len(self.partitions)]
+
+    def key(self, kind: str, name: str = "", tag: str | None = None) -> str:
+        tag = tag or self.tag
+        return f"{tag}{kind}:{name}" if name else f"{tag}{kind}"
+
+    async def run(
+        self, script: str, *args: str | int | bytes, client: Any = None, tag: str | None = None
+    ) -> Any:
+        """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag):
+        in the control slot, or in the partition ``tag``."""
+        tag = tag or self.tag
+        return await self.scripts[script](keys=[tag + "nodes"], args=(tag, *args), client=client)
+
+    async def read_all(self, command: str, kind: str, name: str = "", *args: Any) -> list[Any]:
+        """``command <key kind:name> *args`` in every partition (one pipeline on Cluster)."""
+        if len(self.partitions) == 1:
+            return [await getattr(self.client, command)(self.key(kind, name), *args)]
+        keys = [self.key(kind, name, tag) for tag in self.partitions]
+        return list(await self.client.read_many(command, keys, *args))
+
+    async def publish(self, channel: str, frame: bytes) -> None:
+        if self.sharded:
+            await self.client.spublish(channel, frame)
+        else:
+            await self.client.publish(channel, frame)
 
     def lost(self, exc: BaseException) -> None:
         """Redis did not answer: remember to replay, and say so once."""
@@ -127,6 +168,7 @@ class Link:
     def restored(self) -> None:
         if not self.up:
             self.up = True
+            self.restored_at = time.monotonic()
             log.info("redis connection restored", extra={"fields": {"node": self.node_id}})
 
     def unavailable(self, exc: BaseException) -> UnavailableError:
@@ -150,7 +192,7 @@ class RedisRegistry:
         link = self._link
         if record.node_id != self.node_id:
             try:
-                await link.run("PUT", *_put_args(record))
+                await link.run("PUT", *_put_args(record), tag=link.part(record.connection_id))
             except DOWN_ERRORS as exc:
                 raise link.unavailable(exc) from exc
             return
@@ -167,7 +209,12 @@ class RedisRegistry:
         self._surrendered.discard(connection_id)
         self._touches.pop(connection_id, None)
         try:
-            dropped, fenced, alive = await link.run("REMOVE", connection_id, self.node_id)
+            dropped, fenced, alive = await link.run(
+                "REMOVE", connection_id, self.node_id, tag=link.part(connection_id)
+            )
+            if not dropped and link.partitioned and entry is not None and not fenced:
+                # The alive key lives in the control slot, not in the connection's partition.
+                alive = await link.client.exists(link.key("alive", self.node_id))
         except DOWN_ERRORS as exc:
             if entry is not None:
                 # Ours: $disconnect runs now (serve local connections); Redis is fixed on replay.
@@ -188,7 +235,7 @@ class RedisRegistry:
     async def get(self, connection_id: str) -> ConnectionRecord | None:
         entry = self._local.get(connection_id)
         try:
-            found = await self._link.run("GET", connection_id)
+            found = await self._link.run("GET", connection_id, tag=self._link.part(connection_id))
         except DOWN_ERRORS as exc:
             if entry is not None:
                 self._link.lost(exc)
@@ -209,7 +256,7 @@ class RedisRegistry:
             self._touches[connection_id] = now_ms
             return
         try:
-            await self._link.run("TOUCH", connection_id, now_ms)
+            await self._link.run("TOUCH", connection_id, now_ms, tag=self._link.part(connection_id))
         except DOWN_ERRORS as exc:
             raise self._link.unavailable(exc) from exc
 
@@ -229,29 +276,35 @@ class RedisRegistry:
         return await self._change("bind", connection_id, user, lambda r: r.users.add(user))
 
     async def room_members(self, room: str) -> list[str]:
-        return strs(await self._read(self._link.client.smembers(self._link.key("room", room))))
+        return await self._members("room", room)
 
     async def user_connections(self, user: str) -> list[str]:
-        return strs(await self._read(self._link.client.smembers(self._link.key("user", user))))
+        return await self._members("user", user)
+
+    async def _members(self, kind: str, name: str) -> list[str]:
+        sets = await self._read(self._link.read_all("smembers", kind, name))
+        return [member for found in sets for member in strs(found)]
 
     async def list_connections(self, limit: int, cursor: str | None) -> Page:
-        # Lexicographic paging over a zset: stable while connections come and go, and a cursor
-        # whose connection closed meanwhile still marks the place.
+        # Lexicographic paging over a zset (one per partition, merged): stable while connections
+        # come and go, and a cursor whose connection closed meanwhile still marks the place.
         start = f"({cursor}" if cursor else "-"
-        ids = strs(
-            await self._read(
-                self._link.client.zrangebylex(self._link.key("conns"), start, "+", 0, limit + 1)
-            )
+        found = await self._read(
+            self._link.read_all("zrangebylex", "conns", "", start, "+", 0, limit + 1)
         )
+        ids = sorted(cid for part in found for cid in strs(part))[: limit + 1]
         chunk = ids[:limit]
         return Page(chunk, chunk[-1] if len(ids) > limit else None)
 
     async def count(self) -> int:
-        return int(await self._read(self._link.client.zcard(self._link.key("conns"))))
+        return sum(int(n) for n in await self._read(self._link.read_all("zcard", "conns")))
 
     async def room_nodes(self, room: str) -> Mapping[str, int]:
-        raw = await self._read(self._link.client.hgetall(self._link.key("room-nodes", room)))
-        nodes = dict(zip(strs(raw), (int(v) for v in raw.values()), strict=True))
+        parts = await self._read(self._link.read_all("hgetall", "room-nodes", room))
+        nodes: dict[str, int] = {}
+        for raw in parts:
+            for node, n in zip(strs(raw), (int(v) for v in raw.values()), strict=True):
+                nodes[node] = nodes.get(node, 0) + n
         return {node: n for node, n in nodes.items() if n > 0}
 
     # -- helpers ------------------------------------------------------------------------------
@@ -275,8 +328,17 @@ class RedisRegistry:
             entry.version += 1
         try:
             changed = await link.run(
-                "CHANGE", link.channels, self.node_id, op, connection_id, value
-            )
+                "CHANGE", link.channels, self.node_id, op, connection_id, value,
+                "1" if link.sharded else "0", tag=link.part(connection_id),
+            )  # fmt: skip
+            if isinstance(changed, bytes):  # Cluster: the owner's node id, to be told by us
+                notice = Delivery(op, connection_id, value if isinstance(value, bytes) else
+                                  value.encode())  # fmt: skip
+                await link.publish(
+                    f"{link.channels}node:{changed.decode()}",
+                    lua.encode_frame(self.node_id, notice),
+                )
+                changed = 1
         except DOWN_ERRORS as exc:
             if entry is None:
                 raise link.unavailable(exc) from exc
@@ -290,7 +352,8 @@ class RedisRegistry:
 
     async def _put(self, entry: _Local) -> None:
         try:
-            result = await self._link.run("PUT", *_put_args(entry.record))
+            cid = entry.record.connection_id
+            result = await self._link.run("PUT", *_put_args(entry.record), tag=self._link.part(cid))
             if result == 1:
                 entry.registered = True
                 await self._unless_removed_meanwhile(entry)
@@ -305,7 +368,7 @@ class RedisRegistry:
         cid = entry.record.connection_id
         if self._local.get(cid) is not entry:
             self._pending_removals.add(cid)  # if Redis fails now, the replay removes it
-            await self._link.run("REMOVE", cid, self.node_id)
+            await self._link.run("REMOVE", cid, self.node_id, tag=self._link.part(cid))
             self._pending_removals.discard(cid)
 
     def apply_notice(self, delivery: Delivery) -> None:
@@ -355,7 +418,7 @@ class RedisRegistry:
         link.dirty = False
         try:
             for cid in list(self._pending_removals):
-                await link.run("REMOVE", cid, self.node_id)
+                await link.run("REMOVE", cid, self.node_id, tag=link.part(cid))
                 self._pending_removals.discard(cid)
             todo = list(self._local.values())
             while todo:
@@ -369,11 +432,22 @@ class RedisRegistry:
             raise
 
     async def _put_many(self, chunk: list[_Local]) -> None:
-        async with self._link.client.pipeline(transaction=False) as pipe:
-            for entry in chunk:
-                entry.replayed = entry.version
-                await self._link.run("PUT", *_put_args(entry.record), client=pipe)
-            results = await pipe.execute()
+        for entry in chunk:
+            entry.replayed = entry.version
+        if self._link.sharded:
+            # A Cluster pipeline does not load scripts (a promoted replica has none cached).
+            link = self._link
+            results = await asyncio.gather(
+                *(
+                    link.run("PUT", *_put_args(e.record), tag=link.part(e.record.connection_id))
+                    for e in chunk
+                )
+            )
+        else:
+            async with self._link.client.pipeline(transaction=False) as pipe:
+                for entry in chunk:
+                    await self._link.run("PUT", *_put_args(entry.record), client=pipe)
+                results = await pipe.execute()
         for entry, result in zip(chunk, results, strict=True):
             if result != 1:
                 raise Fenced()
@@ -386,10 +460,11 @@ class RedisRegistry:
         connections surrendered while fenced. They are lost connections: reap them."""
         link = self._link
         swept = []
-        for cid in strs(await link.client.smembers(link.key("node-conns", self.node_id))):
+        parts = await link.read_all("smembers", "node-conns", self.node_id)
+        for cid in (member for part in parts for member in strs(part)):
             if cid in self._local:
                 continue
-            dropped, _, _ = await link.run("REMOVE", cid, self.node_id)
+            dropped, _, _ = await link.run("REMOVE", cid, self.node_id, tag=link.part(cid))
             if dropped:
                 swept.append(parse_record(dropped[1], dropped[2], dropped[3], cid))
         return swept
@@ -398,11 +473,12 @@ class RedisRegistry:
         if not self._touches:
             return
         touches, self._touches = self._touches, {}
-        args: list[str | int] = []
+        by_tag: dict[str, list[str | int]] = {}
         for cid, ms in touches.items():
-            args += [cid, ms]
+            by_tag.setdefault(self._link.part(cid), []).extend((cid, ms))
         try:
-            await self._link.run("TOUCH", *args)
+            for tag, args in by_tag.items():
+                await self._link.run("TOUCH", *args, tag=tag)
         except DOWN_ERRORS:
             # Not worth a replay of everything: lastActiveAt is advisory. Keep the newest.
             self._touches = {**touches, **self._touches}
@@ -413,7 +489,7 @@ class RedisRegistry:
         for cid in list(self._local):
             await self.remove(cid)
         for cid in list(self._pending_removals):
-            await self._link.run("REMOVE", cid, self.node_id)
+            await self._link.run("REMOVE", cid, self.node_id, tag=self._link.part(cid))
             self._pending_removals.discard(cid)
 
 
