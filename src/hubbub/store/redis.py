@@ -288,7 +288,7 @@ class RedisStore:
 
     async def live_nodes(self) -> int:
         """How many nodes share this store now (the ``hubbub_cluster_nodes`` gauge)."""
-        return int(await self._link.client.scard(self._link.anchor))
+        return int(await self._link.client.scard(self._link.key("nodes")))
 
     # -- background loops ---------------------------------------------------------------------
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
