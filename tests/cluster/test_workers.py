@@ -377,6 +377,7 @@ async def test_one_scrape_of_metrics_covers_every_worker(
         families = {f.name: f for f in text_string_to_metric_families(text)}
         open_now = families["hubbub_connections"].samples[0].value
         nodes = {s.labels["node"] for s in families["hubbub_store_up"].samples}
+        assert families["hubbub_cluster_nodes"].samples[0].value == 2  # both workers, in Redis
         # Another worker's part is at most a second old (hubbub.gateway.metrics).
         return (open_now, nodes) if open_now == CLIENTS and len(nodes) == 2 else None
 
