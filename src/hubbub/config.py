@@ -64,6 +64,8 @@ class ServerConfig:
     tls_ca: Path | None = None  # client certificates signed by this CA are required
     # Peers whose X-Forwarded-For/-Proto/-Port are believed (gateway/proxies.py).
     trusted_proxies: tuple[str, ...] = ()
+    # Trusted proxies start each connection with a PROXY protocol header (v1 or v2).
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True)
@@ -847,6 +849,15 @@ def _validate_server_tls(config: Config) -> None:
                 f"server.trusted_proxies[{i}]",
                 f"{network!r} is not an address or CIDR block ({exc})",
             ) from exc
+    if server.proxy_protocol and not server.trusted_proxies:
+        raise ConfigError(
+            "server.proxy_protocol", "needs server.trusted_proxies: the peers that send it"
+        )
+    if server.proxy_protocol and server.tls_cert is not None:
+        raise ConfigError(
+            "server.proxy_protocol",
+            "the PROXY header comes before TLS: terminate TLS in the proxy, or drop one of them",
+        )
     if config.api.stage in ("healthz", "readyz", "hubbub.js"):
         raise ConfigError("api.stage", f"{config.api.stage!r} is a path the listener serves itself")
 

@@ -383,6 +383,7 @@ class Gateway(GatewayApi):
             max_header_bytes=config.limits.max_header_bytes,
             reuse_port=self._reuse_port,
             ssl_context=self._public_ssl,
+            proxy_from=self.proxies.trusts if config.server.proxy_protocol else None,
             probes={"/healthz": self._healthz, "/readyz": self._readyz},
         )
 

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from hubbub.gateway import proxy_protocol
 
 log = logging.getLogger("hubbub.transport")
 
@@ -41,6 +44,9 @@ class ConnectionLimits:
     header_timeout: float
     idle_timeout: float
     max_pending: int = 0
+    # [server] proxy_protocol: peers for which this returns True must start with a PROXY
+    # protocol header (hubbub.gateway.proxy_protocol); None: no connection sends one.
+    proxy_from: Callable[[str], bool] | None = None
     # Connections of this listener accepted and not yet upgraded (or closed).
     pending: int = field(default=0, init=False)
     refused_pending: int = field(default=0, init=False)
@@ -58,7 +64,16 @@ def _response(status: str, text: str, extra: str = "") -> bytes:
 class _LimitedHandler(RequestHandler):
     """aiohttp's per-connection protocol, with the limits of :class:`ConnectionLimits`."""
 
-    __slots__ = ("_body", "_carry", "_counted", "_limits", "_pending", "_refused")
+    __slots__ = (
+        "_body",
+        "_carry",
+        "_counted",
+        "_limits",
+        "_pending",
+        "_proxy_buffer",
+        "_refused",
+        "proxied",
+    )
 
     def __init__(self, manager: web.Server, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -68,6 +83,8 @@ class _LimitedHandler(RequestHandler):
         self._body: Any = None  # the payload of the last request, while its body arrives
         self._pending = False
         self._refused = False
+        self._proxy_buffer: bytes | None = None  # a PROXY header still expected: its bytes
+        self.proxied: tuple[str, int] | None = None  # the client the PROXY header named
 
     # -- pending handshakes -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,6 +111,10 @@ class _LimitedHandler(RequestHandler):
             return
         limits.pending += 1
         self._pending = True
+        if limits.proxy_from is not None:
+            peer = transport.get_extra_info("peername")
+            if peer and limits.proxy_from(str(peer[0])):
+                self._proxy_buffer = b""
         super().connection_made(transport)
         if limits.header_timeout and self._keepalive_handle is not None:
             # aiohttp armed its keep-alive timer (idle_timeout) for the first request: the
@@ -131,6 +152,11 @@ class _LimitedHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._proxy_buffer is not None:
+            rest = self._proxy_header(data)
+            if not rest:
+                return
+            data = rest
         if self._payload_parser is not None or self._upgraded:
             super().data_received(data)  # WebSocket frames, or bytes after an upgrade request
             return
@@ -166,6 +192,27 @@ class _LimitedHandler(RequestHandler):
         elif not in_body:
             self._counted += len(data)
             self._carry = (self._carry + data)[-3:]
+
+    def _proxy_header(self, data: bytes) -> bytes:
+        """Consume the PROXY header a trusted peer sends first; the bytes after it."""
+        assert self._proxy_buffer is not None
+        buffered = self._proxy_buffer + data
+        try:
+            header = proxy_protocol.parse(buffered)
+        except proxy_protocol.ProxyHeaderError as exc:
+            self._refused = True
+            log.info("refused a connection from a trusted proxy: %s", exc)
+            if self.transport is not None:
+                self.transport.write(_response("400 Bad Request", f"Bad Request: {exc}\n"))
+            self.force_close()
+            return b""
+        if header is None:
+            self._proxy_buffer = buffered
+            return b""
+        self._proxy_buffer = None
+        if header.source is not None:
+            self.proxied = (header.source, header.source_port or 0)
+        return buffered[header.length :]
 
     def _refuse_head(self, limit: int) -> None:
         self._refused = True

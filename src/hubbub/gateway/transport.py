@@ -547,7 +547,10 @@ def _split_path(raw: str) -> tuple[str, str]:
 def _handshake(request: web.Request) -> Handshake:
     raw_path, query = _split_path(request.raw_path)
     transport = request.transport
-    peer = transport.get_extra_info("peername") if transport else None
+    # The client a trusted proxy named in its PROXY protocol header, else the TCP peer.
+    peer = getattr(request.protocol, "proxied", None) or (
+        transport.get_extra_info("peername") if transport else None
+    )
     local = transport.get_extra_info("sockname") if transport else None
     return Handshake(
         raw_path,
@@ -572,11 +575,13 @@ async def start_public(
     reuse_port: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     probes: Mapping[str, Callable[[], Awaitable[HttpResponse]]] | None = None,
+    proxy_from: Callable[[str], bool] | None = None,
 ) -> Listener:
     """Serve the WebSocket endpoint at ``/{stage}`` and optional static files.
 
     ``ssl_context``: wss:// (and https:// pages). ``probes``: plain GET paths answered by a
     function (``/healthz``, ``/readyz`` for load balancers), before any static file.
+    ``proxy_from``: peers that send a PROXY protocol header first (``[server] proxy_protocol``).
     """
 
     async def websocket_entry(request: web.Request) -> web.StreamResponse:
@@ -636,6 +641,7 @@ async def start_public(
         header_timeout=options.handshake_timeout,
         idle_timeout=options.handshake_timeout,
         max_pending=options.max_pending_handshakes,
+        proxy_from=proxy_from,
     )
     app = web.Application(handler_args=_limits(max_header_bytes, options.handshake_timeout))
     app.router.add_get(f"/{stage}", websocket_entry)
