@@ -8,7 +8,18 @@ authorizers holding every thread.
 from __future__ import annotations
 
 import asyncio
+import json
+import resource
+import signal
 import socket
+import struct
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 from hubbub.gateway.app import Gateway
 from tests.gateway.conftest import GatewayFactory, routes
@@ -33,8 +44,8 @@ async def _raw_client(gw: Gateway, rcvbuf: int = 0) -> socket.socket:
     await loop.sock_connect(sock, (gw.public.host, gw.public.port))
     await loop.sock_sendall(sock, UPGRADE)
     answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = await loop.sock_recv(sock, 1)  # byte by byte: leave the frames unread
+    while b"\r\n\r\n" not in answer:  # nothing follows the 101 until we send
+        chunk = await loop.sock_recv(sock, 4096)
         assert chunk, "closed during the handshake"
         answer += chunk
     assert answer.startswith(b"HTTP/1.1 101"), answer
@@ -74,3 +85,141 @@ async def test_error_frames_count_against_the_send_queue_of_a_peer_that_never_re
     assert conn.close_status == (1013, "Send queue full")
     # Dropped at the first frame over the limit.
     assert most <= limit + 200
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP RST (SO_LINGER 0), as a peer that crashed or lost its network does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        if hard < needed:
+            pytest.skip(f"needs {needed} file descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+async def _open_many(gw: Gateway, count: int, wave: int = 200) -> list[socket.socket]:
+    socks: list[socket.socket] = []
+    for start in range(0, count, wave):
+        n = min(wave, count - start)
+        socks += await asyncio.gather(*(_raw_client(gw) for _ in range(n)))
+    return socks
+
+
+async def test_5000_connections_reset_at_once_get_5000_disconnects_each_once(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    # The cap (running + waiting) used to refuse $disconnect like any message: with 5,000 resets
+    # most were logged "rejected" and never ran. Now they queue for a slot.
+    count = 5000
+    _raise_fd_limit(2 * count + 1000)  # both ends are in this process
+    limits = {"max_concurrent_invocations": 50, "max_connections": 0}
+    async with gateway(routes=routes(_disconnect="record"), limits=limits) as gw:
+        socks = await _open_many(gw, count)
+        await eventually(lambda: len(gw.hub.connections) == count, timeout=30)
+        ids = set(gw.hub.connections)
+        for sock in socks:
+            _reset(sock)
+        await eventually(
+            lambda: len(app.EVENTS) >= count, timeout=120, message=f"{count} $disconnect"
+        )
+        await asyncio.sleep(0.2)  # room for duplicates to show up
+        assert await gw.store.registry.count() == 0
+    seen = Counter(e["requestContext"]["connectionId"] for e in app.EVENTS)
+    assert set(seen) == ids
+    assert set(seen.values()) == {1}
+
+
+DRAIN_HANDLER = """
+import asyncio, json, os
+async def handler(event, context):
+    rc = event["requestContext"]
+    if rc["routeKey"] == "$disconnect":
+        await asyncio.sleep(float(os.environ["DISCONNECT_SECONDS"]))
+        with open(os.environ["EVENTS_FILE"], "a") as f:
+            f.write(json.dumps([rc["connectionId"], rc["disconnectStatusCode"]]) + "\\n")
+    return {"statusCode": 200}
+"""
+
+
+async def _serve_and_terminate(
+    tmp_path: Path, clients: int, *, grace: float, seconds: float
+) -> tuple[int, str, list[list[object]]]:
+    """Run ``hubbub serve`` with a slow-ish $disconnect, connect ``clients``, SIGTERM it."""
+    _raise_fd_limit(clients + 1000)
+    (tmp_path / "app.py").write_text(DRAIN_HANDLER)
+    events = tmp_path / "events.jsonl"
+    (tmp_path / "hubbub.toml").write_text(
+        f"[server]\nport = 0\nshutdown_grace = {grace}\n[management]\nport = 0\ntls = false\n"
+        "[limits]\nmax_concurrent_invocations = 100\n"
+        f'[environment]\nEVENTS_FILE = "{events}"\nDISCONNECT_SECONDS = "{seconds}"\n'
+        f'[routes."$disconnect"]\nhandler = "app.handler"\n'
+    )
+    log = (tmp_path / "stderr.log").open("w")  # a file: a pipe nobody reads would fill up
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubbub.cli", "serve", "--config", str(tmp_path / "hubbub.toml")],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().split()[2]
+    host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+
+    async def one() -> socket.socket:
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, int(port)))
+        await loop.sock_sendall(sock, UPGRADE)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = await loop.sock_recv(sock, 4096)
+            assert chunk
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 101"), answer
+        return sock
+
+    socks: list[socket.socket] = []
+    try:
+        for start in range(0, clients, 200):
+            socks += await asyncio.gather(*(one() for _ in range(min(200, clients - start))))
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.communicate, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for sock in socks:
+            sock.close()
+        log.close()
+    stderr = (tmp_path / "stderr.log").read_text()
+    text = events.read_text() if events.exists() else ""
+    lines = [json.loads(line) for line in text.splitlines()]
+    return proc.returncode, stderr, lines
+
+
+@pytest.mark.slow
+async def test_sigterm_with_3000_clients_delivers_every_disconnect_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    # 3,000 clients, 100 invocation slots: the drain used to refuse 1,000 $disconnect and exit 0.
+    clients = 3000
+    code, stderr, lines = await _serve_and_terminate(tmp_path, clients, grace=60, seconds=0.01)
+    assert code == 0, stderr[-2000:]
+    assert len(lines) == clients
+    assert len({cid for cid, _ in lines}) == clients
+    assert {status for _, status in lines} == {1001}
+    assert "rejected" not in stderr
+
+
+async def test_sigterm_whose_grace_is_too_short_logs_the_undelivered_count_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    code, stderr, lines = await _serve_and_terminate(tmp_path, 40, grace=0.5, seconds=30)
+    assert code == 1
+    assert lines == []
+    (line,) = [line for line in stderr.splitlines() if "$disconnect not delivered" in line]
+    assert "undelivered=40" in line, line
