@@ -223,3 +223,44 @@ async def test_sigterm_whose_grace_is_too_short_logs_the_undelivered_count_and_e
     assert lines == []
     (line,) = [line for line in stderr.splitlines() if "$disconnect not delivered" in line]
     assert "undelivered=40" in line, line
+
+
+def _masked_text(payload: bytes) -> bytes:
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload  # a zero mask
+
+
+async def test_redis_room_joins_racing_resets_leave_no_dead_members(
+    gateway: GatewayFactory, redis_url: str
+) -> None:
+    # Rooms.join reads the connection, awaits Redis, then adds it to the hub's room: a reset in
+    # between left the closed connection in the room for good (the registry was clean).
+    import random
+
+    from tests.store.redis_server import delete_prefix, unique_prefix
+
+    count = 1500
+    _raise_fd_limit(2 * count + 1000)
+    prefix = unique_prefix()
+    join = {"handler": "room_join"}
+    store = {"url": redis_url, "key_prefix": prefix}
+    loop = asyncio.get_running_loop()
+    rng = random.Random(17)
+    try:
+        async with gateway(routes=routes(join=join), store=store) as gw:
+
+            async def join_and_reset(i: int) -> None:
+                sock = await _raw_client(gw)
+                frame = _masked_text(json.dumps({"action": "join", "room": f"r{i % 7}"}).encode())
+                await loop.sock_sendall(sock, frame)
+                await asyncio.sleep(rng.uniform(0, 0.003))
+                _reset(sock)
+
+            for start in range(0, count, 150):
+                await asyncio.gather(*(join_and_reset(i) for i in range(start, start + 150)))
+            await eventually(lambda: not gw.hub.connections, timeout=30, message="all closed")
+            await eventually(lambda: not gw.hub.rooms, timeout=10, message="empty rooms")
+            assert not gw.hub.users
+            assert await gw.store.registry.count() == 0
+    finally:
+        await delete_prefix(redis_url, prefix)

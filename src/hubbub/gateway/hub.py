@@ -107,6 +107,10 @@ class Hub:
         conn.users.clear()
 
     def join(self, room: str, conn: Connection) -> None:
+        """Add ``conn`` to ``room``; nothing if it has left the hub (closed while the caller
+        awaited the registry: adding it then would keep a dead member for good)."""
+        if self.connections.get(conn.id) is not conn:
+            return
         conn.rooms.add(room)
         members = self._room_members.get(room)
         if members is None:
@@ -125,6 +129,9 @@ class Hub:
                 del self._room_members[room]
 
     def bind_user(self, user: str, conn: Connection) -> None:
+        """Bind ``conn`` to ``user``; nothing if it has left the hub (as for :meth:`join`)."""
+        if self.connections.get(conn.id) is not conn:
+            return
         conn.users.add(user)
         self.users.setdefault(user, {})[conn.id] = conn
 
