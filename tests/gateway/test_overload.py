@@ -264,3 +264,51 @@ async def test_redis_room_joins_racing_resets_leave_no_dead_members(
             assert await gw.store.registry.count() == 0
     finally:
         await delete_prefix(redis_url, prefix)
+
+
+async def test_a_client_sending_to_100k_rooms_costs_the_memory_history_nothing(
+    gateway: GatewayFactory,
+) -> None:
+    # With examples/rooms, one client sending to ~96,000 room names grew the server by 300 MB
+    # that never went away: every room kept a history nobody could ever recover.
+    import websockets
+
+    from hubbub.store.recovery import MemoryRecovery
+
+    say = {"handler": "room_say"}
+    join = {"handler": "room_join"}
+    echo = {"handler": "echo", "route_response": True}
+    limits = {"max_invocations_per_connection": 1000}
+    spec = routes(say=say, join=join, echo=echo)
+    async with gateway(routes=spec, limits=limits, history={"ttl": 2}) as gw:
+        history = gw.recovery
+        assert isinstance(history, MemoryRecovery)
+        async with (
+            websockets.connect(gw.websocket_url) as sender,
+            websockets.connect(gw.websocket_url, subprotocols=["hubbub.v1"]) as watcher,
+        ):
+            await watcher.recv()  # its session
+            await watcher.send(json.dumps({"action": "join", "room": "watched"}))
+            await eventually(lambda: history.tracks("watched"), message="the join")
+            text = "x" * 100
+            for start in range(0, 100_000, 500):
+                for i in range(start, start + 500):
+                    message = {"action": "say", "room": f"room-{i}", "text": text}
+                    await sender.send(json.dumps(message))
+                # The echo's answer: the server has read (and started) every message before it.
+                await sender.send('{"action": "echo"}')
+                assert await asyncio.wait_for(sender.recv(), 60) == '{"action": "echo"}'
+                await eventually(lambda: gw.invoker.in_flight == 0, timeout=30)
+            # (The watched room's empty log may be forgotten meanwhile: it has a member still.)
+            assert history.rooms <= 1
+            assert (history.messages, history.bytes) == (0, 0)
+            for _ in range(10):
+                await sender.send(json.dumps({"action": "say", "room": "watched", "text": text}))
+            for _ in range(10):  # what the watcher received: only the watched room's messages
+                assert json.loads(await asyncio.wait_for(watcher.recv(), 10))["room"] == "watched"
+            # Only the room a recovery-enabled client joined keeps a history ...
+            assert history.rooms == 1
+            assert history.messages == 10
+            # ... and it expires after ttl without any resume.
+            await eventually(lambda: history.messages == 0, timeout=10, message="expiry")
+            assert history.bytes == 0

@@ -117,6 +117,11 @@ class Hub:
             members = self._room_members[room] = Members()
         members.add(conn)
 
+    def has_session(self, room: str) -> bool:
+        """Whether a recovery-enabled connection of this node is in ``room``."""
+        members = self._room_members.get(room)
+        return members is not None and any(c.session is not None for c in members.special.values())
+
     def leave(self, room: str, conn: Connection) -> None:
         conn.rooms.discard(room)
         self._leave_index(room, conn.id)

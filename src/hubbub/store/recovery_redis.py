@@ -113,5 +113,8 @@ class RedisRecovery:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
         return None if raw is None else Session.from_json(orjson.loads(raw))
 
+    def tracks(self, room: str) -> bool:
+        return True  # shared or persistent: a client of another node or process may resume it
+
     async def close(self) -> None:
         await self._redis.aclose()

@@ -101,5 +101,8 @@ class SqliteRecovery:
             return None
         return Session.from_json(orjson.loads(row[0]))
 
+    def tracks(self, room: str) -> bool:
+        return True  # shared or persistent: a client of another node or process may resume it
+
     async def close(self) -> None:
         self._db.close()
