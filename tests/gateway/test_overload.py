@@ -312,3 +312,35 @@ async def test_a_client_sending_to_100k_rooms_costs_the_memory_history_nothing(
             # ... and it expires after ttl without any resume.
             await eventually(lambda: history.messages == 0, timeout=10, message="expiry")
             assert history.bytes == 0
+
+
+async def test_timed_out_def_authorizers_do_not_hold_the_pool_for_legitimate_handshakes(
+    gateway: GatewayFactory,
+) -> None:
+    # 100 slow REQUEST authorizers (sleep 30 s, timeout 3 s) made every handshake fail with 500
+    # for 30 s: the timed-out calls kept all of the route's threads.
+    import time
+
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    async def status(token: str) -> int:
+        try:
+            headers = {"Authorization": token}
+            async with websockets.connect(gw.websocket_url, additional_headers=headers):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    authorizer = {
+        "handler": "auth.slow_handler",
+        "identity_source": ["route.request.header.Authorization"],
+        "timeout": 1,
+    }
+    async with gateway(authorizer=authorizer, limits={"handler_threads": 4}) as gw:
+        slow = await asyncio.gather(*(status(f"slow-{i}") for i in range(12)))
+        assert set(slow) == {500}  # timed out (the handlers sleep on, in their threads)
+        started = time.monotonic()
+        legit = await asyncio.gather(*(status("allow") for _ in range(10)))
+        assert legit == [101] * 10
+        assert time.monotonic() - started < 5  # not after the slow handlers' 10 s
