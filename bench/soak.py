@@ -144,10 +144,12 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def start_server(workdir: Path) -> Server:
-    """Start ``hubbub serve`` on free ports and read its two URL lines (blocking)."""
-    (workdir / "app.py").write_text(APP)
-    (workdir / "hubbub.toml").write_text(CONFIG)
+def start_server(workdir: Path, *, app: str = APP, config: str = CONFIG) -> Server:
+    """Start ``hubbub serve`` on free ports and read its two URL lines (blocking); ``app`` and
+    ``config`` are the handler module and config written to ``workdir`` (the soak's own by
+    default)."""
+    (workdir / "app.py").write_text(app)
+    (workdir / "hubbub.toml").write_text(config)
     stderr_path = workdir / "server.stderr"
     hubbub = Path(sys.executable).parent / "hubbub"
     command = [str(hubbub)] if hubbub.exists() else [sys.executable, "-m", "hubbub.cli"]

@@ -8,6 +8,7 @@ of this node's own connections from which Redis is rebuilt after an outage or a 
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import uuid
@@ -44,6 +45,10 @@ DOWN_ERRORS: tuple[type[BaseException], ...] = (
 )
 SOCKET_TIMEOUT = 1.0
 POOL_SIZE = 100  # redis-py's default; per process, shared by registry, bus and heartbeats
+# Pool connections that scripted calls leave free (see Link.run): for heartbeats, the bus and
+# plain commands, which a burst of thousands of registry writes must not starve.
+RESERVED_CONNECTIONS = 10
+PRIORITY_SCRIPTS = frozenset({"HELLO", "CLAIM"})  # the heartbeat: it keeps this node alive
 
 
 def client_for(url: str) -> aioredis.Redis:
@@ -105,17 +110,37 @@ class Link:
         self.up = False
         self.dirty = False  # a local write did not reach Redis: replay the mirror when back
         self.last_error = ""
+        self.losses = 0  # calls Redis did not answer, ever (see run)
+        self._slots = asyncio.Semaphore(POOL_SIZE - RESERVED_CONNECTIONS)
 
     def key(self, kind: str, name: str = "") -> str:
         return f"{self.tag}{kind}:{name}" if name else f"{self.tag}{kind}"
 
     async def run(self, script: str, *args: str | int | bytes, client: Any = None) -> Any:
-        """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag)."""
-        return await self.scripts[script](keys=[self.anchor], args=(self.tag, *args), client=client)
+        """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag).
+
+        Scripts queue here, a fixed number at a time, rather than in the pool: the pool makes a
+        caller wait at most SOCKET_TIMEOUT for a connection, so a burst (20,000 clients closing
+        at once, each a REMOVE) used to fail its tail as if Redis were down, and a node whose
+        heartbeat then failed too was reaped by the others while it ran its own ``$disconnect``
+        events: two each. Waiting here is backpressure, not an outage; the heartbeat's scripts
+        skip the queue. A caller that queued while Redis failed another call fails at once, so
+        a real outage does not make the queue wait one timeout per call.
+        """
+        call = self.scripts[script](keys=[self.anchor], args=(self.tag, *args), client=client)
+        if script in PRIORITY_SCRIPTS:
+            return await call
+        losses = self.losses
+        async with self._slots:
+            if self.losses != losses:
+                call.close()
+                raise RedisConnectionError(f"Redis failed meanwhile: {self.last_error}")
+            return await call
 
     def lost(self, exc: BaseException) -> None:
         """Redis did not answer: remember to replay, and say so once."""
         self.dirty = True
+        self.losses += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.up:
             self.up = False
