@@ -61,14 +61,29 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "local"  # git-ignored
 
 APP = '''\
-"""Handlers for bench/soak.py."""
+"""Handlers for bench/soak.py: $connect and $disconnect log the connection id (one line each)."""
+
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _log(name, event):
+    line = (event["requestContext"]["connectionId"] + "\\n").encode()
+    fd = os.open(os.path.join(_HERE, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 async def connect(event, context):
+    _log("connects.log", event)
     return {"statusCode": 200}
 
 
 async def disconnect(event, context):
+    _log("disconnects.log", event)
     return {"statusCode": 200}
 
 
@@ -144,10 +159,12 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def start_server(workdir: Path) -> Server:
-    """Start ``hubbub serve`` on free ports and read its two URL lines (blocking)."""
-    (workdir / "app.py").write_text(APP)
-    (workdir / "hubbub.toml").write_text(CONFIG)
+def start_server(workdir: Path, *, app: str = APP, config: str = CONFIG) -> Server:
+    """Start ``hubbub serve`` on free ports and read its two URL lines (blocking); ``app`` and
+    ``config`` are the handler module and config written to ``workdir`` (the soak's own by
+    default)."""
+    (workdir / "app.py").write_text(app)
+    (workdir / "hubbub.toml").write_text(config)
     stderr_path = workdir / "server.stderr"
     hubbub = Path(sys.executable).parent / "hubbub"
     command = [str(hubbub)] if hubbub.exists() else [sys.executable, "-m", "hubbub.cli"]
@@ -277,6 +294,12 @@ class Slot:
             if not await self.connect():
                 await asyncio.sleep(1.0 + random.random())
                 continue
+            if gen.stopping:  # connected after the final close-all: close this one too
+                assert self.ws is not None
+                with contextlib.suppress(Exception):
+                    await self.ws.close(1000, "stopping")
+                self.ws = None
+                return
             if not first:
                 gen.window.reconnects += 1
             first = False
@@ -554,6 +577,9 @@ async def soak(options: Options) -> dict[str, Any]:
         end_sample = gen.samples[-1]
     returncode = stop_server(server)
     log_scan = scan_stderr(server.stderr_path)
+    connects = _ids(workdir / "connects.log")
+    disconnects = Counter(_ids(workdir / "disconnects.log"))
+    fds = [int(s["fds"]) for s in steady]
     total = gen.total
     lat = sorted(total.latencies_ms)
     points = [(float(s["t"]), float(s["rss_mb"])) for s in steady]
@@ -581,10 +607,25 @@ async def soak(options: Options) -> dict[str, Any]:
         "errors": dict(total.errors),
         "error_count": sum(total.errors.values()),
         "drained_to_zero": drained,
+        "fds_start": gen.samples[0]["fds"],
+        "fds_after_ramp": fds[0] if fds else None,
+        "fds_end": fds[-1] if fds else None,
+        "fds_min_steady": min(fds, default=None),
+        "fds_max_steady": max(fds, default=None),
+        "fds_after_drain": end_sample["fds"],
+        # Every accepted connection's $disconnect, exactly once (churn included).
+        "connect_events": len(connects),
+        "disconnect_events": sum(disconnects.values()),
+        "disconnect_missing": len(set(connects) - set(disconnects)),
+        "disconnect_duplicates": sum(n - 1 for n in disconnects.values() if n > 1),
         "server_exit_code": returncode,
         "server_log": log_scan,
     }
     return {"options": asdict(options), "summary": summary, "samples": gen.samples}
+
+
+def _ids(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -636,7 +677,12 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result["summary"], indent=1))
     print(f"soak: wrote {output}")
     summary = result["summary"]
-    ok = summary["drained_to_zero"] and summary["server_log"]["tracebacks"] == 0
+    ok = (
+        summary["drained_to_zero"]
+        and summary["server_log"]["tracebacks"] == 0
+        and summary["disconnect_missing"] == 0
+        and summary["disconnect_duplicates"] == 0
+    )
     return 0 if ok else 1
 
 

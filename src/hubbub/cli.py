@@ -266,7 +266,8 @@ async def _serve(config: Config, on_started: Started, reuse_port: bool) -> int:
     on_started(gateway, stop)
     await stop.wait()
     await gateway.close()
-    return 0
+    # Non-zero when the shutdown grace cut $disconnect handlers off (the gateway logged how many).
+    return 1 if gateway.undelivered_disconnects else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,6 +184,10 @@ class HistoryConfig:
     enabled: bool = True
     size: int = 1000
     ttl: float = 300.0
+    # Totals for the in-memory history (memory://): every room's kept messages together, and
+    # how many rooms keep one.
+    max_bytes: int = 64 * 1024 * 1024
+    max_rooms: int = 100_000
     # "" follows [store]: memory:// keeps history in memory, redis:// in Redis streams.
     # "sqlite:///path.db" keeps it in a file so a single node that restarts loses nothing.
     url: str = ""
@@ -801,6 +805,10 @@ def _validate(config: Config) -> None:
         )
     if config.history.size < 1:
         raise ConfigError("history.size", "must be at least 1")
+    if config.history.max_bytes < 1:
+        raise ConfigError("history.max_bytes", "must be at least 1")
+    if config.history.max_rooms < 1:
+        raise ConfigError("history.max_rooms", "must be at least 1")
     if config.history.url and not config.history.url.startswith(
         ("sqlite://", "memory://", "redis")
     ):

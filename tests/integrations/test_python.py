@@ -99,10 +99,12 @@ async def test_a_caller_that_gives_up_leaves_the_thread_running() -> None:
         await asyncio.wait_for(pool.submit(slow), 0.1)
     assert started.is_set()
     assert not finished.is_set()
+    # Its thread is abandoned to it: another serves the next call meanwhile.
+    assert await asyncio.wait_for(pool.submit(lambda: "next"), 5) == "next"
     release.set()
-    # The late result is dropped; the thread serves the next call.
-    assert await pool.submit(lambda: "next") == "next"
-    assert finished.is_set()
+    # The late result is dropped; the abandoned thread ends.
+    await eventually(finished.is_set, message="the slow call to finish")
+    await eventually(lambda: pool._abandoned == 0, message="its thread to end")
     pool.close()
 
 
@@ -176,11 +178,12 @@ def test_a_result_for_a_closed_loop_is_dropped() -> None:
     try:
         release.set()
         deadline = time.monotonic() + 5
-        while pool._sleeping == 0 and time.monotonic() < deadline:  # back to sleep, unharmed
+        # Abandoned to its call when it timed out: the thread ends once it returns, unharmed.
+        while pool._abandoned and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         threading.excepthook = threading.__excepthook__
-    assert pool._sleeping == 1
+    assert pool._abandoned == 0
     assert errors == []
     assert not pool._done
 
@@ -191,3 +194,30 @@ async def test_pool_threads_yield_to_the_loop_on_wakeups() -> None:
     assert await pool.submit(os.sched_getscheduler, 0) == os.SCHED_BATCH
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the loop's own thread is untouched
     pool.close()
+
+
+async def test_a_timed_out_call_gives_its_thread_up_within_a_bound_and_the_pool_recovers() -> None:
+    pool = HandlerPool(2, "abandon")
+    release = threading.Event()
+    try:
+        bound = 2 * (1 + HandlerPool.ABANDONED_PER_THREAD)
+        for _ in range(bound):  # one call after the other blocks, and its caller times out
+            future = pool.submit(release.wait)
+            await eventually(lambda f=future: f in pool._running, message="a thread to take it")
+            future.cancel()
+            await asyncio.sleep(0.01)
+        # Threads abandoned to their calls: at most 3 x max_threads, plus max_threads that kept
+        # their place once that bound was reached.
+        alive = [t for t in threading.enumerate() if t.name.startswith("abandon")]
+        assert len(alive) == bound
+        late = pool.submit(lambda: "late")  # every thread is stuck now: it waits its turn
+        await asyncio.sleep(0.2)
+        assert not late.done()
+        assert len([t for t in threading.enumerate() if t.name.startswith("abandon")]) == bound
+        release.set()  # the stuck handlers return: their threads end, the pool is whole again
+        assert await asyncio.wait_for(late, 5) == "late"
+        assert await asyncio.wait_for(pool.submit(lambda: "ok"), 5) == "ok"
+        await eventually(lambda: pool._abandoned == 0, message="abandoned threads to end")
+    finally:
+        release.set()
+        pool.close()

@@ -225,3 +225,23 @@ async def test_a_node_whose_alive_key_is_gone_claims_no_one(redis_url: str) -> N
             assert await link.run("CLAIM", "node-a", 60_000, link.token) == [b"node-b"]
         finally:
             await raw.aclose()
+
+
+async def test_a_burst_of_thousands_of_closes_is_backpressure_not_an_outage(
+    redis_stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 10,000 clients closing at once are 10,000 REMOVE scripts: the pool let each wait only 1 s
+    # for a connection, so the tail failed as if Redis were down, the node marked itself down,
+    # and once its heartbeat failed too the others reaped it while it ran its own $disconnect
+    # events (two each). Scripts now queue in the node for a pool connection.
+    a, b = await redis_stores("node-a"), await redis_stores("node-b")
+    ids = [f"close{i}" for i in range(10_000)]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        await asyncio.gather(*(a.registry.add(record(cid, "node-a")) for cid in chunk))
+    removed = await asyncio.gather(*(a.registry.remove(cid) for cid in ids))
+    assert [r.connection_id if r else None for r in removed] == ids
+    assert a.store.status()["ok"]
+    assert "redis unreachable" not in caplog.text
+    assert await b.registry.count() == 0
+    assert not b.reaped

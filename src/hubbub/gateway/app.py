@@ -11,11 +11,12 @@ Lifecycle of a connection (AWS semantics, spec §3.1 and §7):
    succeeded, so it still gets its ``$disconnect`` (1006).
 3. Messages: each text message is routed and invoked concurrently (see ``_read_loop``).
 4. Closed: it leaves the hub, the registry, its rooms and users; then ``$disconnect`` runs exactly
-   once, best effort, with the close code and reason.
+   once, with the close code and reason (queued for a slot when the invocation cap is reached).
 
 Shutdown (``close``): stop accepting, close every connection with 1001 "Going away", deliver every
-``$disconnect`` (bounded by the invocation cap), wait up to ``server.shutdown_grace``, cancel what
-is left.
+``$disconnect`` (they queue for the invocation cap's slots, never refused), wait up to
+``server.shutdown_grace``, cancel what is left. ``$disconnect`` handlers still not done then are
+logged with their count and kept in ``undelivered_disconnects`` (``hubbub serve`` exits 1).
 """
 
 from __future__ import annotations
@@ -168,6 +169,9 @@ class Gateway(GatewayApi):
         self.in_process: inprocess.InProcessEndpoint | None = None
         self._http = HttpClient()
         self._background: set[asyncio.Task[Any]] = set()
+        self._disconnects: set[asyncio.Task[None]] = set()  # a subset of _background
+        # $disconnect handlers the shutdown grace cut off (see close); 0 after a clean drain.
+        self.undelivered_disconnects = 0
         self._accepting = False
         self._closed = asyncio.Event()
         # Connections between the start and the end of _retire; the drain waits for none.
@@ -434,6 +438,13 @@ class Gateway(GatewayApi):
         pending |= {t for c in conns for t in c.tasks if not t.done()}
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
+            lost = sum(1 for task in self._disconnects if not task.done())
+            if lost:
+                self.undelivered_disconnects = lost
+                log.error(
+                    "shutdown grace over: $disconnect not delivered",
+                    extra={"fields": {"undelivered": lost, "shutdown_grace_s": grace}},
+                )
             for task in still:
                 task.cancel()
         self.timeouts.close()
@@ -719,6 +730,8 @@ class Gateway(GatewayApi):
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            self._disconnects.add(task)
+            task.add_done_callback(self._disconnects.discard)
 
     async def _reaped(self, record: ConnectionRecord) -> None:
         """A dead node's connection, removed by us: its one ``$disconnect`` runs here."""
@@ -764,9 +777,10 @@ class Gateway(GatewayApi):
             request_id=request_id,
             now_ms=now_ms(),
         )
-        # Best effort, like AWS: the result is ignored; failures are logged by the invoker.
+        # The result is ignored, like AWS's; failures are logged by the invoker. Queued for a
+        # slot rather than refused when the cap is reached: every connection gets its one.
         await self.invoker.invoke_awaited(
-            route, event, connection_id=ctx.connection_id, request_id=request_id
+            route, event, connection_id=ctx.connection_id, request_id=request_id, queue=True
         )
 
 

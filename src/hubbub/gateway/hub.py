@@ -108,11 +108,20 @@ class Hub:
         conn.users.clear()
 
     def join(self, room: str, conn: Connection) -> None:
+        """Add ``conn`` to ``room``; nothing if it has left the hub (closed while the caller
+        awaited the registry: adding it then would keep a dead member for good)."""
+        if self.connections.get(conn.id) is not conn:
+            return
         conn.rooms.add(room)
         members = self._room_members.get(room)
         if members is None:
             members = self._room_members[room] = Members()
         members.add(conn)
+
+    def has_session(self, room: str) -> bool:
+        """Whether a recovery-enabled connection of this node is in ``room``."""
+        members = self._room_members.get(room)
+        return members is not None and any(c.session is not None for c in members.special.values())
 
     def leave(self, room: str, conn: Connection) -> None:
         conn.rooms.discard(room)
@@ -133,6 +142,9 @@ class Hub:
         return [c for c in members.special.values() if c.session is not None]
 
     def bind_user(self, user: str, conn: Connection) -> None:
+        """Bind ``conn`` to ``user``; nothing if it has left the hub (as for :meth:`join`)."""
+        if self.connections.get(conn.id) is not conn:
+            return
         conn.users.add(user)
         self.users.setdefault(user, {})[conn.id] = conn
 

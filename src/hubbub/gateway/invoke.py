@@ -147,10 +147,16 @@ class Invoker:
         connection_id: str,
         request_id: str,
         proxy: bool = True,
+        queue: bool = False,
     ) -> Outcome:
-        """Run ``route``'s handler; ``proxy=False`` keeps the raw result (authorizers)."""
+        """Run ``route``'s handler; ``proxy=False`` keeps the raw result (authorizers).
+
+        ``queue=True`` waits for a slot however many already wait, never refused: for
+        ``$disconnect``, which must run once per connection whatever the load. Its waiters are the
+        closing connections' own tasks, so the queue is bounded by the connections the node held.
+        """
         if self._slots.locked():
-            if self._waiting >= self._max_waiting:
+            if self._waiting >= self._max_waiting and not queue:
                 logs.event(
                     log, "rejected", route=route.key, connectionId=connection_id, reason=BUSY
                 )
@@ -230,7 +236,13 @@ class Invoker:
         return outcome
 
     def invoke_awaited(
-        self, route: Route, event: dict[str, Any], *, connection_id: str, request_id: str
+        self,
+        route: Route,
+        event: dict[str, Any],
+        *,
+        connection_id: str,
+        request_id: str,
+        queue: bool = False,
     ) -> Coroutine[Any, Any, Outcome | None]:
         """Run ``route``'s handler in the caller's own task ($connect, $disconnect): inline when
         it never suspends and a slot is free, else through :meth:`invoke` (caps and timeout).
@@ -239,13 +251,15 @@ class Invoker:
         Inline spares a handshake the slot, the watchdog and the timeout bookkeeping. A plain
         function returning the chosen coroutine rather than a coroutine awaiting it: one frame
         less to create and resume per call. None as for :meth:`invoke_inline`: the handler
-        raised CancelledError itself.
+        raised CancelledError itself. ``queue``: see :meth:`invoke`.
         """
         if route.inline is not None and self.can_run_inline():
             return self.invoke_inline(
                 route, event, connection_id=connection_id, request_id=request_id
             )
-        return self.invoke(route, event, connection_id=connection_id, request_id=request_id)
+        return self.invoke(
+            route, event, connection_id=connection_id, request_id=request_id, queue=queue
+        )
 
     def _context(self, route: Route) -> LambdaContext:
         function = route.function

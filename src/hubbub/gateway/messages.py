@@ -6,6 +6,9 @@ A route whose handler is an ``async def`` without ``await`` cannot suspend: it r
 right here, without a task (see :meth:`Invoker.invoke_inline`), unless the global cap is reached.
 Recovery control messages of opted-in clients (``{"hubbub": ...}``) are answered here and never
 routed. Everything that ends the read loop records its close code and reason on the connection.
+Error frames (Forbidden, busy, rate limit, internal error) go out through :meth:`Hub.send` like
+every reply, so they count against ``send_queue_bytes``: a peer that floods unroutable messages and
+never reads is dropped with 1013 instead of growing the server's buffer for it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from hubbub.gateway.limits import ABUSE_STRIKES, RATE_EXCEEDED, TOO_MANY_REQUEST
 from hubbub.gateway.metrics import Metrics
 from hubbub.gateway.recovery import CONTROL_PREFIX, Resumer
 from hubbub.gateway.transport import BINARY as MSG_BINARY
-from hubbub.gateway.transport import CLOSE, ERROR, TEXT, frame_text
+from hubbub.gateway.transport import CLOSE, ERROR, TEXT
 
 # Reasons reported in $disconnect for closes the peer caused through a protocol error.
 _ERROR_REASONS = {
@@ -98,12 +101,12 @@ class MessageLoop:
                 if key is None:
                     self.metrics.messages_in[""] += 1
                     self.metrics.error_frames += 1
-                    sock.write(frame_text(forbidden_frame(conn.id, new_request_id())))
+                    self.hub.send(conn, forbidden_frame(conn.id, new_request_id()))
                     continue
                 if conn.in_flight >= per_connection:
                     routes[key].stats.rejected += 1
                     self.metrics.error_frames += 1
-                    sock.write(frame_text(error_frame(BUSY, conn.id, new_request_id())))
+                    self.hub.send(conn, error_frame(BUSY, conn.id, new_request_id()))
                     continue
                 request_id = new_request_id()
                 event = conn.factory.build(key, data, request_id, new_request_id(), now)
@@ -160,7 +163,7 @@ class MessageLoop:
     def _binary(self, conn: Connection, data: bytes) -> None:
         route = self.routes.get("$default")
         if route is None:
-            conn.socket.write(frame_text(forbidden_frame(conn.id, new_request_id())))
+            self.hub.send(conn, forbidden_frame(conn.id, new_request_id()))
             return
         request_id = new_request_id()
         body = base64.b64encode(data).decode("ascii")
@@ -180,10 +183,9 @@ class MessageLoop:
         conn.strikes += 1
         if conn.strikes >= ABUSE_STRIKES:
             conn.expire(RATE_EXCEEDED)
-        elif conn.socket.writable:
+        else:
             self.metrics.error_frames += 1
-            frame = error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id())
-            conn.socket.write(frame_text(frame))
+            self.hub.send(conn, error_frame(TOO_MANY_REQUESTS, conn.id, new_request_id()))
         return False
 
     async def _message(
@@ -202,13 +204,12 @@ class MessageLoop:
         result = outcome.result
         if result is None:
             self.metrics.error_frames += 1
-            if conn.socket.writable:
-                frame = (
-                    error_frame(BUSY, conn.id, request_id)
-                    if outcome.rejected
-                    else internal_error_frame(conn.id, request_id)
-                )
-                conn.socket.write(frame_text(frame))
+            frame = (
+                error_frame(BUSY, conn.id, request_id)
+                if outcome.rejected
+                else internal_error_frame(conn.id, request_id)
+            )
+            self.hub.send(conn, frame)
             return
         if route.two_way:
             body = result.body_text()

@@ -342,9 +342,10 @@ class Rooms:
         payload = s.check_size(as_bytes(data))
         s.metrics.messages_out["room"] += 1
         envelope = None
-        if s.recovery is not None:
-            # Every room message gets a position in the room's history, members or not: a
-            # client that is away right now resumes from it.
+        if s.recovery is not None and (s.recovery.tracks(room) or s.hub.has_session(room)):
+            # A room message gets a position in the room's history whether its members are here
+            # or not: a client that is away right now resumes from it. Rooms that no
+            # recovery-enabled client ever joined have no history to keep (tracks).
             position = await s.recovery.append(room, payload)
             envelope = Envelope(room, position.epoch, position.offset, payload)
         nodes = await s.registry.room_nodes(room)

@@ -195,7 +195,16 @@ class HandlerPool:
     A thread that takes a call while more wait wakes one more, so handlers that block still run
     side by side, up to ``max_threads`` and never on another route's threads. One pool serves
     one event loop: the first that runs a call in it.
+
+    A call its caller gave up on while it runs (the handler timed out) cannot be stopped: Python
+    cannot kill a thread. Its thread is *abandoned* instead: it no longer counts against
+    ``max_threads``, so another thread takes the waiting calls, and it ends once the handler
+    returns. Abandoned threads are bounded too (``ABANDONED_PER_THREAD`` times ``max_threads``):
+    past that, a timed-out call keeps its place, and the pool is as slow as its handlers until
+    they return.
     """
+
+    ABANDONED_PER_THREAD = 3
 
     def __init__(self, max_threads: int, name: str) -> None:
         self._max_threads = max_threads
@@ -207,6 +216,8 @@ class HandlerPool:
         self._threads = 0
         self._sleeping = 0  # threads waiting on _wakeup
         self._takers = 0  # threads woken or between calls: they look for a call before sleeping
+        self._running: set[asyncio.Future[object]] = set()  # calls a thread has taken
+        self._abandoned = 0  # threads still in a call whose caller gave up (see above)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: deque[_Done] = deque()  # finished calls the loop has not seen yet
         # A delivery is scheduled on the loop. Read and set without the lock: a race only
@@ -230,7 +241,24 @@ class HandlerPool:
                 raise RuntimeError(f"{self._name}: the handler pool is closed")
             self._calls.append((future, contextvars.copy_context(), func, args))
             self._wake_one()
+        future.add_done_callback(self._given_up)
         return future
+
+    def _given_up(self, future: asyncio.Future[object]) -> None:
+        """On the loop, when a call's future is done: if it was cancelled while a thread runs
+        it, abandon that thread (see the class docstring) and let another take the queue."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            if future not in self._running:
+                return  # not taken yet (it never runs), or finished already
+            if self._abandoned >= self._max_threads * self.ABANDONED_PER_THREAD:
+                return  # bounded: the thread keeps its place in max_threads
+            self._running.discard(future)
+            self._threads -= 1
+            self._abandoned += 1
+            if self._calls:
+                self._wake_one()
 
     def close(self) -> None:
         """On the loop: cancel the calls no thread took; the threads end (after their call)."""
@@ -274,6 +302,10 @@ class HandlerPool:
                 except BaseException as exc:  # the caller's to handle, as with run_in_executor
                     done = (future, None, exc)
             with self._lock:
+                if future not in self._running:  # abandoned: another thread has its place
+                    self._abandoned -= 1
+                    return
+                self._running.discard(future)
                 self._takers += 1  # between calls: it looks for the next one before sleeping
             if done is not None:
                 self._deliver_soon(done)
@@ -290,6 +322,7 @@ class HandlerPool:
                 self._sleeping += 1
                 self._wakeup.wait()  # whoever wakes us counts us as a taker again
             call = self._calls.popleft()
+            self._running.add(call[0])
             self._takers -= 1
             if self._calls:
                 self._wake_one()  # the rest must not wait for this call to end

@@ -19,9 +19,10 @@ survives restarts) and Redis streams (many nodes).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,11 @@ class Recovery(Protocol):
 
     async def close(self) -> None: ...
 
+    def tracks(self, room: str) -> bool:
+        """Whether a message to ``room`` must be recorded even when no recovery-enabled client
+        of this node is in it (always, for stores shared by several nodes or restarts)."""
+        ...
+
 
 def new_token() -> str:
     return secrets.token_urlsafe(24)
@@ -146,48 +152,155 @@ def missed_from(
     return Missed([(o, d) for o, d in entries if o > after.offset], head)
 
 
-class _RoomLog:
-    __slots__ = ("entries", "epoch", "last")
+# What one kept message costs beyond its payload (its tuple, the bytes object's header and the
+# deque slot, measured with sys.getsizeof on CPython 3.11/3.12), so max_bytes bounds real memory.
+ENTRY_OVERHEAD = 120
 
-    def __init__(self, size: int) -> None:
+
+class _RoomLog:
+    __slots__ = ("entries", "epoch", "last", "touched")
+
+    def __init__(self, now: float) -> None:
         self.epoch = new_epoch()
         self.last = 0
-        self.entries: deque[tuple[int, bytes, float]] = deque(maxlen=size)
+        self.entries: deque[tuple[int, bytes, float]] = deque()
+        self.touched = now  # the last append, head or since: when the log may be forgotten
 
 
 class MemoryRecovery:
-    """History and sessions in this process (``memory://``)."""
+    """History and sessions in this process (``memory://``).
 
-    def __init__(self, *, size: int, ttl: float) -> None:
+    Bounded in total, not only per room: at most ``size`` messages per room, ``max_rooms`` rooms
+    (the least recently used one is forgotten first) and ``max_bytes`` for every kept message
+    together (payload plus :data:`ENTRY_OVERHEAD`; the oldest message anywhere goes first).
+    Messages expire ``ttl`` seconds after they were kept, from a periodic sweep (a tenth of the
+    ttl, at most a second) whether or not anyone resumes, and a room whose every message expired
+    and that nobody touched within ``ttl`` is forgotten with its epoch (as Redis forgets an
+    expired stream): a client resuming in it is told "epoch changed". Rooms no recovery-enabled
+    client joined are not recorded at all (see :meth:`tracks`).
+
+    ``_order`` lists every kept message as (log, offset, time), oldest first, so expiry and the
+    byte bound cost O(messages dropped); entries already dropped by the per-room or room cap
+    stay in it as stale references until they reach its front or it is compacted.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        ttl: float,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_rooms: int = 100_000,
+    ) -> None:
         self._size = size
         self._ttl = ttl
-        self._rooms: dict[str, _RoomLog] = {}
+        self._max_bytes = max_bytes
+        self._max_rooms = max_rooms
+        self._rooms: OrderedDict[str, _RoomLog] = OrderedDict()  # least recently touched first
+        self._order: deque[tuple[_RoomLog, int, float]] = deque()
+        self._stale = 0  # entries of _order whose message is gone already
+        self.bytes = 0  # kept payloads plus ENTRY_OVERHEAD each
+        self.messages = 0
         self._sessions: dict[str, tuple[float, Session]] = {}
         self._holders: dict[str, tuple[float, str]] = {}  # token -> (expiry, connection id)
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def append(self, room: str, data: bytes) -> Position:
+    @property
+    def rooms(self) -> int:
+        """How many rooms have a log (for introspection and tests)."""
+        return len(self._rooms)
+
+    def tracks(self, room: str) -> bool:
+        """Whether ``room`` has a log. A room gets one when a recovery-enabled client joins it
+        (:meth:`head`) or resumes in it (:meth:`since`); the gateway records a room message only
+        if the room has a log or a recovery-enabled member, so rooms nobody can recover cost
+        nothing."""
+        return room in self._rooms
+
+    def _log(self, room: str, now: float) -> _RoomLog:
         log = self._rooms.get(room)
         if log is None:
-            log = self._rooms[room] = _RoomLog(self._size)
+            while len(self._rooms) >= self._max_rooms:
+                _, oldest = self._rooms.popitem(last=False)
+                self._drop_all(oldest)
+            log = self._rooms[room] = _RoomLog(now)
+            if self._timer is None:
+                tick = max(0.01, min(1.0, self._ttl / 10))
+                self._timer = asyncio.get_running_loop().call_later(tick, self._sweep, tick)
+        else:
+            log.touched = now
+            self._rooms.move_to_end(room)
+        return log
+
+    async def append(self, room: str, data: bytes) -> Position:
+        now = time.monotonic()
+        log = self._log(room, now)
         log.last += 1
-        log.entries.append((log.last, data, time.monotonic()))
+        log.entries.append((log.last, data, now))
+        self._order.append((log, log.last, now))
+        self.bytes += len(data) + ENTRY_OVERHEAD
+        self.messages += 1
+        if len(log.entries) > self._size:
+            self._drop_first(log)
+            self._stale += 1
+        while self.bytes > self._max_bytes:
+            self._pop_oldest()
+        if self._stale > 1024 and self._stale * 2 > len(self._order):
+            self._compact()
         return Position(log.epoch, log.last)
 
     async def since(self, room: str, after: Position | None) -> Missed:
-        log = self._rooms.get(room)
-        if log is None:
-            log = self._rooms[room] = _RoomLog(self._size)
-        horizon = time.monotonic() - self._ttl
-        while log.entries and log.entries[0][2] < horizon:
-            log.entries.popleft()
+        self._expire(time.monotonic())
+        log = self._log(room, time.monotonic())
         entries = [(o, d) for o, d, _ in log.entries]
         return missed_from(entries, log.epoch, log.last, after)
 
     async def head(self, room: str) -> Position:
-        log = self._rooms.get(room)
-        if log is None:
-            log = self._rooms[room] = _RoomLog(self._size)
+        log = self._log(room, time.monotonic())
         return Position(log.epoch, log.last)
+
+    # -- bounds and expiry ---------------------------------------------------------------------
+    def _drop_first(self, log: _RoomLog) -> None:
+        _, data, _ = log.entries.popleft()
+        self.bytes -= len(data) + ENTRY_OVERHEAD
+        self.messages -= 1
+
+    def _drop_all(self, log: _RoomLog) -> None:
+        self._stale += len(log.entries)
+        while log.entries:
+            self._drop_first(log)
+
+    def _pop_oldest(self) -> float:
+        """Drop the oldest entry of ``_order`` (its message, unless gone already); its time."""
+        log, offset, stamp = self._order.popleft()
+        if log.entries and log.entries[0][0] == offset:
+            self._drop_first(log)
+        else:
+            self._stale -= 1
+        return stamp
+
+    def _compact(self) -> None:
+        self._order = deque(
+            item for item in self._order if item[0].entries and item[0].entries[0][0] <= item[1]
+        )
+        self._stale = 0
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self._ttl
+        order = self._order
+        while order and order[0][2] < horizon:
+            self._pop_oldest()
+        rooms = self._rooms
+        while rooms:
+            room, log = next(iter(rooms.items()))
+            if log.touched >= horizon or log.entries:
+                break
+            del rooms[room]
+
+    def _sweep(self, tick: float) -> None:
+        self._expire(time.monotonic())
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(tick, self._sweep, tick) if self._rooms else None
 
     async def save_session(self, token: str, session: Session, ttl: float) -> None:
         now = time.monotonic()
@@ -218,7 +331,9 @@ class MemoryRecovery:
             del self._holders[token]
 
     async def close(self) -> None:
-        return None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def sqlite_history_path(config: Any) -> Path | None:
@@ -252,4 +367,9 @@ def open_recovery(config: Any) -> Recovery | None:
             )
         except ValueError as exc:  # a malformed redis+sentinel:// or redis+cluster:// URL
             raise ConfigError("history.url" if history.url else "store.url", str(exc)) from exc
-    return MemoryRecovery(size=history.size, ttl=history.ttl)
+    return MemoryRecovery(
+        size=history.size,
+        ttl=history.ttl,
+        max_bytes=history.max_bytes,
+        max_rooms=history.max_rooms,
+    )

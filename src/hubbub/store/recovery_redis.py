@@ -146,5 +146,8 @@ class RedisRecovery:
         except RedisError as exc:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
 
+    def tracks(self, room: str) -> bool:
+        return True  # shared or persistent: a client of another node or process may resume it
+
     async def close(self) -> None:
         await self._redis.aclose()

@@ -121,5 +121,8 @@ class SqliteRecovery:
             "DELETE FROM session_holders WHERE token = ? AND holder = ?", (token, holder)
         )
 
+    def tracks(self, room: str) -> bool:
+        return True  # shared or persistent: a client of another node or process may resume it
+
     async def close(self) -> None:
         self._db.close()

@@ -57,6 +57,10 @@ DOWN_ERRORS: tuple[type[BaseException], ...] = (
 )
 SOCKET_TIMEOUT = redis_connect.SOCKET_TIMEOUT
 POOL_SIZE = redis_connect.POOL_SIZE
+# Pool connections that scripted calls leave free (see Link.run): for heartbeats, the bus and
+# plain commands, which a burst of thousands of registry writes must not starve.
+RESERVED_CONNECTIONS = 10
+PRIORITY_SCRIPTS = frozenset({"HELLO", "CLAIM"})  # the heartbeat: it keeps this node alive
 
 
 def client_for(url: str) -> Any:
@@ -118,6 +122,8 @@ class Link:
         self.restored_at = 0.0  # monotonic time Redis last came back after an outage
         self.dirty = False  # a local write did not reach Redis: replay the mirror when back
         self.last_error = ""
+        self.losses = 0  # calls Redis did not answer, ever (see run)
+        self._slots = asyncio.Semaphore(POOL_SIZE - RESERVED_CONNECTIONS)
 
     @property
     def partitioned(self) -> bool:
@@ -137,9 +143,26 @@ class Link:
         self, script: str, *args: str | int | bytes, client: Any = None, tag: str | None = None
     ) -> Any:
         """Run a script with the layout's conventions (KEYS[1] = anchor, ARGV[1] = key tag):
-        in the control slot, or in the partition ``tag``."""
+        in the control slot, or in the partition ``tag``.
+
+        Scripts queue here, a fixed number at a time, rather than in the pool: the pool makes a
+        caller wait at most SOCKET_TIMEOUT for a connection, so a burst (20,000 clients closing
+        at once, each a REMOVE) used to fail its tail as if Redis were down, and a node whose
+        heartbeat then failed too was reaped by the others while it ran its own ``$disconnect``
+        events: two each. Waiting here is backpressure, not an outage; the heartbeat's scripts
+        skip the queue. A caller that queued while Redis failed another call fails at once, so
+        a real outage does not make the queue wait one timeout per call.
+        """
         tag = tag or self.tag
-        return await self.scripts[script](keys=[tag + "nodes"], args=(tag, *args), client=client)
+        call = self.scripts[script](keys=[tag + "nodes"], args=(tag, *args), client=client)
+        if script in PRIORITY_SCRIPTS:
+            return await call
+        losses = self.losses
+        async with self._slots:
+            if self.losses != losses:
+                call.close()
+                raise RedisConnectionError(f"Redis failed meanwhile: {self.last_error}")
+            return await call
 
     async def read_all(self, command: str, kind: str, name: str = "", *args: Any) -> list[Any]:
         """``command <key kind:name> *args`` in every partition (one pipeline on Cluster)."""
@@ -157,6 +180,7 @@ class Link:
     def lost(self, exc: BaseException) -> None:
         """Redis did not answer: remember to replay, and say so once."""
         self.dirty = True
+        self.losses += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.up:
             self.up = False

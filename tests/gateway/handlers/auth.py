@@ -25,3 +25,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
         "context": {"tier": context_value, "score": 7, "admin": False},
     }
+
+
+def slow_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``handler``, but a token starting with "slow" blocks its thread for 10 s first."""
+    import time
+
+    headers = event.get("headers") or {}
+    if (headers.get("Authorization") or "").startswith("slow"):
+        time.sleep(10)
+    return handler({**event, "headers": {**headers, "Authorization": "allow"}}, context)
