@@ -234,7 +234,11 @@ async def test_a_burst_of_thousands_of_closes_is_backpressure_not_an_outage(
     # for a connection, so the tail failed as if Redis were down, the node marked itself down,
     # and once its heartbeat failed too the others reaped it while it ran its own $disconnect
     # events (two each). Scripts now queue in the node for a pool connection.
-    a, b = await redis_stores("node-a"), await redis_stores("node-b")
+    # Heartbeats at the production default (2 s): the burst runs in this test's own event loop,
+    # and on a busy machine a 10,000-coroutine gather can hold it past 3 x 0.2 s, which would
+    # be the test starving its own heartbeats, not the store failing.
+    a = await redis_stores("node-a", heartbeat=2.0)
+    b = await redis_stores("node-b", heartbeat=2.0)
     ids = [f"close{i}" for i in range(10_000)]
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
