@@ -25,9 +25,9 @@ Every ``--report-every`` seconds (10) a sample is printed and kept: RSS, open co
 (``/health``), registry size (``GET /{stage}/@connections`` pages), round-trip p50/p99, messages,
 broadcast deliveries, reconnects and errors by kind. At the end every client closes, the gateway
 must report 0 connections and an empty registry, then it is stopped with SIGTERM; its stderr is
-scanned for ERROR lines and tracebacks. The time series and summary go to
-``bench/results/local/soak-<timestamp>.json`` (git-ignored); the summary's RSS slope (least squares, MB per hour, over
-the steady part: after the ramp, before the final close) is the number to watch — flat is good.
+scanned for ERROR lines and tracebacks. The time series and summary go to the git-ignored
+``bench/results/local/soak-<timestamp>.json``; the summary's RSS slope (least squares, MB per
+hour, over the steady part: after the ramp, before the final close) is the number to watch — flat is good.
 
 Everything is bounded: the run ends after T minutes, every wait has a timeout, loopback only.
 """
