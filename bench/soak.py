@@ -27,7 +27,8 @@ broadcast deliveries, reconnects and errors by kind. At the end every client clo
 must report 0 connections and an empty registry, then it is stopped with SIGTERM; its stderr is
 scanned for ERROR lines and tracebacks. The time series and summary go to the git-ignored
 ``bench/results/local/soak-<timestamp>.json``; the summary's RSS slope (least squares, MB per
-hour, over the steady part: after the ramp, before the final close) is the number to watch — flat is good.
+hour, over the steady part: after the ramp, before the final close) is the number to watch —
+flat is good.
 
 Everything is bounded: the run ends after T minutes, every wait has a timeout, loopback only.
 """
