@@ -18,6 +18,7 @@ from hubbub.gateway.metrics import (
     Gauges,
     Histogram,
     Metrics,
+    RouteStats,
     merge,
     render,
     snapshot,
@@ -50,11 +51,11 @@ async def scrape(url: str) -> tuple[int, str, Samples]:
 
 # -- the pure parts ------------------------------------------------------------------------
 def test_histogram_buckets_are_cumulative_in_the_exposition() -> None:
-    metrics = Metrics()
-    stats = metrics.route("echo")
+    stats = RouteStats()
     for seconds in (0.00007, 0.0003, 0.0003, 2.0, 100.0):
         stats.observe("ok", seconds)
-    samples = parse(render(snapshot(metrics, Gauges(node="n1"))).decode())
+    gauges = Gauges(node="n1", routes={"echo": stats})
+    samples = parse(render(snapshot(Metrics(), gauges)).decode())
     bucket = "hubbub_invocation_seconds_bucket"
     assert value(samples, bucket, route="echo", le="0.0001") == 1
     assert value(samples, bucket, route="echo", le="0.0005") == 3
@@ -71,14 +72,14 @@ def test_worker_snapshots_add_up() -> None:
     one.closed[1000] += 2
     two.closed[1000] += 1
     two.closed[1006] += 5
-    one.route("echo").observe("ok", 0.001)
-    two.route("echo").observe("error", 0.002)
-    merged = merge(
-        [
-            snapshot(one, Gauges(node="w0", connections=1, cluster_nodes=2)),
-            snapshot(two, Gauges(node="w1", connections=2, cluster_nodes=2, store_up=False)),
-        ]
+    echo_one, echo_two = RouteStats(), RouteStats()
+    echo_one.observe("ok", 0.001)
+    echo_two.observe("error", 0.002)
+    w0 = Gauges(node="w0", connections=1, cluster_nodes=2, routes={"echo": echo_one})
+    w1 = Gauges(
+        node="w1", connections=2, cluster_nodes=2, store_up=False, routes={"echo": echo_two}
     )
+    merged = merge([snapshot(one, w0), snapshot(two, w1)])
     samples = parse(render(merged).decode())
     assert value(samples, "hubbub_connections") == 3
     assert value(samples, "hubbub_connections_opened_total") == 7

@@ -157,19 +157,10 @@ class Metrics:
         self.authorizer: Counter[str] = Counter()  # allow / deny / error
         self.messages_in: Counter[str] = Counter()  # by route key ("" = no route matched)
         self.messages_out: Counter[str] = Counter()  # by kind
-        self.routes: dict[str, RouteStats] = {}
         self.management: Counter[tuple[str, int]] = Counter()  # (operation, status)
         self.store_ops: Counter[str] = Counter()
         self.store_errors: Counter[str] = Counter()
         self.store_latency: dict[str, Histogram] = {}
-        self.resumes: Counter[str] = Counter()  # recovery: resumed / expired / refused
-        self.slow_drops = 0
-
-    def route(self, key: str) -> RouteStats:
-        stats = self.routes.get(key)
-        if stats is None:
-            stats = self.routes[key] = RouteStats()
-        return stats
 
     def store_call(self, operation: str, seconds: float, failed: bool) -> None:
         self.store_ops[operation] += 1
@@ -183,20 +174,24 @@ class Metrics:
 
 @dataclass
 class Gauges:
-    """What is true now, read from the gateway at scrape time."""
+    """What the scrape reads from the gateway's parts: what is true now, and the counts those
+    parts keep themselves (the hub's writes and drops, each route's stats, the resumer's)."""
 
     node: str
     connections: int = 0
     in_flight: int = 0
     frames_written: int = 0  # Hub.writes: every frame written to a client, fan-out included
+    slow_drops: int = 0  # Hub.slow_drops
     store_up: bool = True
     cluster_nodes: int = 1
     started_at: float = field(default_factory=time.time)
+    routes: Mapping[str, RouteStats] = field(default_factory=dict)  # Route.stats by route key
+    resumes: Mapping[str, int] = field(default_factory=dict)  # Resumer.outcomes
 
 
 def snapshot(metrics: Metrics, gauges: Gauges) -> dict[str, Any]:
     """A JSON-able copy of ``metrics`` and ``gauges`` (what workers exchange and merge)."""
-    for stats in metrics.routes.values():
+    for stats in gauges.routes.values():
         stats.fold()
     return {
         "nodes": {gauges.node: {"up": gauges.store_up, "started_at": gauges.started_at}},
@@ -206,12 +201,12 @@ def snapshot(metrics: Metrics, gauges: Gauges) -> dict[str, Any]:
             "in_flight": gauges.in_flight,
             "opened": metrics.opened,
             "frames_written": gauges.frames_written,
-            "slow_drops": metrics.slow_drops,
+            "slow_drops": gauges.slow_drops,
         },
         "closed": {str(code): n for code, n in metrics.closed.items()},
         "handshakes": {f"{o}|{s}": n for (o, s), n in metrics.handshakes.items()},
         "authorizer": dict(metrics.authorizer),
-        "messages_in": _messages_in(metrics),
+        "messages_in": _messages_in(metrics, gauges.routes),
         "messages_out": _messages_out(metrics),
         "invocations": {
             key: {
@@ -219,7 +214,7 @@ def snapshot(metrics: Metrics, gauges: Gauges) -> dict[str, Any]:
                 "rejected": stats.rejected,
                 "latency": stats.latency.as_list(),
             }
-            for key, stats in metrics.routes.items()
+            for key, stats in gauges.routes.items()
         },
         "management": {f"{op}|{status}": n for (op, status), n in metrics.management.items()},
         "store": {
@@ -230,15 +225,15 @@ def snapshot(metrics: Metrics, gauges: Gauges) -> dict[str, Any]:
             }
             for op, n in metrics.store_ops.items()
         },
-        "resumes": dict(metrics.resumes),
+        "resumes": dict(gauges.resumes),
     }
 
 
-def _messages_in(metrics: Metrics) -> dict[str, int]:
+def _messages_in(metrics: Metrics, routes: Mapping[str, RouteStats]) -> dict[str, int]:
     """Messages by route: each routed message is one invocation or one rejection, so the hot
     path counts it once (in its route's stats), not twice."""
     counted = dict(metrics.messages_in)  # those that matched no route, under ""
-    for key, stats in metrics.routes.items():
+    for key, stats in routes.items():
         if key not in ("$connect", "$disconnect"):
             counted[key] = counted.get(key, 0) + stats.rejected + sum(stats.counted().values())
     return counted

@@ -131,23 +131,20 @@ class Observability:
     # -- data ---------------------------------------------------------------------------------
     async def own_snapshot(self) -> dict[str, Any]:
         invoker = self._invoker()
-        metrics = self.metrics
-        metrics.routes = {key: route.stats for key, route in self._routes().items()}
         resumer = self._resumer()
-        if resumer is not None:
-            metrics.resumes = resumer.outcomes
-        metrics.slow_drops = self._hub.slow_drops
-        status = self._store.status()
         gauges = Gauges(
             node=self.node,
             connections=len(self._hub.connections),
             in_flight=invoker.in_flight if invoker is not None else 0,
             frames_written=self._hub.writes,
-            store_up=bool(status.get("ok")),
+            slow_drops=self._hub.slow_drops,
+            store_up=bool(self._store.status().get("ok")),
             cluster_nodes=await _cluster_nodes(self._store),
             started_at=self.started_at,
+            routes={key: route.stats for key, route in self._routes().items()},
+            resumes=resumer.outcomes if resumer is not None else {},
         )
-        return snapshot(metrics, gauges)
+        return snapshot(self.metrics, gauges)
 
     async def machine_snapshot(self) -> dict[str, Any]:
         """This gateway's snapshot, plus every other worker's when running with --workers."""
