@@ -795,6 +795,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "api.stage", f"must be a non-empty name without / or @, got {config.api.stage!r}"
         )
+    if config.api.stage in ("healthz", "readyz", "hubbub.js"):
+        raise ConfigError("api.stage", f"{config.api.stage!r} is a path the listener serves itself")
     _validate_store(config)
     _validate_server_tls(config)
     _validate_workers(config)
@@ -866,8 +868,6 @@ def _validate_server_tls(config: Config) -> None:
             "server.proxy_protocol",
             "the PROXY header comes before TLS: terminate TLS in the proxy, or drop one of them",
         )
-    if config.api.stage in ("healthz", "readyz", "hubbub.js"):
-        raise ConfigError("api.stage", f"{config.api.stage!r} is a path the listener serves itself")
 
 
 def _validate_store(config: Config) -> None:
