@@ -53,10 +53,15 @@ class MethodNotAllowedError(ManagementError):
     error_type = "MethodNotAllowedException"
 
 
+def _handler(path: ManagementPath) -> str | None:
+    """The name of the endpoint a path reaches ("connection", "room", ...), or None."""
+    sub_kind = path.sub.partition("/")[0] if path.sub else None
+    return _ROUTES.get((path.resource, path.ident is not None, sub_kind))
+
+
 def _operation(path: ManagementPath, method: str) -> str:
     """The /metrics label of a management call: "connection_post", "room_get", ..."""
-    sub_kind = path.sub.partition("/")[0] if path.sub else None
-    handler = _ROUTES.get((path.resource, path.ident is not None, sub_kind))
+    handler = _handler(path)
     return f"{handler}_{method.lower()}" if handler else "unknown"
 
 
@@ -173,9 +178,7 @@ class ManagementApi:
         return HttpResponse(200, {"x-amzn-RequestId": new_request_id()}, b"")
 
     async def _dispatch(self, request: HttpRequest, path: ManagementPath) -> HttpResponse:
-        # Names the operation for /metrics too (_operation): keep the two in step.
-        sub_kind = path.sub.partition("/")[0] if path.sub else None
-        handler = _ROUTES.get((path.resource, path.ident is not None, sub_kind))
+        handler = _handler(path)
         if handler is None:
             raise NotFoundError(f"No route for {request.method} {request.raw_path}")
         method = getattr(self, f"_{handler}_{request.method.lower()}", None)
