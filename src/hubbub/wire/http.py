@@ -1,0 +1,59 @@
+"""Plain HTTP requests and responses, and the WebSocket handshake, as the gateway sees them.
+
+The transport adapter (:mod:`hubbub.gateway.transport_aiohttp`) builds these from its library's
+objects; everything above it (the management API, the authorizers, admission) speaks only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+
+def find_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of a header, matched case-insensitively (names keep the client's case)."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An HTTP request as the management API sees it."""
+
+    method: str
+    raw_path: str  # still percent-encoded, without the query string
+    query_string: str
+    headers: tuple[tuple[str, str], ...]  # original case, in order
+    body: bytes
+    remote: str
+
+    def header(self, name: str) -> str | None:
+        return find_header(self.headers, name)
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The WebSocket upgrade request, before anything is answered."""
+
+    path: str
+    query_string: str
+    headers: tuple[tuple[str, str], ...]  # original case, in order
+    remote: str
+    port: int = 0  # the listener's port the client reached
+    scheme: str = "http"  # "https" on a TLS listener
+
+    def header(self, name: str) -> str | None:
+        return find_header(self.headers, name)
