@@ -19,8 +19,8 @@ import websockets
 
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.browser_guard import BrowserGuard, split_host
-from hubbub.gateway.transport import HttpRequest
 from hubbub.testing import run_gateway
+from hubbub.wire.http import HttpRequest
 from tests.gateway.conftest import HANDLERS
 from tests.helpers import eventually
 from tests.integrations.test_http import node_example  # noqa: F401  (a fixture)

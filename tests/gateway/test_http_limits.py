@@ -13,7 +13,7 @@ import time
 
 import websockets
 
-from hubbub.gateway.transport import Listener
+from hubbub.gateway.transport_aiohttp import Listener
 from tests.gateway.conftest import GatewayFactory
 from tests.helpers import TIME_SCALE, eventually
 

@@ -31,8 +31,9 @@ from hubbub.gateway import botocore_hooks
 from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.inprocess import InProcessEndpoint, listener_origins, serve
-from hubbub.gateway.transport import HttpRequest, HttpResponse, Listener, start_http
+from hubbub.gateway.transport_aiohttp import Listener, start_http
 from hubbub.testing import run_gateway
+from hubbub.wire.http import HttpRequest, HttpResponse
 from tests.helpers import eventually, free_port
 from tests.store.redis_server import delete_prefix, unique_prefix
 

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubbub.gateway.app import Gateway
-from hubbub.gateway.transport import frame_message, frame_text
+from hubbub.wire.frames import frame_message, frame_text
 from tests.gateway.conftest import GatewayFactory, routes
 
 NOT_UTF8 = b"\x00\xff\xfe\x80"

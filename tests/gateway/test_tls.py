@@ -38,7 +38,7 @@ from hubbub.gateway.tls import (
     handler_environment,
     server_ssl_context,
 )
-from hubbub.gateway.transport import Listener, start_http
+from hubbub.gateway.transport_aiohttp import Listener, start_http
 from hubbub.testing import run_gateway
 from tests.helpers import eventually
 

@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from hubbub.gateway.proxies import TrustedProxies
-from hubbub.gateway.transport import Handshake
+from hubbub.wire.http import Handshake
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import eventually, free_port
 

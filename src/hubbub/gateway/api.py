@@ -34,7 +34,7 @@ from hubbub.errors import (
 from hubbub.gateway.limits import TokenBucket
 from hubbub.gateway.metrics import Metrics
 from hubbub.gateway.services import GatewayApi
-from hubbub.gateway.transport import HttpRequest, HttpResponse
+from hubbub.wire.http import HttpRequest, HttpResponse
 
 log = logging.getLogger("hubbub.api")
 

@@ -58,8 +58,6 @@ from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
 from hubbub.gateway.browser_guard import BrowserGuard
 from hubbub.gateway.connection import (
-    ABNORMAL,
-    GOING_AWAY,
     Connection,
     Timeouts,
     now_ms,
@@ -75,12 +73,7 @@ from hubbub.gateway.metrics import Metrics, measured_registry
 from hubbub.gateway.observability import Observability
 from hubbub.gateway.presence import RoomPresence, route_hook
 from hubbub.gateway.proxies import TrustedProxies
-from hubbub.gateway.recovery import (
-    SUBPROTOCOL,
-    Resumer,
-    session_frame,
-    wants_recovery,
-)
+from hubbub.gateway.recovery import Resumer
 from hubbub.gateway.routing import RouteFactory
 from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
 from hubbub.gateway.tls import (
@@ -91,14 +84,11 @@ from hubbub.gateway.tls import (
     public_ssl_context,
     server_ssl_context,
 )
-from hubbub.gateway.transport import (
+from hubbub.gateway.transport_aiohttp import (
     Accept,
-    Handshake,
-    HttpResponse,
     Listener,
     Socket,
     SocketOptions,
-    find_header,
     start_http,
     start_public,
 )
@@ -107,6 +97,9 @@ from hubbub.integrations.http import HttpClient
 from hubbub.store import ConnectionRecord, Store, open_store
 from hubbub.store.memory import MemoryStore
 from hubbub.store.recovery import Position, Recovery, Session, open_recovery
+from hubbub.wire.close import GOING_AWAY, GONE_BEFORE_OPEN, NODE_LOST
+from hubbub.wire.http import Handshake, HttpResponse, find_header
+from hubbub.wire.session import SUBPROTOCOL, session_frame, wants_recovery
 
 log = logging.getLogger("hubbub.gateway")
 
@@ -755,13 +748,13 @@ class Gateway(GatewayApi):
             logs.ACCESS,
             "disconnect",
             connectionId=record.connection_id,
-            code=ABNORMAL,
-            reason=NODE_LOST,
+            code=NODE_LOST.code,
+            reason=NODE_LOST.reason,
             node=record.node_id,
         )
         route = self.routes.get("$disconnect")
         if route is not None:
-            await self._disconnect(ctx, route, ABNORMAL, NODE_LOST)
+            await self._disconnect(ctx, route, *NODE_LOST)
 
     async def _disconnect(
         self, ctx: ConnectionContext, route: Route, code: int, reason: str
@@ -792,8 +785,6 @@ def _probe(status: int, body: dict[str, str]) -> HttpResponse:
     )
 
 
-NODE_LOST = "Gateway node lost"
-GONE_BEFORE_OPEN = (ABNORMAL, "Client went away during the handshake")
 # The browser client (clients/js/hubbub.js, shipped as package data) is served at /hubbub.js.
 _BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "static" / "hubbub.js"
 

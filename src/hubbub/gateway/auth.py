@@ -32,7 +32,7 @@ from hubbub.aws.sigv4 import Credential, SigV4Verifier
 from hubbub.config import AuthorizerConfig, ManagementConfig
 from hubbub.errors import ConfigError
 from hubbub.gateway.invoke import Invoker, Route
-from hubbub.gateway.transport import HttpRequest, HttpResponse
+from hubbub.wire.http import HttpRequest, HttpResponse
 
 log = logging.getLogger("hubbub.auth")
 

@@ -4,7 +4,7 @@ Imported only when botocore is installed (boto3 is not a dependency of hubbub), 
 :func:`hubbub.gateway.inprocess.install`. A call whose URL names a gateway of this process
 (:func:`~hubbub.gateway.inprocess.target_for`) is answered by that gateway's
 :meth:`~hubbub.gateway.api.ManagementApi.handle`, from the
-:class:`~hubbub.gateway.transport.HttpRequest` a listener would have built from the same request:
+:class:`~hubbub.wire.http.HttpRequest` a listener would have built from the same request:
 
 - ``before-call`` (fired once botocore has validated and serialized the parameters): with
   ``auth = "none"`` the operation runs here. A success without a body to parse (PostToConnection,
@@ -45,7 +45,7 @@ from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from botocore.parsers import ResponseParser, create_parser
 
 from hubbub.gateway.inprocess import Target, call, post_without_waiting, target_for
-from hubbub.gateway.transport import HttpRequest, HttpResponse
+from hubbub.wire.http import HttpRequest, HttpResponse
 
 _SERVICE = "apigatewaymanagementapi"
 _DEFAULT_PORTS = {"http": 80, "https": 443}

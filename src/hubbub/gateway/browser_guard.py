@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.management import error_body, error_headers
 from hubbub.config import is_loopback
-from hubbub.gateway.transport import HttpHandler, HttpRequest, HttpResponse
+from hubbub.wire.http import HttpHandler, HttpRequest, HttpResponse
 
 log = logging.getLogger("hubbub.api")
 

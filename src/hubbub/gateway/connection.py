@@ -34,20 +34,10 @@ from typing import TYPE_CHECKING, Any
 from hubbub.aws.events import ApiContext, ConnectionContext, MessageEventFactory
 from hubbub.gateway.limits import TokenBucket
 from hubbub.store.recovery import Position
+from hubbub.wire.close import IDLE, MAX_DURATION, Close, CloseCode
 
 if TYPE_CHECKING:
-    from hubbub.gateway.transport import Socket
-
-# Close codes and reasons hubbub uses (documented in docs/compatibility.md). Where a real AWS
-# capture shows the reason (tests/aws/captures/README.md), it is AWS's, word for word.
-NORMAL = (1000, "Connection Closed Normally")
-IDLE = (1001, "Going away")
-MAX_DURATION = (1001, "Maximum connection duration reached")
-GOING_AWAY = (1001, "Going away")
-BINARY = (1003, "Binary frames are not supported")
-NO_STATUS = 1005
-NO_STATUS_REASON = "Client-side close frame status not set"
-ABNORMAL = 1006
+    from hubbub.gateway.transport_aiohttp import Socket
 
 
 def now_ms() -> int:
@@ -159,11 +149,11 @@ class Connection:
     def set_close(self, code: int, reason: str) -> None:
         """Record why the connection closes; the first caller wins."""
         if self._close is None:
-            self._close = (code, reason)
+            self._close = (int(code), reason)  # a plain int in the $disconnect event
 
     @property
     def close_status(self) -> tuple[int, str]:
-        return self._close or (ABNORMAL, "")
+        return self._close or (CloseCode.ABNORMAL.value, "")
 
     async def close(self, code: int, reason: str) -> None:
         """Server-initiated close with a closing handshake."""
@@ -173,7 +163,7 @@ class Connection:
         self.closing = True
         await self.socket.close(code, reason)
 
-    def expire(self, why: tuple[int, str]) -> None:
+    def expire(self, why: Close) -> None:
         """Close with ``why`` from a callback (a timeout), as a task the drain waits for."""
         if not self.closing:
             task = asyncio.get_running_loop().create_task(self.close(*why))
@@ -244,7 +234,7 @@ class Timeouts:
             self._timer.cancel()
             self._timer = None
 
-    def _deadline(self, conn: Connection) -> tuple[float, tuple[int, str]]:
+    def _deadline(self, conn: Connection) -> tuple[float, Close]:
         """The connection's earliest deadline (epoch ms) and the close it leads to."""
         deadline, why = math.inf, IDLE
         if self._max_ms > 0:

@@ -1,9 +1,9 @@
 """Connection-level limits for the HTTP listeners, enforced before aiohttp has parsed a request.
 
-aiohttp (the library :mod:`hubbub.gateway.transport` wraps; this module is its only other user)
-caps single header lines and the *number* of headers, not the size of the whole head: 120
-headers of 16,000 bytes each pass, so 300 half-sent handshakes held about 650 MB. It also arms
-one timer per connection for both "send your request" and "idle between requests". Here a
+aiohttp (the library :mod:`hubbub.gateway.transport_aiohttp` wraps; this module is its only
+other user) caps single header lines and the *number* of headers, not the size of the whole
+head: 120 headers of 16,000 bytes each pass, so 300 half-sent handshakes held about 650 MB. It also
+arms one timer per connection for both "send your request" and "idle between requests". Here a
 :class:`_LimitedHandler` sits in front of aiohttp's parser for every connection of a listener:
 
 - **Head size**: bytes of a request head (from the first byte after the previous request to the

@@ -23,34 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hubbub.gateway.transport import Socket, frame_message, frame_text
-from hubbub.store.recovery import Position
+from hubbub.gateway.transport_aiohttp import Socket
+from hubbub.wire.close import SLOW_CONSUMER
+from hubbub.wire.frames import frame_message, frame_text
+from hubbub.wire.session import Envelope
 
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
 
 log = logging.getLogger("hubbub.hub")
-
-SLOW_CONSUMER_CODE = 1013
-SLOW_CONSUMER_REASON = "Send queue full"
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A room message's position; the wrapped payload is built only if a member needs it."""
-
-    room: str
-    epoch: str
-    offset: int
-    data: bytes
-
-    def payload(self) -> bytes:
-        from hubbub.gateway.recovery import envelope
-
-        return envelope(self.room, Position(self.epoch, self.offset), self.data)
 
 
 class Members:
@@ -271,7 +254,7 @@ class Hub:
             extra={"fields": {"connectionId": conn.id, "buffered": conn.socket.buffered()}},
         )
         conn.closing = True
-        conn.set_close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON)
+        conn.set_close(*SLOW_CONSUMER)
         # It is not reading, so a closing handshake would never finish: drop the TCP connection.
         conn.socket.abort()
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubbub.config import is_loopback
-from hubbub.gateway.transport import HttpRequest, HttpResponse, Listener
+from hubbub.gateway.transport_aiohttp import Listener
+from hubbub.wire.http import HttpRequest, HttpResponse
 
 Handle = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponse]]
 AcceptPost = Callable[[HttpRequest, asyncio.AbstractEventLoop], HttpResponse | None]

@@ -13,10 +13,9 @@ import fnmatch
 import time
 from collections.abc import Sequence
 
-from hubbub.gateway.transport import HttpResponse
+from hubbub.wire.http import HttpResponse
 
-ABUSE_STRIKES = 20
-RATE_EXCEEDED = (1008, "Message rate exceeded")
+ABUSE_STRIKES = 20  # then closed with hubbub.wire.close.RATE_EXCEEDED
 TOO_MANY_REQUESTS = "Too Many Requests"
 
 

@@ -18,35 +18,35 @@ import base64
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-import orjson
-
 from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.selection import RouteSelector, select_route
 from hubbub.config import LimitsConfig
 from hubbub.errors import ManagementError
-from hubbub.gateway.connection import (
-    ABNORMAL,
-    BINARY,
-    NO_STATUS,
-    NO_STATUS_REASON,
-    Connection,
-    now_ms,
-)
+from hubbub.gateway.connection import Connection, now_ms
 from hubbub.gateway.hub import Hub
 from hubbub.gateway.invoke import BUSY, Invoker, Outcome, Route
-from hubbub.gateway.limits import ABUSE_STRIKES, RATE_EXCEEDED, TOO_MANY_REQUESTS, TokenBucket
+from hubbub.gateway.limits import ABUSE_STRIKES, TOO_MANY_REQUESTS, TokenBucket
 from hubbub.gateway.metrics import Metrics
-from hubbub.gateway.recovery import CONTROL_PREFIX, Resumer
-from hubbub.gateway.transport import BINARY as MSG_BINARY
-from hubbub.gateway.transport import CLOSE, ERROR, TEXT
+from hubbub.gateway.recovery import Resumer
+from hubbub.wire.close import (
+    BINARY_REFUSED,
+    NO_STATUS_REASON,
+    PEER_ERROR_REASONS,
+    PING_TIMEOUT,
+    RATE_EXCEEDED,
+    CloseCode,
+)
+from hubbub.wire.kinds import MessageKind
+from hubbub.wire.session import CONTROL_PREFIX, control_error
 
-# Reasons reported in $disconnect for closes the peer caused through a protocol error.
-_ERROR_REASONS = {
-    1002: "Protocol error",
-    1007: "Invalid frame payload data",
-    1009: "Message too big",
-}
+# Bound once: the read loop compares every message's kind and code with these.
+_TEXT = MessageKind.TEXT
+_BINARY = MessageKind.BINARY
+_CLOSE = MessageKind.CLOSE
+_ERROR = MessageKind.ERROR
+_NO_STATUS = CloseCode.NO_STATUS.value
+_ABNORMAL = CloseCode.ABNORMAL.value
 
 
 class MessageLoop:
@@ -87,7 +87,7 @@ class MessageLoop:
         touch = self.touch
         while True:
             kind, data, extra = await receive()
-            if kind == TEXT:
+            if kind == _TEXT:
                 now = now_ms()
                 conn.last_active = now
                 if touch is not None:  # shared registries: lastActiveAt for other nodes
@@ -122,27 +122,26 @@ class MessageLoop:
                 task = loop.create_task(self._message(conn, route, event, request_id))
                 conn.tasks.add(task)
                 task.add_done_callback(conn.tasks.discard)
-            elif kind == MSG_BINARY and not allow_binary:
-                await conn.close(*BINARY)
-            elif kind == MSG_BINARY:
+            elif kind == _BINARY and not allow_binary:
+                await conn.close(*BINARY_REFUSED)
+            elif kind == _BINARY:
                 # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
                 # the way API Gateway hands binary payloads to Lambda elsewhere.
                 conn.last_active = now_ms()
                 self._binary(conn, data)
-            elif kind == CLOSE:
-                code = data or NO_STATUS
-                # AWS's words for a close frame without a status (the Powertools 2024 capture).
-                conn.set_close(code, NO_STATUS_REASON if code == NO_STATUS else extra or "")
+            elif kind == _CLOSE:
+                code = data or _NO_STATUS
+                conn.set_close(code, NO_STATUS_REASON if code == _NO_STATUS else extra or "")
                 return
-            elif kind == ERROR:
+            elif kind == _ERROR:
                 if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
-                    conn.set_close(ABNORMAL, "Ping timeout")
+                    conn.set_close(*PING_TIMEOUT)
                 else:
-                    code = getattr(data, "code", ABNORMAL)
-                    conn.set_close(code, _ERROR_REASONS.get(code, str(data)))
+                    code = getattr(data, "code", _ABNORMAL)
+                    conn.set_close(code, PEER_ERROR_REASONS.get(code, str(data)))
                 return
             else:  # CLOSING / CLOSED: the transport is gone or we are closing it
-                conn.set_close(ABNORMAL, "")
+                conn.set_close(_ABNORMAL, "")
                 return
 
     def _spawn(self, conn: Connection, coro: Coroutine[Any, Any, None]) -> None:
@@ -156,7 +155,7 @@ class MessageLoop:
         try:
             reply = await self.resumer.control(conn, text)
         except ManagementError as exc:
-            reply = orjson.dumps({"hubbub": "error", "message": str(exc)})
+            reply = control_error(str(exc))
         if reply is not None:
             self.hub.send(conn, reply)
 

@@ -38,7 +38,7 @@ from hubbub.gateway.metrics import (
     snapshot,
     write_snapshot,
 )
-from hubbub.gateway.transport import HttpRequest, HttpResponse
+from hubbub.wire.http import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from hubbub.gateway.hub import Hub

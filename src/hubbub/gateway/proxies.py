@@ -18,7 +18,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from hubbub.gateway.transport import Handshake
+from hubbub.wire.http import Handshake
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _FORWARDED = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"}

@@ -1,5 +1,7 @@
 """The opt-in recovery protocol (``hubbub.v1``): sessions, room envelopes, resume.
 
+Its frames are built in :mod:`hubbub.wire.session`; this module runs the protocol.
+
 Plain AWS-style clients never see any of this. A client opts in with the subprotocol ``hubbub.v1``
 or the query flag ``?hubbub=1``; from then on:
 
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hubbub.store.recovery import Missed, Position, Recovery, Session, new_token
+from hubbub.wire.session import control_error, envelope, not_resumed_frame, recovered_frame
 
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
@@ -45,41 +48,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hubbub.recovery")
 
-SUBPROTOCOL = "hubbub.v1"
-CONTROL_PREFIX = '{"hubbub"'
-
-
-def wants_recovery(requested_protocols: str | None, query: list[tuple[str, str]] | None) -> bool:
-    """The client opted in by subprotocol or query flag."""
-    if requested_protocols and SUBPROTOCOL in (p.strip() for p in requested_protocols.split(",")):
-        return True
-    return any(k == "hubbub" and v in ("1", "true") for k, v in (query or ()))
-
-
-def session_frame(token: str, connection_id: str) -> bytes:
-    return orjson.dumps({"hubbub": "session", "token": token, "connectionId": connection_id})
-
-
-def envelope(room: str, position: Position, data: bytes) -> bytes:
-    return orjson.dumps(
-        {
-            "hubbub": "room",
-            "room": room,
-            "epoch": position.epoch,
-            "offset": position.offset,
-            "data": data.decode("utf-8", "replace"),
-        }
-    )
-
 
 def principal_of(conn: Connection) -> str | None:
     """The authorizer's ``principalId`` of a connection (None without an authorizer)."""
     principal = (conn.context.authorizer or {}).get("principalId")
     return None if principal is None else str(principal)
-
-
-def _not_resumed(reason: str) -> bytes:
-    return orjson.dumps({"hubbub": "recovered", "recovered": False, "reason": reason, "rooms": {}})
 
 
 def _position(value: Any) -> Position | None:
@@ -123,22 +96,22 @@ class Resumer:
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return orjson.dumps({"hubbub": "error", "message": "invalid control message"})
+            return control_error("invalid control message")
         kind = message.get("hubbub") if isinstance(message, dict) else None
         if isinstance(kind, str) and kind.startswith("presence.") and self.presence is not None:
             assert isinstance(message, dict)
             return await self.presence.control(conn, message)
         if not isinstance(message, dict) or kind != "resume":
-            return orjson.dumps({"hubbub": "error", "message": "unknown control message"})
+            return control_error("unknown control message")
         token = message.get("token")
         rooms = message.get("rooms") or {}
         if not isinstance(token, str) or not isinstance(rooms, dict):
-            return orjson.dumps({"hubbub": "error", "message": "resume needs token and rooms"})
+            return control_error("resume needs token and rooms")
         return await self._resume(conn, token, rooms)
 
     def _not_resumed(self, reason: str, outcome: str) -> bytes:
         self.outcomes[outcome] += 1
-        return _not_resumed(reason)
+        return not_resumed_frame(reason)
 
     async def _resume(self, conn: Connection, token: str, positions: dict[str, Any]) -> bytes:
         session = await self._recovery.load_session(token)
@@ -194,7 +167,7 @@ class Resumer:
                     continue
                 if missed.complete:
                     for offset, data in missed.messages:
-                        self._hub.send(conn, envelope(room, Position(head.epoch, offset), data))
+                        self._hub.send(conn, envelope(room, head.epoch, offset, data))
                 else:
                     recovered = False
                 report[room] = {
@@ -222,6 +195,4 @@ class Resumer:
                 }
             },
         )
-        return orjson.dumps(
-            {"hubbub": "recovered", "recovered": recovered, "reason": None, "rooms": report}
-        )
+        return recovered_frame(recovered, report)

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from hubbub.errors import BadRequestError, GoneError, PayloadTooLargeError
-from hubbub.gateway.connection import NORMAL
-from hubbub.gateway.hub import Envelope
 from hubbub.gateway.metrics import Metrics
 from hubbub.store.base import Delivery, Page, Store
 from hubbub.store.recovery import Recovery
+from hubbub.wire.close import NORMAL
+from hubbub.wire.kinds import NOTICES
+from hubbub.wire.session import Envelope
 
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_NAME = 128
-# Delivery kinds a shared store sends to a connection's node when another node changed it.
-_NOTICES = frozenset({"join", "leave", "bind", "attributes"})
 MAX_ATTRIBUTES_BYTES = 4096
 
 
@@ -105,7 +104,7 @@ class Services:
                 return 0
             await self.close_local(conn, *NORMAL)
             return 1
-        if delivery.kind in _NOTICES:
+        if delivery.kind in NOTICES:
             # Another node changed one of our connections in the shared registry: follow locally.
             applied = self.apply_notice(delivery)
             presence = self.presence

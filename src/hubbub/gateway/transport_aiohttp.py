@@ -1,22 +1,30 @@
-"""The only module that imports the WebSocket/HTTP library (aiohttp).
+"""The transport adapter: the only gateway module that uses the WebSocket/HTTP server library
+(aiohttp), apart from :mod:`hubbub.gateway.http_limits`, its helper for the limits on a connection
+before its request is parsed.
 
-Everything above it speaks in :class:`Handshake`, :class:`Socket`, :class:`HttpRequest` and
-:class:`HttpResponse`, so the library can be swapped (picows, websockets) by rewriting this file.
+Everything above it speaks in :class:`Socket` and the plain types of :mod:`hubbub.wire`
+(:class:`~hubbub.wire.http.Handshake`, :class:`~hubbub.wire.http.HttpRequest`,
+:class:`~hubbub.wire.http.HttpResponse`, :class:`~hubbub.wire.kinds.MessageKind`), so the library
+can be swapped (picows, websockets) by rewriting this file and ``http_limits``.
+tests/gateway/test_transport_boundary.py checks that no other server module imports aiohttp.
+Elsewhere in the package aiohttp is a *client*: the HTTP integration
+(:mod:`hubbub.integrations.http`) calls handler URLs with it, and the Python client
+(:mod:`hubbub.client`) connects with it.
 
 Two things here go beyond aiohttp's public surface, both measured or required by the AWS contract:
 
-- **Writes bypass aiohttp's writer.** A text frame is built once (:func:`frame_text`) and written
-  with ``transport.write`` to every recipient: no per-recipient framing, no per-recipient ``await``
-  (PERF-BASELINE.md: 4.1 vs 5.5 µs per delivery). The kernel buffer plus asyncio's transport buffer
-  are the per-connection send queue; :meth:`Socket.buffered` exposes its size so the hub can close a
-  slow consumer instead of letting memory grow.
+- **Writes bypass aiohttp's writer.** A text frame is built once
+  (:func:`hubbub.wire.frames.frame_text`) and written with ``transport.write`` to every recipient:
+  no per-recipient framing, no per-recipient ``await`` (docs/benchmarks.md measures the fan-out).
+  The kernel buffer plus asyncio's transport buffer are the per-connection send queue;
+  :meth:`Socket.buffered` exposes its size so the hub can close a slow consumer instead of
+  letting memory grow.
 - **A frame-size guard.** AWS closes with 1009 when one *frame* exceeds 32 KB even if the message
   stays under 128 KB; aiohttp only limits whole messages. :class:`_FrameGuard` sits in front of
   aiohttp's parser and reads frame headers only (a few integer operations per frame).
 
 The limits on a connection before its request is parsed (the size of a whole request head,
-pending handshakes, the header and idle timeouts) live in :mod:`hubbub.gateway.http_limits`,
-the one other module that touches aiohttp.
+pending handshakes, the header and idle timeouts) live in :mod:`hubbub.gateway.http_limits`.
 """
 
 from __future__ import annotations
@@ -26,7 +34,6 @@ import base64
 import logging
 import socket
 import ssl
-import struct
 import zlib
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,110 +47,10 @@ from aiohttp.http_websocket import WebSocketError
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.management import error_body
 from hubbub.gateway.http_limits import ConnectionLimits, LimitedSite
+from hubbub.wire.frames import is_text
+from hubbub.wire.http import Handshake, HttpHandler, HttpRequest, HttpResponse
 
 log = logging.getLogger("hubbub.transport")
-
-# Message kinds returned by Socket.receive(), equal to aiohttp's values so no translation is
-# needed on the hot path (see test_transport_constants_match_aiohttp).
-TEXT = 1
-BINARY = 2
-CLOSE = 8
-CLOSING = 256
-CLOSED = 257
-ERROR = 258
-
-_PACK_16 = struct.Struct("!BBH").pack
-_PACK_64 = struct.Struct("!BBQ").pack
-
-
-def frame_text(payload: bytes) -> bytes:
-    """An unmasked, unfragmented server-to-client text frame (RFC 6455 §5.2).
-
-    ``payload`` must be UTF-8 (§5.6); for bytes of unknown content use :func:`frame_message`.
-    """
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return _PACK_16(0x81, 126, n) + payload
-    return _PACK_64(0x81, 127, n) + payload
-
-
-def _frame(first: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        return bytes((first, n)) + payload
-    if n < 65536:
-        return _PACK_16(first, 126, n) + payload
-    return _PACK_64(first, 127, n) + payload
-
-
-def is_text(payload: bytes) -> bool:
-    """True when ``payload`` may travel in a text frame: valid UTF-8 (RFC 6455 §5.6, §8.1)."""
-    if payload.isascii():  # the common case, checked without decoding
-        return True
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def frame_message(payload: bytes) -> bytes:
-    """A management API message as a frame: text when it is UTF-8, else binary.
-
-    A text frame with invalid UTF-8 makes the client fail the connection (1007), so bytes that are
-    not text (``post_to_connection(Data=b"\\xff...")``) go out unchanged in a binary frame.
-    """
-    if payload.isascii():  # the common case: no decoding, straight to the text frame
-        return frame_text(payload)
-    return _frame(0x81 if is_text(payload) else 0x82, payload)
-
-
-def find_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
-    """The first value of a header, matched case-insensitively (names keep the client's case)."""
-    lname = name.lower()
-    for key, value in headers:
-        if key.lower() == lname:
-            return value
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """An HTTP request as the management API sees it."""
-
-    method: str
-    raw_path: str  # still percent-encoded, without the query string
-    query_string: str
-    headers: tuple[tuple[str, str], ...]  # original case, in order
-    body: bytes
-    remote: str
-
-    def header(self, name: str) -> str | None:
-        return find_header(self.headers, name)
-
-
-@dataclass(slots=True)
-class HttpResponse:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class Handshake:
-    """The WebSocket upgrade request, before anything is answered."""
-
-    path: str
-    query_string: str
-    headers: tuple[tuple[str, str], ...]  # original case, in order
-    remote: str
-    port: int = 0  # the listener's port the client reached
-    scheme: str = "http"  # "https" on a TLS listener
-
-    def header(self, name: str) -> str | None:
-        return find_header(self.headers, name)
 
 
 @dataclass(slots=True)
@@ -160,7 +67,6 @@ class Accept:
 
 
 HandshakeHandler = Callable[[Handshake], Awaitable[Accept | HttpResponse]]
-HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class Socket:
@@ -174,8 +80,9 @@ class Socket:
         self._compressed = bool(ws.compress)
 
     def receive(self) -> Awaitable[tuple[int, Any, Any]]:
-        """Next message as ``(kind, data, extra)``: TEXT/BINARY data, CLOSE code + reason,
-        ERROR exception, CLOSED when the TCP connection is gone.
+        """Next message as ``(kind, data, extra)``, ``kind`` a
+        :class:`~hubbub.wire.kinds.MessageKind`: TEXT/BINARY data, CLOSE code + reason, ERROR
+        exception, CLOSED when the TCP connection is gone.
 
         Hands out aiohttp's own awaitable (a WSMessage is a (type, data, extra) tuple): a
         coroutine of ours around it would cost a frame per message. Only a socket with
@@ -191,7 +98,7 @@ class Socket:
         return not self._ws.closed and not self._transport.is_closing()
 
     def write(self, frame: bytes) -> None:
-        """Write a pre-built frame (see :func:`frame_text`)."""
+        """Write a pre-built frame (see :func:`hubbub.wire.frames.frame_text`)."""
         self._transport.write(frame)
 
     def offer(self, frame: bytes) -> int:
@@ -244,7 +151,7 @@ class Socket:
 
     async def send(self, payload: bytes) -> None:
         """Send through the library's writer (per-socket framing, used with compression); text
-        or binary as :func:`frame_message` decides."""
+        or binary as :func:`hubbub.wire.frames.frame_message` decides."""
         await self._ws.send_frame(payload, WSMsgType.TEXT if is_text(payload) else WSMsgType.BINARY)
 
     def buffered(self) -> int:
@@ -420,13 +327,13 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
         fix there). Both become the close codes RFC 6455 §7.4.1 names: 1009 and 1007."""
         msg = await self.receive()
         kind, data = msg[0], msg[1]
-        if kind in (TEXT, BINARY):
+        if kind in (WSMsgType.TEXT, WSMsgType.BINARY):
             if _byte_size(data, self._max_message) > self._max_message:
                 problem = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Message too big")
                 await self.close(code=problem.code, message=b"Message too big")
-                return ERROR, problem, None
-        elif kind == ERROR and isinstance(data, zlib.error):
-            return ERROR, WebSocketError(WSCloseCode.INVALID_TEXT, _BAD_DEFLATE), None
+                return WSMsgType.ERROR, problem, None
+        elif kind == WSMsgType.ERROR and isinstance(data, zlib.error):
+            return WSMsgType.ERROR, WebSocketError(WSCloseCode.INVALID_TEXT, _BAD_DEFLATE), None
         return msg
 
     async def close(

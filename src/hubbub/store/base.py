@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hubbub.wire.kinds import DeliveryKind
+
 
 @dataclass(slots=True)
 class ConnectionRecord:
@@ -65,7 +67,7 @@ class Delivery:
       made present in the room ``data`` (UTF-8), so its close removes that presence.
     """
 
-    kind: str
+    kind: DeliveryKind
     target: str
     data: bytes
     exclude: str | None = None

@@ -97,6 +97,7 @@ from hubbub.store.redis_registry import (
     parse_record,
     strs,
 )
+from hubbub.wire.kinds import NOTICES
 
 log = logging.getLogger("hubbub.store.redis")
 
@@ -105,8 +106,6 @@ CLAIMS_PER_INTERVAL = 4  # dead nodes are noticed within 3 intervals + a quarter
 FENCE_TTL_MS = 24 * 3600 * 1000
 REAP_BATCH = 100
 REAP_CONCURRENCY = 16  # $disconnect invocations in flight per reaping node
-# Deliveries that change a connection's memberships; the owner's mirror applies them.
-NOTICES = frozenset({"join", "leave", "bind", "attributes"})
 
 
 class RedisBus:

@@ -46,7 +46,10 @@ the slot by construction.
 
 from __future__ import annotations
 
+from typing import cast
+
 from hubbub.store.base import Delivery
+from hubbub.wire.kinds import DeliveryKind
 
 # Shared by every script: key naming, the atomic removal of one connection, and membership.
 _PRELUDE = """
@@ -349,6 +352,12 @@ def decode_frame(frame: bytes) -> tuple[str, Delivery]:
         fields.append(frame[start : start + size].decode())
         pos = start + size
     origin, kind, target, exclude, epoch, offset = fields
+    # Any string another node sent: a kind this node does not know is delivered to no one.
     return origin, Delivery(
-        kind, target, frame[pos:], exclude or None, epoch=epoch or None, offset=int(offset or 0)
+        cast(DeliveryKind, kind),
+        target,
+        frame[pos:],
+        exclude or None,
+        epoch=epoch or None,
+        offset=int(offset or 0),
     )

@@ -16,7 +16,7 @@ import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from redis.exceptions import (
@@ -340,7 +340,7 @@ class RedisRegistry:
 
     async def _change(
         self,
-        op: str,
+        op: Literal["attributes", "join", "leave", "bind"],
         connection_id: str,
         value: str | bytes,
         apply: Callable[[ConnectionRecord], object],
