@@ -2,15 +2,32 @@
 
     HubbubError
     ├── ConfigError            a config file, env var or flag is wrong (names the key)
-    │   └── HandlerError           a handler module failed to import (names route, file, line)
+    │   ├── HandlerError           a handler module failed to import (names route, file, line)
+    │   └── InfraError             an infrastructure file hubbub cannot import (names file, line;
+    │                              in hubbub.infra.model, beside the Origin it carries)
     ├── ListenError            a listener could not bind (names listener, address, key, flag)
-    └── ManagementError        a management operation failed; carries the AWS error type
-        ├── GoneError              410 GoneException: the connection does not exist (any more)
-        ├── PayloadTooLargeError   413 PayloadTooLargeException
-        ├── LimitExceededError     429 LimitExceededException
-        ├── ForbiddenError         403 ForbiddenException
-        ├── BadRequestError        400 BadRequestException (bad room/user name, bad body)
-        └── UnavailableError       503 ServiceUnavailableException (shared store unreachable)
+    ├── BlockingCallError      a synchronous boto3 call from the gateway's own event loop
+    │                          (also a RuntimeError)
+    ├── InvalidProxyResult     a handler's result is not a usable Lambda proxy result (also a
+    │                          ValueError)
+    ├── InvocationError        an integration produced no result (raised, bad reply, unreachable)
+    ├── ManagementError        a management operation failed; carries the AWS error type
+    │   ├── BadRequestError        400 BadRequestException (bad room/user name, bad body)
+    │   ├── ForbiddenError         403 ForbiddenException
+    │   │   └── SignatureError         the SigV4 signature is missing, stale or wrong
+    │   ├── NotFoundError          404 NotFoundException: no endpoint at that path
+    │   ├── MethodNotAllowedError  405 MethodNotAllowedException: the path has no such method
+    │   ├── GoneError              410 GoneException: the connection does not exist (any more)
+    │   ├── PayloadTooLargeError   413 PayloadTooLargeException
+    │   ├── LimitExceededError     429 LimitExceededException ([management] rate_limit)
+    │   └── UnavailableError       503 ServiceUnavailableException (shared store unreachable)
+    └── ClientError            the Python client's errors, in hubbub.client.errors (its own tree)
+        └── PresenceError          a presence request the server refused (hubbub.client.presence)
+
+Every exception above lives in this module except the three marked with their module, which stay
+beside the types they carry or the API they belong to (tests/test_errors.py checks that every
+HubbubError subclass in the package is drawn here). Exceptions private to one module (a leading
+underscore, or caught where raised) are not part of the tree.
 
 Peer faults (bad frames, bad handshakes) never raise out of the gateway: they become close codes,
 error frames or HTTP statuses at one boundary each.
@@ -62,6 +79,22 @@ class ListenError(HubbubError):
         self.reason = reason
 
 
+class BlockingCallError(HubbubError, RuntimeError):
+    """A synchronous management call from the gateway's own event loop (an ``async def``
+    handler calling boto3): waiting for the answer there would stall every connection.
+
+    Raised by :mod:`hubbub.gateway.inprocess`; its message says what to do instead.
+    """
+
+
+class InvalidProxyResult(HubbubError, ValueError):
+    """A handler returned something that is not a usable Lambda proxy result."""
+
+
+class InvocationError(HubbubError):
+    """The integration could not produce a result (handler raised, bad reply, unreachable URL)."""
+
+
 class ManagementError(HubbubError):
     """A management API operation failed in a way the caller must see."""
 
@@ -71,6 +104,16 @@ class ManagementError(HubbubError):
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.error_type)
         self.message = message
+
+
+class NotFoundError(ManagementError):
+    status = 404
+    error_type = "NotFoundException"
+
+
+class MethodNotAllowedError(ManagementError):
+    status = 405
+    error_type = "MethodNotAllowedException"
 
 
 class GoneError(ManagementError):
@@ -91,6 +134,26 @@ class LimitExceededError(ManagementError):
 class ForbiddenError(ManagementError):
     status = 403
     error_type = "ForbiddenException"
+
+
+class SignatureError(ForbiddenError):
+    """The request is not correctly signed; answered with 403 ``ForbiddenException``.
+
+    ``canonical_request`` and ``string_to_sign`` are set when the signature itself did not match:
+    they are what the server computed, for debugging a client's signing code. Neither they nor the
+    message ever contain a secret key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        canonical_request: str | None = None,
+        string_to_sign: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.canonical_request = canonical_request
+        self.string_to_sign = string_to_sign
 
 
 class BadRequestError(ManagementError):

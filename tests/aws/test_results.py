@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.aws.results import InvalidProxyResult, ProxyResult, is_success, parse_proxy_result
-from hubbub.errors import HubbubError
+from hubbub.aws.results import ProxyResult, is_success, parse_proxy_result
+from hubbub.errors import HubbubError, InvalidProxyResult
 
 
 def test_none_is_a_bodiless_200() -> None:

@@ -29,9 +29,9 @@ from bench.fuzz.wire import frame
 from hubbub.aws.authorizer import parse_identity_source
 from hubbub.aws.management import RESOURCES, parse_management_path
 from hubbub.aws.selection import compile_route_selection, select_route
-from hubbub.aws.sigv4 import Credential, SignatureError, SigV4Verifier
+from hubbub.aws.sigv4 import Credential, SigV4Verifier
 from hubbub.config import load_config
-from hubbub.errors import ConfigError
+from hubbub.errors import ConfigError, SignatureError
 from hubbub.gateway.transport_aiohttp import _FrameGuard
 
 # -- management paths --------------------------------------------------------------------------

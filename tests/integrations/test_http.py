@@ -28,7 +28,8 @@ import websockets
 from aiohttp import web
 from websockets.exceptions import InvalidStatus
 
-from hubbub.integrations.base import InvocationError, LambdaContext, LambdaFunction
+from hubbub.errors import InvocationError
+from hubbub.integrations.base import LambdaContext, LambdaFunction
 from hubbub.integrations.http import MAX_REPLY_BYTES, HttpClient, HttpIntegration
 from hubbub.testing import run_gateway
 from tests.helpers import TIME_SCALE, eventually

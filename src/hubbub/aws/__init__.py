@@ -35,8 +35,9 @@ from hubbub.aws.management import (
     iso8601_ms,
     parse_management_path,
 )
-from hubbub.aws.results import InvalidProxyResult, ProxyResult, is_success, parse_proxy_result
+from hubbub.aws.results import ProxyResult, is_success, parse_proxy_result
 from hubbub.aws.selection import RouteSelector, compile_route_selection, select_route
+from hubbub.errors import InvalidProxyResult
 
 __all__ = [
     "ApiContext",

@@ -13,8 +13,9 @@ hubbub's reading of the shapes a handler may return:
 - ``isBase64Encoded`` (``true`` or ``"true"``) -> ``body`` must be base64 of UTF-8 text, because
   it is sent as a text frame; :meth:`ProxyResult.body_text` decodes it.
 - anything else, a status outside 100..599, a body that cannot become JSON, a text body that
-  cannot be sent as UTF-8 (lone surrogates) or bad base64 -> :class:`InvalidProxyResult` (502 on
-  ``$connect``, the Internal server error frame on messages).
+  cannot be sent as UTF-8 (lone surrogates) or bad base64 ->
+  :class:`~hubbub.errors.InvalidProxyResult` (502 on ``$connect``, the Internal server error
+  frame on messages).
 """
 
 from __future__ import annotations
@@ -27,16 +28,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from hubbub.errors import HubbubError
+from hubbub.errors import InvalidProxyResult
 
-__all__ = ["InvalidProxyResult", "ProxyResult", "is_success", "parse_proxy_result"]
+__all__ = ["ProxyResult", "is_success", "parse_proxy_result"]
 
 _MIN_STATUS = 100
 _MAX_STATUS = 599
-
-
-class InvalidProxyResult(HubbubError, ValueError):
-    """A handler returned something that is not a usable Lambda proxy result."""
 
 
 # Shared by every result without headers, so it must be read-only.

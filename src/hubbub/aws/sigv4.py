@@ -35,14 +35,13 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
-from hubbub.errors import ForbiddenError
+from hubbub.errors import SignatureError
 
 __all__ = [
     "ALGORITHM",
     "UNSIGNED_PAYLOAD",
     "Credential",
     "SigV4Verifier",
-    "SignatureError",
     "canonical_query_string",
     "canonical_uri",
 ]
@@ -62,26 +61,6 @@ _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method."
 )
-
-
-class SignatureError(ForbiddenError):
-    """The request is not correctly signed; answered with 403 ``ForbiddenException``.
-
-    ``canonical_request`` and ``string_to_sign`` are set when the signature itself did not match:
-    they are what the server computed, for debugging a client's signing code. Neither they nor the
-    message ever contain a secret key.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        canonical_request: str | None = None,
-        string_to_sign: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.canonical_request = canonical_request
-        self.string_to_sign = string_to_sign
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from hubbub.errors import (
     ForbiddenError,
     LimitExceededError,
     ManagementError,
+    MethodNotAllowedError,
+    NotFoundError,
     UnavailableError,
 )
 from hubbub.gateway.limits import TokenBucket
@@ -41,16 +43,6 @@ log = logging.getLogger("hubbub.api")
 Authenticate = Callable[[HttpRequest, datetime], Awaitable[None]]
 # GET pages served beside the API under the same checks (/metrics, /dashboard: observability.py).
 Page = Callable[[HttpRequest], Awaitable[HttpResponse]]
-
-
-class NotFoundError(ManagementError):
-    status = 404
-    error_type = "NotFoundException"
-
-
-class MethodNotAllowedError(ManagementError):
-    status = 405
-    error_type = "MethodNotAllowedException"
 
 
 def _handler(path: ManagementPath) -> str | None:

@@ -16,7 +16,7 @@ real AWS included, goes to the network untouched.
 An ``async def`` handler that calls boto3 synchronously runs *on* the loop: waiting there would
 stall the gateway for good (over HTTP it stalls it until botocore's read timeout, since the
 listener that should answer runs on that same loop). Such a call fails at once with
-:class:`BlockingCallError`, which says what to do instead.
+:class:`~hubbub.errors.BlockingCallError`, which says what to do instead.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubbub.config import is_loopback
+from hubbub.errors import BlockingCallError
 from hubbub.gateway.transport_aiohttp import Listener
 from hubbub.wire.http import HttpRequest, HttpResponse
 
@@ -37,11 +38,6 @@ AcceptPost = Callable[[HttpRequest, asyncio.AbstractEventLoop], HttpResponse | N
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})
-
-
-class BlockingCallError(RuntimeError):
-    """A synchronous management call from the gateway's own event loop (an ``async def``
-    handler calling boto3): waiting for the answer there would stall every connection."""
 
 
 @dataclass(frozen=True, slots=True)

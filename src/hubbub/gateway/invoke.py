@@ -19,7 +19,8 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeAlias
 
-from hubbub.aws.results import InvalidProxyResult, ProxyResult, parse_proxy_result
+from hubbub.aws.results import ProxyResult, parse_proxy_result
+from hubbub.errors import InvalidProxyResult
 from hubbub.gateway import logs
 from hubbub.gateway.metrics import RouteStats
 from hubbub.integrations import environment

@@ -1,5 +1,6 @@
 """How a route's handler runs: in-process Python (``python``) or an HTTP endpoint (``http``)."""
 
-from hubbub.integrations.base import Integration, InvocationError, LambdaContext
+from hubbub.errors import InvocationError
+from hubbub.integrations.base import Integration, LambdaContext
 
 __all__ = ["Integration", "InvocationError", "LambdaContext"]

@@ -7,12 +7,6 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from hubbub.errors import HubbubError
-
-
-class InvocationError(HubbubError):
-    """The integration could not produce a result (handler raised, bad reply, unreachable URL)."""
-
 
 class Integration(Protocol):
     """Runs one route's handler. ``invoke`` returns the raw Lambda result (any JSON value)."""

@@ -9,10 +9,10 @@ The contract, in full in docs/integrations.md:
 - reply 2xx with a JSON body: that value is the handler's result (``{"statusCode": ...,
   "headers": ..., "body": ...}``, a string, or an object), exactly as a Lambda return value;
 - reply 2xx with an empty body: the handler returned nothing (accepted, like ``None``);
-- anything else is a handler failure (:class:`InvocationError`): an HTTP status outside 2xx, a
-  body that is not JSON or larger than Lambda's 6 MB response limit, a refused or dropped
-  connection. The invoker turns failures into 502 on ``$connect`` and the "Internal server error"
-  frame on messages, as for Python handlers.
+- anything else is a handler failure (:class:`~hubbub.errors.InvocationError`): an HTTP status
+  outside 2xx, a body that is not JSON or larger than Lambda's 6 MB response limit, a refused or
+  dropped connection. The invoker turns failures into 502 on ``$connect`` and the "Internal
+  server error" frame on messages, as for Python handlers.
 
 The invoker owns the timeout: it cancels ``invoke`` at the route's ``timeout``, which closes the
 pending HTTP connection instead of returning it to the pool.
@@ -30,7 +30,8 @@ import aiohttp
 import orjson
 
 from hubbub import __version__
-from hubbub.integrations.base import InvocationError, LambdaContext
+from hubbub.errors import InvocationError
+from hubbub.integrations.base import LambdaContext
 
 __all__ = ["MAX_REPLY_BYTES", "HttpClient", "HttpIntegration"]
 
