@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hubbub.config import SHARED_STORE_SCHEMES, Config, is_loopback
+from hubbub.config import Config, is_loopback
 from hubbub.errors import ConfigError
 from hubbub.store import open_store
 from hubbub.store.recovery import sqlite_history_path
+from hubbub.store.schemes import is_shared
 
 
 def check(config: Config) -> list[str]:
@@ -46,7 +47,7 @@ def check(config: Config) -> list[str]:
 
 def _check_history(config: Config) -> None:
     url = config.history.url or config.store.url
-    if config.history.enabled and url.startswith(SHARED_STORE_SCHEMES):
+    if config.history.enabled and is_shared(url):
         key = "history.url" if config.history.url else "store.url"
         try:
             import hubbub.store.recovery_redis  # noqa: F401

@@ -22,8 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from hubbub.errors import ConfigError, ListenError
+from hubbub.store.schemes import SCHEMES, STORE_SCHEMES, is_shared
 
 T = TypeVar("T")
 
@@ -811,11 +813,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("history.max_bytes", "must be at least 1")
     if config.history.max_rooms < 1:
         raise ConfigError("history.max_rooms", "must be at least 1")
-    if config.history.url and not config.history.url.startswith(
-        ("sqlite://", "memory://", "redis")
-    ):
+    if config.history.url and urlsplit(config.history.url).scheme not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
         raise ConfigError(
-            "history.url", "must be sqlite:///path, memory:// or empty (follow [store])"
+            "history.url",
+            f"must be empty (follow [store]) or a URL of {known}, got {config.history.url!r}",
         )
     if config.log.format not in ("text", "json"):
         raise ConfigError("log.format", f'must be "text" or "json", got {config.log.format!r}')
@@ -871,24 +873,17 @@ def _validate_server_tls(config: Config) -> None:
 
 
 def _validate_store(config: Config) -> None:
-    from urllib.parse import urlsplit
-
-    from hubbub.store import STORE_SCHEMES
-
     scheme = urlsplit(config.store.url).scheme
     if scheme not in STORE_SCHEMES:
         known = ", ".join(f"{s}://" for s in STORE_SCHEMES)
         raise ConfigError("store.url", f"unknown scheme in {config.store.url!r} (known: {known})")
 
 
-# Stores that several processes can share: workers meet only through one of these.
-SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
-
-
 def _validate_workers(config: Config) -> None:
     if config.server.workers == 1:
         return
-    if not config.store.url.startswith(SHARED_STORE_SCHEMES):
+    # Workers meet only through a store that several processes can share.
+    if not is_shared(config.store.url):
         raise ConfigError(
             "server.workers",
             f"workers = {config.server.workers} needs a shared store: workers share connections, "

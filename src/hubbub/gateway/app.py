@@ -95,7 +95,6 @@ from hubbub.gateway.transport_aiohttp import (
 from hubbub.integrations import environment
 from hubbub.integrations.http import HttpClient
 from hubbub.store import ConnectionRecord, Store, open_store
-from hubbub.store.memory import MemoryStore
 from hubbub.store.recovery import Position, Recovery, Session, open_recovery
 from hubbub.wire.close import GOING_AWAY, GONE_BEFORE_OPEN, NODE_LOST
 from hubbub.wire.http import Handshake, HttpResponse, find_header
@@ -247,7 +246,7 @@ class Gateway(GatewayApi):
             resumer=self.resumer,
             metrics=self.metrics,
             # One node answers GetConnection from memory; only a shared registry needs touches.
-            touch=None if isinstance(self.store, MemoryStore) else self.store.registry.touch,
+            touch=self.store.registry.touch if self.store.shared else None,
         )
         authenticate = None
         if config.management.auth == "sigv4":

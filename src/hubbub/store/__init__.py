@@ -1,8 +1,8 @@
-"""Shared state behind small Protocols; one file per implementation, chosen by URL scheme."""
+"""Shared state behind small Protocols; one file per implementation, chosen by URL scheme
+(the table in :mod:`hubbub.store.schemes`)."""
 
 from __future__ import annotations
 
-import importlib
 from urllib.parse import urlsplit
 
 from hubbub.errors import ConfigError
@@ -16,20 +16,7 @@ from hubbub.store.base import (
     Registry,
     Store,
 )
-
-# scheme -> "module:factory"; the factory takes (url, node_id=, key_prefix=, heartbeat_interval=).
-_IMPLEMENTATIONS = {
-    "memory": "hubbub.store.memory:open_memory",
-    "redis": "hubbub.store.redis:open_redis",
-    "rediss": "hubbub.store.redis:open_redis",
-    "unix": "hubbub.store.redis:open_redis",
-    "redis+sentinel": "hubbub.store.redis:open_redis",
-    "redis+cluster": "hubbub.store.redis:open_redis",
-}
-
-
-# The schemes [store] url accepts (config.py validates against this table).
-STORE_SCHEMES = tuple(_IMPLEMENTATIONS)
+from hubbub.store.schemes import STORE_SCHEMES, load, scheme_of
 
 
 def open_store(
@@ -40,20 +27,13 @@ def open_store(
     ``heartbeat_interval`` (seconds) matters to shared stores only: a node that misses three
     heartbeats is declared dead and its connections are reaped by the others.
     """
-    scheme = urlsplit(url).scheme
-    target = _IMPLEMENTATIONS.get(scheme)
-    if target is None:
-        known = ", ".join(f"{s}://" for s in _IMPLEMENTATIONS)
-        raise ConfigError("store.url", f"unknown scheme {scheme!r} (known: {known})")
-    module_name, _, factory = target.partition(":")
+    scheme = scheme_of(url)
+    if scheme is None or scheme.store is None:
+        known = ", ".join(f"{s}://" for s in STORE_SCHEMES)
+        raise ConfigError("store.url", f"unknown scheme {urlsplit(url).scheme!r} (known: {known})")
+    factory = load(scheme.store, "store.url", scheme)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            "store.url", f"{scheme}:// needs an extra package: pip install 'hubbub[redis]' ({exc})"
-        ) from exc
-    try:
-        store: Store = getattr(module, factory)(
+        store: Store = factory(
             url, node_id=node_id, key_prefix=key_prefix, heartbeat_interval=heartbeat_interval
         )
     except ValueError as exc:  # a malformed URL (hosts, service, database), a bad interval

@@ -223,6 +223,9 @@ class Store(Protocol):
     registry: Registry
     bus: Bus
     presence: Presence
+    # Several processes or nodes share it (hubbub.store.schemes): what a connection does must be
+    # written where the others read it (lastActiveAt on every message, for one).
+    shared: bool
 
     async def start(self, handler: BusHandler, on_reaped: ReapHandler) -> None:
         """Connect, subscribe this node's deliveries to ``handler``, begin heartbeats.

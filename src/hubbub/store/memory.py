@@ -153,6 +153,8 @@ class MemoryBus:
 class MemoryStore:
     """``memory://``: registry and bus in this process."""
 
+    shared = False  # one process: nothing to tell other nodes
+
     def __init__(self, node_id: str = "local") -> None:
         self.registry = MemoryRegistry()
         self.bus = MemoryBus(node_id)

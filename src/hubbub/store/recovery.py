@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from hubbub.errors import ConfigError
+from hubbub.store.schemes import load, scheme_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,40 +336,47 @@ class MemoryRecovery:
             self._timer = None
 
 
+def sqlite_path(url: str, base_dir: Path) -> Path:
+    """The file of a ``sqlite:`` URL: ``sqlite:///history.db`` is relative to ``base_dir`` (the
+    config's folder), ``sqlite:////abs/history.db`` absolute (docs/configuration.md)."""
+    rest = url[len("sqlite://") :]
+    path = Path(rest[1:] if rest.startswith("/") else rest)
+    return path if path.is_absolute() else base_dir / path
+
+
 def sqlite_history_path(config: Any) -> Path | None:
     """The file of ``[history] url = "sqlite:///..."`` (relative to the config's folder)."""
     url = config.history.url or config.store.url
     if not config.history.enabled or urlsplit(url).scheme != "sqlite":
         return None
-    rest = url[len("sqlite://") :]
-    path = Path(rest.lstrip("/") if url.startswith("sqlite:///./") else rest)
-    return path if path.is_absolute() else Path(config.base_dir) / path
+    return sqlite_path(url, Path(config.base_dir))
 
 
-def open_recovery(config: Any) -> Recovery | None:
-    """The history/session store named by ``[history]`` (following ``[store]`` by default)."""
+def history_key(config: Any) -> str:
+    """The config key whose URL names the history: its own, or the store's it follows."""
+    return "history.url" if config.history.url else "store.url"
+
+
+def open_memory_history(url: str, config: Any) -> MemoryRecovery:
+    """Factory named by :mod:`hubbub.store.schemes` for ``memory://``."""
+    del url  # nothing to configure: the process is the store
     history = config.history
-    if not history.enabled:
-        return None
-    url = history.url or config.store.url
-    scheme = urlsplit(url).scheme
-    path = sqlite_history_path(config)
-    if path is not None:
-        from hubbub.store.recovery_sqlite import SqliteRecovery
-
-        return SqliteRecovery(path, size=history.size, ttl=history.ttl)
-    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"):
-        from hubbub.store.recovery_redis import RedisRecovery
-
-        try:
-            return RedisRecovery(
-                url, key_prefix=config.store.key_prefix, size=history.size, ttl=history.ttl
-            )
-        except ValueError as exc:  # a malformed redis+sentinel:// or redis+cluster:// URL
-            raise ConfigError("history.url" if history.url else "store.url", str(exc)) from exc
     return MemoryRecovery(
         size=history.size,
         ttl=history.ttl,
         max_bytes=history.max_bytes,
         max_rooms=history.max_rooms,
     )
+
+
+def open_recovery(config: Any) -> Recovery | None:
+    """The history/session store named by ``[history]`` (following ``[store]`` by default),
+    opened by the factory :mod:`hubbub.store.schemes` names for the URL's scheme."""
+    if not config.history.enabled:
+        return None
+    url = config.history.url or config.store.url
+    scheme = scheme_of(url)
+    if scheme is None:  # load_config refuses it; a Config built in code keeps it in memory
+        return open_memory_history(url, config)
+    recovery: Recovery = load(scheme.history, history_key(config), scheme)(url, config)
+    return recovery

@@ -15,8 +15,15 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisClusterException, RedisError
 
-from hubbub.errors import UnavailableError
-from hubbub.store.recovery import Missed, Position, Session, missed_from, new_epoch
+from hubbub.errors import ConfigError, UnavailableError
+from hubbub.store.recovery import (
+    Missed,
+    Position,
+    Session,
+    history_key,
+    missed_from,
+    new_epoch,
+)
 from hubbub.store.redis_registry import client_for
 
 # RedisClusterException (no node reachable, a slot without a master) is not a RedisError.
@@ -151,3 +158,14 @@ class RedisRecovery:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def open_redis_history(url: str, config: Any) -> RedisRecovery:
+    """Factory named by :mod:`hubbub.store.schemes` for the Redis schemes."""
+    history = config.history
+    try:
+        return RedisRecovery(
+            url, key_prefix=config.store.key_prefix, size=history.size, ttl=history.ttl
+        )
+    except ValueError as exc:  # a malformed redis+sentinel:// or redis+cluster:// URL
+        raise ConfigError(history_key(config), str(exc)) from exc

@@ -11,10 +11,18 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from hubbub.store.recovery import Missed, Position, Session, missed_from, new_epoch
+from hubbub.store.recovery import (
+    Missed,
+    Position,
+    Session,
+    missed_from,
+    new_epoch,
+    sqlite_path,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -126,3 +134,11 @@ class SqliteRecovery:
 
     async def close(self) -> None:
         self._db.close()
+
+
+def open_sqlite_history(url: str, config: Any) -> SqliteRecovery:
+    """Factory named by :mod:`hubbub.store.schemes` for ``sqlite:///path``."""
+    history = config.history
+    return SqliteRecovery(
+        sqlite_path(url, Path(config.base_dir)), size=history.size, ttl=history.ttl
+    )

@@ -197,6 +197,8 @@ class RedisBus:
 class RedisStore:
     """``redis://``: registry + bus + heartbeats + reaping, with one lifecycle."""
 
+    shared = True
+
     def __init__(
         self, url: str, *, node_id: str, key_prefix: str, heartbeat_interval: float = 2.0
     ) -> None:
