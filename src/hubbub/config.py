@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from hubbub.errors import ConfigError, ListenError
@@ -30,6 +30,17 @@ from hubbub.store.schemes import SCHEMES, STORE_SCHEMES, is_shared
 T = TypeVar("T")
 
 SYSTEM_ROUTES = ("$connect", "$disconnect", "$default")
+
+# Keys that take one of a few words. A key annotated with one of these aliases is checked against
+# its words when loaded (_coerce), so the model's type and what loading accepts cannot drift.
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]  # any case: "INFO" is read as "info"
+ManagementAuth = Literal["none", "sigv4"]
+_CHOICES: dict[str, tuple[tuple[str, ...], bool]] = {  # alias -> (its words, case-insensitive)
+    "LogFormat": (get_args(LogFormat), False),
+    "LogLevel": (get_args(LogLevel), True),
+    "ManagementAuth": (get_args(ManagementAuth), False),
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,7 @@ class Credential:
 class ManagementConfig:
     host: str = "127.0.0.1"
     port: int = 8081
-    auth: str = "none"
+    auth: ManagementAuth = "none"
     credentials: tuple[Credential, ...] = ()
     # The HTTPS management listener that makes https://{domainName}/{stage} work for handlers.
     tls: bool = True
@@ -208,8 +219,8 @@ class PresenceConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    format: str = "text"
-    level: str = "info"
+    format: LogFormat = "text"
+    level: LogLevel = "info"
 
 
 @dataclass(frozen=True)
@@ -474,6 +485,14 @@ def _coerce(value: Any, type_name: str, key: str) -> Any:
         if value < 0:
             raise ConfigError(key, f"must not be negative, got {value}")
         return float(value)
+    if type_name in _CHOICES:
+        words, fold = _CHOICES[type_name]
+        word = value.lower() if fold and isinstance(value, str) else value
+        if word not in words:
+            quoted = [f'"{w}"' for w in words]
+            choice = " or ".join(quoted) if len(words) == 2 else f"one of {', '.join(quoted)}"
+            raise ConfigError(key, f"must be {choice}, got {value!r}")
+        return word
     if type_name == "str":
         if not isinstance(value, str):
             raise ConfigError(key, f"must be a string, got {value!r}")
@@ -509,8 +528,6 @@ def _management(raw: Any) -> ManagementConfig:
             creds.append(Credential(str(item["access_key_id"]), str(item["secret_access_key"])))
         except KeyError as exc:
             raise ConfigError(f"{key}.{exc.args[0]}", "is required") from exc
-    if base.auth not in ("none", "sigv4"):
-        raise ConfigError("management.auth", f'must be "none" or "sigv4", got {base.auth!r}')
     if base.auth == "sigv4" and not creds:
         raise ConfigError("management.credentials", 'auth = "sigv4" needs at least one credential')
     return ManagementConfig(
@@ -535,7 +552,7 @@ def _management(raw: Any) -> ManagementConfig:
 class _ManagementScalars:
     host: str = "127.0.0.1"
     port: int = 8081
-    auth: str = "none"
+    auth: ManagementAuth = "none"
     tls: bool = True
     tls_port: int = 0
     state_dir: Path | None = None
@@ -819,10 +836,6 @@ def _validate(config: Config) -> None:
             "history.url",
             f"must be empty (follow [store]) or a URL of {known}, got {config.history.url!r}",
         )
-    if config.log.format not in ("text", "json"):
-        raise ConfigError("log.format", f'must be "text" or "json", got {config.log.format!r}')
-    if config.log.level.lower() not in ("debug", "info", "warning", "error"):
-        raise ConfigError("log.level", "must be one of debug, info, warning, error")
     if config.static.dir is not None and not config.static.dir.is_dir():
         raise ConfigError("static.dir", f"{config.static.dir} is not a directory")
     if config.management.auth == "none" and not is_loopback(config.management.host):
