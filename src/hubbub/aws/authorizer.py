@@ -1,4 +1,6 @@
-"""REQUEST Lambda authorizers on ``$connect`` (spec §6), as pure functions.
+"""REQUEST Lambda authorizers on ``$connect``, as pure functions.
+
+Configured as docs/configuration.md describes under ``[authorizer]``.
 
 Theory of operation
 -------------------

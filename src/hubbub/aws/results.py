@@ -1,4 +1,6 @@
-"""Lambda proxy results: what a handler returned, normalised (spec §3).
+"""Lambda proxy results: what a handler returned, normalised.
+
+docs/compatibility.md ("Handler results") says what the gateway does with each.
 
 hubbub's reading of the shapes a handler may return:
 

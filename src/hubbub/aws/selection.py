@@ -1,4 +1,6 @@
-"""Route selection expressions: which route an inbound frame goes to (spec §2).
+"""Route selection expressions: which route an inbound frame goes to.
+
+docs/compatibility.md ("Route selection") has the user-facing rules.
 
 Theory of operation
 -------------------
