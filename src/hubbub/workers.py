@@ -10,7 +10,7 @@ Design
 connections, rooms and users only through the Redis store, exactly as nodes on separate machines
 do: a management call on any worker reaches a connection on any other, a room spans them all, and
 a dead worker's connections are reaped by the mechanism that reaps a lost node. That is why more
-than one worker needs a shared store (``config.py`` refuses ``memory://``).
+than one worker needs a shared store (``hubbub.config.validate`` refuses ``memory://``).
 
 **Ports.** Every worker binds the public, management and HTTPS management ports itself with
 ``SO_REUSEPORT``, and the kernel spreads new connections over their listening sockets (by a hash
