@@ -53,8 +53,7 @@ from hubbub.config import (
     Config,
 )
 from hubbub.errors import ConfigError
-from hubbub.gateway import inprocess, logs
-from hubbub.gateway.api import ManagementApi
+from hubbub.gateway import logs
 from hubbub.gateway.auth import ConnectAuthorizer, ManagementAuth, execution_role
 from hubbub.gateway.browser_guard import BrowserGuard
 from hubbub.gateway.connection import (
@@ -70,6 +69,9 @@ from hubbub.gateway.limits import (
     Admission,
     TokenBucket,
 )
+from hubbub.gateway.management import inprocess
+from hubbub.gateway.management.api import ManagementApi
+from hubbub.gateway.management.services import GatewayApi, Services, SyncGatewayApi
 from hubbub.gateway.messages import MessageLoop
 from hubbub.gateway.metrics import Metrics, measured_registry
 from hubbub.gateway.observability import Observability
@@ -82,7 +84,6 @@ from hubbub.gateway.recovery import (
     wants_recovery,
 )
 from hubbub.gateway.routing import RouteFactory
-from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
 from hubbub.gateway.tls import (
     LocalTls,
     default_state_dir,

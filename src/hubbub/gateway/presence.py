@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from hubbub.config import PresenceConfig
     from hubbub.gateway.connection import Connection
     from hubbub.gateway.invoke import Invoker, Route
-    from hubbub.gateway.services import Services
+    from hubbub.gateway.management.services import Services
     from hubbub.store.recovery import Session
 
 log = logging.getLogger("hubbub.presence")

@@ -40,8 +40,8 @@ from hubbub.store.recovery import Missed, Position, Recovery, Session, new_token
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
     from hubbub.gateway.hub import Hub
+    from hubbub.gateway.management.services import GatewayApi
     from hubbub.gateway.presence import RoomPresence
-    from hubbub.gateway.services import GatewayApi
 
 log = logging.getLogger("hubbub.recovery")
 

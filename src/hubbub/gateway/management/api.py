@@ -32,8 +32,8 @@ from hubbub.errors import (
     UnavailableError,
 )
 from hubbub.gateway.limits import TokenBucket
+from hubbub.gateway.management.services import GatewayApi
 from hubbub.gateway.metrics import Metrics
-from hubbub.gateway.services import GatewayApi
 from hubbub.gateway.transport import HttpRequest, HttpResponse
 
 log = logging.getLogger("hubbub.api")

@@ -9,9 +9,9 @@ answering on the loop, SigV4 signing — about four fifths of the seed pattern's
 This module keeps the process-wide table of the origins (``scheme://host:port``) each running
 gateway answers for — its http and https management listeners, their loopback spellings, and
 ``https://{api.domain_name}`` — and hands a call from a handler's thread to the gateway's loop,
-where :meth:`~hubbub.gateway.api.ManagementApi.handle`, the function the listeners run, answers
-it. :mod:`hubbub.gateway.botocore_hooks` diverts botocore's calls here; every other request,
-real AWS included, goes to the network untouched.
+where :meth:`~hubbub.gateway.management.api.ManagementApi.handle`, the function the listeners
+run, answers it. :mod:`hubbub.gateway.management.botocore_hooks` diverts botocore's calls here;
+every other request, real AWS included, goes to the network untouched.
 
 An ``async def`` handler that calls boto3 synchronously runs *on* the loop: waiting there would
 stall the gateway for good (over HTTP it stalls it until botocore's read timeout, since the
@@ -109,7 +109,7 @@ def install() -> None:
     Runs before handler modules load, so clients they create at import are covered too.
     """
     if importlib.util.find_spec("botocore") is not None:
-        from hubbub.gateway import botocore_hooks
+        from hubbub.gateway.management import botocore_hooks
 
         botocore_hooks.install()
 
