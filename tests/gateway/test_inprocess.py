@@ -30,7 +30,8 @@ from hubbub.errors import LimitExceededError
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.management import botocore_hooks
 from hubbub.gateway.management.api import ManagementApi
-from hubbub.gateway.management.inprocess import InProcessEndpoint, listener_origins, serve
+from hubbub.gateway.management.inprocess import listener_origins, serve
+from hubbub.gateway.management.targets import InProcessEndpoint
 from hubbub.gateway.transport import HttpRequest, HttpResponse, Listener, start_http
 from hubbub.testing import run_gateway
 from tests.helpers import eventually, free_port

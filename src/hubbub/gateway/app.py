@@ -72,6 +72,7 @@ from hubbub.gateway.limits import (
 from hubbub.gateway.management import inprocess
 from hubbub.gateway.management.api import ManagementApi
 from hubbub.gateway.management.services import GatewayApi, Services, SyncGatewayApi
+from hubbub.gateway.management.targets import InProcessEndpoint
 from hubbub.gateway.messages import MessageLoop
 from hubbub.gateway.metrics import Metrics, measured_registry
 from hubbub.gateway.observability import Observability
@@ -167,7 +168,7 @@ class Gateway(GatewayApi):
         self.management: Listener | None = None
         self.management_tls: Listener | None = None
         self.tls: LocalTls | None = None
-        self.in_process: inprocess.InProcessEndpoint | None = None
+        self.in_process: InProcessEndpoint | None = None
         self._http = HttpClient()
         self._background: set[asyncio.Task[Any]] = set()
         self._disconnects: set[asyncio.Task[None]] = set()  # a subset of _background
