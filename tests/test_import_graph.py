@@ -170,9 +170,25 @@ def describe(found: list[list[str]]) -> str:
     return "\n".join(" -> ".join(cycle) for cycle in found)
 
 
+# Cycles in parts that other steps of issue 13 restructure (the config package, the store's one
+# scheme table); their imports are marked "import cycle, see tests/test_import_graph.py". Empty
+# this set as they go: a cycle listed here that no longer exists fails the test too.
+OWNED_ELSEWHERE = {
+    frozenset({"hubbub.config", "hubbub.infra.load"}),
+    frozenset(
+        {"hubbub.store.recovery", "hubbub.store.recovery_redis", "hubbub.store.recovery_sqlite"}
+    ),
+}
+
+
 def test_no_import_cycles() -> None:
-    found = cycles(import_graph())
-    assert not found, "import cycles in src/hubbub:\n" + describe(found)
+    found = [c for c in components(import_graph()) if frozenset(c) not in OWNED_ELSEWHERE]
+    assert not found, "import cycles in src/hubbub:\n" + describe(cycles(import_graph()))
+
+
+def test_the_cycles_left_to_other_steps_still_exist() -> None:
+    left = {frozenset(c) for c in components(import_graph())}
+    assert left >= OWNED_ELSEWHERE, f"gone, remove from OWNED_ELSEWHERE: {OWNED_ELSEWHERE - left}"
 
 
 def test_the_check_finds_a_cycle_hidden_in_a_function() -> None:

@@ -22,8 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+from hubbub.aws.authorizer import parse_identity_source
+from hubbub.aws.selection import compile_route_selection
 from hubbub.errors import ConfigError, ListenError
+from hubbub.infra.detect import detect
+from hubbub.infra.model import InfraError
+from hubbub.store import STORE_SCHEMES
 
 T = TypeVar("T")
 
@@ -301,7 +307,7 @@ def load_config(
     source = "<defaults>"
     imported: ImportedConfig | None = None
     if path is not None and _is_infra(Path(path), import_options or {}):
-        from hubbub.infra.load import import_file
+        from hubbub.infra.load import import_file  # noqa: PLC0415 - import cycle, see tests/test_import_graph.py
 
         file = Path(path)
         raw, imported = import_file(file, import_options or {})
@@ -320,7 +326,7 @@ def load_config(
         base_dir = file.resolve().parent
         source = str(file)
         if "import" in raw:
-            from hubbub.infra.load import expand_import
+            from hubbub.infra.load import expand_import  # noqa: PLC0415 - import cycle, see tests/test_import_graph.py
 
             raw, imported = expand_import(raw, file, import_options or {})
     if imported is None and import_options:
@@ -343,9 +349,6 @@ def _is_infra(path: Path, import_options: Mapping[str, Any]) -> bool:
         return False  # a --format applies to its [import] from = ...
     if import_options.get("format"):
         return True
-    from hubbub.infra.detect import detect
-    from hubbub.infra.model import InfraError
-
     try:
         detect(path)
     except InfraError:
@@ -683,8 +686,6 @@ def _authorizer(raw: Any, base_dir: Path) -> AuthorizerConfig:
     if isinstance(sources, str):
         sources = [sources]
     sources = _coerce(sources, "tuple[str, ...]", "authorizer.identity_source")
-    from hubbub.aws.authorizer import parse_identity_source
-
     for i, source in enumerate(sources):
         try:
             parse_identity_source(source)
@@ -831,8 +832,6 @@ def _validate(config: Config) -> None:
             f'(got {config.management.host!r}); set auth = "sigv4" with credentials to expose it',
         )
     # Compile the selection expression now so a bad one is reported at load time.
-    from hubbub.aws.selection import compile_route_selection
-
     try:
         compile_route_selection(config.api.route_selection_expression)
     except ValueError as exc:
@@ -872,10 +871,6 @@ def _validate_server_tls(config: Config) -> None:
 
 
 def _validate_store(config: Config) -> None:
-    from urllib.parse import urlsplit
-
-    from hubbub.store import STORE_SCHEMES
-
     scheme = urlsplit(config.store.url).scheme
     if scheme not in STORE_SCHEMES:
         known = ", ".join(f"{s}://" for s in STORE_SCHEMES)

@@ -104,6 +104,7 @@ from hubbub.gateway.transport import (
     start_http,
     start_public,
 )
+from hubbub.infra.tables import create_tables
 from hubbub.integrations import environment
 from hubbub.integrations.http import HttpClient
 from hubbub.store import ConnectionRecord, Store, open_store
@@ -225,8 +226,6 @@ class Gateway(GatewayApi):
                 raise ConfigError("management.state_dir", f"{state_dir}: {exc}") from exc
         if config.imported is not None and config.imported.create_tables:
             # Before the handlers load: their module-level code may describe the tables.
-            from hubbub.infra.tables import create_tables
-
             await asyncio.to_thread(create_tables, config)
         self.route_factory = RouteFactory(
             config, execution_role=self.execution_role, tls=self.tls, http=self._http

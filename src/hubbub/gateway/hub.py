@@ -20,12 +20,12 @@ its transport, which the socket's own checks see.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hubbub.gateway.recovery import envelope
 from hubbub.gateway.transport import Socket, frame_message, frame_text
 from hubbub.store.recovery import Position
 
@@ -48,8 +48,6 @@ class Envelope:
     data: bytes
 
     def payload(self) -> bytes:
-        from hubbub.gateway.recovery import envelope
-
         return envelope(self.room, Position(self.epoch, self.offset), self.data)
 
 
@@ -282,16 +280,3 @@ def _discard(index: dict[str, dict[str, Connection]], key: str, cid: str) -> Non
         members.pop(cid, None)
         if not members:
             del index[key]
-
-
-async def drain_outbox(conn: Connection) -> None:
-    """Send queued messages of a compressed connection in order (one task per connection)."""
-    outbox = conn.outbox
-    while outbox:
-        payload = outbox.popleft()
-        conn.outbox_bytes -= len(payload)
-        try:
-            await conn.socket.send(payload)
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            outbox.clear()
-            return

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hubbub.aws.ids import api_id_for
 from hubbub.config import ImportedConfig
 from hubbub.errors import ConfigError
 from hubbub.infra.detect import detect, reader
@@ -263,8 +264,6 @@ def _function(fn: Function) -> dict[str, Any]:
 
 
 def _api_id(name: str) -> str:
-    from hubbub.aws.ids import api_id_for
-
     return api_id_for(name)
 
 

@@ -355,11 +355,11 @@ def open_recovery(config: Any) -> Recovery | None:
     scheme = urlsplit(url).scheme
     path = sqlite_history_path(config)
     if path is not None:
-        from hubbub.store.recovery_sqlite import SqliteRecovery
+        from hubbub.store.recovery_sqlite import SqliteRecovery  # noqa: PLC0415 - import cycle, see tests/test_import_graph.py
 
         return SqliteRecovery(path, size=history.size, ttl=history.ttl)
     if scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"):
-        from hubbub.store.recovery_redis import RedisRecovery
+        from hubbub.store.recovery_redis import RedisRecovery  # noqa: PLC0415 - optional dependency
 
         try:
             return RedisRecovery(
