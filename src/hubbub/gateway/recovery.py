@@ -95,7 +95,13 @@ class Resumer:
     """Handles control messages of opted-in connections."""
 
     def __init__(
-        self, recovery: Recovery, api: GatewayApi, hub: Hub, *, session_ttl: float
+        self,
+        recovery: Recovery,
+        api: GatewayApi,
+        hub: Hub,
+        *,
+        session_ttl: float,
+        presence: RoomPresence | None = None,
     ) -> None:
         self._recovery = recovery
         self._api = api
@@ -103,7 +109,7 @@ class Resumer:
         self._ttl = session_ttl
         # Resume requests by outcome (resumed, partial, expired, not_yours, in_use): /metrics.
         self.outcomes: Counter[str] = Counter()
-        self.presence: RoomPresence | None = None  # answers the presence.* control messages
+        self.presence = presence  # answers the presence.* control messages
 
     def new_session(self) -> str:
         return new_token()

@@ -24,12 +24,15 @@ from hubbub.aws.management import (
     error_headers,
     parse_management_path,
 )
+from hubbub.aws.sigv4 import Credential
+from hubbub.config import Config
 from hubbub.errors import (
     ForbiddenError,
     LimitExceededError,
     ManagementError,
     UnavailableError,
 )
+from hubbub.gateway.auth import ManagementAuth
 from hubbub.gateway.limits import TokenBucket
 from hubbub.gateway.management import endpoints
 from hubbub.gateway.management.services import GatewayApi
@@ -67,6 +70,32 @@ class ManagementApi:
         self._metrics = metrics if metrics is not None else Metrics()
         # [management] rate_limit: AWS throttles @connections calls with 429 LimitExceeded.
         self._rate = rate
+
+    @classmethod
+    def for_config(
+        cls,
+        config: Config,
+        api: GatewayApi,
+        *,
+        execution_role: Credential,
+        health: Callable[[], Awaitable[dict[str, Any]]],
+        pages: Mapping[str, Page],
+        metrics: Metrics,
+    ) -> ManagementApi:
+        """The API ``[management]`` describes: SigV4 with ``auth = "sigv4"``, the rate limit."""
+        management = config.management
+        rate = management.rate_limit
+        return cls(
+            api,
+            stage=config.api.stage,
+            health=health,
+            authenticate=(
+                ManagementAuth(management, execution_role) if management.auth == "sigv4" else None
+            ),
+            pages=pages,
+            metrics=metrics,
+            rate=TokenBucket(rate, management.burst or None) if rate else None,
+        )
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = new_request_id()

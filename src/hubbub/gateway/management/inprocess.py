@@ -26,7 +26,8 @@ import importlib.util
 import threading
 from collections.abc import Iterable
 
-from hubbub.config import is_loopback
+from hubbub.config import Config, is_loopback
+from hubbub.gateway.management.api import ManagementApi
 from hubbub.gateway.management.targets import AcceptPost, Handle, InProcessEndpoint, Target
 from hubbub.gateway.transport import Listener
 
@@ -60,6 +61,31 @@ def serve(
         if name:
             origins += _spellings("https", name)
     return InProcessEndpoint(target, origins)
+
+
+def serve_gateway(
+    config: Config,
+    api: ManagementApi,
+    management: Listener,
+    management_tls: Listener | None,
+    public: Listener,
+) -> InProcessEndpoint:
+    """:func:`serve` for a gateway's listeners, ``api.domain_name`` and its aliases."""
+    return serve(
+        api.handle,
+        listeners=(
+            ("http", management),
+            ("https", management_tls),
+            # On AWS headers.Host is the domainName: https://{Host}/{stage}, built from the
+            # $connect event, names the WebSocket listener here; answer it too.
+            ("https", public),
+            ("http", public),
+        ),
+        domain_name=config.api.domain_name,
+        aliases=config.api.aliases,
+        signed=config.management.auth == "sigv4",
+        accept_post=api.accept_post,
+    )
 
 
 def install() -> None:
