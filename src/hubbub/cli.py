@@ -1,4 +1,4 @@
-"""Command line: a thin mapping onto the library (build a Config, hand it to Gateway).
+"""Command line: a thin mapping onto the library (build a Config, run it with hubbub.runner).
 
 hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
              [--management-port P] [--management-tls-port P] [--store URL] [--workers N]

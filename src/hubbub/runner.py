@@ -19,11 +19,11 @@ from hubbub.gateway import logs
 from hubbub.gateway.app import Gateway
 
 # Called once the gateway listens, with the event that stops it.
-Started = Callable[[Gateway, asyncio.Event], None]
+OnStarted = Callable[[Gateway, asyncio.Event], None]
 
 
 def run_gateway(
-    config: Config, *, on_started: Started | None = None, reuse_port: bool = False
+    config: Config, *, on_started: OnStarted | None = None, reuse_port: bool = False
 ) -> int:
     """Run one gateway in this process until it is told to stop; ``on_started`` defaults to
     printing the listener lines. ``reuse_port``: see :class:`~hubbub.gateway.app.Gateway`."""
@@ -73,7 +73,7 @@ def _print_listeners(gateway: Gateway, stop: asyncio.Event) -> None:
         print(line, flush=True)
 
 
-async def _serve(config: Config, on_started: Started, reuse_port: bool) -> int:
+async def _serve(config: Config, on_started: OnStarted, reuse_port: bool) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0

@@ -40,7 +40,7 @@ Handler = Callable[[GatewayApi, HttpRequest, ManagementPath], Awaitable[HttpResp
 class Shape(NamedTuple):
     """A path shape below ``/{stage}/``."""
 
-    pattern: str  # as docs/rooms-and-users.md writes it
+    pattern: str  # as docs/management-api.md writes it, below /{stage}/
     label: str  # the /metrics operation is "{label}_{method}": connection_post, room_get, ...
 
 

@@ -442,7 +442,8 @@ class Users:
 
 
 class GatewayApi:
-    """What handlers get as ``context.gateway`` (and what :class:`Gateway` exposes)."""
+    """What handlers get as ``context.gateway``, and what :class:`~hubbub.gateway.app.Gateway`
+    exposes as ``gw.connections``, ``gw.rooms``, ``gw.users`` and ``gw.broadcast``."""
 
     def __init__(self, services: Services) -> None:
         self._s = services
