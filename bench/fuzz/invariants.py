@@ -102,7 +102,7 @@ def gateway_state(gw: Any) -> dict[str, int]:
     registry = gw.store.registry
     state = {
         "hub": len(gw.hub.connections),
-        "background": len(gw._background),
+        "background": len(gw.lifecycle.background),
         "in_flight": gw.invoker.in_flight if gw.invoker is not None else 0,
         "rooms": len(getattr(registry, "_rooms", {})),
         "users": len(getattr(registry, "_users", {})),

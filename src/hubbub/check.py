@@ -14,6 +14,11 @@ from pathlib import Path
 
 from hubbub.config import Config, is_loopback
 from hubbub.errors import ConfigError
+from hubbub.gateway.auth import execution_role
+from hubbub.gateway.routing import RouteFactory
+from hubbub.gateway.tls import default_state_dir, public_ssl_context
+from hubbub.integrations import environment
+from hubbub.integrations.http import HttpClient
 from hubbub.store import open_store
 from hubbub.store.recovery import sqlite_history_path
 from hubbub.store.schemes import is_shared
@@ -21,11 +26,6 @@ from hubbub.store.schemes import is_shared
 
 def check(config: Config) -> list[str]:
     """Validate ``config`` as ``serve`` would; the summary lines to print. Raises ConfigError."""
-    from hubbub.gateway.auth import execution_role
-    from hubbub.gateway.routing import RouteFactory
-    from hubbub.integrations import environment
-    from hubbub.integrations.http import HttpClient
-
     # Handlers import inside their function's environment, as serve imports them.
     environment.install()
     factory = RouteFactory(config, execution_role=execution_role(), tls=None, http=HttpClient())
@@ -36,8 +36,6 @@ def check(config: Config) -> list[str]:
         factory.close()
     server = config.server
     if server.tls_cert is not None and server.tls_key is not None:
-        from hubbub.gateway.tls import public_ssl_context
-
         public_ssl_context(server.tls_cert, server.tls_key, server.tls_ca)
     open_store(config.store.url, node_id="check", key_prefix=config.store.key_prefix)
     _check_history(config)
@@ -50,8 +48,8 @@ def _check_history(config: Config) -> None:
     if config.history.enabled and is_shared(url):
         key = "history.url" if config.history.url else "store.url"
         try:
-            import hubbub.store.recovery_redis  # noqa: F401
-            from hubbub.store import redis_connect
+            import hubbub.store.recovery_redis  # noqa: F401, PLC0415 - optional dependency
+            from hubbub.store import redis_connect  # noqa: PLC0415 - optional dependency
         except ImportError as exc:
             raise ConfigError(
                 key, f"Redis history needs an extra package: pip install 'hubbub[redis]' ({exc})"
@@ -72,8 +70,6 @@ def _check_history(config: Config) -> None:
 def _check_tls(config: Config) -> Path | None:
     if not config.management.tls:
         return None
-    from hubbub.gateway.tls import default_state_dir
-
     state_dir = config.management.state_dir or default_state_dir()
     folder = _nearest_existing(state_dir)
     if not folder.is_dir() or not os.access(folder, os.W_OK):

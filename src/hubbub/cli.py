@@ -1,4 +1,4 @@
-"""Command line: a thin mapping onto the library (build a Config, hand it to Gateway).
+"""Command line: a thin mapping onto the library (build a Config, run it with hubbub.runner).
 
 hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
              [--management-port P] [--management-tls-port P] [--store URL] [--workers N]
@@ -14,22 +14,16 @@ same import flags), see docs/importing.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hubbub import __version__
 from hubbub.config import Config, load_config
 from hubbub.errors import ConfigError, HandlerError, ListenError
+from hubbub.infra.cli import add_import_flags, import_options, run_import
 from hubbub.infra.model import InfraError
-
-if TYPE_CHECKING:
-    from hubbub.gateway.app import Gateway
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,8 +60,6 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config file and print the resolved routes")
     _config_arg(check)
-    from hubbub.infra.cli import add_import_flags
-
     add_import_flags(serve)
     add_import_flags(check)
     imp = sub.add_parser(
@@ -119,8 +111,6 @@ def build_config(args: argparse.Namespace) -> Config:
         value = getattr(args, attr, None)
         if value is not None:
             overrides[key] = value
-    from hubbub.infra.cli import import_options
-
     return load_config(path, overrides=overrides, import_options=import_options(args))
 
 
@@ -130,8 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = f"{path}: " if path else ""
     try:
         if args.command == "import":
-            from hubbub.infra.cli import run_import
-
             return run_import(args)
         config = build_config(args)
         if config.imported is not None:
@@ -158,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(config: Config) -> int:
-    from hubbub.check import check
+    from hubbub.check import check  # noqa: PLC0415 - start-up time: only check needs it
 
     for line in check(config):
         print(line)
@@ -171,103 +159,14 @@ def serve(config: Config) -> int:
     With ``server.workers`` other than 1, a supervisor runs that many gateway processes instead
     (:mod:`hubbub.workers`).
     """
+    # Here, not at the top: only serve loads the gateway (start-up time of the other commands).
     if config.server.workers != 1:
-        from hubbub.workers import supervise
+        from hubbub.workers import supervise  # noqa: PLC0415 - start-up time
 
         return supervise(config)
+    from hubbub.runner import run_gateway  # noqa: PLC0415 - start-up time
+
     return run_gateway(config)
-
-
-# Called once the gateway listens, with the event that stops it.
-Started = Callable[["Gateway", asyncio.Event], None]
-
-
-def run_gateway(
-    config: Config, *, on_started: Started | None = None, reuse_port: bool = False
-) -> int:
-    """Run one gateway in this process until it is told to stop; ``on_started`` defaults to
-    printing the listener lines. ``reuse_port``: see :class:`~hubbub.gateway.app.Gateway`."""
-    from hubbub.gateway import logs
-
-    logs.configure(config.log.format, config.log.level)
-    raise_open_files_limit()
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # optional: hubbub[fast]
-        runner = asyncio.run
-    return int(runner(_serve(config, on_started or _print_listeners, reuse_port)))
-
-
-def raise_open_files_limit() -> None:
-    """Every connection is a file descriptor: allow as many as the hard limit does (the soft
-    limit is often 1,024, which would cap a gateway near a thousand connections)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows has no such limit
-        return
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def listener_lines(gateway: Gateway) -> list[str]:
-    """One line per listener; the public one also serves the pages, when there are any."""
-    config = gateway.config
-    pages = f"  (pages: {gateway.http_url}/)" if config.static.dir is not None else ""
-    lines = [
-        f"hubbub: websocket  {gateway.websocket_url}{pages}",
-        f"hubbub: management {gateway.management_url}",
-    ]
-    if gateway.management_https_url and gateway.tls is not None:
-        lines.append(
-            f"hubbub: https-management {gateway.management_https_url}"
-            f"  (local CA: {gateway.tls.ca_cert})"
-        )
-    return lines
-
-
-def _print_listeners(gateway: Gateway, stop: asyncio.Event) -> None:
-    del stop
-    for line in listener_lines(gateway):
-        print(line, flush=True)
-
-
-async def _serve(config: Config, on_started: Started, reuse_port: bool) -> int:
-    from hubbub.gateway.app import Gateway
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            print("hubbub: second signal, exiting now", file=sys.stderr, flush=True)
-            os._exit(1)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal)
-    gateway = Gateway(config, reuse_port=reuse_port)
-    try:
-        await gateway.start()
-    except ListenError as exc:
-        print(f"hubbub: {exc}", file=sys.stderr)
-        await gateway.close()
-        return 1
-    except BaseException:
-        await gateway.close()  # release what did start (listeners, store, handler threads)
-        raise
-    on_started(gateway, stop)
-    await stop.wait()
-    await gateway.close()
-    # Non-zero when the shutdown grace cut $disconnect handlers off (the gateway logged how many).
-    return 1 if gateway.undelivered_disconnects else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -69,7 +69,9 @@ from hubbub.config import (
     Config,
 )
 from hubbub.errors import ConfigError, ListenError
+from hubbub.gateway import logs
 from hubbub.gateway.metrics import WORKERS_DIR_ENV
+from hubbub.runner import listener_lines, run_gateway
 
 if TYPE_CHECKING:
     from hubbub.gateway.app import Gateway
@@ -87,8 +89,6 @@ def worker_count(config: Config) -> int:
 
 def supervise(config: Config) -> int:
     """Run ``worker_count(config)`` gateway processes until SIGINT/SIGTERM; the exit status."""
-    from hubbub.gateway import logs
-
     logs.configure(config.log.format, config.log.level)
     try:
         shared, reserved = reserve_ports(config)
@@ -324,8 +324,6 @@ class Supervisor:
 # -- the worker process ---------------------------------------------------------------------------
 def worker_main(fd: int) -> int:
     """A worker: read the config from the supervisor, run one gateway, report when listening."""
-    from hubbub.cli import run_gateway
-
     channel = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)  # handlers' subprocesses must not keep the pair open
     with channel.makefile("rb") as stream:
@@ -337,8 +335,6 @@ def worker_main(fd: int) -> int:
     config: Config = pickle.loads(payload)
 
     def on_started(gateway: Gateway, stop: asyncio.Event) -> None:
-        from hubbub.cli import listener_lines
-
         try:
             channel.sendall(json.dumps({"lines": listener_lines(gateway)}).encode() + b"\n")
         except OSError:  # the supervisor is stopping or gone

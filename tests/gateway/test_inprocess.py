@@ -1,5 +1,5 @@
-"""boto3 calls to the gateway's own management API are answered in-process (gateway/inprocess.py,
-gateway/botocore_hooks.py).
+"""boto3 calls to the gateway's own management API are answered in-process
+(gateway/management/inprocess.py, gateway/management/botocore_hooks.py).
 
 Every test uses the real boto3 client. To prove a call never touched the network, the tests stop
 the management listeners first: over the network the same call would then be refused.
@@ -27,10 +27,11 @@ import websockets
 from botocore.stub import Stubber
 
 from hubbub.errors import LimitExceededError
-from hubbub.gateway import botocore_hooks
-from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.app import Gateway
-from hubbub.gateway.inprocess import InProcessEndpoint, listener_origins, serve
+from hubbub.gateway.management import botocore_hooks
+from hubbub.gateway.management.api import ManagementApi
+from hubbub.gateway.management.inprocess import listener_origins, serve
+from hubbub.gateway.management.targets import InProcessEndpoint
 from hubbub.gateway.transport_aiohttp import Listener, start_http
 from hubbub.testing import run_gateway
 from hubbub.wire.http import HttpRequest, HttpResponse

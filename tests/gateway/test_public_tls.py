@@ -135,7 +135,7 @@ async def test_health_probes_on_the_public_listener(tmp_path: Path) -> None:
             assert (response.status, await response.json()) == (200, {"status": "ok"})
         async with http.get(gw.http_url + "/readyz") as response:
             assert (response.status, await response.json()) == (200, {"status": "ready"})
-        gw._accepting = False  # what close() sets first: the drain has begun
+        gw.status.accepting = False  # what close() sets first: the drain has begun
         async with http.get(gw.http_url + "/readyz") as response:
             assert (response.status, await response.json()) == (503, {"status": "draining"})
         async with http.get(gw.http_url + "/healthz") as response:

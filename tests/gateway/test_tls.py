@@ -28,8 +28,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hubbub.config import ManagementConfig
-from hubbub.gateway.api import ManagementApi
 from hubbub.gateway.app import Gateway
+from hubbub.gateway.management.api import ManagementApi
 from hubbub.gateway.tls import (
     LocalTls,
     default_trust_bundle,

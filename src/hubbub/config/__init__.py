@@ -33,7 +33,6 @@ from hubbub.config.model import (
     Credential,
     FunctionSpec,
     HistoryConfig,
-    ImportedConfig,
     JwtConfig,
     LimitsConfig,
     Listener,
@@ -50,6 +49,7 @@ from hubbub.config.model import (
     is_loopback,
     with_overrides,
 )
+from hubbub.infra.model import ImportedConfig
 
 __all__ = [
     "MANAGEMENT_LISTENER",

@@ -17,7 +17,6 @@ from hubbub.config.model import (
     Config,
     Credential,
     HistoryConfig,
-    ImportedConfig,
     LimitsConfig,
     LogConfig,
     ManagementAuth,
@@ -30,6 +29,9 @@ from hubbub.config.model import (
 from hubbub.config.routes import load_authorizer, load_routes
 from hubbub.config.validate import validate
 from hubbub.errors import ConfigError
+from hubbub.infra.detect import detect
+from hubbub.infra.load import expand_import, import_file
+from hubbub.infra.model import ImportedConfig, InfraError
 
 _SECTIONS: dict[str, type[Any]] = {
     "api": ApiConfig,
@@ -65,8 +67,6 @@ def load_config(
     source = "<defaults>"
     imported: ImportedConfig | None = None
     if path is not None and _is_infra(Path(path), import_options or {}):
-        from hubbub.infra.load import import_file
-
         file = Path(path)
         raw, imported = import_file(file, import_options or {})
         base_dir = file.resolve() if file.is_dir() else file.resolve().parent
@@ -84,8 +84,6 @@ def load_config(
         base_dir = file.resolve().parent
         source = str(file)
         if "import" in raw:
-            from hubbub.infra.load import expand_import
-
             raw, imported = expand_import(raw, file, import_options or {})
     if imported is None and import_options:
         flag = "--" + sorted(import_options)[0].removesuffix("s").replace("_", "-")
@@ -107,9 +105,6 @@ def _is_infra(path: Path, import_options: Mapping[str, Any]) -> bool:
         return False  # a --format applies to its [import] from = ...
     if import_options.get("format"):
         return True
-    from hubbub.infra.detect import detect
-    from hubbub.infra.model import InfraError
-
     try:
         detect(path)
     except InfraError:

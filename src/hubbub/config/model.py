@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from hubbub.errors import ListenError
+from hubbub.infra.model import ImportedConfig
 
 SYSTEM_ROUTES = ("$connect", "$disconnect", "$default")
 
@@ -255,15 +256,6 @@ class Config:
     # Folder that handler module paths and relative file paths are resolved against.
     base_dir: Path = field(default_factory=Path.cwd)
     source: str = "<defaults>"
-
-
-@dataclass(frozen=True)
-class ImportedConfig:
-    source: Path
-    format: str
-    summary: str  # "ignored: 2 AWS::IAM::Role, 1 AWS::S3::Bucket"
-    create_tables: bool = False
-    tables: tuple[Any, ...] = ()  # hubbub.infra.model.Table
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class ConnectAuthorizer:
         self._jwt: Any = None
         if config.jwt is not None:
             try:
-                from hubbub.aws.jwt_authorizer import JwtAuthorizer
+                from hubbub.aws.jwt_authorizer import JwtAuthorizer  # noqa: PLC0415 - optional dependency
             except ImportError as exc:  # PyJWT is the optional "jwt" extra
                 raise ConfigError(
                     "authorizer.jwt", f"needs PyJWT: pip install 'hubbub[jwt]' ({exc})"
@@ -121,7 +121,7 @@ class ConnectAuthorizer:
         query: list[tuple[str, str]] | None,
         method_arn: str,
     ) -> tuple[object, BaseException | None]:
-        from hubbub.aws.jwt_authorizer import token_from_identity
+        from hubbub.aws.jwt_authorizer import token_from_identity  # noqa: PLC0415 - optional dependency
 
         source = self.sources[0]
         value = _identity_value(source, headers, query)

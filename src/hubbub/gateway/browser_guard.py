@@ -17,7 +17,8 @@ when its ``Host`` is not one of the listener's own names (its address, ``localho
 loopback literals with its port, ``api.domain_name``) or ``[management] allowed_hosts``. Under
 ``sigv4`` the signature covers ``Host`` already and a page has no key to sign with.
 
-In-process calls (:mod:`hubbub.gateway.inprocess`) never pass here: they come from this process.
+In-process calls (:mod:`hubbub.gateway.management.inprocess`) never pass here: they come from this
+process.
 """
 
 from __future__ import annotations

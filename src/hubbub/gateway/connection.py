@@ -173,8 +173,6 @@ class Connection:
     # -- compressed sends ---------------------------------------------------------------------
     def enqueue_compressed(self, payload: bytes, limit: int) -> bool:
         """Queue a message for a compressed connection; False when the queue is over ``limit``."""
-        from hubbub.gateway.hub import drain_outbox
-
         if self.outbox_bytes > limit:
             return False
         self.outbox.append(payload)
@@ -186,6 +184,19 @@ class Connection:
     def stop_drainer(self) -> None:
         if self._drainer is not None:
             self._drainer.cancel()
+
+
+async def drain_outbox(conn: Connection) -> None:
+    """Send queued messages of a compressed connection in order (one task per connection)."""
+    outbox = conn.outbox
+    while outbox:
+        payload = outbox.popleft()
+        conn.outbox_bytes -= len(payload)
+        try:
+            await conn.socket.send(payload)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            outbox.clear()
+            return
 
 
 class Timeouts:

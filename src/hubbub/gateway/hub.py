@@ -20,7 +20,6 @@ its transport, which the socket's own checks see.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -265,16 +264,3 @@ def _discard(index: dict[str, dict[str, Connection]], key: str, cid: str) -> Non
         members.pop(cid, None)
         if not members:
             del index[key]
-
-
-async def drain_outbox(conn: Connection) -> None:
-    """Send queued messages of a compressed connection in order (one task per connection)."""
-    outbox = conn.outbox
-    while outbox:
-        payload = outbox.popleft()
-        conn.outbox_bytes -= len(payload)
-        try:
-            await conn.socket.send(payload)
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            outbox.clear()
-            return

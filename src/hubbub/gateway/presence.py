@@ -42,14 +42,14 @@ import orjson
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.presence import event_body, presence_event, presence_frame
 from hubbub.errors import BadRequestError, GoneError
-from hubbub.store.base import ConnectionRecord, Delivery, PresenceMember
+from hubbub.store.base import ConnectionRecord, Delivery, PresenceMember, Store
 
 if TYPE_CHECKING:
     from hubbub.aws.events import ApiContext
     from hubbub.config import PresenceConfig
     from hubbub.gateway.connection import Connection
+    from hubbub.gateway.hub import Hub
     from hubbub.gateway.invoke import Invoker, Route
-    from hubbub.gateway.services import Services
     from hubbub.store.recovery import Session
 
 log = logging.getLogger("hubbub.presence")
@@ -74,9 +74,12 @@ def user_of(authorizer: Any, users: set[str]) -> str | None:
 class RoomPresence:
     """The presence service of one gateway (see the module docstring)."""
 
-    def __init__(self, services: Services, config: PresenceConfig) -> None:
-        self._s = services
-        self._store = services.store.presence
+    def __init__(self, hub: Hub, store: Store, config: PresenceConfig) -> None:
+        self._hub = hub
+        self._registry = store.registry
+        self._bus = store.bus
+        self._node_id = store.bus.node_id
+        self._store = store.presence
         self._patterns = config.rooms
         self._max_data = config.max_data_bytes
         self._grace_ms = int(config.grace * 1000)
@@ -131,17 +134,16 @@ class RoomPresence:
     # -- changes ------------------------------------------------------------------------------
     async def enter(self, room: str, connection_id: str, data: Any) -> None:
         """``connection_id`` (already a member of ``room``) becomes present, or updates."""
-        s = self._s
         self.check_data(data)
         if room in self._local.get(connection_id, ()):
             await self.update(room, connection_id, data)  # present already: keeps joinedAt
             return
-        conn = s.hub.connections.get(connection_id)
+        conn = self._hub.connections.get(connection_id)
         if conn is not None:
             user = user_of(conn.context.authorizer, conn.users)
-            node = s.node_id
+            node = self._node_id
         else:
-            record = await s.registry.get(connection_id)
+            record = await self._registry.get(connection_id)
             if record is None:
                 raise GoneError()
             user, node = user_of(record.authorizer, record.users), record.node_id
@@ -150,7 +152,7 @@ class RoomPresence:
         if conn is not None:
             self._local.setdefault(connection_id, set()).add(room)
         else:
-            await s.bus.send(node, Delivery("presence-track", connection_id, room.encode()))
+            await self._bus.send(node, Delivery("presence-track", connection_id, room.encode()))
         await self.emit(room, "update" if old is not None else "join", member)
 
     async def update(self, room: str, connection_id: str, data: Any) -> None:
@@ -204,7 +206,7 @@ class RoomPresence:
                 user,
                 kept.get("data"),
                 joined_at if isinstance(joined_at, int) else _now_ms(),
-                self._s.node_id,
+                self._node_id,
             )
             old = await self._store.take_over(room, session.connection_id or "", member)
             self._local.setdefault(conn.id, set()).add(room)
@@ -215,7 +217,7 @@ class RoomPresence:
 
     async def track(self, connection_id: str, room: str) -> None:
         """Another node made our connection present in ``room`` (a ``presence-track``)."""
-        if connection_id in self._s.hub.connections:
+        if connection_id in self._hub.connections:
             self._local.setdefault(connection_id, set()).add(room)
             return
         member = await self._store.leave(room, connection_id)  # it closed meanwhile
@@ -226,21 +228,20 @@ class RoomPresence:
     async def emit(
         self, room: str, action: str, member: PresenceMember, previous: str | None = None
     ) -> None:
-        s = self._s
         body = event_body(room, action, member.to_json(), previous)
         frame = presence_frame(body)
         self.deliver(room, frame)
-        nodes = await s.registry.room_nodes(room)
-        others = [node for node in nodes if node != s.node_id]
+        nodes = await self._registry.room_nodes(room)
+        others = [node for node in nodes if node != self._node_id]
         if others:
-            await s.bus.publish(others, Delivery("presence", room, frame))
+            await self._bus.publish(others, Delivery("presence", room, frame))
         self.emitted += 1
         if self.on_event is not None:
             self.on_event(body)
 
     def deliver(self, room: str, frame: bytes) -> int:
         """Write an event frame to this node's recovery-enabled members of ``room``."""
-        hub = self._s.hub
+        hub = self._hub
         conns = hub.protocol_members(room)
         return hub.fan_out(conns, frame) if conns else 0
 

@@ -43,8 +43,8 @@ from hubbub.wire.session import control_error, envelope, not_resumed_frame, reco
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
     from hubbub.gateway.hub import Hub
+    from hubbub.gateway.management.services import GatewayApi
     from hubbub.gateway.presence import RoomPresence
-    from hubbub.gateway.services import GatewayApi
 
 log = logging.getLogger("hubbub.recovery")
 
@@ -68,7 +68,13 @@ class Resumer:
     """Handles control messages of opted-in connections."""
 
     def __init__(
-        self, recovery: Recovery, api: GatewayApi, hub: Hub, *, session_ttl: float
+        self,
+        recovery: Recovery,
+        api: GatewayApi,
+        hub: Hub,
+        *,
+        session_ttl: float,
+        presence: RoomPresence | None = None,
     ) -> None:
         self._recovery = recovery
         self._api = api
@@ -76,7 +82,7 @@ class Resumer:
         self._ttl = session_ttl
         # Resume requests by outcome (resumed, partial, expired, not_yours, in_use): /metrics.
         self.outcomes: Counter[str] = Counter()
-        self.presence: RoomPresence | None = None  # answers the presence.* control messages
+        self.presence = presence  # answers the presence.* control messages
 
     def new_session(self) -> str:
         return new_token()

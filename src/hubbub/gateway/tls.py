@@ -212,7 +212,7 @@ def default_trust_bundle(
     if given and Path(given).is_file() and not _same_file(Path(given), exclude):
         return Path(given)
     try:
-        import certifi  # type: ignore[import-not-found, unused-ignore]
+        import certifi  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415 - optional dependency
     except ImportError:
         pass
     else:
@@ -498,7 +498,7 @@ def _owner() -> str:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     try:
-        import fcntl
+        import fcntl  # noqa: PLC0415 - POSIX only
     except ImportError:  # Windows: no advisory locks; concurrent first starts are rare there
         yield
         return

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from hubbub.errors import ConfigError
+from hubbub.infra.detect import detect, reader
+from hubbub.infra.load import ignored_summary, read_options, to_toml
 from hubbub.infra.model import FORMAT_NAMES
 
 
@@ -65,9 +67,6 @@ def _pair(text: str, flag: str) -> tuple[str, str]:
 
 def run_import(args: argparse.Namespace) -> int:
     """Print the equivalent hubbub.toml on stdout; the summary line on stderr."""
-    from hubbub.infra.detect import detect, reader
-    from hubbub.infra.load import ignored_summary, read_options, to_toml
-
     path = Path(args.path)
     options = import_options(args)
     read = read_options(options, Path.cwd(), key="import")

@@ -139,7 +139,7 @@ def _json_lines(data: Any, text: str) -> Any:
 
 def _load_yaml(path: Path, text: str) -> Any:
     try:
-        import yaml
+        import yaml  # noqa: PLC0415 - optional dependency
     except ImportError as exc:  # pragma: no cover - the dev extra has it
         raise InfraError(
             Origin(path),

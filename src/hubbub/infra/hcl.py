@@ -79,8 +79,8 @@ class Source:
 def parse(file: Path) -> list[Block]:
     """The top-level blocks of one ``.tf`` (or attributes-only ``.tfvars``) file."""
     try:
-        import hcl2
-        from lark.exceptions import UnexpectedInput
+        import hcl2  # noqa: PLC0415 - optional dependency
+        from lark.exceptions import UnexpectedInput  # noqa: PLC0415 - optional dependency
     except ImportError:  # pragma: no cover - the dev extra installs it
         raise InfraError(
             Origin(file),
@@ -109,8 +109,8 @@ def parse_attributes(file: Path) -> dict[str, Attribute]:
 
 def parse_expression(text: str, file: Path) -> Attribute:
     """One expression given outside a file (a ``--var`` value), as an attribute to evaluate."""
-    import hcl2
-    from lark.exceptions import UnexpectedInput
+    import hcl2  # noqa: PLC0415 - optional dependency
+    from lark.exceptions import UnexpectedInput  # noqa: PLC0415 - optional dependency
 
     line = f"x = {text}\n"
     try:
@@ -260,7 +260,7 @@ class Evaluator:
         if "${" not in body:
             return body
         # The grammar keeps a heredoc as one token: its interpolations are parsed here.
-        import hcl2
+        import hcl2  # noqa: PLC0415 - optional dependency
 
         quoted = json.dumps(body)  # "$${" stays an escape: it means the same in a quoted string
         tree = hcl2.parses_to_tree(f"x = {quoted}\n")

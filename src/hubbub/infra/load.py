@@ -19,10 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hubbub.config import ImportedConfig
+from hubbub.aws.ids import api_id_for
 from hubbub.errors import ConfigError
 from hubbub.infra.detect import detect, reader
-from hubbub.infra.model import Function, ImportedApi, InfraError, Origin, ReadOptions
+from hubbub.infra.model import (
+    Function,
+    ImportedApi,
+    ImportedConfig,
+    InfraError,
+    Origin,
+    ReadOptions,
+)
 
 # The [import] section, exactly.
 IMPORT_KEYS = ("from", "stage", "parameters", "vars", "var_files", "create_tables")
@@ -263,8 +270,6 @@ def _function(fn: Function) -> dict[str, Any]:
 
 
 def _api_id(name: str) -> str:
-    from hubbub.aws.ids import api_id_for
-
     return api_id_for(name)
 
 

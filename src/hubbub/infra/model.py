@@ -152,3 +152,15 @@ class InfraError(ConfigError):
         self.origin = origin
         self.expression = expression
         self.hint = hint
+
+
+@dataclass(frozen=True)
+class ImportedConfig:
+    """What an import gave the loaded configuration (``Config.imported``): its source file and
+    format, the one-line summary of what was ignored, and the tables to create."""
+
+    source: Path
+    format: str
+    summary: str  # "ignored: 2 AWS::IAM::Role, 1 AWS::S3::Bucket"
+    create_tables: bool = False
+    tables: tuple[Table, ...] = ()

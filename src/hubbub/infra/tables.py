@@ -35,8 +35,8 @@ def create_tables(config: Config) -> list[str]:
     assert config.imported is not None
     endpoint = dynamodb_endpoint(config)
     try:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        import boto3  # noqa: PLC0415 - optional dependency
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - optional dependency
     except ImportError as exc:
         raise ConfigError("import.create_tables", "needs boto3 (pip install boto3)") from exc
     env = config.environment

@@ -9,8 +9,7 @@ have members in a room).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 
@@ -48,12 +47,29 @@ def as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
     return bytes(data)
 
 
+class LocalCloser(Protocol):
+    """Closes a connection of this node on behalf of DeleteConnection: gone for the API at
+    once (retired, its ``$disconnect`` scheduled), then closed (the connection lifecycle)."""
+
+    async def close_local(self, conn: Connection, code: int, reason: str) -> None: ...
+
+
 class Services:
     """Shared state for the four service groups below."""
 
     def __init__(
-        self, hub: Hub, store: Store, *, max_post_bytes: int, metrics: Metrics | None = None
+        self,
+        hub: Hub,
+        store: Store,
+        *,
+        max_post_bytes: int,
+        metrics: Metrics | None = None,
+        closer: LocalCloser | None = None,
+        presence: RoomPresence | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
+        """``closer``: None only where no connection is local (a bare service layer);
+        ``recovery``: when history is on (``[history]``)."""
         self.hub = hub
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
@@ -61,10 +77,16 @@ class Services:
         self.bus = store.bus
         self.node_id = store.bus.node_id
         self.max_post_bytes = max_post_bytes
-        self.recovery: Recovery | None = None  # set by the Gateway when history is on
-        self.presence: RoomPresence | None = None  # set by the Gateway
-        # Set by the Gateway: close a local connection on behalf of DeleteConnection.
-        self.close_local: Callable[[Connection, int, str], Awaitable[None]] | None = None
+        self.recovery = recovery
+        self.presence = presence
+        self._closer = closer
+
+    async def close_local(self, conn: Connection, code: int, reason: str) -> bool:
+        """Close a local connection through the closer; False without one."""
+        if self._closer is None:
+            return False
+        await self._closer.close_local(conn, code, reason)
+        return True
 
     def check_size(self, data: bytes) -> bytes:
         if len(data) > self.max_post_bytes:
@@ -100,10 +122,9 @@ class Services:
             return hub.broadcast(delivery.data)
         if delivery.kind == "close":
             conn = hub.connections.get(delivery.target)
-            if conn is None or self.close_local is None:
+            if conn is None:
                 return 0
-            await self.close_local(conn, *NORMAL)
-            return 1
+            return int(await self.close_local(conn, *NORMAL))
         if delivery.kind in NOTICES:
             # Another node changed one of our connections in the shared registry: follow locally.
             applied = self.apply_notice(delivery)
@@ -233,8 +254,7 @@ class Connections:
         """DeleteConnection: close with 1000 "Connection Closed Normally"."""
         s = self._s
         conn = s.hub.connections.get(connection_id)
-        if conn is not None and s.close_local is not None:
-            await s.close_local(conn, *NORMAL)
+        if conn is not None and await s.close_local(conn, *NORMAL):
             return
         node = await s.owner(connection_id)
         await s.bus.send(node, Delivery("close", connection_id, b""))
@@ -421,7 +441,8 @@ class Users:
 
 
 class GatewayApi:
-    """What handlers get as ``context.gateway`` (and what :class:`Gateway` exposes)."""
+    """What handlers get as ``context.gateway``, and what :class:`~hubbub.gateway.app.Gateway`
+    exposes as ``gw.connections``, ``gw.rooms``, ``gw.users`` and ``gw.broadcast``."""
 
     def __init__(self, services: Services) -> None:
         self._s = services

@@ -1,9 +1,9 @@
 """botocore event handlers that answer ``apigatewaymanagementapi`` calls in-process.
 
-Imported only when botocore is installed (boto3 is not a dependency of hubbub), by
-:func:`hubbub.gateway.inprocess.install`. A call whose URL names a gateway of this process
-(:func:`~hubbub.gateway.inprocess.target_for`) is answered by that gateway's
-:meth:`~hubbub.gateway.api.ManagementApi.handle`, from the
+Imported only by :func:`hubbub.gateway.management.inprocess.install` (``[management]
+in_process``), and only when botocore is installed. A call whose URL names a gateway of this
+process (:func:`~hubbub.gateway.management.targets.target_for`) is answered by that gateway's
+:meth:`~hubbub.gateway.management.api.ManagementApi.handle`, from the
 :class:`~hubbub.wire.http.HttpRequest` a listener would have built from the same request:
 
 - ``before-call`` (fired once botocore has validated and serialized the parameters): with
@@ -44,7 +44,7 @@ from botocore.endpoint import DEFAULT_TIMEOUT, convert_to_response_dict
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from botocore.parsers import ResponseParser, create_parser
 
-from hubbub.gateway.inprocess import Target, call, post_without_waiting, target_for
+from hubbub.gateway.management.targets import Target, call, post_without_waiting, target_for
 from hubbub.wire.http import HttpRequest, HttpResponse
 
 _SERVICE = "apigatewaymanagementapi"
