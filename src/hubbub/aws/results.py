@@ -1,4 +1,5 @@
-"""Lambda proxy results: what a handler returned, normalised (spec §3).
+"""Lambda proxy results: what a handler returned, normalised (docs/compatibility.md,
+"Handler results").
 
 hubbub's reading of the shapes a handler may return:
 

@@ -1,4 +1,5 @@
-"""Route selection expressions: which route an inbound frame goes to (spec §2).
+"""Route selection expressions: which route an inbound frame goes to (docs/compatibility.md,
+"Route selection").
 
 Theory of operation
 -------------------
