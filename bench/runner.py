@@ -294,7 +294,7 @@ def _routed(
         spec = echo_spec(running, settings, **extra)
         if running.name == "sls" and settings.quick:
             # Quick mode: 10 connections, so serverless-offline starts 10 Python processes, not
-            # 100 (its rate at 10 is the higher one in PERF-BASELINE.md: conservative).
+            # 100 (its rate at 10 connections is the higher one: conservative).
             spec["connections"] = min(10, settings.connections)
             row["label"] = f"{row['label']} ({spec['connections']} conns)"
         return spec

@@ -26,7 +26,7 @@ TEXT = WSMsgType.TEXT
 CLOSE = WSMsgType.CLOSE
 now_ns = time.perf_counter_ns
 
-# ~96 bytes on the wire for echo, ~110 for broadcast, as in PERF-BASELINE.md.
+# ~96 bytes on the wire for echo, ~110 for broadcast.
 ECHO_PAD = "x" * 38
 PUBLISH_PAD = "y" * 48
 

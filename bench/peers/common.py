@@ -13,7 +13,7 @@ from aiohttp import web
 
 
 def run(main: Callable[[str, int], Coroutine[Any, Any, None]]) -> None:
-    """``python -m bench.peers.NAME [--host H] [--port P]``: run ``main(host, port)`` on uvloop."""
+    """``python -m bench.peers.<name> [--host H] [--port P]``: ``main(host, port)`` on uvloop."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

@@ -83,7 +83,7 @@ class BlockingCallError(HubbubError, RuntimeError):
     """A synchronous management call from the gateway's own event loop (an ``async def``
     handler calling boto3): waiting for the answer there would stall every connection.
 
-    Raised by :mod:`hubbub.gateway.inprocess`; its message says what to do instead.
+    Raised by :mod:`hubbub.gateway.management.targets`; its message says what to do instead.
     """
 
 

@@ -202,7 +202,7 @@ def test_authorizer_event_keys_follow_the_aws_example_order() -> None:
 
 
 def test_authorizer_event_has_empty_query_maps_when_the_url_had_none() -> None:
-    # As in the Powertools 2025 capture (tests/aws/captures/powertools-authorizer-websocket.json).
+    # As in the Powertools 2025 capture (tests/aws/captures/powertools-websocket-authorizer.json).
     connect = {
         k: v for k, v in CONNECT_EVENT.items() if "QueryString" not in k and "queryString" not in k
     }

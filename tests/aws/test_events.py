@@ -17,7 +17,7 @@ from hubbub.aws.events import (
     message_event,
 )
 
-# Key lists of the captures in AWS-WEBSOCKET-SPEC.md §1.3-1.5, in the captures' order.
+# Key lists of the captures (tests/aws/captures/README.md), in the captures' order.
 CAPTURED_CONNECT_TOP = [
     "headers",
     "multiValueHeaders",

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
 
-# Copied verbatim from the spec (§2.3), which quotes what AWS sends.
+# Copied verbatim from what AWS sends (docs/compatibility.md, "Route selection").
 AWS_FORBIDDEN = (
     b'{"message": "Forbidden", "connectionId":"XDmENcnwIE0CFEQ=", "requestId":"XDmGEE2RoE0FRdQ="}'
 )

@@ -1,4 +1,4 @@
-"""$connect authorizers (§6) and SigV4 on the management API (§4.3), end to end."""
+"""$connect authorizers and SigV4 on the management API (docs/security.md), end to end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""$connect: the handshake waits for the handler, and its result decides the HTTP answer (§3.1)."""
+"""$connect: the handshake waits for the handler, and its result decides the HTTP answer
+(docs/compatibility.md, "Handler results")."""
 
 from __future__ import annotations
 

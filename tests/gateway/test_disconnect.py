@@ -1,4 +1,7 @@
-"""$disconnect: exactly once, with the close code and reason (§1.2, §7)."""
+"""$disconnect: exactly once, with the close code and reason.
+
+The codes and reasons are those of docs/compatibility.md, "Close codes".
+"""
 
 from __future__ import annotations
 

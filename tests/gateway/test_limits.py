@@ -1,4 +1,7 @@
-"""Limits (§2.4, §5): binary 1003, frame/message size 1009, idle timeout, max duration."""
+"""Limits: binary 1003, frame/message size 1009, idle timeout, max duration.
+
+As docs/compatibility.md, "Limits" and "Close codes" state them.
+"""
 
 from __future__ import annotations
 

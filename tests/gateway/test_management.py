@@ -1,4 +1,4 @@
-"""@connections through the real boto3 client and raw HTTP (§4)."""
+"""@connections through the real boto3 client and raw HTTP (docs/management-api.md)."""
 
 from __future__ import annotations
 

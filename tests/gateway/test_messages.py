@@ -1,4 +1,5 @@
-"""MESSAGE routes: selection, one-way vs two-way, error frames, concurrency (§2, §3.2, §3.3)."""
+"""MESSAGE routes: selection, one-way vs two-way, error frames, concurrency
+(docs/compatibility.md, "Route selection" and "Handler results")."""
 
 from __future__ import annotations
 

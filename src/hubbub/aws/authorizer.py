@@ -1,22 +1,21 @@
-"""REQUEST Lambda authorizers on ``$connect``, as pure functions.
-
-Configured as docs/configuration.md describes under ``[authorizer]``.
+"""REQUEST Lambda authorizers on ``$connect`` (docs/configuration.md, "[authorizer]"), as pure
+functions.
 
 Theory of operation
 -------------------
 The gateway runs a ``$connect`` authorizer in four steps, each a function here:
 
 1. :func:`missing_identity` checks the configured identity sources. If any is missing or empty
-   the handshake is answered **401** and the authorizer is never called (§6.2).
+   the handshake is answered **401** and the authorizer is never called.
 2. :func:`authorizer_event` builds the REQUEST authorizer input from the ``$connect`` event, with
-   the ``methodArn`` from :func:`method_arn` (§6.3).
+   the ``methodArn`` from :func:`method_arn`.
 3. The authorizer runs (elsewhere). If it raises, :func:`authorizer_error_status` maps the error:
-   the exact message ``"Unauthorized"`` is **401**, anything else **500** (§6.4).
+   the exact message ``"Unauthorized"`` is **401**, anything else **500**.
 4. :func:`evaluate_authorizer_result` judges what it returned: an explicit Deny on the method ARN
    wins and gives **403**; otherwise a matching Allow gives **200**; no matching Allow is **403**;
    a result of the wrong shape is **500**. :func:`request_context_authorizer` then turns an allowed
    decision into the ``requestContext.authorizer`` object every later event of the connection
-   carries (§6.5).
+   carries.
 
 Policy evaluation covers what authorizers return in practice: ``Effect``, ``Action`` /
 ``NotAction`` and ``Resource`` / ``NotResource`` as a string or a list, with IAM wildcards ``*``
@@ -49,7 +48,7 @@ __all__ = [
 INVOKE_ACTION = "execute-api:Invoke"
 
 ContextValue = str | int | float | bool
-"""The types an authorizer may put in ``context`` (§6.4: string, number or boolean)."""
+"""The types an authorizer may put in ``context`` (string, number or boolean)."""
 
 _HEADER_PREFIX = "route.request.header."
 _QUERY_PREFIX = "route.request.querystring."
@@ -115,7 +114,7 @@ def missing_identity(
 def method_arn(
     *, region: str, account_id: str, api_id: str, stage: str, route_key: str = "$connect"
 ) -> str:
-    """Return the ARN an authorizer's policy must allow: no HTTP verb for WebSocket APIs (§6.3)."""
+    """Return the ARN an authorizer's policy must allow: no HTTP verb for WebSocket APIs."""
     return f"arn:aws:execute-api:{region}:{account_id}:{api_id}/{stage}/{route_key}"
 
 
@@ -123,7 +122,7 @@ _UPGRADE_HEADERS = (("Connection", "upgrade"), ("content-length", "0"), ("Upgrad
 
 
 def authorizer_event(connect_event: Mapping[str, Any], *, method_arn: str) -> dict[str, Any]:
-    """Build the REQUEST authorizer input (§6.3) from a ``$connect`` event.
+    """Build the REQUEST authorizer input from a ``$connect`` event.
 
     Everything is deep-copied, so an authorizer that mutates its input cannot change the event the
     ``$connect`` handler later receives. The headers are the ``$connect`` event's plus the three
@@ -193,7 +192,7 @@ class _Statement:
 
 
 def evaluate_authorizer_result(result: object, *, method_arn: str) -> AuthorizerDecision:
-    """Judge an authorizer's return value against ``method_arn`` (§6.4).
+    """Judge an authorizer's return value against ``method_arn``.
 
     Explicit Deny on a matching action and resource wins (403); otherwise an Allow on a matching
     action and resource lets the connection in (200); no matching Allow is 403. A result of the
@@ -311,7 +310,7 @@ def _wildcard(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
 
 
 def authorizer_error_status(exc: BaseException) -> int:
-    """Map an exception raised by an authorizer to the handshake status (§6.4).
+    """Map an exception raised by an authorizer to the handshake status.
 
     The message exactly ``"Unauthorized"`` (any exception class) is 401, matching the Lambda
     convention of ``raise Exception("Unauthorized")``; the message is ``str(exc)``, what Lambda
@@ -324,9 +323,9 @@ def request_context_authorizer(decision: AuthorizerDecision) -> dict[str, Any]:
     """Return the ``requestContext.authorizer`` object for every later event of the connection.
 
     It is ``{"principalId": ..., **context}`` with the context values passed through in their
-    native types (numbers stay numbers), the safest reading of the ambiguous §6.5. A context key
-    named ``principalId`` does not override the authorizer's principal. Only allowed decisions
-    have one; passing a refused decision is a programming error (``ValueError``).
+    native types (numbers stay numbers), the safest reading of the ambiguous AWS documentation. A
+    context key named ``principalId`` does not override the authorizer's principal. Only allowed
+    decisions have one; passing a refused decision is a programming error (``ValueError``).
     """
     if not decision.allowed or decision.principal_id is None:
         raise ValueError("only an allowed decision reaches requestContext.authorizer")

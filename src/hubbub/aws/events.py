@@ -1,9 +1,9 @@
 """Lambda proxy events for ``$connect``, messages and ``$disconnect``.
 
-docs/compatibility.md ("Events") lists what they carry.
+docs/compatibility.md, "Events" lists what they carry.
 
 The shapes follow the current (2024-2025) AWS captures: compact ``identity``, no explicit nulls,
-and per-event field presence as AWS sends it:
+and per-event field presence exactly as AWS sends them:
 
 =============================  ==========  =======  =============
 top-level field                 $connect    MESSAGE  $disconnect

@@ -1,6 +1,5 @@
-"""The error frames API Gateway sends on a live socket, byte for byte.
-
-docs/compatibility.md ("Route selection", "Handler results") says when each is sent.
+"""The error frames API Gateway sends on a live socket byte for byte (docs/compatibility.md,
+"Route selection" and "Handler results").
 
 AWS's spacing is irregular: a space after the first colon only, e.g.
 ``{"message": "Forbidden", "connectionId":"XDmENcnwIE0CFEQ=", "requestId":"XDmGEE2RoE0FRdQ="}``.

@@ -206,7 +206,7 @@ def _numeric(claims: Mapping[str, Any], name: str) -> float:
 
 
 def _flatten(claims: Mapping[str, Any]) -> dict[str, ContextValue]:
-    # Authorizer context values must be scalars (§6.4): structures travel as compact JSON.
+    # Authorizer context values must be scalars: structures travel as compact JSON.
     context: dict[str, ContextValue] = {}
     for name, value in claims.items():
         if value is None:

@@ -1,6 +1,5 @@
-"""The ``@connections`` management API on the wire: paths, errors, GetConnection.
-
-docs/management-api.md describes the API.
+"""The ``@connections`` management API on the wire (docs/management-api.md): paths, errors,
+GetConnection.
 
 botocore maps an error response to an exception class by the ``x-amzn-ErrorType`` header
 (``GoneException``, ``PayloadTooLargeException``, ...), before it looks at the body, so every error

@@ -1,6 +1,5 @@
-"""Lambda proxy results: what a handler returned, normalised.
-
-docs/compatibility.md ("Handler results") says what the gateway does with each.
+"""Lambda proxy results: what a handler returned, normalised (docs/compatibility.md,
+"Handler results").
 
 hubbub's reading of the shapes a handler may return:
 

@@ -1,6 +1,5 @@
-"""Route selection expressions: which route an inbound frame goes to.
-
-docs/compatibility.md ("Route selection") has the user-facing rules.
+"""Route selection expressions: which route an inbound frame goes to (docs/compatibility.md,
+"Route selection").
 
 Theory of operation
 -------------------

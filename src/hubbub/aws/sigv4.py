@@ -8,7 +8,9 @@ rebuilds that canonical rendering from the bytes it received, derives the same s
 secret it holds for the claimed access key, and compares signatures in constant time.
 
 Everything hinges on rebuilding the canonical request byte for byte the way the *client* built it.
-The reference client is botocore (``botocore/auth.py``, ``SigV4Auth``), so this module mirrors it:
+The reference client is botocore (``SigV4Auth`` in ``botocore.auth``). The canonical request is
+built here, from the client's own claim (its ``SignedHeaders``, its query as sent), as botocore
+built it:
 
 - canonical URI: ``quote(normalize_url_path(raw_path), safe="/~")`` applied to the path *as it
   was sent*, which is already percent-encoded. The URI is therefore double-encoded:
@@ -18,6 +20,9 @@ The reference client is botocore (``botocore/auth.py``, ``SigV4Auth``), so this 
   spaces collapsed, repeated headers joined with ``,``.
 - payload hash: the ``x-amz-content-sha256`` header when present (which may be the literal
   ``UNSIGNED-PAYLOAD``), else the SHA-256 of the body.
+
+What follows — the string to sign, the signing key and the signature — is computed by botocore's
+own ``SigV4Auth`` (:func:`_signed`): the same code that signed the request checks it.
 
 Both transports of the claim are accepted: the ``Authorization`` header (what the management API
 clients use) and a presigned query string (``X-Amz-Signature`` and friends, what a browser uses to
@@ -34,6 +39,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.utils import normalize_url_path, remove_dot_segments
 
 from hubbub.errors import SignatureError
 
@@ -97,23 +107,8 @@ def canonical_uri(raw_path: str) -> str:
     (:meth:`SigV4Verifier.verify` refuses a path this would change: the router does not
     normalise, so the signature would cover a different path than the one served.)
     """
-    return quote(_remove_dot_segments(raw_path) if raw_path else "/", safe="/~")
-
-
-def _remove_dot_segments(path: str) -> str:
-    # RFC 3986 §5.2.4 plus collapsing of repeated slashes, as botocore.utils.remove_dot_segments.
-    output: list[str] = []
-    for segment in path.split("/"):
-        if not segment or segment == ".":
-            continue
-        if segment == "..":
-            if output:
-                output.pop()
-        else:
-            output.append(segment)
-    first = "/" if path.startswith("/") else ""
-    last = "/" if path.endswith("/") and output else ""
-    return first + "/".join(output) + last
+    normalized: str = normalize_url_path(raw_path)
+    return quote(normalized, safe="/~")
 
 
 def canonical_query_string(raw_query: str, *, exclude: Iterable[str] = ()) -> str:
@@ -164,15 +159,15 @@ def _single(folded: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[0]
 
 
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-
-
-def _signing_key(secret: str, claim: _Claim) -> bytes:
-    k_date = _hmac(f"AWS4{secret}".encode(), claim.scope_date)
-    k_region = _hmac(k_date, claim.region)
-    k_service = _hmac(k_region, claim.service)
-    return _hmac(k_service, _TERMINATOR)
+def _signed(secret: str, claim: _Claim, canonical_request: str) -> tuple[str, str]:
+    """The string to sign and the signature botocore makes of ``canonical_request`` for
+    ``claim``'s key, region, service and time (the claim's scope date is that time's date)."""
+    signer = SigV4Auth(Credentials(claim.access_key_id, secret), claim.service, claim.region)
+    request = AWSRequest()
+    request.context["timestamp"] = claim.timestamp
+    string_to_sign: str = signer.string_to_sign(request, canonical_request)
+    signature: str = signer.signature(string_to_sign, request)
+    return string_to_sign, signature
 
 
 def _parse_credential(value: str) -> tuple[str, str, str, str, str]:
@@ -320,7 +315,7 @@ class SigV4Verifier:
         if secret is None:
             # AWS's wording; the key id is not echoed (it would confirm what a prober sent).
             raise SignatureError("The security token included in the request is invalid.")
-        if raw_path and _remove_dot_segments(raw_path) != raw_path:
+        if raw_path and remove_dot_segments(raw_path) != raw_path:
             # botocore signs the path with dot and empty segments removed, but the router
             # reads it as sent: a signature for GET /dev/@connections/x must not cover
             # GET /dev/@connections/x/attributes/.. (a different route).
@@ -339,17 +334,7 @@ class SigV4Verifier:
                 payload_hash,
             ]
         )
-        string_to_sign = "\n".join(
-            [
-                ALGORITHM,
-                claim.timestamp,
-                f"{claim.scope_date}/{claim.region}/{claim.service}/{claim.terminator}",
-                hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-            ]
-        )
-        expected = hmac.new(
-            _signing_key(secret, claim), string_to_sign.encode("utf-8"), hashlib.sha256
-        ).hexdigest()
+        string_to_sign, expected = _signed(secret, claim, canonical_request)
         if not hmac.compare_digest(expected, claim.signature):
             raise SignatureError(
                 _MISMATCH, canonical_request=canonical_request, string_to_sign=string_to_sign

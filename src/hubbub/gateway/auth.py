@@ -1,11 +1,11 @@
 """Authentication at the two doors: ``$connect`` authorizers and SigV4 on the management API.
 
-``$connect`` (docs/configuration.md, ``[authorizer]``): identity sources are checked first
-(missing → 401 without calling the authorizer); then the authorizer runs — a Lambda-style REQUEST
-authorizer (Python or HTTP integration, through the invoker like any handler) or the built-in JWT
-one — and its policy is evaluated against the method ARN. Allow → the ``principalId`` and context
-ride on every later event of the connection; Deny → 403; ``Exception("Unauthorized")`` → 401;
-anything else → 500.
+``$connect`` (docs/configuration.md, "[authorizer]"): identity sources are checked first (missing
+→ 401 without calling the authorizer); then the authorizer runs — a Lambda-style REQUEST authorizer
+(Python or HTTP integration, through the invoker like any handler) or the built-in JWT one — and
+its policy is evaluated against the method ARN. Allow → the ``principalId`` and context ride on
+every later event of the connection; Deny → 403; ``Exception("Unauthorized")`` → 401; anything
+else → 500.
 
 Management API (docs/security.md, "Exposing the management API"): with ``auth = "sigv4"`` every
 request must carry a valid AWS Signature Version 4 for ``execute-api`` from one of the configured

@@ -2,9 +2,9 @@
 
 The hot paths (a message routed, a frame written to a thousand sockets) only add to plain ints in
 dicts, which costs tens of nanoseconds; nothing is formatted, locked or labelled until a scrape.
-Then :func:`render` turns a :class:`Snapshot` into prometheus-client's metric families and its text
-exposition. Latency histograms keep their bucket counts the same way (one ``bisect`` per
-observation).
+Then :func:`render` turns a snapshot (a plain mapping) into prometheus-client's metric families
+and its text exposition. Latency histograms keep their bucket counts the same way (one ``bisect``
+per observation).
 
 With ``--workers N`` each worker is its own process: each writes its snapshot to a folder the
 supervisor gives it (``HUBBUB_WORKERS_METRICS_DIR``), at most a second old, and the worker that
@@ -52,7 +52,7 @@ _clock = time.perf_counter
 
 
 class _Outcome(Protocol):
-    """What :meth:`RouteStats.record` reads of an invocation's outcome (gateway/invoke.py)."""
+    """What :meth:`RouteStats.failed` reads of an invocation's outcome (gateway/invoke.py)."""
 
     @property
     def result(self) -> ProxyResult | None: ...

@@ -1,10 +1,10 @@
 """A local certificate authority so that ``https://{domainName}/{stage}`` works on any machine.
 
-Lambda handlers build the management endpoint from the event (docs/https-endpoint.md):
-``boto3.client("apigatewaymanagementapi",
+Lambda handlers build the management endpoint from the event, as docs/https-endpoint.md
+shows: ``boto3.client("apigatewaymanagementapi",
 endpoint_url=f"https://{rc['domainName']}/{rc['stage']}")``. For that URL to reach hubbub
-unchanged, hubbub serves its management API over TLS as well, with a certificate the handler's SDK
-trusts.
+unchanged, hubbub serves its management API over TLS as well, with a
+certificate the handler's SDK trusts.
 
 Theory of operation:
 
