@@ -87,7 +87,8 @@ class ManagementConfig:
     # chosen is printed at start and is the events' domainName.
     tls_port: int = 0
     state_dir: Path | None = None  # None: hubbub.gateway.tls.default_state_dir() (per user)
-    # boto3 calls from this process to these listeners skip the network (gateway/management/inprocess.py).
+    # boto3 calls from this process to these listeners skip the network
+    # (gateway/management/inprocess.py).
     in_process: bool = True
     # Management requests per second (token bucket) before 429 LimitExceededException; 0 = off.
     rate_limit: float = 0.0

@@ -426,8 +426,9 @@ def _upgrade_refusal(request: web.Request) -> web.Response | None:
     if version is None:  # a malformed handshake, like a missing key
         return _bad_upgrade("Sec-WebSocket-Version is required")
     if version != "13":
-        # RFC 6455 §4.2.2: a version we do not speak is 426 naming the one we do, so the client can retry
-        # with it (RFC 6455 §4.4); a 426 must also say which protocol to upgrade to (RFC 9110 §15.5.22).
+        # RFC 6455 §4.2.2: a version we do not speak is 426 naming the one we do, so the client
+        # can retry with it (RFC 6455 §4.4); a 426 must also say which protocol to upgrade to
+        # (RFC 9110 §15.5.22).
         return web.Response(
             status=426,
             text="Upgrade Required: Sec-WebSocket-Version must be 13\n",
