@@ -31,11 +31,12 @@ prescribe, a wrong or missing reply, an exception from ``load_config`` other tha
 
 Invariants (checked every ``--check-every`` cases and at the end, in-process mode): the gateway
 still serves a normal client (connect, echo round trip); once all fuzz sockets are closed, the hub,
-the registry (and the memory store's room and user indexes), the lifecycle's ``background``
-tasks, the invoker's ``in_flight`` and ``asyncio.all_tasks()`` come back to their baseline within a
-settle deadline; and no ERROR record was logged by ``hubbub.*``, ``aiohttp.*`` or ``asyncio``, nor any traceback on
-``hubbub.transport.peer`` other than an HTTP parse error or a vanished peer (every input here is a
-client fault, so none may produce a crash; see :class:`~bench.fuzz.invariants.ErrorRecorder`).
+the registry (and the memory store's room and user indexes), the lifecycle's ``background`` tasks,
+the invoker's ``in_flight`` and ``asyncio.all_tasks()`` come back to their baseline within a settle
+deadline; and no ERROR record was logged by ``hubbub.*``, ``aiohttp.*`` or ``asyncio``, nor any
+traceback on ``hubbub.transport.peer`` other than an HTTP parse error or a vanished peer (every
+input here is a client fault, so none may produce a crash; see
+:class:`~bench.fuzz.invariants.ErrorRecorder`).
 With ``--url`` only the serve check (and ``/health`` returning to its starting connection count,
 with ``--management-url``) can be verified.
 
