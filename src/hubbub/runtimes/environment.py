@@ -97,7 +97,8 @@ class Environment:
         self._on_exit = on_exit
         self.generation = generation
         self.ready = False  # initialised: it asked for its first event
-        self.ended = False
+        self.ended = False  # its process is gone
+        self.retiring = False  # killed or stopping: no further invocation
         self.init_error: protocol.FunctionError | None = None
         self.current: Invocation | None = None
         self._waiting_next: asyncio.Future[None] | None = None
@@ -194,6 +195,7 @@ class Environment:
 
     def kill(self) -> None:
         """SIGKILL the process and everything in its session (a timed-out invocation)."""
+        self.retiring = True
         if self._process is not None and self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._process.pid, signal.SIGKILL)
@@ -201,6 +203,7 @@ class Environment:
     async def stop(self, grace: float = _STOP_GRACE) -> None:
         """SIGTERM, SIGKILL after ``grace``; returns once the process ended and its output was
         logged to the last line."""
+        self.retiring = True
         process = self._process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -324,6 +327,7 @@ class Environment:
         if self.current is not None and not self.current.future.done():
             self.current.future.set_exception(InvocationError(str(self.init_error)))
         # Lambda ends an environment whose init failed; the next invocation starts a new one.
+        self.retiring = True
         asyncio.get_running_loop().call_soon(self.kill)
         return web.Response(status=202, body=b'{"status":"OK"}')
 
