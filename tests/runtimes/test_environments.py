@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,64 @@ async def test_close_stops_every_environment(tmp_path: Path) -> None:
         assert _alive(reply["pid"])
     assert not _alive(reply["pid"])
     assert os.getpid() != reply["pid"]
+
+
+async def test_recycle_replaces_environments_once_their_invocation_ends(tmp_path: Path) -> None:
+    write(tmp_path / "fn" / "app.py", HANDLER)
+    cfg = config(tmp_path, {"go": _route("timeout = 20")})
+    async with (
+        run_gateway(cfg) as gw,
+        connect(gw.websocket_url) as busy,
+        connect(gw.websocket_url) as ws,
+    ):
+        (pool,) = _pools(gw)
+        await busy.send(json.dumps({"action": "go", "sleep": 1.5}))
+        await eventually(lambda: pool.size == 1, TIMEOUT, "a busy environment")
+        idle = await ask(ws, {"action": "go"})  # a second one, idle after this
+        assert pool.size == 2
+        pool.recycle()
+        await eventually(lambda: not _alive(idle["pid"]), TIMEOUT, "the idle one stopped")
+        busy_reply = json.loads(await asyncio.wait_for(busy.recv(), TIMEOUT))  # finished
+        assert busy_reply["pid"] != idle["pid"]
+        await eventually(lambda: not _alive(busy_reply["pid"]), TIMEOUT, "the busy one stopped")
+        fresh = await ask(ws, {"action": "go"})
+    assert fresh["pid"] not in (idle["pid"], busy_reply["pid"])
+
+
+AUTHORIZER = """
+def handler(event, context):
+    allowed = event["queryStringParameters"].get("token") == "let-me-in"
+    return {
+        "principalId": "user-1",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Action": "execute-api:Invoke",
+                "Effect": "Allow" if allowed else "Deny",
+                "Resource": event["methodArn"],
+            }],
+        },
+    }
+"""
+
+
+async def test_an_authorizer_in_its_own_process(tmp_path: Path) -> None:
+    write(tmp_path / "auth" / "authorizer.py", AUTHORIZER)
+    write(tmp_path / "fn" / "app.py", HANDLER)
+    extra = """
+        [authorizer]
+        handler = "authorizer.handler"
+        code = "auth"
+        isolation = "process"
+        identity_source = ["route.request.querystring.token"]
+    """
+    cfg = config(tmp_path, {"go": _route()}, extra=textwrap.dedent(extra))
+    async with run_gateway(cfg) as gw:
+        async with connect(gw.websocket_url + "?token=let-me-in") as ws:
+            assert "pid" in await ask(ws, {"action": "go"})
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(gw.websocket_url + "?token=nope"):
+                pass
+        assert refused.value.response.status_code == 403
+        kinds = sorted(pool.function.name for pool in _pools(gw))
+    assert kinds == ["hubbub-dev-authorizer", "hubbub-dev-go"]

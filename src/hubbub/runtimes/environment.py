@@ -107,6 +107,7 @@ class Environment:
         self._listener: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.pid = 0
+        self.runtime_api = ""  # its AWS_LAMBDA_RUNTIME_API, host:port, once started
 
     # -- process ----------------------------------------------------------------------------
 
@@ -116,7 +117,8 @@ class Environment:
         self._server = web.Server(self._handle, handler_cancellation=True, access_log=None)
         self._listener = await loop.create_server(self._server, "127.0.0.1", 0)
         port = self._listener.sockets[0].getsockname()[1]
-        env = {**self._env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
+        self.runtime_api = f"127.0.0.1:{port}"
+        env = {**self._env, "AWS_LAMBDA_RUNTIME_API": self.runtime_api}
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *self._argv,
