@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from hubbub.errors import ListenError
 from hubbub.infra.model import ImportedConfig
+from hubbub.runtimes import launch
 
 SYSTEM_ROUTES = ("$connect", "$disconnect", "$default")
 
@@ -102,12 +103,14 @@ class ManagementConfig:
     idle_timeout: float = 60.0
 
 
-# Lambda runtimes whose handlers hubbub runs; other runtimes are a config error naming them.
-SUPPORTED_RUNTIMES = ("python",)
+# Lambda runtimes whose handlers hubbub runs (prefixes); others are a config error naming them.
+# Python runs in-process unless isolation = "process"; the others in their own processes through
+# the Lambda Runtime API (hubbub.runtimes).
+SUPPORTED_RUNTIMES = ("python3", "nodejs", "provided")
 
 
-# Not a key itself: built from the route's (or authorizer's) code, runtime, layers and memory.
-_FUNCTION_DOC = "code, runtime, layers, memory"
+# Not a key itself: built from the route's (or authorizer's) function keys.
+_FUNCTION_DOC = "code, runtime, layers, memory, isolation, reserved_concurrency"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,15 @@ class FunctionSpec:
     layers: tuple[Path, ...] = ()  # absolute layer folders (their python/ subfolder if any)
     name: str = ""  # the function's name (AWS_LAMBDA_FUNCTION_NAME); "" = from the handler
     memory: int | None = None  # MB, for AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+    # "" = the runtime's default: Python in hubbub's process, other runtimes in their own
+    # processes ("process", hubbub.runtimes).
+    isolation: str = ""
+    reserved_concurrency: int | None = None  # process runtimes: environments at most at once
+
+    @property
+    def process_kind(self) -> str | None:
+        """ "node", "python" or "provided" when the function runs in its own processes."""
+        return launch.runtime_kind(self.runtime, self.isolation)
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,17 @@ from typing import Any
 from hubbub.aws.authorizer import parse_identity_source
 from hubbub.config.coerce import coerce, string_table
 from hubbub.config.model import (
-    SUPPORTED_RUNTIMES,
     AuthorizerConfig,
     FunctionSpec,
     JwtConfig,
     RouteConfig,
 )
 from hubbub.errors import ConfigError
+from hubbub.runtimes import launch
 
 # A route's function (FunctionSpec): its code root, runtime, layers and memory; its name is
 # the route's own ``name``.
-_FUNCTION_KEYS = {"code", "runtime", "layers", "memory"}
+_FUNCTION_KEYS = {"code", "runtime", "layers", "memory", "isolation", "reserved_concurrency"}
 _ROUTE_KEYS = {
     "handler",
     "url",
@@ -92,20 +92,20 @@ def load_routes(raw: Any, base_dir: Path) -> dict[str, RouteConfig]:
 def _function_spec(
     spec: Mapping[str, Any], prefix: str, base_dir: Path, handler: Any
 ) -> FunctionSpec | None:
-    """A route's (or the authorizer's) ``code``/``runtime``/``layers``/``memory``."""
+    """A route's (or the authorizer's) ``code``/``runtime``/``layers``/``memory``/``isolation``/
+    ``reserved_concurrency``."""
     present = [key for key in sorted(_FUNCTION_KEYS) if key in spec]
     if not present:
         return None
     if handler is None:
         raise ConfigError(f"{prefix}.{present[0]}", "only a handler = ... route has a function")
     runtime = coerce(spec.get("runtime", ""), "str", f"{prefix}.runtime")
-    if runtime and not runtime.startswith(SUPPORTED_RUNTIMES):
-        raise ConfigError(
-            f"{prefix}.runtime",
-            f"{runtime!r} functions can't run yet: hubbub runs Python handlers "
-            f"(python3.x) in-process; Node.js and other runtimes come with the Lambda runtimes "
-            f"feature",
-        )
+    isolation = coerce(spec.get("isolation", ""), "str", f"{prefix}.isolation")
+    reserved = spec.get("reserved_concurrency")
+    if reserved is not None:
+        reserved = coerce(reserved, "int", f"{prefix}.reserved_concurrency")
+        if reserved < 1:
+            raise ConfigError(f"{prefix}.reserved_concurrency", "must be at least 1")
 
     def folder(value: Any, key: str) -> Path:
         path = coerce(value, "Path | None", key) or Path(".")
@@ -115,6 +115,13 @@ def _function_spec(
         return path
 
     code = folder(spec.get("code", "."), f"{prefix}.code")
+    launch.check(runtime, isolation, code, prefix)
+    if reserved is not None and launch.runtime_kind(runtime, isolation) is None:
+        raise ConfigError(
+            f"{prefix}.reserved_concurrency",
+            'applies to functions in their own processes (isolation = "process", or a '
+            "nodejs/provided runtime)",
+        )
     layers_raw = coerce(spec.get("layers", []), "tuple[str, ...]", f"{prefix}.layers")
     layers = tuple(folder(v, f"{prefix}.layers[{i}]") for i, v in enumerate(layers_raw))
     memory = spec.get("memory")
@@ -126,6 +133,8 @@ def _function_spec(
         layers=layers,
         name=spec.get("name") or "",  # checked by _function_name
         memory=memory,
+        isolation=isolation,
+        reserved_concurrency=reserved,
     )
 
 

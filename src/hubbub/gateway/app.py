@@ -221,6 +221,8 @@ class Gateway:
         config = self.config
         factory = RouteFactory(config, execution_role=self.execution_role, tls=tls, http=self._http)
         self._resources.callback(factory.close)
+        # The functions' processes drain after the routes stop taking invocations.
+        self._resources.push_async_callback(factory.runtimes.close)
         routes = factory.routes()
         for route in routes.values():
             self._resources.push_async_callback(route.integration.close)
