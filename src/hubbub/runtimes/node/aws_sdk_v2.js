@@ -1,0 +1,115 @@
+// Endpoints for the AWS SDK for JavaScript v2 (`aws-sdk`), which reads no endpoint variables.
+//
+// boto3 and the JavaScript SDK v3 read AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> from the
+// environment themselves; v2 does not. hubbub's bootstrap watches require() for v2's AWS object and
+// wraps AWS.Service.prototype.initialize, so every client gets what v3 would:
+//
+// - AWS_ENDPOINT_URL_<SERVICE ID> (the service id upper-cased, spaces as "_": DYNAMODB,
+//   APIGATEWAYMANAGEMENTAPI, DYNAMODB_STREAMS), else AWS_ENDPOINT_URL, unless the code names an
+//   endpoint itself (constructor, AWS.config, AWS.config.<service>) or
+//   AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true;
+// - an endpoint on one of the hosts that mean this hubbub API (_HUBBUB_API_HOSTS: the
+//   execute-api host names an imported template builds, which no resolver knows) is sent to the
+//   management API (_HUBBUB_MANAGEMENT_URL), keeping the path (the stage).
+"use strict";
+
+const Module = require("node:module");
+
+function serviceEnvName(serviceId) {
+  return `AWS_ENDPOINT_URL_${String(serviceId).toUpperCase().replace(/[\s-]+/g, "_")}`;
+}
+
+function configuredEndpoint(serviceId, identifier, env = process.env) {
+  if (String(env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS || "").toLowerCase() === "true") {
+    return undefined;
+  }
+  for (const name of [serviceId, identifier]) {
+    if (name) {
+      const value = env[serviceEnvName(name)];
+      if (value) {
+        return value;
+      }
+    }
+  }
+  return env.AWS_ENDPOINT_URL || undefined;
+}
+
+function apiHosts(env = process.env) {
+  return new Set(
+    String(env._HUBBUB_API_HOSTS || "")
+      .split(",")
+      .map((host) => host.trim().toLowerCase())
+      .filter(Boolean),
+  );
+}
+
+// The management URL an endpoint on one of the API's own hosts stands for, else undefined.
+// `endpoint` is what the SDK made of the code's value: "abc.execute-api.us-east-1.amazonaws.com/
+// production" (v2 adds https://), "https://…/production" and "wss://…/production" alike.
+function managementEndpoint(endpoint, env = process.env) {
+  const base = env._HUBBUB_MANAGEMENT_URL;
+  if (!base || !endpoint || !endpoint.hostname) {
+    return undefined;
+  }
+  if (!apiHosts(env).has(String(endpoint.hostname).toLowerCase())) {
+    return undefined;
+  }
+  const path = endpoint.path && endpoint.path !== "/" ? endpoint.path : "";
+  return base.replace(/\/+$/, "") + path;
+}
+
+function patchAws(AWS) {
+  const original = AWS.Service.prototype.initialize;
+  AWS.Service.prototype.initialize = function initialize(config) {
+    original.call(this, config);
+    const explicit =
+      (config && config.endpoint) ||
+      (AWS.config[this.serviceIdentifier] && AWS.config[this.serviceIdentifier].endpoint) ||
+      AWS.config.endpoint;
+    if (!explicit) {
+      const url = configuredEndpoint(this.api && this.api.serviceId, this.serviceIdentifier);
+      if (url) {
+        this.config.endpoint = url;
+        this.setEndpoint(url);
+      }
+    }
+    const local = managementEndpoint(this.endpoint);
+    if (local) {
+      this.config.endpoint = local;
+      this.setEndpoint(local);
+    }
+  };
+}
+
+function looksLikeAwsSdkV2(exported) {
+  try {
+    return (
+      exported !== null &&
+      typeof exported === "object" &&
+      typeof exported.VERSION === "string" &&
+      exported.VERSION.startsWith("2.") &&
+      typeof exported.Config === "function" &&
+      typeof exported.Service === "function" &&
+      typeof exported.Service.prototype.initialize === "function"
+    );
+  } catch {
+    return false;
+  }
+}
+
+// Watch require() for v2's AWS object (require("aws-sdk"), "aws-sdk/global", a single client's
+// "aws-sdk/clients/dynamodb": all return or load lib/core.js). Each copy is patched once.
+function install() {
+  const patched = new WeakSet();
+  const load = Module._load;
+  Module._load = function hubbubLoad(request, parent, isMain) {
+    const exported = load.call(this, request, parent, isMain);
+    if (!patched.has(exported) && looksLikeAwsSdkV2(exported)) {
+      patched.add(exported);
+      patchAws(exported);
+    }
+    return exported;
+  };
+}
+
+module.exports = { install, configuredEndpoint, managementEndpoint, serviceEnvName };
