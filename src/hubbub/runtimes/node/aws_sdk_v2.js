@@ -82,13 +82,17 @@ function patchAws(AWS) {
 }
 
 function looksLikeAwsSdkV2(exported) {
+  // Own properties only: reading a missing one from the half-built exports of a circular
+  // require() makes Node print a warning.
   try {
     return (
       exported !== null &&
       typeof exported === "object" &&
+      Object.hasOwn(exported, "VERSION") &&
+      Object.hasOwn(exported, "Service") &&
+      Object.hasOwn(exported, "Config") &&
       typeof exported.VERSION === "string" &&
       exported.VERSION.startsWith("2.") &&
-      typeof exported.Config === "function" &&
       typeof exported.Service === "function" &&
       typeof exported.Service.prototype.initialize === "function"
     );
