@@ -10,7 +10,10 @@
 //   AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true;
 // - an endpoint on one of the hosts that mean this hubbub API (_HUBBUB_API_HOSTS: the
 //   execute-api host names an imported template builds, which no resolver knows) is sent to the
-//   management API (_HUBBUB_MANAGEMENT_URL), keeping the path (the stage).
+//   management API (_HUBBUB_MANAGEMENT_URL, its plain-HTTP listener), keeping the path (the
+//   stage); so is that listener's own "host:port/stage" written without a scheme, which v2
+//   would otherwise call with https://. hubbub sets both variables for every function it runs
+//   in a process.
 "use strict";
 
 const Module = require("node:module");
@@ -43,19 +46,38 @@ function apiHosts(env = process.env) {
   );
 }
 
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
+
+// Whether `endpoint` (an AWS.Endpoint) names the management API's own plain-HTTP listener by
+// host and port: "127.0.0.1:8081/production" without a scheme, which v2 turns into https://.
+function isManagementListener(endpoint, base) {
+  const host = String(endpoint.hostname).toLowerCase();
+  const sameHost = host === base.hostname || (LOOPBACK.has(host) && LOOPBACK.has(base.hostname));
+  return sameHost && String(endpoint.port) === String(base.port);
+}
+
 // The management URL an endpoint on one of the API's own hosts stands for, else undefined.
 // `endpoint` is what the SDK made of the code's value: "abc.execute-api.us-east-1.amazonaws.com/
-// production" (v2 adds https://), "https://…/production" and "wss://…/production" alike.
+// production" (v2 adds https://), "https://…/production" and "wss://…/production" alike, or the
+// management listener's own host:port/stage.
 function managementEndpoint(endpoint, env = process.env) {
-  const base = env._HUBBUB_MANAGEMENT_URL;
-  if (!base || !endpoint || !endpoint.hostname) {
+  if (!env._HUBBUB_MANAGEMENT_URL || !endpoint || !endpoint.hostname) {
     return undefined;
   }
-  if (!apiHosts(env).has(String(endpoint.hostname).toLowerCase())) {
+  let base;
+  try {
+    base = new URL(env._HUBBUB_MANAGEMENT_URL);
+  } catch {
+    return undefined;
+  }
+  const ours =
+    apiHosts(env).has(String(endpoint.hostname).toLowerCase()) ||
+    (endpoint.protocol !== "http:" && isManagementListener(endpoint, base));
+  if (!ours) {
     return undefined;
   }
   const path = endpoint.path && endpoint.path !== "/" ? endpoint.path : "";
-  return base.replace(/\/+$/, "") + path;
+  return `${base.protocol}//${base.host}${path}`;
 }
 
 function patchAws(AWS) {
