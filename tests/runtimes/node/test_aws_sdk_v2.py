@@ -53,13 +53,13 @@ async def test_endpoints_for_the_v2_sdk(tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
         {
-            "post": f"""
+            "post": """
                 handler = "index.handler"
                 runtime = "nodejs18.x"
                 code = "fn"
                 route_response = true
                 timeout = 20
-                environment = {{ AWS_ENDPOINT_URL_DYNAMODB = "http://127.0.0.1:1" }}
+                environment = { AWS_ENDPOINT_URL_DYNAMODB = "http://127.0.0.1:1" }
             """
         },
         extra=f'[api]\naliases = ["{ALIAS}"]\n',

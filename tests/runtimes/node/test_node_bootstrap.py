@@ -63,7 +63,9 @@ exports.handler = async (event, context) => {
 """
 
 NESTED = """
-module.exports.handlers = { main: async () => ({ statusCode: 200, body: "nested in lib/app.cjs" }) };
+module.exports.handlers = {
+  main: async () => ({ statusCode: 200, body: "nested in lib/app.cjs" }),
+};
 """
 
 
@@ -164,9 +166,7 @@ async def test_callback_handlers_and_callback_waits_for_empty_event_loop(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     write(tmp_path / "fn" / "cb.js", CALLBACKS)
-    routes = {
-        name: _route(f"cb.{name}") for name in ("waits", "sendsNow", "succeeds", "fails")
-    }
+    routes = {name: _route(f"cb.{name}") for name in ("waits", "sendsNow", "succeeds", "fails")}
     cfg = config(tmp_path, routes)
     caplog.set_level("INFO", logger="hubbub.function")
     async with run_gateway(cfg) as gw, connect(gw.websocket_url) as ws:
