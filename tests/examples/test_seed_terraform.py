@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+import websockets
 from playwright.async_api import Browser, Page, async_playwright
 
 from hubbub.config import load_config
@@ -171,3 +174,47 @@ async def test_two_tabs_chat_and_a_tab_closed_abruptly_is_cleaned_up(
     assert len(stale) == 1
     fields: dict[str, Any] = stale[0].fields  # type: ignore[attr-defined]
     assert fields["function"] == "seed-chat"
+
+
+async def test_dev_py_seed_runs_it_all(tmp_path: Path) -> None:
+    """`python3 dev.py seed`, as the README gives it (ports moved): npm ci, the DynamoDB with
+    the table, hubbub serving the .tf folder; two clients chat; Ctrl-C stops all of it."""
+    seed_node_modules()
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path),
+        "XDG_STATE_HOME": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "dev.py", "seed", "--port", "0", "--management-port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group, for Ctrl-C below
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        while not (line := process.stdout.readline()).startswith("hubbub: websocket"):
+            assert line, "".join(seen)
+            seen.append(line)
+        url = line.split()[2]
+        assert any("tables: created seed-chat-connections" in s for s in seen), seen
+        async with websockets.connect(url) as a, websockets.connect(url) as b:
+            await a.send(json.dumps({"action": "sendmessage", "data": "through dev.py seed"}))
+            for ws in (a, b):
+                frame = await asyncio.wait_for(ws.recv(), 20 * TIME_SCALE)
+                assert frame == "through dev.py seed"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    assert process.returncode in (0, 130)
+    with pytest.raises(ProcessLookupError):  # nothing of it is left: DynamoDB, hubbub, node
+        os.killpg(process.pid, 0)
