@@ -13,6 +13,7 @@ import pytest
 import websockets
 
 from hubbub.testing import run_gateway
+from tests.helpers import eventually
 from tests.runtimes.helpers import ask, config, connect, write
 
 pytestmark = [
@@ -271,3 +272,35 @@ async def test_an_init_error_on_connect_refuses_the_handshake_with_502(tmp_path:
             async with connect(gw.websocket_url):
                 pass
     assert info.value.response.status_code == 502
+
+
+LATE = """
+exports.handler = async (event) => {
+  if (JSON.parse(event.body).late) {
+    setTimeout(() => { throw new Error("late failure"); }, 10);
+  }
+  return { statusCode: 200, body: String(process.pid) };
+};
+"""
+
+
+async def test_an_uncaught_exception_after_the_answer_ends_the_environment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(tmp_path / "fn" / "late.js", LATE)
+    cfg = config(tmp_path, {"go": _route("late.handler")})
+    caplog.set_level("INFO", logger="hubbub.function")
+    async with run_gateway(cfg) as gw, connect(gw.websocket_url) as ws:
+        first = int(await ask(ws, {"action": "go", "late": True}))
+        assert gw.route_factory is not None
+        pools = list(gw.route_factory.runtimes.pools.values())
+        # The throw is logged as Lambda logs it, and the process exits (not hangs) at once.
+        await eventually(
+            lambda: (
+                any("\tERROR\tUncaught Exception \t" in m for m, _ in _function_records(caplog))
+                and all(first not in pool.pids for pool in pools)
+            ),
+            message="the environment ended after its uncaught exception",
+        )
+        second = int(await ask(ws, {"action": "go"}))
+    assert second != first

@@ -146,6 +146,9 @@ function invoke(handler, invocation) {
     };
 
     onFatal = (error, code) => {
+      if (finished) {
+        process.exit(code); // answered already: nothing to report, the environment ends
+      }
       finished = true;
       api.postError(requestId, error).finally(() => process.exit(code));
     };

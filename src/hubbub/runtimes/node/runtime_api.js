@@ -12,8 +12,9 @@ class RuntimeApi {
     this.host = at > 0 ? address.slice(0, at).replace(/^\[|\]$/g, "") : address;
     this.port = at > 0 ? Number(address.slice(at + 1)) : 80;
     // Idle sockets in a keep-alive agent are unref'd: they never keep the event loop busy,
-    // so waiting for an empty event loop (callbackWaitsForEmptyEventLoop) still works.
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    // so waiting for an empty event loop (callbackWaitsForEmptyEventLoop) still works. No limit
+    // on sockets: an error report must not queue behind the long poll of invocation/next.
+    this.agent = new http.Agent({ keepAlive: true });
   }
 
   request(method, path, body, headers = {}) {
