@@ -54,7 +54,13 @@ from hubbub.gateway.presence import RoomPresence, route_hook
 from hubbub.gateway.proxies import TrustedProxies
 from hubbub.gateway.recovery import Resumer
 from hubbub.gateway.routing import RouteFactory
-from hubbub.gateway.tls import LocalTls, default_state_dir, ensure_local_tls, public_ssl_context
+from hubbub.gateway.tls import (
+    LocalTls,
+    default_state_dir,
+    ensure_local_tls,
+    event_domain,
+    public_ssl_context,
+)
 from hubbub.gateway.transport_aiohttp import Listener
 from hubbub.infra.tables import create_tables
 from hubbub.integrations import environment
@@ -95,6 +101,7 @@ class _Core:
     resumer: Resumer | None
     observability: Observability
     management_api: ManagementApi
+    factory: RouteFactory  # builds the routes; owns the functions' process pools
 
 
 class Gateway:
@@ -168,6 +175,11 @@ class Gateway:
         self._resources.push_async_callback(management.http.close)
         if management.https is not None:
             self._resources.push_async_callback(management.https.close)
+        # Functions in their own processes post to this listener (plain HTTP on loopback).
+        core.factory.runtimes.set_management(
+            f"http://{event_domain(management.http.host, management.http.port)}",
+            self.config.api.aliases,
+        )
         lifecycle = self._lifecycle = self._build_lifecycle(core, management)
         await self.store.start(core.services.deliver_local, lifecycle.reaped)
         self._start_presence(core, lifecycle)
@@ -262,6 +274,7 @@ class Gateway:
             resumer=lambda: resumer,
         )
         return _Core(
+            factory=factory,
             routes=routes,
             authorizer=authorizer,
             recovery=recovery,
