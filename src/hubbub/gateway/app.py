@@ -81,6 +81,7 @@ from hubbub.gateway.recovery import (
     session_frame,
     wants_recovery,
 )
+from hubbub.gateway.reload import Reloader, start_reloader
 from hubbub.gateway.routing import RouteFactory
 from hubbub.gateway.services import GatewayApi, Services, SyncGatewayApi
 from hubbub.gateway.tls import (
@@ -183,6 +184,7 @@ class Gateway(GatewayApi):
         self.resumer: Resumer | None = None
         self.messages: MessageLoop | None = None
         self.authorizer: ConnectAuthorizer | None = None
+        self.reloader: Reloader | None = None  # [server] reload (hubbub serve --reload)
         self.started_at = 0.0
         self.observability = Observability(
             node=node_id,
@@ -325,7 +327,7 @@ class Gateway(GatewayApi):
         if config.presence.route:
             self.presence.on_event = route_hook(
                 self.invoker,
-                self.routes[config.presence.route],
+                self.routes,
                 self.api_context,
                 config.presence.route,
                 self._background,
@@ -351,6 +353,8 @@ class Gateway(GatewayApi):
                 signed=authenticate is not None,
                 accept_post=api.accept_post,
             )
+        if config.server.reload:  # before accepting: a change from now on reloads
+            self.reloader = await start_reloader(self)
         self._accepting = True
         self.started_at = time.time()
         self.observability.start()
@@ -423,6 +427,8 @@ class Gateway(GatewayApi):
             return
         self._closed.set()
         self._accepting = False
+        if self.reloader is not None:
+            await self.reloader.close()
         if self.public is not None:
             await self.public.stop_accepting()
         conns = list(self.hub.connections.values())

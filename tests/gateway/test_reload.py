@@ -1,0 +1,290 @@
+"""Hot reload ([server] reload = true, hubbub serve --reload): a change to a function's files
+reloads that function only; clients stay connected and get the new handler's reply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from hubbub.gateway.app import Gateway
+from hubbub.testing import run_gateway
+from tests.helpers import eventually
+
+# Generous: the machine running the tests may be busy; a reload takes about a second.
+RELOAD_TIMEOUT = 60.0
+
+REPLY = """\
+import json
+
+def reply(event, context):
+    return {{"statusCode": 200, "body": json.dumps({{"reply": {value!r}}})}}
+"""
+
+
+def _reply_handler(path: Path, value: str) -> None:
+    path.write_text(REPLY.format(value=value))
+
+
+def _config(**routes: str) -> dict[str, Any]:
+    """Routes chosen by the message's "action", each answering on the socket."""
+    return {
+        "server": {"reload": True},
+        "api": {"route_selection_expression": "$request.body.action"},
+        "routes": {
+            key: {"handler": handler, "route_response": True} for key, handler in routes.items()
+        },
+    }
+
+
+async def _ask(ws: Any, action: str) -> Any:
+    await ws.send(json.dumps({"action": action}))
+    return json.loads(await asyncio.wait_for(ws.recv(), RELOAD_TIMEOUT))["reply"]
+
+
+def _reload_lines(caplog: pytest.LogCaptureFixture, route: str) -> list[dict[str, Any]]:
+    return [
+        {"message": r.getMessage(), "level": r.levelname, **getattr(r, "fields", {})}
+        for r in caplog.records
+        if r.name == "hubbub.reload" and getattr(r, "fields", {}).get("route") == route
+    ]
+
+
+async def _reloads(
+    caplog: pytest.LogCaptureFixture, route: str, count: int, status: str
+) -> dict[str, Any]:
+    """Wait for ``route``'s ``count``-th reload line, and check its status."""
+
+    def seen() -> list[dict[str, Any]]:
+        return _reload_lines(caplog, route)[count - 1 :]
+
+    line: dict[str, Any] = (await eventually(seen, RELOAD_TIMEOUT, f"reload #{count} of {route}"))[
+        0
+    ]
+    assert line["status"] == status, line
+    return line
+
+
+@pytest.fixture
+def reload_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="hubbub.reload")
+    return caplog
+
+
+async def test_an_edit_reloads_the_handler_and_the_socket_stays_open(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    handler = tmp_path / "chat.py"
+    _reply_handler(handler, "one")
+    async with (
+        run_gateway(_config(say="chat.reply"), base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        assert await _ask(ws, "say") == "one"
+        _reply_handler(handler, "second")
+        line = await _reloads(reload_log, "say", 1, "ok")
+        assert line["files"] == "chat.py"
+        assert line["function"] == gw.routes["say"].integration.name
+        assert await _ask(ws, "say") == "second"
+        assert len(gw.hub.connections) == 1  # the same connection, never reconnected
+
+
+async def test_a_broken_edit_keeps_the_old_handler_and_a_fixed_one_reloads(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    handler = tmp_path / "chat.py"
+    _reply_handler(handler, "one")
+    async with (
+        run_gateway(_config(say="chat.reply"), base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        handler.write_text("import json\n\ndef reply(event, context)\n    return 1\n")
+        line = await _reloads(reload_log, "say", 1, "failed")
+        assert line["level"] == "ERROR"
+        assert line["at"] == f"{handler}:3"
+        assert line["error"].startswith("SyntaxError")
+        assert await _ask(ws, "say") == "one"
+
+        handler.write_text("import no_such_module_here\n" + REPLY.format(value="unused"))
+        line = await _reloads(reload_log, "say", 2, "failed")
+        assert line["at"] == f"{handler}:1"
+        assert "ModuleNotFoundError" in line["error"]
+        assert await _ask(ws, "say") == "one"
+
+        handler.write_text(REPLY.format(value="x").replace("def reply", "def renamed"))
+        line = await _reloads(reload_log, "say", 3, "failed")
+        assert "no function 'reply'" in line["error"]
+        assert await _ask(ws, "say") == "one"
+
+        _reply_handler(handler, "fixed")
+        await _reloads(reload_log, "say", 4, "ok")
+        assert await _ask(ws, "say") == "fixed"
+
+
+async def test_only_the_function_whose_files_changed_reloads(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    _reply_handler(tmp_path / "first.py", "first")
+    _reply_handler(tmp_path / "second.py", "second")
+    async with (
+        run_gateway(_config(a="first.reply", b="second.reply"), base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        assert gw.reloader is not None
+        before = gw.routes["a"]
+        _reply_handler(tmp_path / "second.py", "second, edited")
+        await _reloads(reload_log, "b", 1, "ok")
+        await eventually(lambda: gw.reloader and gw.reloader.batches == 1, RELOAD_TIMEOUT)
+        assert _reload_lines(reload_log, "a") == []
+        assert gw.routes["a"] is before
+        assert await _ask(ws, "a") == "first"
+        assert await _ask(ws, "b") == "second, edited"
+
+
+async def test_a_changed_sibling_module_is_imported_anew(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "words_for_reload.py").write_text("WORD = 'old'\n")
+    (tmp_path / "chat.py").write_text(
+        "import json, words_for_reload\n"
+        "def reply(event, context):\n"
+        "    return {'statusCode': 200, 'body': json.dumps({'reply': words_for_reload.WORD})}\n"
+    )
+    async with (
+        run_gateway(_config(say="chat.reply"), base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        assert await _ask(ws, "say") == "old"
+        (tmp_path / "words_for_reload.py").write_text("WORD = 'brand new'\n")
+        line = await _reloads(reload_log, "say", 1, "ok")
+        assert line["files"] == "words_for_reload.py"
+        assert await _ask(ws, "say") == "brand new"
+
+
+SLOW = """\
+import asyncio, json, os
+
+async def reply(event, context):
+    gate = os.environ["GATE"]
+    while not os.path.exists(gate):
+        await asyncio.sleep(0.02)
+    return {{"statusCode": 200, "body": json.dumps({{"reply": {value!r}}})}}
+"""
+
+
+async def test_invocations_in_flight_finish_on_the_old_handler(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    gate = tmp_path / "gate"
+    (code / "slow.py").write_text(SLOW.format(value="old"))
+    config = _config(say="slow.reply")
+    config["environment"] = {"GATE": str(gate)}
+    async with (
+        run_gateway(config, base_dir=code) as gw,
+        websockets.connect(gw.websocket_url) as first,
+        websockets.connect(gw.websocket_url) as second,
+    ):
+        await first.send(json.dumps({"action": "say"}))  # waits for the gate
+        await eventually(lambda: gw.invoker and gw.invoker.in_flight == 1, RELOAD_TIMEOUT)
+        (code / "slow.py").write_text(SLOW.format(value="new").replace("while not", "if not"))
+        await _reloads(reload_log, "say", 1, "ok")
+        await second.send(json.dumps({"action": "say"}))
+        assert json.loads(await asyncio.wait_for(second.recv(), RELOAD_TIMEOUT)) == {"reply": "new"}
+        gate.touch()
+        assert json.loads(await asyncio.wait_for(first.recv(), RELOAD_TIMEOUT)) == {"reply": "old"}
+
+
+async def test_a_function_with_its_own_code_root_reloads(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    for name in ("one", "two"):
+        root = tmp_path / "functions" / name
+        root.mkdir(parents=True)
+        (root / "helper.py").write_text(f"WHO = {name!r}\n")
+        (root / "app.py").write_text(
+            "import json, helper\n"
+            "def handler(event, context):\n"
+            "    return {'statusCode': 200, 'body': json.dumps({'reply': helper.WHO})}\n"
+        )
+    config = _config()
+    config["routes"] = {
+        name: {"handler": "app.handler", "code": f"functions/{name}", "route_response": True}
+        for name in ("one", "two")
+    }
+    async with (
+        run_gateway(config, base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        (tmp_path / "functions/two/helper.py").write_text("WHO = 'two, edited'\n")
+        line = await _reloads(reload_log, "two", 1, "ok")
+        assert line["files"] == "functions/two/helper.py"
+        assert await _ask(ws, "two") == "two, edited"
+        assert await _ask(ws, "one") == "one"
+        assert _reload_lines(reload_log, "one") == []
+
+
+async def test_without_reload_nothing_is_watched(tmp_path: Path) -> None:
+    _reply_handler(tmp_path / "chat.py", "one")
+    config = _config(say="chat.reply")
+    config["server"] = {}
+    gw: Gateway
+    async with run_gateway(config, base_dir=tmp_path) as gw:
+        assert gw.reloader is None
+
+
+async def test_hubbub_serve_reload_reloads_with_the_socket_open(tmp_path: Path) -> None:
+    _reply_handler(tmp_path / "chat.py", "one")
+    (tmp_path / "hubbub.toml").write_text(
+        f"""
+[server]
+port = 0
+[management]
+port = 0
+tls_port = 0
+state_dir = "{tmp_path / "state"}"
+[api]
+route_selection_expression = "$request.body.action"
+[routes.say]
+handler = "chat.reply"
+route_response = true
+"""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubbub.cli", "serve", "--reload", "--config", "hubbub.toml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        ws_url = proc.stdout.readline().split()[2]
+        async with websockets.connect(ws_url) as ws:
+            assert await _ask(ws, "say") == "one"
+            _reply_handler(tmp_path / "chat.py", "after the edit")
+            line = ""
+            while "reloaded" not in line:
+                line = await asyncio.wait_for(
+                    asyncio.to_thread(proc.stderr.readline), RELOAD_TIMEOUT
+                )
+                assert line, "hubbub exited before reloading"
+            assert "route=say" in line
+            assert "files=chat.py" in line
+            assert "status=ok" in line
+            assert await _ask(ws, "say") == "after the edit"
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.communicate, timeout=30)
+    assert proc.returncode == 0
