@@ -288,3 +288,25 @@ route_response = true
         proc.terminate()
         await asyncio.to_thread(proc.communicate, timeout=30)
     assert proc.returncode == 0
+
+
+async def test_an_edit_of_the_same_size_within_the_same_second_reloads(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The .pyc written at the first import records the source's mtime in whole seconds and its
+    # size: without dropping it, the reload would run the old code.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as without PYTHONDONTWRITEBYTECODE
+    handler = tmp_path / "chat.py"
+    _reply_handler(handler, "one")
+    second = 1_700_000_000 * 10**9
+    os.utime(handler, ns=(second, second))
+    async with (
+        run_gateway(_config(say="chat.reply"), base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        assert await _ask(ws, "say") == "one"
+        assert list((tmp_path / "__pycache__").glob("chat.*.pyc"))
+        _reply_handler(handler, "two")
+        os.utime(handler, ns=(second + 1000, second + 1000))
+        await _reloads(reload_log, "say", 1, "ok")
+        assert await _ask(ws, "say") == "two"
