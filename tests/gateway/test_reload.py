@@ -18,6 +18,7 @@ import websockets
 from hubbub.gateway.app import Gateway
 from hubbub.testing import run_gateway
 from tests.helpers import eventually
+from tests.store.redis_server import delete_prefix, unique_prefix
 
 # Generous: the machine running the tests may be busy; a reload takes about a second.
 RELOAD_TIMEOUT = 60.0
@@ -242,8 +243,8 @@ async def test_without_reload_nothing_is_watched(tmp_path: Path) -> None:
         assert gw.reloader is None
 
 
-async def test_hubbub_serve_reload_reloads_with_the_socket_open(tmp_path: Path) -> None:
-    _reply_handler(tmp_path / "chat.py", "one")
+def _serve(tmp_path: Path, *flags: str, config: str = "") -> subprocess.Popen[str]:
+    """``hubbub serve --reload`` on chat.reply (route "say"); stderr carries the log."""
     (tmp_path / "hubbub.toml").write_text(
         f"""
 [server]
@@ -257,37 +258,85 @@ route_selection_expression = "$request.body.action"
 [routes.say]
 handler = "chat.reply"
 route_response = true
+{config}
 """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hubbub.cli", "serve", "--reload", "--config", "hubbub.toml"],
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubbub.cli",
+            "serve",
+            "--reload",
+            "--config",
+            "hubbub.toml",
+            *flags,
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+async def _log_line(proc: subprocess.Popen[str], text: str) -> str:
+    """The next line of ``proc``'s log that holds ``text``."""
+    assert proc.stderr is not None
+    line = ""
+    while text not in line:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stderr.readline), RELOAD_TIMEOUT)
+        assert line, f"hubbub exited before logging {text!r}"
+    return line
+
+
+async def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.terminate()
+    await asyncio.to_thread(proc.communicate, timeout=30)
+    return proc.returncode
+
+
+async def test_hubbub_serve_reload_reloads_with_the_socket_open(tmp_path: Path) -> None:
+    _reply_handler(tmp_path / "chat.py", "one")
+    proc = _serve(tmp_path)
     try:
         assert proc.stdout is not None
-        assert proc.stderr is not None
         ws_url = proc.stdout.readline().split()[2]
         async with websockets.connect(ws_url) as ws:
             assert await _ask(ws, "say") == "one"
             _reply_handler(tmp_path / "chat.py", "after the edit")
-            line = ""
-            while "reloaded" not in line:
-                line = await asyncio.wait_for(
-                    asyncio.to_thread(proc.stderr.readline), RELOAD_TIMEOUT
-                )
-                assert line, "hubbub exited before reloading"
+            line = await _log_line(proc, "reloaded")
             assert "route=say" in line
             assert "files=chat.py" in line
             assert "status=ok" in line
             assert await _ask(ws, "say") == "after the edit"
     finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.communicate, timeout=30)
-    assert proc.returncode == 0
+        assert await _stop(proc) == 0
+
+
+@pytest.mark.redis
+async def test_every_worker_reloads_on_its_own(tmp_path: Path, redis_url: str) -> None:
+    _reply_handler(tmp_path / "chat.py", "one")
+    prefix = unique_prefix()
+    proc = _serve(
+        tmp_path,
+        *("--workers", "2", "--store", redis_url),
+        config=f'[store]\nkey_prefix = "{prefix}"',
+    )
+    try:
+        assert proc.stdout is not None
+        ws_url = proc.stdout.readline().split()[2]
+        # Connections spread over both workers (one worker getting all 16: odds 2 in 65,536).
+        clients = [await websockets.connect(ws_url) for _ in range(16)]
+        _reply_handler(tmp_path / "chat.py", "edited")
+        await _log_line(proc, "reloaded")
+        await _log_line(proc, "reloaded")  # one line per worker
+        for ws in clients:
+            assert await _ask(ws, "say") == "edited"
+            await ws.close()
+    finally:
+        assert await _stop(proc) == 0
+        await delete_prefix(redis_url, prefix)
 
 
 async def test_an_edit_of_the_same_size_within_the_same_second_reloads(
@@ -310,3 +359,38 @@ async def test_an_edit_of_the_same_size_within_the_same_second_reloads(
         os.utime(handler, ns=(second + 1000, second + 1000))
         await _reloads(reload_log, "say", 1, "ok")
         assert await _ask(ws, "say") == "two"
+
+
+AUTHORIZER = """\
+def handler(event, context):
+    if {refuse}:
+        raise Exception("Unauthorized")
+    arn = event["methodArn"]
+    statement = {{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": arn}}
+    return {{"principalId": "u", "policyDocument": {{"Version": "2012-10-17",
+                                                  "Statement": [statement]}}}}
+"""
+
+
+async def test_the_authorizer_reloads_and_connected_clients_stay(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "auth.py").write_text(AUTHORIZER.format(refuse=False))
+    _reply_handler(tmp_path / "chat.py", "one")
+    config = _config(say="chat.reply")
+    config["authorizer"] = {
+        "handler": "auth.handler",
+        "identity_source": ["route.request.querystring.t"],
+    }
+    async with (
+        run_gateway(config, base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url + "?t=x") as ws,
+    ):
+        (tmp_path / "auth.py").write_text(AUTHORIZER.format(refuse="'refused' != ''"))
+        line = await _reloads(reload_log, "$authorizer", 1, "ok")
+        assert line["files"] == "auth.py"
+        assert _reload_lines(reload_log, "say") == []
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(gw.websocket_url + "?t=x")
+        assert refused.value.response.status_code == 401
+        assert await _ask(ws, "say") == "one"
