@@ -394,3 +394,62 @@ async def test_the_authorizer_reloads_and_connected_clients_stay(
             await websockets.connect(gw.websocket_url + "?t=x")
         assert refused.value.response.status_code == 401
         assert await _ask(ws, "say") == "one"
+
+
+PROCESS = """\
+import json, os, pathlib, time
+
+def handler(event, context):
+    pathlib.Path(os.environ["GATE"] + ".running").touch()
+    while not os.path.exists(os.environ["GATE"]):
+        time.sleep(0.02)
+    return {{"statusCode": 200, "body": json.dumps({{"reply": {value!r}, "pid": os.getpid()}})}}
+"""
+
+
+async def test_a_process_function_reloads_once_its_invocation_in_flight_finishes(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    code = tmp_path / "fn"
+    code.mkdir()
+    gate = tmp_path / "gate"  # outside the code root: creating it is no change of the function
+    (code / "app.py").write_text(PROCESS.format(value="old"))
+    config = _config()
+    config["routes"] = {
+        "say": {
+            "handler": "app.handler",
+            "code": "fn",
+            "isolation": "process",
+            "route_response": True,
+            "timeout": RELOAD_TIMEOUT,
+        }
+    }
+    config["environment"] = {"GATE": str(gate)}
+    async with (
+        run_gateway(config, base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as first,
+        websockets.connect(gw.websocket_url) as second,
+    ):
+        pool = gw.routes["say"].integration.pool  # type: ignore[attr-defined]
+        await first.send(json.dumps({"action": "say"}))  # its environment waits for the gate
+        running = tmp_path / "gate.running"
+        await eventually(running.exists, RELOAD_TIMEOUT, "the first invocation to run")
+        [old_pid] = pool.pids
+
+        (code / "app.py").write_text("def handler(event, context)\n    return 1\n")
+        line = await _reloads(reload_log, "say", 1, "failed")
+        assert line["error"].startswith("Runtime.UserCodeSyntaxError"), line
+        assert pool.pids == [old_pid]  # nothing replaced
+
+        (code / "app.py").write_text(PROCESS.format(value="new"))
+        await _reloads(reload_log, "say", 2, "ok")
+        gate.touch()  # from now on handlers answer at once
+        await second.send(json.dumps({"action": "say"}))
+        new = json.loads(await asyncio.wait_for(second.recv(), RELOAD_TIMEOUT))
+        old = json.loads(await asyncio.wait_for(first.recv(), RELOAD_TIMEOUT))
+        assert old == {"reply": "old", "pid": old_pid}  # finished where it started
+        assert new["reply"] == "new"
+        assert new["pid"] != old_pid
+        # The old environment ends once its invocation is done; the new one serves both.
+        await eventually(lambda: old_pid not in pool.pids, RELOAD_TIMEOUT, "the old one to end")
+        assert (await _ask(first, "say")) == "new"

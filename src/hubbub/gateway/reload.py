@@ -11,8 +11,15 @@ and ``[environment]`` are read once, at start.
 An in-process Python function is imported again (hubbub.integrations.reimport) in a thread, off
 the event loop; its route is then replaced in the gateway's routing table, so new invocations run
 the new handler while the ones in flight finish on the old one (they hold the old route). An
-import that fails leaves the old route in place. Each reload is one log line: ``reloaded``, or
-``reload failed`` with the file and line of the error.
+import that fails leaves the old route in place.
+
+A function in its own processes (Node.js, provided, isolated Python) first starts one environment
+of the new code, which must initialise (hubbub.runtimes.reload); then its pool replaces every
+environment, each once its invocation in flight has finished. One that fails to initialise
+leaves the old environments serving.
+
+Each reload is one log line: ``reloaded``, or ``reload failed`` with the error (and, for
+in-process Python, its ``file:line``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from hubbub.gateway.watch import Poller, Tree
 from hubbub.integrations import environment
 from hubbub.integrations.python import PythonIntegration
 from hubbub.integrations.reimport import Reimport
+from hubbub.runtimes.integration import RuntimeIntegration
+from hubbub.runtimes.pool import Pool
+from hubbub.runtimes.reload import try_init
 
 log = logging.getLogger("hubbub.reload")
 
@@ -76,17 +86,23 @@ class Watched:
         )
 
 
-def _module_file(handler: str, root: Path) -> Path:
-    """Where ``handler``'s module is (``pkg/mod.function`` or ``pkg.mod.function``)."""
+# Where a handler's module may be: Python, then Node.js (CommonJS, ES module), then a package.
+_MODULE_SUFFIXES = (".py", ".js", ".mjs", ".cjs")
+
+
+def _module_file(handler: str, root: Path) -> Path | None:
+    """Where ``handler``'s module is (``pkg/mod.function`` or ``pkg.mod.function``); None when
+    no file is (a provided runtime's handler names no file)."""
     rel = Path(*handler.rpartition(".")[0].replace("/", ".").split("."))
-    file = root / rel.with_suffix(".py")
-    package = root / rel / "__init__.py"
-    return Path(os.path.realpath(package if not file.is_file() and package.is_file() else file))
+    candidates = [root / f"{rel}{suffix}" for suffix in _MODULE_SUFFIXES]
+    candidates.append(root / rel / "__init__.py")
+    file = next((c for c in candidates if c.is_file()), None)
+    return Path(os.path.realpath(file)) if file is not None else None
 
 
 def watched_functions(config: Config, routes: Mapping[str, Route]) -> list[Watched]:
-    """Every reloadable function of ``config`` (``routes`` are the gateway's: in-process
-    Python routes are reloadable; HTTP integrations are someone else's process)."""
+    """Every reloadable function of ``config`` (``routes`` are the gateway's: Python in-process
+    and functions in their own processes reload; HTTP integrations are someone else's)."""
     candidates: list[tuple[str, str, str, FunctionSpec | None]] = []
     for key, spec in config.routes.items():
         route = routes.get(key)
@@ -110,14 +126,17 @@ def watched_functions(config: Config, routes: Mapping[str, Route]) -> list[Watch
             roots = (function.code, *function.layers)
             trees[key] = tuple(Tree(Path(os.path.realpath(root))) for root in roots)
         else:
-            trees[key] = (Tree(modules[key].parent, python_only=True),)
+            module = modules[key]
+            assert module is not None  # loaded at start from that file
+            trees[key] = (Tree(module.parent, python_only=True),)
     code_roots = {
         tree.root for key, _, _, function in candidates if function for tree in trees[key]
     }
     watched = []
     for key, config_key, handler, function in candidates:
         own = {tree.root for tree in trees[key]}
-        foreign = {file for file in modules.values() if file != modules[key]} | config_files
+        foreign = {file for file in modules.values() if file and file != modules[key]}
+        foreign |= config_files
         nested = tuple(
             root for root in code_roots - own if any(root.is_relative_to(mine) for mine in own)
         )
@@ -128,7 +147,7 @@ def watched_functions(config: Config, routes: Mapping[str, Route]) -> list[Watch
 
 
 def reloadable(route: Route) -> bool:
-    return isinstance(route.integration, PythonIntegration)
+    return isinstance(route.integration, PythonIntegration | RuntimeIntegration)
 
 
 class Reloader:
@@ -157,10 +176,11 @@ class Reloader:
     async def on_change(self, changed: frozenset[Path]) -> None:
         """Reload every function that owns one of ``changed``, one after the other."""
         reimport = Reimport(changed)
+        recycled: set[Pool] = set()  # routes of one process-run function share its pool
         for function in self.functions:
             files = function.files(changed)
             if files:
-                await self.reload(function, files, reimport)
+                await self.reload(function, files, reimport, recycled)
         self.batches += 1
 
     def route(self, key: str) -> Route | None:
@@ -176,16 +196,35 @@ class Reloader:
         else:
             self.target.routes[key] = route
 
-    async def reload(self, function: Watched, files: list[Path], reimport: Reimport) -> None:
+    async def reload(
+        self, function: Watched, files: list[Path], reimport: Reimport, recycled: set[Pool]
+    ) -> None:
         route = self.route(function.key)
         if route is None:  # pragma: no cover - the routes are fixed at start
             return
+        integration = route.integration
+        if isinstance(integration, RuntimeIntegration):
+            if integration.pool in recycled:
+                return  # reloaded for another route of the same function in this batch
+            recycled.add(integration.pool)
         started = time.perf_counter()
         fields: dict[str, Any] = {
             "function": route.function.name if route.function else route.integration.name,
             "route": function.key,
             "files": ",".join(self._shown(path) for path in files),
         }
+        if isinstance(integration, RuntimeIntegration):
+            error = await try_init(integration.pool.function)
+            if error is not None:
+                fields.update(status="failed", error=error)
+                log.error(
+                    "reload failed, the previous version keeps serving", extra={"fields": fields}
+                )
+                return
+            integration.pool.recycle()  # each busy environment once its invocation ends
+            fields.update(status="ok", ms=round((time.perf_counter() - started) * 1000, 1))
+            log.info("reloaded", extra={"fields": fields})
+            return
         try:
             func = await asyncio.to_thread(self._import, function, route, reimport)
         except ConfigError as exc:
