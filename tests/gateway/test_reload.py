@@ -453,3 +453,38 @@ async def test_a_process_function_reloads_once_its_invocation_in_flight_finishes
         # The old environment ends once its invocation is done; the new one serves both.
         await eventually(lambda: old_pid not in pool.pids, RELOAD_TIMEOUT, "the old one to end")
         assert (await _ask(first, "say")) == "new"
+
+
+PRESENCE = """\
+import os
+
+def on_presence(event, context):
+    with open(os.environ["SEEN"], "a") as seen:
+        seen.write({version!r} + "\\n")
+    return {{"statusCode": 200}}
+"""
+
+
+async def test_the_presence_route_reloads(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    seen = tmp_path / "seen.txt"
+    seen.touch()
+    (tmp_path / "pres.py").write_text(PRESENCE.format(version="v1"))
+    config = _config()
+    config["routes"] = {"$presence": {"handler": "pres.on_presence"}}
+    config["presence"] = {"route": "$presence"}
+    config["environment"] = {"SEEN": str(seen)}
+    async with (
+        run_gateway(config, base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url),
+    ):
+        [first] = list(gw.hub.connections)
+        await gw.rooms.join("a", first, presence=True)
+        await eventually(lambda: seen.read_text() == "v1\n", RELOAD_TIMEOUT, "the join event")
+        (tmp_path / "pres.py").write_text(PRESENCE.format(version="v2"))
+        await _reloads(reload_log, "$presence", 1, "ok")
+        await gw.rooms.join("b", first, presence=True)
+        await eventually(
+            lambda: seen.read_text() == "v1\nv2\n", RELOAD_TIMEOUT, "the reloaded route's event"
+        )
