@@ -50,13 +50,13 @@ def test_a_walk_skips_caches_dependencies_and_virtual_environments(tmp_path: Pat
         ".app.py.swp",
     )
     found = scan([Tree(tmp_path)])
-    assert {p.relative_to(tmp_path).as_posix() for p in found} == {
+    assert {Path(p).relative_to(tmp_path).as_posix() for p in found} == {
         "app.py",
         "lib/db.py",
         "index.js",
     }
     python = scan([Tree(tmp_path, python_only=True)])
-    assert {p.relative_to(tmp_path).as_posix() for p in python} == {"app.py", "lib/db.py"}
+    assert {Path(p).relative_to(tmp_path).as_posix() for p in python} == {"app.py", "lib/db.py"}
 
 
 def test_changes_are_added_removed_and_modified_files(tmp_path: Path) -> None:

@@ -67,18 +67,15 @@ def ignored(name: str) -> bool:
     return name.startswith((".", "#")) or name.endswith(_IGNORED_SUFFIXES) or name == "4913"
 
 
-def scan(trees: Iterable[Tree]) -> dict[Path, Stamp]:
-    """Every watched file below ``trees``, with its stamp."""
-    found: dict[Path, Stamp] = {}
+def scan(trees: Iterable[Tree]) -> dict[str, Stamp]:
+    """Every watched file below ``trees`` (by path), with its stamp."""
+    found: dict[str, Stamp] = {}
     for tree in trees:
-        if tree.root.is_file():
-            _stamp(found, tree.root)
-        else:
-            _walk(found, str(tree.root), tree)
+        _walk(found, str(tree.root), tree)
     return found
 
 
-def _walk(found: dict[Path, Stamp], folder: str, tree: Tree) -> None:
+def _walk(found: dict[str, Stamp], folder: str, tree: Tree) -> None:
     try:
         entries = list(os.scandir(folder))
     except OSError:  # removed meanwhile, or unreadable: nothing to watch there
@@ -96,22 +93,18 @@ def _walk(found: dict[Path, Stamp], folder: str, tree: Tree) -> None:
             ):
                 _walk(found, entry.path, tree)
         elif not tree.python_only or entry.name.endswith(".py"):
-            _stamp(found, Path(entry.path))
+            try:
+                stat = entry.stat()
+            except OSError:  # removed between the listing and now: absent from this walk
+                continue
+            found[entry.path] = (stat.st_mtime_ns, stat.st_size)
 
 
-def _stamp(found: dict[Path, Stamp], path: Path) -> None:
-    try:
-        stat = path.stat()
-    except OSError:  # removed between the listing and now: absent from this walk
-        return
-    found[path] = (stat.st_mtime_ns, stat.st_size)
-
-
-def changes(before: dict[Path, Stamp], after: dict[Path, Stamp]) -> set[Path]:
+def changes(before: dict[str, Stamp], after: dict[str, Stamp]) -> set[Path]:
     """Files added, removed or modified between two walks."""
     changed = {path for path, stamp in after.items() if before.get(path) != stamp}
     changed.update(path for path in before if path not in after)
-    return changed
+    return {Path(path) for path in changed}
 
 
 OnChange = Callable[[frozenset[Path]], Awaitable[None]]
@@ -125,7 +118,7 @@ class Poller:
         self.trees = tuple(dict.fromkeys(trees))  # one walk per distinct tree
         self._on_change = on_change
         self._interval = interval
-        self._snapshot: dict[Path, Stamp] = {}
+        self._snapshot: dict[str, Stamp] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
