@@ -66,7 +66,9 @@ class Pool:
             return await env.invoke(invocation)
         except asyncio.CancelledError:
             # Timed out (or shutdown): the process may be stuck in the handler or its init.
-            if not invocation.future.done():
+            # (The cancellation cancelled the future too: only a result means it answered.)
+            future = invocation.future
+            if not future.done() or future.cancelled():
                 log.warning(
                     "function environment killed",
                     extra={
@@ -87,7 +89,7 @@ class Pool:
             raise InvocationError("Runtime.Unavailable: the gateway is shutting down")
         while self._idle:
             env = self._idle.pop()
-            if not env.ended:
+            if not (env.ended or env.retiring):
                 return env
         if len(self._all) < self.function.reserved_concurrency:
             return await self._start()
@@ -131,6 +133,8 @@ class Pool:
     def _release(self, env: Environment) -> None:
         if env.ended:
             return  # _ended gave its slot away
+        if env.retiring:
+            return  # killed: its slot frees when its process has ended (_ended)
         if self._closed or env.generation != self._generation:
             self._retire(env)
             return
