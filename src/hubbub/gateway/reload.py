@@ -214,7 +214,7 @@ class Reloader:
             "files": ",".join(self._shown(path) for path in files),
         }
         if isinstance(integration, RuntimeIntegration):
-            error = await try_init(integration.pool.function)
+            error = await try_init(integration.pool.function, route.timeout)
             if error is not None:
                 fields.update(status="failed", error=error)
                 log.error(

@@ -15,12 +15,11 @@ from hubbub.integrations.base import InvocationError
 from hubbub.runtimes.environment import Environment
 from hubbub.runtimes.pool import FunctionProcess
 
-INIT_TIMEOUT = 10.0  # seconds: Lambda's limit for a function's init phase
 
-
-async def try_init(function: FunctionProcess, timeout: float = INIT_TIMEOUT) -> str | None:
+async def try_init(function: FunctionProcess, timeout: float) -> str | None:
     """Start one environment of ``function`` outside its pool and stop it again: None when it
-    initialised (it asked for its first event), else what went wrong."""
+    initialised (it asked for its first event) within ``timeout`` seconds (the route's: init
+    counts against an invocation's timeout, see docs/runtimes.md), else what went wrong."""
 
     def ended(env: Environment) -> None:
         del env  # the environment's own flags say how it ended
