@@ -38,6 +38,7 @@ def handler(event, context):
         "arn": context.invoked_function_arn,
         "hubbub": "hubbub" in sys.modules,
         "mine": os.environ.get("MINE"),
+        "exec": os.environ.get("AWS_EXECUTION_ENV"),
     })}
 """
 
@@ -56,6 +57,7 @@ async def test_a_python_function_runs_in_its_own_process(tmp_path: Path) -> None
                 handler = "app.handler"
                 code = "fn"
                 isolation = "process"
+                runtime = "python3.12"
                 route_response = true
                 timeout = 10
                 environment = { MINE = "yes" }
@@ -78,6 +80,7 @@ async def test_a_python_function_runs_in_its_own_process(tmp_path: Path) -> None
     assert first["arn"].endswith(":function:hubbub-dev-go")
     assert first["hubbub"] is False
     assert first["mine"] == "yes"
+    assert first["exec"] == "AWS_Lambda_python3.12"
 
 
 SENDER = """

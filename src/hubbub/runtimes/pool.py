@@ -125,8 +125,11 @@ class Pool:
         try:
             await env.start()
         except BaseException:
+            # Not started (or cancelled while starting): its slot frees now, and whatever did
+            # start (the listener, maybe the process) stops in the background.
             self._all.discard(env)
             self._wake_one()
+            self._retire(env)
             raise
         return env
 
@@ -147,11 +150,12 @@ class Pool:
 
     def _ended(self, env: Environment) -> None:
         """An environment's process is gone (crash, kill, init error, stop)."""
-        self._all.discard(env)
         if env in self._idle:
             self._idle.remove(env)
-        if not self._closed:
-            self._wake_one()
+        if env in self._all:  # else its slot was given back already (see _start)
+            self._all.discard(env)
+            if not self._closed:
+                self._wake_one()
 
     def _wake_one(self) -> None:
         """A slot came free: the first waiter starts an environment in it."""
