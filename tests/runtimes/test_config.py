@@ -128,3 +128,28 @@ def test_launch_commands(tmp_path: Path) -> None:
     assert launch.NODE_BOOTSTRAP.name == "bootstrap.js"
     assert launch.runtime_kind("nodejs22.x", "") == "node"
     assert launch.runtime_kind("python3.13", "") is None
+
+
+def test_check_says_which_routes_run_in_their_own_processes(tmp_path: Path) -> None:
+    write(tmp_path / "fn" / "bootstrap", "#!/bin/sh\n", executable=True)
+    write(tmp_path / "fn" / "app.py", "def handler(event, context):\n    return None\n")
+    config = write_config(
+        tmp_path,
+        {
+            "custom": 'handler = "x.handler"\nruntime = "provided.al2023"\ncode = "fn"\n'
+            "reserved_concurrency = 2",
+            "isolated": 'handler = "app.handler"\ncode = "fn"\nisolation = "process"',
+            "inside": 'handler = "app.handler"\ncode = "fn"',
+        },
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "hubbub.cli", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if "timeout=" in line}
+    assert lines["custom"].endswith("(provided.al2023 in its own processes, up to 2)")
+    assert lines["isolated"].endswith("(python in its own processes, up to 4)")
+    assert lines["inside"].endswith("timeout=29s")

@@ -97,15 +97,23 @@ async def test_a_crash_fails_only_its_own_invocation(
     )
 
 
-async def test_a_handler_error_keeps_the_environment(tmp_path: Path) -> None:
+async def test_a_handler_error_keeps_the_environment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write(tmp_path / "fn" / "app.py", HANDLER)
     cfg = config(tmp_path, {"go": _route()})
+    caplog.set_level("INFO")
     async with run_gateway(cfg) as gw, connect(gw.websocket_url) as ws:
         before = await ask(ws, {"action": "go"})
         failed = await ask(ws, {"action": "go", "fail": True})
         after = await ask(ws, {"action": "go"})
     assert failed["message"] == "Internal server error"
     assert before["pid"] == after["pid"]  # a raised exception does not end the environment
+    # The function's own log line, as Lambda's Python runtime writes it, and hubbub's.
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[ERROR] ValueError: bad input" in messages
+    (raised,) = [r for r in caplog.records if r.getMessage() == "handler raised"]
+    assert str(raised.exc_info[1]) == "ValueError: bad input"  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

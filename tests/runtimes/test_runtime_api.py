@@ -58,6 +58,7 @@ async def test_next_response_and_the_headers(envs: list[Environment]) -> None:
         path = f"invocation/{invocation.request_id}/response"
         async with http.post(_url(env, path), data=b'{"statusCode": 200}') as answer:
             assert answer.status == 202
+            assert await answer.json() == {"status": "OK"}
         assert await result == {"statusCode": 200}
         async with http.post(_url(env, path), data=b"{}") as again:
             assert again.status == 400

@@ -279,11 +279,11 @@ class Environment:
                 )
             else:
                 invocation.future.set_result(result)
-            return web.Response(status=202, body=b'{"status":"OK"}')
+            return _accepted()
         body = await _read(request, protocol.MAX_ERROR_BYTES) or b""
         error = protocol.parse_function_error(body, request.headers.get(protocol.ERROR_TYPE))
         invocation.future.set_exception(InvocationError(str(error)))
-        return web.Response(status=202, body=b'{"status":"OK"}')
+        return _accepted()
 
     async def _next(self) -> web.StreamResponse:
         self.ready = True
@@ -331,7 +331,7 @@ class Environment:
         # Lambda ends an environment whose init failed; the next invocation starts a new one.
         self.retiring = True
         asyncio.get_running_loop().call_soon(self.kill)
-        return web.Response(status=202, body=b'{"status":"OK"}')
+        return _accepted()
 
 
 async def _read(request: web.BaseRequest, limit: int) -> bytes | None:
@@ -347,6 +347,10 @@ async def _read(request: web.BaseRequest, limit: int) -> bytes | None:
         if size > limit:
             return None
         chunks.append(chunk)
+
+
+def _accepted() -> web.Response:
+    return web.Response(status=202, body=b'{"status":"OK"}', content_type="application/json")
 
 
 def _refuse(status: int, error_type: str, message: str) -> web.Response:
