@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import websockets
 from hubbub.gateway.app import Gateway
 from hubbub.testing import run_gateway
 from tests.helpers import eventually
+from tests.runtimes.test_provided import SHELL_BOOTSTRAP
 from tests.store.redis_server import delete_prefix, unique_prefix
 
 # Generous: the machine running the tests may be busy; a reload takes about a second.
@@ -488,3 +490,43 @@ async def test_the_presence_route_reloads(
         await eventually(
             lambda: seen.read_text() == "v1\nv2\n", RELOAD_TIMEOUT, "the reloaded route's event"
         )
+
+
+SHELL = r"""
+function handler () {{
+  echo '{{"statusCode": 200, "body": "{{\"reply\": \"{value}\"}}"}}'
+}}
+"""
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the tutorial's bootstrap uses curl")
+async def test_a_provided_function_reloads_when_any_file_of_its_code_root_changes(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    code = tmp_path / "sh"
+    code.mkdir()
+    (code / "bootstrap").write_text(SHELL_BOOTSTRAP.lstrip())
+    (code / "bootstrap").chmod(0o755)
+    (code / "function.sh").write_text(SHELL.format(value="bash one"))
+    config = _config()
+    config["routes"] = {
+        "say": {
+            "handler": "function.handler",
+            "runtime": "provided.al2023",
+            "code": "sh",
+            "route_response": True,
+        }
+    }
+    async with (
+        run_gateway(config, base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        assert await _ask(ws, "say") == "bash one"
+        (code / "function.sh").write_text("exit 3\n")  # sourced at init: the runtime exits
+        line = await _reloads(reload_log, "say", 1, "failed")
+        assert line["error"].startswith("Runtime.ExitError"), line
+        assert await _ask(ws, "say") == "bash one"
+        (code / "function.sh").write_text(SHELL.format(value="bash two"))
+        line = await _reloads(reload_log, "say", 2, "ok")
+        assert line["files"] == "sh/function.sh"
+        assert await _ask(ws, "say") == "bash two"
