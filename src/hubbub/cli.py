@@ -2,7 +2,7 @@
 
 hubbub serve [--config PATH] [--host H] [--port P] [--management-host H]
              [--management-port P] [--management-tls-port P] [--store URL] [--workers N]
-             [--log-format text|json] [--log-level L]
+             [--reload] [--log-format text|json] [--log-level L]
 hubbub check [--config PATH]     validate as serve would, print what it would serve
 hubbub import PATH [--stage NAME] [--parameter KEY=VALUE]... [--var KEY=VALUE]...
               [--var-file FILE]... [--format sam|cloudformation|serverless|terraform]
@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         "(server.workers)",
     )
     serve.add_argument(
+        "--reload",
+        action="store_true",
+        default=None,
+        help="reload a function when its files change, keeping clients connected (server.reload)",
+    )
+    serve.add_argument(
         "--log-format", choices=("text", "json"), help="log line format (log.format)"
     )
     serve.add_argument(
@@ -92,6 +98,7 @@ _FLAG_KEYS = {
     "management_tls_port": "management.tls_port",
     "store": "store.url",
     "workers": "server.workers",
+    "reload": "server.reload",
     "log_format": "log.format",
     "log_level": "log.level",
 }

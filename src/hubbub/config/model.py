@@ -68,6 +68,8 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     # Trusted proxies start each connection with a PROXY protocol header (v1 or v2).
     proxy_protocol: bool = False
+    # Reload a function when its files change (hubbub.gateway.reload); for development.
+    reload: bool = False
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from hubbub.gateway.observability import Observability
 from hubbub.gateway.presence import RoomPresence, route_hook
 from hubbub.gateway.proxies import TrustedProxies
 from hubbub.gateway.recovery import Resumer
+from hubbub.gateway.reload import start_reloader
 from hubbub.gateway.routing import RouteFactory
 from hubbub.gateway.tls import (
     LocalTls,
@@ -102,6 +103,24 @@ class _Core:
     observability: Observability
     management_api: ManagementApi
     factory: RouteFactory  # builds the routes; owns the functions' process pools
+
+
+class _Reloadable:
+    """What hot reload replaces (hubbub.gateway.reload.Target): routes in the routing table the
+    invoker and the lifecycle read, and the lifecycle's authorizer."""
+
+    def __init__(self, config: Config, routes: dict[str, Route], lifecycle: Lifecycle) -> None:
+        self.config = config
+        self.routes = routes
+        self._lifecycle = lifecycle
+
+    @property
+    def authorizer(self) -> ConnectAuthorizer | None:
+        return self._lifecycle.authorizer
+
+    @authorizer.setter
+    def authorizer(self, value: ConnectAuthorizer | None) -> None:
+        self._lifecycle.authorizer = value
 
 
 class Gateway:
@@ -214,6 +233,9 @@ class Gateway:
             tls=tls,
             in_process=in_process,
         )
+        if self.config.server.reload:  # before accepting: a change from now on reloads
+            reloader = await start_reloader(_Reloadable(self.config, core.routes, lifecycle))
+            self._resources.push_async_callback(reloader.close)  # stops before the drain
         self.status.accepting = True
         self.status.started_at = time.time()
         log.info(
@@ -330,7 +352,7 @@ class Gateway:
         route = self.config.presence.route
         if route:
             self.presence.on_event = route_hook(
-                core.invoker, core.routes[route], lifecycle.api_context, route, lifecycle.background
+                core.invoker, core.routes, lifecycle.api_context, route, lifecycle.background
             )
         self.presence.start()
         self._resources.push_async_callback(self.presence.close)

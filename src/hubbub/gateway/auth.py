@@ -67,6 +67,11 @@ class ConnectAuthorizer:
             except (ValueError, OSError) as exc:
                 raise ConfigError("authorizer.jwt", str(exc)) from exc
 
+    @property
+    def route(self) -> Route | None:
+        """The authorizer's function (None for a JWT authorizer)."""
+        return self._route
+
     async def authorize(
         self,
         invoker: Invoker,

@@ -110,7 +110,8 @@ class Lifecycle:
         self._routes = routes
         self.api_context = api_context
         self._method_arn = method_arn
-        self._authorizer = authorizer
+        # Replaced by hot reload (hubbub.gateway.reload) when the authorizer's files change.
+        self.authorizer = authorizer
         self._resumer = resumer
         self._messages = messages
         # Invocations that outlive their caller ($disconnect, presence events); drain waits.
@@ -166,9 +167,9 @@ class Lifecycle:
             ),
             query=query,
         )
-        if self._authorizer is not None:
+        if self.authorizer is not None:
             request_id = new_request_id()
-            verdict = await self._authorizer.authorize(
+            verdict = await self.authorizer.authorize(
                 self._invoker,
                 connect_event(self.api_context, ctx, request_id=request_id, now_ms=connected),
                 headers=hs.headers,

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -308,20 +308,24 @@ class RoomPresence:
 
 def route_hook(
     invoker: Invoker,
-    route: Route,
+    routes: Mapping[str, Route],
     api: ApiContext | None,
     route_key: str,
     tasks: set[asyncio.Task[Any]],
 ) -> EventHook:
     """The ``on_event`` hook that invokes ``[presence] route`` with each event, in the
-    background (the gateway's drain waits for ``tasks``)."""
+    background (the gateway's drain waits for ``tasks``). The route is looked up in ``routes``
+    at each event: a hot reload replaces it there."""
     assert api is not None
 
     async def invoke(body: dict[str, Any]) -> None:
         request_id = new_request_id()
         event = presence_event(api, route_key, body, request_id=request_id, now_ms=_now_ms())
         await invoker.invoke_awaited(
-            route, event, connection_id=body["member"]["connectionId"], request_id=request_id
+            routes[route_key],
+            event,
+            connection_id=body["member"]["connectionId"],
+            request_id=request_id,
         )
 
     def hook(body: dict[str, Any]) -> None:

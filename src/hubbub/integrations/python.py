@@ -37,15 +37,21 @@ _FUNCTIONS: dict[tuple[Path, tuple[Path, ...], str], ModuleType] = {}
 _import_lock = threading.Lock()
 
 
-def load_handler(spec: str, base_dir: Path, *, key: str = "handler") -> Callable[..., Any]:
-    """Resolve ``"pkg.module.function"`` against ``base_dir``; errors name the config ``key``."""
+def load_handler(
+    spec: str, base_dir: Path, *, key: str = "handler", fresh: bool = False
+) -> Callable[..., Any]:
+    """Resolve ``"pkg.module.function"`` against ``base_dir``; errors name the config ``key``.
+
+    ``fresh``: import the module again even if it is loaded (a hot reload, see
+    hubbub.integrations.reimport); if that fails, the loaded module stays.
+    """
     module_path, _, func_name = spec.rpartition(".")
     rel = Path(*module_path.replace("/", ".").split("."))
     candidates = [base_dir / rel.with_suffix(".py"), base_dir / rel / "__init__.py"]
     file = next((c for c in candidates if c.is_file()), None)
     if file is None:
         raise ConfigError(key, f"no module {module_path!r} under {base_dir} ({candidates[0].name})")
-    module = _load_module(file.resolve(), base_dir.resolve(), module_path, key)
+    module = _load_module(file.resolve(), base_dir.resolve(), module_path, key, fresh)
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ConfigError(key, f"{module_path!r} has no function {func_name!r}")
@@ -53,9 +59,9 @@ def load_handler(spec: str, base_dir: Path, *, key: str = "handler") -> Callable
     return handler
 
 
-def _load_module(file: Path, base_dir: Path, dotted: str, key: str) -> ModuleType:
+def _load_module(file: Path, base_dir: Path, dotted: str, key: str, fresh: bool) -> ModuleType:
     cached = _MODULES.get(file)
-    if cached is not None:
+    if cached is not None and not fresh:
         return cached
     if str(base_dir) not in sys.path:
         sys.path.insert(0, str(base_dir))
@@ -70,7 +76,10 @@ def _load_module(file: Path, base_dir: Path, dotted: str, key: str) -> ModuleTyp
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        del sys.modules[name]
+        if cached is not None:
+            sys.modules[name] = cached  # a failed reload keeps the module that works
+        else:
+            del sys.modules[name]
         raise HandlerError(key, f"importing {file.name} failed", *_failure(exc)) from exc
     _MODULES[file] = module
     return module
@@ -94,7 +103,12 @@ def layer_path(layer: Path) -> Path:
 
 
 def load_function(
-    spec: str, code: Path, layers: tuple[Path, ...] = (), *, key: str = "handler"
+    spec: str,
+    code: Path,
+    layers: tuple[Path, ...] = (),
+    *,
+    key: str = "handler",
+    fresh: bool = False,
 ) -> Callable[..., Any]:
     """Resolve ``"pkg/module.function"`` (Lambda's spelling) in a function's own code root.
 
@@ -105,15 +119,18 @@ def load_function(
     ``sys.modules``, and afterwards every module that came from this function's folders is taken
     out again (the function keeps them through its module's globals). Imports of sibling modules
     made inside a handler at call time (rather than at module level) don't see the code root.
+    ``fresh``: import again even if loaded (a hot reload); if that fails, the loaded one stays.
     """
     module_name, _, func_name = spec.rpartition(".")
     dotted = module_name.replace("/", ".")
     roots = (code.resolve(), *(layer_path(layer).resolve() for layer in layers))
     cache_key = (roots[0], roots[1:], dotted)
-    module = _FUNCTIONS.get(cache_key)
+    module = None if fresh else _FUNCTIONS.get(cache_key)
     if module is None:
         with _import_lock:
-            module = _FUNCTIONS.get(cache_key) or _import_isolated(dotted, roots, key)
+            module = (None if fresh else _FUNCTIONS.get(cache_key)) or _import_isolated(
+                dotted, roots, key
+            )
             _FUNCTIONS[cache_key] = module
     func = getattr(module, func_name, None)
     if not callable(func):
@@ -384,6 +401,11 @@ class PythonIntegration:
         self._func = func
         self._pool = pool
         self.is_async = inspect.iscoroutinefunction(func)
+
+    def with_handler(self, func: Callable[..., Any]) -> PythonIntegration:
+        """The same function with a reloaded handler, on the same threads (calls of the old
+        handler that are queued or running there finish on it)."""
+        return PythonIntegration(self.name, func, self._pool)
 
     async def invoke(self, event: dict[str, Any], context: LambdaContext) -> object:
         if self.is_async:
