@@ -24,6 +24,9 @@ TITLES = {
     "idle": "Idle memory: RSS per idle connection",
     "idle-max": "Idle connections held on one machine (one process; hubbub serve --workers)",
     "cross-node": "Cross-node fan-out: publisher on node A, 1,000 members on node B (Redis store)",
+    "node-echo": "Node.js function, route-response echo (the same handler.js), 100 connections",
+    "node-post": "Node.js function, SDK v3 `PostToConnectionCommand` back, 100 connections",
+    "python-isolation": 'Python `def` echo, in-process and `isolation = "process"`, 100 conns',
 }
 
 PLOTS = ["throughput.png", "cpu.png", "latency.png", "idle.png"]
