@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hubbub.errors import ConfigError, ListenError
+from hubbub.runtimes import launch
 
 T = TypeVar("T")
 
@@ -100,12 +101,14 @@ class ManagementConfig:
     idle_timeout: float = 60.0
 
 
-# Lambda runtimes whose handlers hubbub runs; other runtimes are a config error naming them.
-SUPPORTED_RUNTIMES = ("python",)
+# Lambda runtimes whose handlers hubbub runs (prefixes); others are a config error naming them.
+# Python runs in-process unless isolation = "process"; the others in their own processes through
+# the Lambda Runtime API (hubbub.runtimes).
+SUPPORTED_RUNTIMES = ("python3", "nodejs", "provided")
 
 
-# Not a key itself: built from the route's (or authorizer's) code, runtime, layers and memory.
-_FUNCTION_DOC = "code, runtime, layers, memory"
+# Not a key itself: built from the route's (or authorizer's) function keys.
+_FUNCTION_DOC = "code, runtime, layers, memory, isolation, reserved_concurrency"
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,15 @@ class FunctionSpec:
     layers: tuple[Path, ...] = ()  # absolute layer folders (their python/ subfolder if any)
     name: str = ""  # the function's name (AWS_LAMBDA_FUNCTION_NAME); "" = from the handler
     memory: int | None = None  # MB, for AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+    # "" = the runtime's default: Python in hubbub's process, other runtimes in their own
+    # processes ("process", hubbub.runtimes).
+    isolation: str = ""
+    reserved_concurrency: int | None = None  # process runtimes: environments at most at once
+
+    @property
+    def process_kind(self) -> str | None:
+        """ "node", "python" or "provided" when the function runs in its own processes."""
+        return launch.runtime_kind(self.runtime, self.isolation)
 
 
 @dataclass(frozen=True)
@@ -559,7 +571,7 @@ def _string_table(raw: Any, key: str) -> dict[str, str]:
 
 # A route's function (FunctionSpec): its code root, runtime, layers and memory; its name is
 # the route's own ``name``.
-_FUNCTION_KEYS = {"code", "runtime", "layers", "memory"}
+_FUNCTION_KEYS = {"code", "runtime", "layers", "memory", "isolation", "reserved_concurrency"}
 _ROUTE_KEYS = {
     "handler",
     "url",
@@ -638,13 +650,12 @@ def _function_spec(
     if handler is None:
         raise ConfigError(f"{prefix}.{present[0]}", "only a handler = ... route has a function")
     runtime = _coerce(spec.get("runtime", ""), "str", f"{prefix}.runtime")
-    if runtime and not runtime.startswith(SUPPORTED_RUNTIMES):
-        raise ConfigError(
-            f"{prefix}.runtime",
-            f"{runtime!r} functions can't run yet: hubbub runs Python handlers "
-            f"(python3.x) in-process; Node.js and other runtimes come with the Lambda runtimes "
-            f"feature",
-        )
+    isolation = _coerce(spec.get("isolation", ""), "str", f"{prefix}.isolation")
+    reserved = spec.get("reserved_concurrency")
+    if reserved is not None:
+        reserved = _coerce(reserved, "int", f"{prefix}.reserved_concurrency")
+        if reserved < 1:
+            raise ConfigError(f"{prefix}.reserved_concurrency", "must be at least 1")
 
     def folder(value: Any, key: str) -> Path:
         path = _coerce(value, "Path | None", key) or Path(".")
@@ -654,6 +665,13 @@ def _function_spec(
         return path
 
     code = folder(spec.get("code", "."), f"{prefix}.code")
+    launch.check(runtime, isolation, code, prefix)
+    if reserved is not None and launch.runtime_kind(runtime, isolation) is None:
+        raise ConfigError(
+            f"{prefix}.reserved_concurrency",
+            'applies to functions in their own processes (isolation = "process", or a '
+            "nodejs/provided runtime)",
+        )
     layers_raw = _coerce(spec.get("layers", []), "tuple[str, ...]", f"{prefix}.layers")
     layers = tuple(folder(v, f"{prefix}.layers[{i}]") for i, v in enumerate(layers_raw))
     memory = spec.get("memory")
@@ -665,6 +683,8 @@ def _function_spec(
         layers=layers,
         name=spec.get("name") or "",  # checked by _function_name
         memory=memory,
+        isolation=isolation,
+        reserved_concurrency=reserved,
     )
 
 

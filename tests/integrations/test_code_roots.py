@@ -137,10 +137,9 @@ def _route_config(tmp_path: Path, extra: str) -> Path:
     ("extra", "message"),
     [
         (
-            'runtime = "nodejs20.x"',
-            "routes.\"x\".runtime: 'nodejs20.x' functions can't run yet: hubbub runs Python "
-            "handlers (python3.x) in-process; Node.js and other runtimes come with the Lambda "
-            "runtimes feature",
+            'runtime = "java21"',
+            "routes.\"x\".runtime: hubbub does not run 'java21' functions; it runs python3.x, "
+            "nodejs18.x, nodejs20.x, nodejs22.x, provided.al2023, provided.al2",
         ),
         ('layers = ["nope"]', 'routes."x".layers[0]: '),
         ("memory = -1", 'routes."x".memory: must not be negative'),

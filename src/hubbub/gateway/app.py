@@ -465,6 +465,7 @@ class Gateway(GatewayApi):
             await route.integration.close()
         await self._http.close()
         if self.route_factory is not None:
+            await self.route_factory.runtimes.close()  # drain the functions' processes
             self.route_factory.close()
         if self.started_at:  # a gateway that never started has nothing to announce
             log.info("gateway stopped")

@@ -31,6 +31,7 @@ from hubbub.integrations.python import (
     load_function,
     load_handler,
 )
+from hubbub.runtimes.integration import Runtimes
 
 
 class RouteFactory:
@@ -47,6 +48,8 @@ class RouteFactory:
         self.tls = tls
         self._http = http
         self._pools: list[HandlerPool] = []
+        # Functions in their own processes (nodejs, provided, isolated Python): their pools.
+        self.runtimes = Runtimes()
 
     def close(self) -> None:
         for pool in self._pools:
@@ -151,7 +154,22 @@ class RouteFactory:
             **({"memory_mb": spec.memory} if spec is not None and spec.memory else {}),
         )
         name = function.name
-        if handler is not None:
+        kind = spec.process_kind if spec is not None else None
+        if handler is not None and spec is not None and kind is not None:
+            env = self.function_environment(function, route_env, handler, spec.code)
+            integration = self.runtimes.integration(
+                name=name,
+                kind=kind,
+                handler=handler,
+                code=spec.code,
+                layers=spec.layers,
+                env=env,
+                base_env=dict(os.environ),
+                reserved_concurrency=spec.reserved_concurrency,
+            )
+            is_async = True
+            inline = None
+        elif handler is not None:
             env = self.function_environment(
                 function, route_env, handler, spec.code if spec is not None else None
             )

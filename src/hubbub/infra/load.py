@@ -28,7 +28,17 @@ from hubbub.infra.model import Function, ImportedApi, InfraError, Origin, ReadOp
 IMPORT_KEYS = ("from", "stage", "parameters", "vars", "var_files", "create_tables")
 # Route keys that say which function runs; a hubbub.toml route that names its own handler or url
 # replaces all of these from the template.
-_FUNCTION_KEYS = ("handler", "url", "code", "runtime", "layers", "name", "memory")
+_FUNCTION_KEYS = (
+    "handler",
+    "url",
+    "code",
+    "runtime",
+    "layers",
+    "name",
+    "memory",
+    "isolation",
+    "reserved_concurrency",
+)
 # API Gateway gives an integration at most 29 s; a longer Lambda timeout is cut there.
 _INTEGRATION_TIMEOUT = 29.0
 

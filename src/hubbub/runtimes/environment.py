@@ -1,0 +1,351 @@
+"""One execution environment: a runtime process and the Runtime API endpoint it alone talks to.
+
+Each environment listens on a loopback port of its own (``AWS_LAMBDA_RUNTIME_API`` =
+``127.0.0.1:<port>``): runtimes build their URLs as ``http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/
+...``, so the port is the only part of the address that can say which environment asks for its
+next event. An environment answers only its own invocation's request id (400
+``InvalidRequestID`` otherwise).
+
+Life cycle: started (the process initialises: its first ``GET .../next`` says it is ready), then
+one invocation at a time. It ends when the process exits (a crash fails the invocation in flight
+with ``Runtime.ExitError``), when it reports ``/init/error`` (its invocation fails with that
+error), when it is killed (timeout), or when it is stopped (SIGTERM, then SIGKILL after a grace).
+
+The process runs in a session of its own (killed as a group) and, on Linux, with a parent-death
+signal: when hubbub dies, even by SIGKILL, the kernel kills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hubbub.integrations.base import InvocationError
+from hubbub.runtimes import protocol
+
+log = logging.getLogger("hubbub.runtime")
+# The function's own output: one record per line, with the function's name and request id.
+output = logging.getLogger("hubbub.function")
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_MAX_LINE = 256 * 1024  # longer output lines are split (a runaway print must not grow memory)
+_STOP_GRACE = 2.0  # seconds a runtime gets to exit on SIGTERM before SIGKILL
+
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+if sys.platform.startswith("linux"):
+    # Loaded here, before any fork: the child only calls prctl (no dlopen after fork).
+    with contextlib.suppress(OSError):
+        _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    def preexec() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # hubbub died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class Invocation:
+    """One event for the environment, and the future its result arrives in."""
+
+    __slots__ = ("arn", "deadline_ms", "delivered", "future", "payload", "request_id")
+
+    def __init__(
+        self, request_id: str, payload: bytes, deadline_ms: int, arn: str, loop: Any
+    ) -> None:
+        self.request_id = request_id
+        self.payload = payload
+        self.deadline_ms = deadline_ms
+        self.arn = arn
+        self.delivered = False
+        self.future: asyncio.Future[object] = loop.create_future()
+
+
+class Environment:
+    """One runtime process; see the module docstring. ``on_exit`` is called once it has ended."""
+
+    def __init__(
+        self,
+        function: str,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        *,
+        on_exit: Callable[[Environment], None],
+        generation: int = 0,
+    ) -> None:
+        self.function = function
+        self._argv = list(argv)
+        self._cwd = cwd
+        self._env = dict(env)
+        self._on_exit = on_exit
+        self.generation = generation
+        self.ready = False  # initialised: it asked for its first event
+        self.ended = False
+        self.init_error: protocol.FunctionError | None = None
+        self.current: Invocation | None = None
+        self._waiting_next: asyncio.Future[None] | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._server: web.Server | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pid = 0
+
+    # -- process ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, then start the process (raises InvocationError when it cannot start)."""
+        loop = asyncio.get_running_loop()
+        self._server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        self._listener = await loop.create_server(self._server, "127.0.0.1", 0)
+        port = self._listener.sockets[0].getsockname()[1]
+        env = {**self._env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._argv,
+                cwd=self._cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+                limit=_MAX_LINE,
+            )
+        except OSError as exc:
+            await self._close_listener()
+            self.ended = True
+            raise InvocationError(
+                f"Runtime.InvalidEntrypoint: cannot start {self._argv[0]}: {exc.strerror}"
+            ) from exc
+        self.pid = self._process.pid
+        self._tasks.append(loop.create_task(self._pump(self._process)))
+        self._tasks.append(loop.create_task(self._watch(self._process)))
+
+    async def _pump(self, process: asyncio.subprocess.Process) -> None:
+        """The process's stdout and stderr, line by line, into hubbub's log."""
+        stream = process.stdout
+        assert stream is not None
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the limit: take what is buffered
+                line = await stream.read(_MAX_LINE)
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            match = _UUID.search(text)
+            request_id = (
+                match.group(0) if match else (self.current.request_id if self.current else None)
+            )
+            fields: dict[str, object] = {"function": self.function}
+            if request_id:
+                fields["requestId"] = request_id
+            output.info(text, extra={"fields": fields})
+
+    async def _watch(self, process: asyncio.subprocess.Process) -> None:
+        status = await process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # what it left behind in its session
+        if self.init_error is not None:
+            error = InvocationError(str(self.init_error))
+        else:
+            how = f"signal {-status}" if status < 0 else f"exit status {status}"
+            error = InvocationError(f"Runtime.ExitError: Runtime exited with error: {how}")
+            if self.current is not None and not self.current.future.done():
+                log.error(
+                    "function runtime exited",
+                    extra={
+                        "fields": {
+                            "function": self.function,
+                            "requestId": self.current.request_id,
+                            "status": how,
+                        }
+                    },
+                )
+        self._end(error)
+        await self._close_listener()
+
+    def _end(self, error: InvocationError) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.current is not None and not self.current.future.done():
+            self.current.future.set_exception(error)
+        if self._waiting_next is not None and not self._waiting_next.done():
+            self._waiting_next.cancel()
+        self._on_exit(self)
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything in its session (a timed-out invocation)."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+
+    async def stop(self, grace: float = _STOP_GRACE) -> None:
+        """SIGTERM, SIGKILL after ``grace``; returns once the process ended and its output was
+        logged to the last line."""
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+            except TimeoutError:
+                self.kill()
+        if self._tasks:
+            # The output pipe closes once every process of the session exited (killpg above).
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+        await self._close_listener()
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.shutdown(0.1)
+
+    # -- invocations ------------------------------------------------------------------------
+
+    async def invoke(self, invocation: Invocation) -> object:
+        """Hand ``invocation`` to the runtime and wait for its result (raises InvocationError
+        for a reported error, a crash, or an init failure)."""
+        if self.ended:
+            raise InvocationError("Runtime.ExitError: the execution environment ended")
+        self.current = invocation
+        if self._waiting_next is not None and not self._waiting_next.done():
+            self._waiting_next.set_result(None)
+        try:
+            return await invocation.future
+        finally:
+            self.current = None
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        call = protocol.parse_call(request.method, request.path)
+        if isinstance(call, protocol.Refusal):
+            return _refuse(call.status, call.error_type, call.message)
+        if call.kind == "next":
+            return await self._next()
+        if call.kind == "init_error":
+            return await self._init_error(request)
+        invocation = self.current
+        if (
+            invocation is None
+            or not invocation.delivered
+            or invocation.request_id != (call.request_id)
+        ):
+            return _refuse(400, "InvalidRequestID", f"no invocation {call.request_id} here")
+        if invocation.future.done():
+            return _refuse(400, "InvalidStateTransition", "the invocation was already answered")
+        if call.kind == "response":
+            body = await _read(request, protocol.MAX_RESPONSE_BYTES)
+            if body is None:
+                message = (
+                    f"Exceeded maximum allowed payload size ({protocol.MAX_RESPONSE_BYTES} bytes)."
+                )
+                invocation.future.set_exception(
+                    InvocationError(f"Function.ResponseSizeTooLarge: {message}")
+                )
+                return _refuse(413, "RequestEntityTooLarge", message)
+            try:
+                result = orjson.loads(body) if body else None
+            except orjson.JSONDecodeError:
+                invocation.future.set_exception(
+                    InvocationError("Runtime.InvalidResponse: the response is not JSON")
+                )
+            else:
+                invocation.future.set_result(result)
+            return web.Response(status=202, body=b'{"status":"OK"}')
+        body = await _read(request, protocol.MAX_ERROR_BYTES) or b""
+        error = protocol.parse_function_error(body, request.headers.get(protocol.ERROR_TYPE))
+        invocation.future.set_exception(InvocationError(str(error)))
+        return web.Response(status=202, body=b'{"status":"OK"}')
+
+    async def _next(self) -> web.StreamResponse:
+        self.ready = True
+        previous = self.current
+        if previous is not None and previous.delivered and not previous.future.done():
+            # Asking for another event answers this one with nothing: the runtime broke the
+            # protocol, and the invocation fails rather than waiting for its timeout.
+            previous.future.set_exception(
+                InvocationError("Runtime.InvalidResponse: next event asked before answering")
+            )
+        while self.current is None or self.current.delivered:
+            if self.ended:
+                return _refuse(500, "ServiceException", "the execution environment ended")
+            self._waiting_next = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiting_next
+            finally:
+                self._waiting_next = None
+        invocation = self.current
+        invocation.delivered = True
+        headers = protocol.invocation_headers(
+            invocation.request_id, invocation.deadline_ms, invocation.arn, protocol.trace_id()
+        )
+        return web.Response(status=200, body=invocation.payload, headers=headers)
+
+    async def _init_error(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self.ready:
+            return _refuse(403, "InvalidStateTransition", "init/error after initialisation")
+        body = await _read(request, protocol.MAX_ERROR_BYTES) or b""
+        self.init_error = protocol.parse_function_error(
+            body, request.headers.get(protocol.ERROR_TYPE)
+        )
+        log.error(
+            "function init failed",
+            extra={
+                "fields": {
+                    "function": self.function,
+                    "errorType": self.init_error.error_type,
+                    "errorMessage": self.init_error.message,
+                }
+            },
+        )
+        if self.current is not None and not self.current.future.done():
+            self.current.future.set_exception(InvocationError(str(self.init_error)))
+        # Lambda ends an environment whose init failed; the next invocation starts a new one.
+        asyncio.get_running_loop().call_soon(self.kill)
+        return web.Response(status=202, body=b'{"status":"OK"}')
+
+
+async def _read(request: web.BaseRequest, limit: int) -> bytes | None:
+    """The body, or None when it is longer than ``limit`` (read in chunks: aiohttp's own
+    ``read()`` stops at 1 MB)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+def _refuse(status: int, error_type: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=protocol.error_body(error_type, message),
+        content_type="application/json",
+    )

@@ -1,0 +1,104 @@
+"""Routes whose function runs in its own processes, through the Lambda Runtime API.
+
+:class:`RuntimeIntegration` is what the gateway invokes (an :class:`Integration` like the Python
+and HTTP ones); :class:`Runtimes` owns every function's :class:`Pool` in one gateway process, so
+that routes served by the same function share its environments, and drains them on shutdown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hubbub.integrations.base import LambdaContext
+from hubbub.runtimes import launch
+from hubbub.runtimes.pool import FunctionProcess, Pool
+
+
+class RuntimeIntegration:
+    """Invokes a function's environments: the event goes out as ``GET .../next``'s body, the
+    runtime's ``/response`` comes back as the handler's return value."""
+
+    def __init__(self, name: str, pool: Pool) -> None:
+        self.name = name
+        self.pool = pool
+
+    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> object:
+        deadline_ms = int(time.time() * 1000) + context.get_remaining_time_in_millis()
+        return await self.pool.invoke(
+            orjson.dumps(event),
+            request_id=context.aws_request_id,
+            deadline_ms=deadline_ms,
+            arn=context.invoked_function_arn,
+        )
+
+    async def close(self) -> None:
+        """Nothing per route: the pool may serve other routes; :meth:`Runtimes.close` stops it."""
+
+
+class Runtimes:
+    """Every process-run function of one gateway process, one pool each."""
+
+    def __init__(self) -> None:
+        self.pools: dict[tuple[object, ...], Pool] = {}
+
+    def integration(
+        self,
+        *,
+        name: str,
+        kind: str,
+        handler: str,
+        code: Path,
+        layers: tuple[Path, ...],
+        env: Mapping[str, str],
+        base_env: Mapping[str, str],
+        reserved_concurrency: int | None,
+    ) -> RuntimeIntegration:
+        """The integration of one route; routes of the same function (name, code, handler and
+        variables alike) share one pool."""
+        full = {**base_env, **env, **_runtime_env(kind, code, layers, base_env)}
+        function = FunctionProcess(
+            name=name,
+            argv=tuple(launch.command(kind, code)),
+            cwd=code,
+            env=full,
+            reserved_concurrency=reserved_concurrency or launch.DEFAULT_RESERVED_CONCURRENCY,
+        )
+        key = (name, function.argv, code, handler, tuple(sorted(full.items())))
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = Pool(function)
+        return RuntimeIntegration(name, pool)
+
+    def pool(self, name: str) -> list[Pool]:
+        """The pools of the function called ``name`` (for hot reload: :meth:`Pool.recycle`)."""
+        return [pool for pool in self.pools.values() if pool.function.name == name]
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
+
+
+def _runtime_env(
+    kind: str, code: Path, layers: tuple[Path, ...], base: Mapping[str, str]
+) -> dict[str, str]:
+    """What Lambda's own runtimes add: module search paths with the layers (/opt/python,
+    /opt/nodejs/node_modules on Lambda) and unbuffered Python output."""
+    if kind == "python":
+        paths = [str(code)]
+        for layer in layers:
+            python = layer / "python"
+            paths.append(str(python if python.is_dir() else layer))
+        if base.get("PYTHONPATH"):
+            paths.append(base["PYTHONPATH"])
+        return {"PYTHONPATH": ":".join(paths), "PYTHONUNBUFFERED": "1"}
+    if kind == "node" and layers:
+        paths = [str(layer / "nodejs" / "node_modules") for layer in layers]
+        if base.get("NODE_PATH"):
+            paths.append(base["NODE_PATH"])
+        return {"NODE_PATH": ":".join(paths)}
+    return {}

@@ -1,0 +1,77 @@
+"""Python functions with isolation = "process": hubbub's own bootstrap, one process per
+environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hubbub.testing import run_gateway
+from tests.runtimes.helpers import ask, config, connect, write
+
+HANDLER = """
+import os, sys, json, time
+import helper
+
+def handler(event, context):
+    body = json.loads(event.get("body") or "{}")
+    if body.get("sleep"):
+        time.sleep(body["sleep"])
+    if body.get("crash"):
+        os._exit(3)
+    if body.get("fail"):
+        raise ValueError("bad input")
+    print("handling", context.aws_request_id)
+    return {"statusCode": 200, "body": json.dumps({
+        "pid": os.getpid(),
+        "who": helper.WHO,
+        "cwd": os.getcwd(),
+        "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+        "handler": os.environ["_HANDLER"],
+        "root": os.environ["LAMBDA_TASK_ROOT"],
+        "api": os.environ["AWS_LAMBDA_RUNTIME_API"],
+        "request": context.aws_request_id,
+        "remaining": context.get_remaining_time_in_millis(),
+        "arn": context.invoked_function_arn,
+        "hubbub": "hubbub" in sys.modules,
+        "mine": os.environ.get("MINE"),
+    })}
+"""
+
+
+def _function(tmp_path: Path) -> None:
+    write(tmp_path / "fn" / "app.py", HANDLER)
+    write(tmp_path / "fn" / "helper.py", "WHO = 'isolated'\n")
+
+
+async def test_a_python_function_runs_in_its_own_process(tmp_path: Path) -> None:
+    _function(tmp_path)
+    cfg = config(
+        tmp_path,
+        {
+            "go": """
+                handler = "app.handler"
+                code = "fn"
+                isolation = "process"
+                route_response = true
+                timeout = 10
+                environment = { MINE = "yes" }
+            """
+        },
+    )
+    async with run_gateway(cfg) as gw, connect(gw.websocket_url) as ws:
+        first = await ask(ws, {"action": "go"})
+        second = await ask(ws, {"action": "go"})
+    assert first["pid"] != os.getpid()
+    assert first["pid"] == second["pid"]  # warm: the same environment again
+    assert first["request"] != second["request"]
+    assert first["who"] == "isolated"
+    assert first["cwd"] == str((tmp_path / "fn").resolve())
+    assert first["root"] == first["cwd"]
+    assert first["name"] == "hubbub-dev-go"
+    assert first["handler"] == "app.handler"
+    assert first["api"].startswith("127.0.0.1:")
+    assert 0 < first["remaining"] <= 10_000
+    assert first["arn"].endswith(":function:hubbub-dev-go")
+    assert first["hubbub"] is False
+    assert first["mine"] == "yes"
