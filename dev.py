@@ -2,6 +2,7 @@
 """hubbub's developer entry point: one file, standard library only, any Python 3.11+.
 
     python3 dev.py chat [ARGS...]    run the chat example (extra args go to `hubbub serve`)
+    python3 dev.py seed [ARGS...]    the Node.js + Terraform seed example, local DynamoDB
     python3 dev.py test [ARGS...]    lint, type-check, run the test suite (ARGS go to pytest)
     python3 dev.py lint              ruff check, ruff format --check, mypy
     python3 dev.py serve [ARGS...]   run `hubbub serve ARGS` from .venv (any example's config)
@@ -47,6 +48,8 @@ LOCK = ROOT / "constraints.txt"
 # build backend is the pinned one rather than whatever the registry serves that day.
 BOOTSTRAP = ["pip", "setuptools", "wheel"]
 CHAT_CONFIG = "examples/chat/hubbub.toml"
+SEED = "examples/seed-terraform"
+SEED_FUNCTION = ROOT / SEED / "functions" / "chat"
 
 USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
 
@@ -231,6 +234,51 @@ def cmd_chat(args: list[str]) -> int:
     os.execv(hubbub, [hubbub, "serve", "--config", CHAT_CONFIG, *args])
 
 
+def _npm_ci(folder: Path) -> None:
+    """`npm ci` from the committed package-lock.json, unless node_modules already matches it."""
+    installed = folder / "node_modules" / ".package-lock.json"
+    lock = folder / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        fail("npm is missing: install Node.js 18 or later (Debian: `apt-get install nodejs npm`)")
+    say(f"npm ci in {folder.relative_to(ROOT)}")
+    cmd = [npm, "ci", "--no-audit", "--no-fund"]
+    if subprocess.run(cmd, cwd=folder, check=False).returncode != 0:
+        fail(f"`npm ci` failed in {folder}")
+
+
+def cmd_seed(args: list[str]) -> int:
+    """The seed recipe: moto's DynamoDB with the Terraform's tables, then hubbub serving the .tf
+    folder; its Node.js function reaches the local DynamoDB through AWS_ENDPOINT_URL_DYNAMODB."""
+    if shutil.which("node") is None:
+        fail("node is missing: install Node.js 18 or later (Debian: `apt-get install nodejs npm`)")
+    _npm_ci(SEED_FUNCTION)
+    say(f"local DynamoDB (moto) with the tables of {SEED}/main.tf")
+    dynamodb = subprocess.Popen(
+        [tool("python"), "scripts/local_dynamodb.py", "--tables-from", SEED],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert dynamodb.stdout is not None
+        lines = [dynamodb.stdout.readline().strip() for _ in range(2)]
+        if not lines[0].startswith("dynamodb "):
+            fail("the local DynamoDB did not start (scripts/local_dynamodb.py)")
+        endpoint = lines[0].split()[1]
+        say(f"{lines[1]} at {endpoint}")
+        env = dict(os.environ)
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+        env.setdefault("HUBBUB_STATIC_DIR", "client")  # the chat page, relative to the folder
+        say(f"hubbub serve --config {SEED}/ -> open http://127.0.0.1:8080/ in two tabs")
+        return Runner().run([tool("hubbub"), "serve", "--config", f"{SEED}/", *args], env)
+    finally:
+        dynamodb.terminate()
+        dynamodb.wait()
+
+
 def cmd_serve(args: list[str]) -> int:
     hubbub = tool("hubbub")
     os.chdir(ROOT)
@@ -325,6 +373,7 @@ def cmd_setup(args: list[str]) -> int:
 
 COMMANDS = {
     "chat": cmd_chat,
+    "seed": cmd_seed,
     "serve": cmd_serve,
     "test": cmd_test,
     "lint": cmd_lint,

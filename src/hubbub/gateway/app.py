@@ -291,6 +291,11 @@ class Gateway(GatewayApi):
             host, port = config.management.host, config.management.port
             raise MANAGEMENT_LISTENER.error(host, port, exc) from exc
         guard.add_listener("http", self.management.host, self.management.port)
+        if self.route_factory is not None:
+            self.route_factory.runtimes.set_management(
+                f"http://{event_domain(self.management.host, self.management.port)}",
+                config.api.aliases,
+            )
         if self.tls is not None:
             # https://{domainName}/{stage}, as handlers build it, reaches this listener with a
             # certificate their SDK trusts (AWS_CA_BUNDLE points at our CA plus the usual ones).

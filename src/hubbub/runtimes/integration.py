@@ -8,7 +8,8 @@ that routes served by the same function share its environments, and drains them 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ class Runtimes:
 
     def __init__(self) -> None:
         self.pools: dict[tuple[object, ...], Pool] = {}
+        # What every environment is told about the gateway, known only once the management
+        # listener is bound (after the routes are built; environments start later, on demand).
+        self._gateway_env: dict[str, str] = {}
+
+    def set_management(self, url: str, aliases: Sequence[str]) -> None:
+        """Where the management API listens (plain HTTP) and the host names that mean this API
+        (``[api] aliases``): hubbub's Node.js bootstrap sends an AWS SDK v2 client whose endpoint
+        names one of them to ``url``, keeping the stage (runtimes/node/aws_sdk_v2.js)."""
+        self._gateway_env["_HUBBUB_MANAGEMENT_URL"] = url
+        self._gateway_env["_HUBBUB_API_HOSTS"] = ",".join(aliases)
 
     def integration(
         self,
@@ -65,7 +76,7 @@ class Runtimes:
             name=name,
             argv=tuple(launch.command(kind, code)),
             cwd=code,
-            env=full,
+            env=ChainMap(full, self._gateway_env),
             reserved_concurrency=reserved_concurrency or launch.DEFAULT_RESERVED_CONCURRENCY,
         )
         key = (name, function.argv, code, handler, tuple(sorted(full.items())))
