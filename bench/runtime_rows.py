@@ -53,8 +53,8 @@ PLANS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "python-isolation": (
         "",  # per row: below
         [
-            ("hubbub-python", "hubbub-runtimes", "hubbub, Python in-process"),
-            ("hubbub-python-process", "hubbub-runtimes", 'hubbub, Python isolation = "process"'),
+            ("hubbub-python", "hubbub-python", "hubbub, Python in-process"),
+            ("hubbub-python-process", "hubbub-python", 'hubbub, Python isolation = "process"'),
         ],
     ),
 }

@@ -13,9 +13,9 @@ Servers (``SERVERS``), by the dialect the load generator speaks to them:
 - ``socketio``: python-socketio on aiohttp;
 - ``sls``: serverless-offline 13 on Serverless Framework 3 (bench/peers/sls, ``npm install`` into
   the work directory on first use, unless installs are disabled);
-- ``hubbub-runtimes``: ``hubbub serve`` with bench/hubbub_app/hubbub-runtimes.toml (Lambda
-  runtimes: the Node.js function of bench/functions/node through the Runtime API, and Python
-  in-process and process-isolated);
+- ``hubbub-runtimes``, ``hubbub-python``: ``hubbub serve`` with
+  bench/hubbub_app/hubbub-runtimes.toml (Lambda runtimes: the Node.js function of
+  bench/functions/node through the Runtime API; Python in-process and process-isolated);
 - ``sls-node``: serverless-offline running that same Node.js file (bench/peers/sls_node). Both
   Node folders are installed with ``npm ci`` from their committed package-lock.json on first use
   (and again when the lock file changes), unless installs are disabled.
@@ -58,6 +58,7 @@ SERVERS: dict[str, tuple[str, str]] = {
     "socketio": ("python-socketio", "socketio"),
     "sls": ("serverless-offline", "hubbub"),
     "hubbub-runtimes": ("hubbub", "hubbub"),
+    "hubbub-python": ("hubbub", "hubbub"),
     "sls-node": ("serverless-offline", "hubbub"),
 }
 
@@ -247,13 +248,16 @@ def start_hubbub(work: Path, config: str = "hubbub.toml", name: str = "hubbub") 
     return Running(name, ws.group(1), api.group(1), [proc], [log])
 
 
-def start_hubbub_runtimes(work: Path, allow_install: bool) -> Running:
+def start_hubbub_runtimes(work: Path, allow_install: bool, name: str) -> Running:
     """hubbub with bench/hubbub_app/hubbub-runtimes.toml, from a copy in the work directory: its
     code roots made absolute, and WEBSOCKET_ENDPOINT (what the Node function's management client
-    posts to) set to the management port chosen here."""
-    if shutil.which("node") is None:
-        raise Unavailable("node is not installed")
-    npm_ci(FUNCTIONS / "node", "@aws-sdk/client-apigatewaymanagementapi", allow_install, work)
+    posts to) set to the management port chosen here. ``hubbub-runtimes`` runs the Node.js rows
+    (Node and the function's packages needed); ``hubbub-python`` the Python ones (neither:
+    environments start on a route's first message)."""
+    if name == "hubbub-runtimes":
+        if shutil.which("node") is None:
+            raise Unavailable("node is not installed")
+        npm_ci(FUNCTIONS / "node", "@aws-sdk/client-apigatewaymanagementapi", allow_install, work)
     port, mgmt = free_ports(2)
     text = (HUBBUB_APP / "hubbub-runtimes.toml").read_text()
     text = text.replace('"../functions/', f'"{FUNCTIONS}/')
@@ -261,10 +265,10 @@ def start_hubbub_runtimes(work: Path, allow_install: bool) -> Running:
     config = work / f"hubbub-runtimes-{port}.toml"
     config.write_text(text)
     env = {**AWS_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{mgmt}/dev"}
-    log = log_path(work, "hubbub-runtimes")
+    log = log_path(work, name)
     proc = _spawn(hubbub_command(config, port, mgmt), log, env=env)
     ws, api = _wait_for(proc, log, HUBBUB_READY, 30)
-    return Running("hubbub-runtimes", ws.group(1), api.group(1), [proc], [log])
+    return Running(name, ws.group(1), api.group(1), [proc], [log])
 
 
 def start_cluster(work: Path, redis_url: str | None) -> Running:
@@ -557,8 +561,8 @@ def start(name: str, work: Path, *, allow_install: bool = True) -> Running:
         return start_node(work, allow_install)
     if name == "sls":
         return retry_port_clash(lambda: start_sls(work, allow_install))
-    if name == "hubbub-runtimes":
-        return retry_port_clash(lambda: start_hubbub_runtimes(work, allow_install))
+    if name in ("hubbub-runtimes", "hubbub-python"):
+        return retry_port_clash(lambda: start_hubbub_runtimes(work, allow_install, name))
     if name == "sls-node":
         return retry_port_clash(lambda: start_sls_node(work, allow_install))
     raise ValueError(f"unknown server {name!r}")
