@@ -268,7 +268,8 @@ def start_hubbub_runtimes(work: Path, allow_install: bool, name: str) -> Running
     log = log_path(work, name)
     proc = _spawn(hubbub_command(config, port, mgmt), log, env=env)
     ws, api = _wait_for(proc, log, HUBBUB_READY, 30)
-    return Running(name, ws.group(1), api.group(1), [proc], [log])
+    version = _node_version() if name == "hubbub-runtimes" else ""
+    return Running(name, ws.group(1), api.group(1), [proc], [log], version=version)
 
 
 def start_cluster(work: Path, redis_url: str | None) -> Running:
@@ -407,10 +408,12 @@ def start_node(work: Path, allow_install: bool) -> Running:
     log = log_path(work, "node")
     proc = _spawn(["node", str(folder / "ws_server.js"), "--port", "0"], log, cwd=folder)
     (ws,) = _wait_for(proc, log, READY, 20)
-    version = subprocess.run(
-        ["node", "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return Running("node", ws.group(1), None, [proc], [log], version=f"node {version}")
+    return Running("node", ws.group(1), None, [proc], [log], version=_node_version())
+
+
+def _node_version() -> str:
+    done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    return f"node {done.stdout.strip()}"
 
 
 def _npm_install(folder: Path, log: Path) -> None:
