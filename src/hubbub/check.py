@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hubbub.config import SHARED_STORE_SCHEMES, Config, is_loopback
+from hubbub.config import SHARED_STORE_SCHEMES, Config, FunctionSpec, is_loopback
 from hubbub.errors import ConfigError
+from hubbub.runtimes import launch
 from hubbub.store import open_store
 from hubbub.store.recovery import sqlite_history_path
 
@@ -132,12 +133,24 @@ def summary(config: Config, state_dir: Path | None) -> list[str]:
         kind = "python" if route.handler else "http"
         two_way = " (two-way)" if route.route_response else ""
         timeout = route.timeout or config.limits.handler_timeout
-        lines.append(f"  {key:<16} {kind:<6} {route.target}  timeout={timeout:g}s{two_way}")
+        lines.append(
+            f"  {key:<16} {kind:<6} {route.target}  timeout={timeout:g}s{two_way}"
+            + _processes(route.function)
+        )
     if not config.routes:
         lines.append("  (none: every connection is accepted and every message is refused)")
     elif "$default" not in config.routes:
         lines.append("  (no $default: unmatched messages get the Forbidden frame)")
     return lines
+
+
+def _processes(function: FunctionSpec | None) -> str:
+    """How a function in its own processes runs (hubbub.runtimes), or ""."""
+    if function is None or function.process_kind is None:
+        return ""
+    reserved = function.reserved_concurrency or launch.DEFAULT_RESERVED_CONCURRENCY
+    runtime = function.runtime or "python"
+    return f"  ({runtime} in its own processes, up to {reserved})"
 
 
 def _authorizer(config: Config) -> str:

@@ -29,6 +29,7 @@ def fn(event, context):
         "remaining": context.get_remaining_time_in_millis(),
         "name": context.function_name,
         "trace": os.environ.get("_X_AMZN_TRACE_ID", ""),
+        "exec": os.environ.get("AWS_EXECUTION_ENV"),
     })}
 """
 
@@ -66,6 +67,7 @@ async def test_awslambdaric_as_a_provided_bootstrap(tmp_path: Path) -> None:
     assert 0 < first["remaining"] <= 10_000
     assert first["request"] != second["request"]
     assert first["trace"].startswith("Root=1-")
+    assert first["exec"] is None  # custom runtimes have no AWS_EXECUTION_ENV
 
 
 SHELL_BOOTSTRAP = """

@@ -3,11 +3,14 @@ environment."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from pathlib import Path
 
+from hubbub.config import load_config
 from hubbub.testing import run_gateway
-from tests.runtimes.helpers import ask, config, connect, write
+from tests.runtimes.helpers import TIMEOUT, ask, config, connect, write
 
 HANDLER = """
 import os, sys, json, time
@@ -35,6 +38,7 @@ def handler(event, context):
         "arn": context.invoked_function_arn,
         "hubbub": "hubbub" in sys.modules,
         "mine": os.environ.get("MINE"),
+        "exec": os.environ.get("AWS_EXECUTION_ENV"),
     })}
 """
 
@@ -53,6 +57,7 @@ async def test_a_python_function_runs_in_its_own_process(tmp_path: Path) -> None
                 handler = "app.handler"
                 code = "fn"
                 isolation = "process"
+                runtime = "python3.12"
                 route_response = true
                 timeout = 10
                 environment = { MINE = "yes" }
@@ -75,3 +80,44 @@ async def test_a_python_function_runs_in_its_own_process(tmp_path: Path) -> None
     assert first["arn"].endswith(":function:hubbub-dev-go")
     assert first["hubbub"] is False
     assert first["mine"] == "yes"
+    assert first["exec"] == "AWS_Lambda_python3.12"
+
+
+SENDER = """
+import boto3
+
+def handler(event, context):
+    ctx = event["requestContext"]
+    api = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"https://{ctx['domainName']}/{ctx['stage']}",
+    )
+    data = b"echo: " + event["body"].encode()
+    api.post_to_connection(ConnectionId=ctx["connectionId"], Data=data)
+    return {"statusCode": 200}
+"""
+
+
+async def test_an_isolated_function_calls_the_management_api_with_boto3(tmp_path: Path) -> None:
+    """Unchanged AWS code: the endpoint from the event, hubbub's CA trusted through
+    AWS_CA_BUNDLE, the execution role's credentials."""
+    write(tmp_path / "fn" / "app.py", SENDER)
+    state = json.dumps(str(tmp_path / "state"))
+    (tmp_path / "hubbub.toml").write_text(
+        f"""
+[server]
+port = 0
+[management]
+port = 0
+tls_port = 0
+state_dir = {state}
+[routes."$default"]
+handler = "app.handler"
+code = "fn"
+isolation = "process"
+"""
+    )
+    cfg = load_config(tmp_path / "hubbub.toml", env={})
+    async with run_gateway(cfg) as gw, connect(gw.websocket_url) as ws:
+        await ws.send("hi")
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "echo: hi"

@@ -160,6 +160,7 @@ class RouteFactory:
             integration = self.runtimes.integration(
                 name=name,
                 kind=kind,
+                runtime=spec.runtime,
                 handler=handler,
                 code=spec.code,
                 layers=spec.layers,

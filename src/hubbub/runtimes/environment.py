@@ -97,7 +97,8 @@ class Environment:
         self._on_exit = on_exit
         self.generation = generation
         self.ready = False  # initialised: it asked for its first event
-        self.ended = False
+        self.ended = False  # its process is gone
+        self.retiring = False  # killed or stopping: no further invocation
         self.init_error: protocol.FunctionError | None = None
         self.current: Invocation | None = None
         self._waiting_next: asyncio.Future[None] | None = None
@@ -106,6 +107,7 @@ class Environment:
         self._listener: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.pid = 0
+        self.runtime_api = ""  # its AWS_LAMBDA_RUNTIME_API, host:port, once started
 
     # -- process ----------------------------------------------------------------------------
 
@@ -115,7 +117,8 @@ class Environment:
         self._server = web.Server(self._handle, handler_cancellation=True, access_log=None)
         self._listener = await loop.create_server(self._server, "127.0.0.1", 0)
         port = self._listener.sockets[0].getsockname()[1]
-        env = {**self._env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
+        self.runtime_api = f"127.0.0.1:{port}"
+        env = {**self._env, "AWS_LAMBDA_RUNTIME_API": self.runtime_api}
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *self._argv,
@@ -194,6 +197,7 @@ class Environment:
 
     def kill(self) -> None:
         """SIGKILL the process and everything in its session (a timed-out invocation)."""
+        self.retiring = True
         if self._process is not None and self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._process.pid, signal.SIGKILL)
@@ -201,6 +205,7 @@ class Environment:
     async def stop(self, grace: float = _STOP_GRACE) -> None:
         """SIGTERM, SIGKILL after ``grace``; returns once the process ended and its output was
         logged to the last line."""
+        self.retiring = True
         process = self._process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -274,11 +279,11 @@ class Environment:
                 )
             else:
                 invocation.future.set_result(result)
-            return web.Response(status=202, body=b'{"status":"OK"}')
+            return _accepted()
         body = await _read(request, protocol.MAX_ERROR_BYTES) or b""
         error = protocol.parse_function_error(body, request.headers.get(protocol.ERROR_TYPE))
         invocation.future.set_exception(InvocationError(str(error)))
-        return web.Response(status=202, body=b'{"status":"OK"}')
+        return _accepted()
 
     async def _next(self) -> web.StreamResponse:
         self.ready = True
@@ -324,8 +329,9 @@ class Environment:
         if self.current is not None and not self.current.future.done():
             self.current.future.set_exception(InvocationError(str(self.init_error)))
         # Lambda ends an environment whose init failed; the next invocation starts a new one.
+        self.retiring = True
         asyncio.get_running_loop().call_soon(self.kill)
-        return web.Response(status=202, body=b'{"status":"OK"}')
+        return _accepted()
 
 
 async def _read(request: web.BaseRequest, limit: int) -> bytes | None:
@@ -341,6 +347,10 @@ async def _read(request: web.BaseRequest, limit: int) -> bytes | None:
         if size > limit:
             return None
         chunks.append(chunk)
+
+
+def _accepted() -> web.Response:
+    return web.Response(status=202, body=b'{"status":"OK"}', content_type="application/json")
 
 
 def _refuse(status: int, error_type: str, message: str) -> web.Response:

@@ -7,6 +7,8 @@ that routes served by the same function share its environments, and drains them 
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
@@ -62,6 +64,7 @@ class Runtimes:
         *,
         name: str,
         kind: str,
+        runtime: str,
         handler: str,
         code: Path,
         layers: tuple[Path, ...],
@@ -72,6 +75,12 @@ class Runtimes:
         """The integration of one route; routes of the same function (name, code, handler and
         variables alike) share one pool."""
         full = {**base_env, **env, **_runtime_env(kind, code, layers, base_env)}
+        # As Lambda's own runtimes say it; custom runtimes (provided) get none.
+        full.pop("AWS_EXECUTION_ENV", None)
+        if kind == "node":
+            full["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{runtime}"
+        elif kind == "python":
+            full["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{runtime or python_runtime()}"
         function = FunctionProcess(
             name=name,
             argv=tuple(launch.command(kind, code)),
@@ -85,13 +94,18 @@ class Runtimes:
             pool = self.pools[key] = Pool(function)
         return RuntimeIntegration(name, pool)
 
-    def pool(self, name: str) -> list[Pool]:
+    def pools_of(self, name: str) -> list[Pool]:
         """The pools of the function called ``name`` (for hot reload: :meth:`Pool.recycle`)."""
         return [pool for pool in self.pools.values() if pool.function.name == name]
 
     async def close(self) -> None:
-        for pool in self.pools.values():
-            await pool.close()
+        """Drain every pool (see :meth:`Pool.close`), all at once."""
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()))
+
+
+def python_runtime() -> str:
+    """The runtime name of the Python that runs the isolated functions (``python3.12``)."""
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _runtime_env(

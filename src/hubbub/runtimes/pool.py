@@ -66,7 +66,9 @@ class Pool:
             return await env.invoke(invocation)
         except asyncio.CancelledError:
             # Timed out (or shutdown): the process may be stuck in the handler or its init.
-            if not invocation.future.done():
+            # (The cancellation cancelled the future too: only a result means it answered.)
+            future = invocation.future
+            if not future.done() or future.cancelled():
                 log.warning(
                     "function environment killed",
                     extra={
@@ -87,7 +89,7 @@ class Pool:
             raise InvocationError("Runtime.Unavailable: the gateway is shutting down")
         while self._idle:
             env = self._idle.pop()
-            if not env.ended:
+            if not (env.ended or env.retiring):
                 return env
         if len(self._all) < self.function.reserved_concurrency:
             return await self._start()
@@ -123,14 +125,19 @@ class Pool:
         try:
             await env.start()
         except BaseException:
+            # Not started (or cancelled while starting): its slot frees now, and whatever did
+            # start (the listener, maybe the process) stops in the background.
             self._all.discard(env)
             self._wake_one()
+            self._retire(env)
             raise
         return env
 
     def _release(self, env: Environment) -> None:
         if env.ended:
             return  # _ended gave its slot away
+        if env.retiring:
+            return  # killed: its slot frees when its process has ended (_ended)
         if self._closed or env.generation != self._generation:
             self._retire(env)
             return
@@ -143,11 +150,12 @@ class Pool:
 
     def _ended(self, env: Environment) -> None:
         """An environment's process is gone (crash, kill, init error, stop)."""
-        self._all.discard(env)
         if env in self._idle:
             self._idle.remove(env)
-        if not self._closed:
-            self._wake_one()
+        if env in self._all:  # else its slot was given back already (see _start)
+            self._all.discard(env)
+            if not self._closed:
+                self._wake_one()
 
     def _wake_one(self) -> None:
         """A slot came free: the first waiter starts an environment in it."""
