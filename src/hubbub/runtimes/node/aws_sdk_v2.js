@@ -58,8 +58,8 @@ function isManagementListener(endpoint, base) {
 
 // The management URL an endpoint on one of the API's own hosts stands for, else undefined.
 // `endpoint` is what the SDK made of the code's value: "abc.execute-api.us-east-1.amazonaws.com/
-// production" (v2 adds https://), "https://…/production" and "wss://…/production" alike, or the
-// management listener's own host:port/stage.
+// production" (v2 adds https://) and "https://…/production" alike, or the management listener's
+// own host:port/stage.
 function managementEndpoint(endpoint, env = process.env) {
   if (!env._HUBBUB_MANAGEMENT_URL || !endpoint || !endpoint.hostname) {
     return undefined;
