@@ -6,6 +6,7 @@
     python -m bench --runs 3             three runs; ratios are medians of per-run ratios
     python -m bench --scenarios routed,fanout --peers hubbub,aiohttp
     python -m bench --duration 0.5 --connections 5 --out /tmp/x   (what the smoke test runs)
+    python -m bench --scenarios node-echo,node-post,python-isolation   (the Lambda runtime rows)
 
 Results: ``OUT/latest.json`` (and a timestamped copy), ``OUT/latest.md``, ``OUT/*.png``. OUT is
 ``bench/results/local/`` (git-ignored, so a run leaves the work tree clean), or ``--out``; only
@@ -29,22 +30,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import goals, report, runner
+from bench import goals, report, runner, runtime_rows
 from bench.procstat import raise_nofile
 from bench.servers import ROOT
 
 PUBLISHED = ROOT / "bench" / "results"  # tracked: what docs/benchmarks.md shows
 DEFAULT_OUT = PUBLISHED / "local"  # git-ignored: every run that does not --publish
+# Every scenario, in the order a run takes them (the Lambda runtime rows last).
+SCENARIOS = {**runner.SCENARIOS, **runtime_rows.SCENARIOS}
+FULL = runner.FULL + list(runtime_rows.SCENARIOS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="short windows, fewer scenarios (<2 min)")
     p.add_argument("--runs", type=int, default=1, help="repeat the whole run N times (median)")
-    p.add_argument("--scenarios", help=f"comma-separated subset of: {', '.join(runner.SCENARIOS)}")
+    p.add_argument("--scenarios", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
     p.add_argument(
         "--peers",
-        help="comma-separated servers: hubbub, picows, aiohttp, node, socketio, sls",
+        help="comma-separated servers: hubbub, picows, aiohttp, node, socketio, sls, sls-node",
     )
     p.add_argument(
         "--out",
@@ -112,12 +116,12 @@ def build_settings(args: argparse.Namespace, work: Path) -> tuple[runner.Setting
     s.peers = args.peers.split(",") if args.peers else None
     names = args.scenarios.split(",") if args.scenarios else None
     if names is None:
-        names = runner.QUICK if args.quick else runner.FULL
-    unknown = [n for n in names if n not in runner.SCENARIOS]
+        names = runner.QUICK if args.quick else FULL
+    unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}")
     # Keep the order that makes "latency" reuse routed's maxima.
-    names = [n for n in runner.SCENARIOS if n in names]
+    names = [n for n in SCENARIOS if n in names]
     return s, names
 
 
@@ -237,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench" + ("" if argv is None and len(sys.argv) < 2 else " ")
     command += shlex.join(sys.argv[1:] if argv is None else argv)
     started = datetime.now(UTC)
-    progress = Progress(runner.planned_steps(names, settings) * args.runs)
+    steps = runner.planned_steps(names, settings) + runtime_rows.planned_steps(names, settings)
+    progress = Progress(steps * args.runs)
     # Scenario by scenario, all runs of one scenario back to back: on a shared machine the
     # background load drifts over minutes, so the rows a ratio compares stay close in time.
     runs: list[list[dict[str, Any]]] = [[] for _ in range(args.runs)]
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.run_index = run
             if args.runs > 1:
                 print(f"-- {name}, run {run + 1} of {args.runs}", file=sys.stderr, flush=True)
-            runs[run].extend(runner.SCENARIOS[name](settings))
+            runs[run].extend(SCENARIOS[name](settings))
     elapsed = time.monotonic() - progress.began
     data: dict[str, Any] = {
         "meta": {

@@ -24,6 +24,9 @@ TITLES = {
     "idle": "Idle memory: RSS per idle connection",
     "idle-max": "Idle connections held on one machine (one process; hubbub serve --workers)",
     "cross-node": "Cross-node fan-out: publisher on node A, 1,000 members on node B (Redis store)",
+    "node-echo": "Node.js function, route-response echo (the same handler.js), 100 connections",
+    "node-post": "Node.js function, SDK v3 `PostToConnectionCommand` back, 100 connections",
+    "python-isolation": 'Python `def` echo, in-process and `isolation = "process"`, 100 conns',
 }
 
 PLOTS = ["throughput.png", "cpu.png", "latency.png", "idle.png"]
@@ -353,6 +356,10 @@ METHOD = """\
 - **cross-node**: two hubbub nodes on one Redis (a private `redis-server` unless one answers on
   127.0.0.1:6379; unique `store.key_prefix`), members on node B, publisher on node A; both nodes and
   Redis are pinned to core 0 and their CPU is summed.
+- **node-echo, node-post, python-isolation** (Lambda runtimes): the `routed` closed loop against
+  `bench/functions/node/handler.js` run by hubbub through the Lambda Runtime API and by
+  serverless-offline (`echo`: route response; `post`: SDK v3 `PostToConnectionCommand`), and
+  against one Python `def` echo in-process and with `isolation = "process"`; see the section above.
 - **Ratios** (hubbub ÷ peer) are computed inside one run, server against server; with `--runs N`
   the reported ratio is the median of the per-run ratios (absolute numbers move up to 25 % between
   batches on shared machines, same-run ratios about 10 %).

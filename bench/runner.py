@@ -249,7 +249,12 @@ def with_server(
 # -- scenarios -----------------------------------------------------------------------------------
 def warmup_for(running: Running, settings: Settings) -> float:
     # serverless-offline keeps starting Python processes for a while after the first replies.
-    return max(settings.warmup, 3.0) if running.name == "sls" else settings.warmup
+    return max(settings.warmup, 3.0) if is_sls(running) else settings.warmup
+
+
+def is_sls(running: Running) -> bool:
+    """serverless-offline, with the Python handlers (``sls``) or the Node.js one (``sls-node``)."""
+    return running.name in ("sls", "sls-node")
 
 
 def echo_spec(running: Running, settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -261,9 +266,10 @@ def echo_spec(running: Running, settings: Settings, **extra: Any) -> dict[str, A
         "warmup": warmup_for(running, settings),
         "duration": settings.duration,
         "server_pids": running.pids,
-        "prime_timeout": 150.0 if running.name == "sls" else 30.0,
-        # serverless-offline: grow its Python process pool 10 connections at a time
-        "ramp": 10 if running.name == "sls" else 0,
+        "prime_timeout": 150.0 if is_sls(running) else 30.0,
+        # serverless-offline: grow its pool of Python processes (Node: worker threads) 10
+        # connections at a time
+        "ramp": 10 if is_sls(running) else 0,
         **extra,
     }
 
@@ -324,12 +330,17 @@ def interleaved(
     *,
     loadgen_scenario: str,
     target: Callable[[str, Running, Row], dict[str, Any]],
+    labels: dict[str, str] | None = None,
 ) -> list[Row]:
     """Start every server of ``plan`` ((row key, server name) pairs), measure them in
-    alternating slices with one generator (bench/interleave.py), stop them all."""
+    alternating slices with one generator (bench/interleave.py), stop them all. ``labels``:
+    row key -> label, for rows whose server's own label does not say what they run."""
     rows: dict[str, Row] = {key: base_row(scenario, key, server, unit) for key, server in plan}
     if "hubbub-http" in rows:
         rows["hubbub-http"]["label"] = "hubbub (POST @rooms)"
+    for key, label in (labels or {}).items():
+        if key in rows:
+            rows[key]["label"] = label
     started: dict[str, Running] = {}
     waited = load = None
     if settings.quiet_wait > 0:
@@ -804,4 +815,4 @@ def planned_steps(names: list[str], settings: Settings) -> int:
         "latency": ["hubbub", "aiohttp", "picows", "node", "sls"],
         "cross-node": ["hubbub-cluster"],
     }
-    return sum(1 for n in names for s in per[n] if settings.wants(s, n))
+    return sum(1 for n in names for s in per.get(n, []) if settings.wants(s, n))

@@ -12,12 +12,19 @@ Servers (``SERVERS``), by the dialect the load generator speaks to them:
 - ``node``: Node ``ws`` (bench/peers/node, ``npm install`` on first use);
 - ``socketio``: python-socketio on aiohttp;
 - ``sls``: serverless-offline 13 on Serverless Framework 3 (bench/peers/sls, ``npm install`` into
-  the work directory on first use, unless installs are disabled).
+  the work directory on first use, unless installs are disabled);
+- ``hubbub-runtimes``, ``hubbub-python``: ``hubbub serve`` with
+  bench/hubbub_app/hubbub-runtimes.toml (Lambda runtimes: the Node.js function of
+  bench/functions/node through the Runtime API; Python in-process and process-isolated);
+- ``sls-node``: serverless-offline running that same Node.js file (bench/peers/sls_node). Both
+  Node folders are installed with ``npm ci`` from their committed package-lock.json on first use
+  (and again when the lock file changes), unless installs are disabled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -38,6 +45,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PEERS = BENCH / "peers"
 HUBBUB_APP = BENCH / "hubbub_app"
+FUNCTIONS = BENCH / "functions"  # Lambda functions run by hubbub's runtimes and by a peer
 SERVER_CORE = 0
 
 # name -> (label for tables, dialect)
@@ -49,6 +57,9 @@ SERVERS: dict[str, tuple[str, str]] = {
     "node": ("Node ws", "raw"),
     "socketio": ("python-socketio", "socketio"),
     "sls": ("serverless-offline", "hubbub"),
+    "hubbub-runtimes": ("hubbub", "hubbub"),
+    "hubbub-python": ("hubbub", "hubbub"),
+    "sls-node": ("serverless-offline", "hubbub"),
 }
 
 AWS_ENV = {
@@ -237,6 +248,30 @@ def start_hubbub(work: Path, config: str = "hubbub.toml", name: str = "hubbub") 
     return Running(name, ws.group(1), api.group(1), [proc], [log])
 
 
+def start_hubbub_runtimes(work: Path, allow_install: bool, name: str) -> Running:
+    """hubbub with bench/hubbub_app/hubbub-runtimes.toml, from a copy in the work directory: its
+    code roots made absolute, and WEBSOCKET_ENDPOINT (what the Node function's management client
+    posts to) set to the management port chosen here. ``hubbub-runtimes`` runs the Node.js rows
+    (Node and the function's packages needed); ``hubbub-python`` the Python ones (neither:
+    environments start on a route's first message)."""
+    if name == "hubbub-runtimes":
+        if shutil.which("node") is None:
+            raise Unavailable("node is not installed")
+        npm_ci(FUNCTIONS / "node", "@aws-sdk/client-apigatewaymanagementapi", allow_install, work)
+    port, mgmt = free_ports(2)
+    text = (HUBBUB_APP / "hubbub-runtimes.toml").read_text()
+    text = text.replace('"../functions/', f'"{FUNCTIONS}/')
+    text = text.replace("http://127.0.0.1:8081/dev", f"http://127.0.0.1:{mgmt}/dev")
+    config = work / f"hubbub-runtimes-{port}.toml"
+    config.write_text(text)
+    env = {**AWS_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{mgmt}/dev"}
+    log = log_path(work, name)
+    proc = _spawn(hubbub_command(config, port, mgmt), log, env=env)
+    ws, api = _wait_for(proc, log, HUBBUB_READY, 30)
+    version = _node_version() if name == "hubbub-runtimes" else ""
+    return Running(name, ws.group(1), api.group(1), [proc], [log], version=version)
+
+
 def start_cluster(work: Path, redis_url: str | None) -> Running:
     """Two hubbub nodes sharing a Redis store (node A publishes, node B holds the members)."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -373,10 +408,12 @@ def start_node(work: Path, allow_install: bool) -> Running:
     log = log_path(work, "node")
     proc = _spawn(["node", str(folder / "ws_server.js"), "--port", "0"], log, cwd=folder)
     (ws,) = _wait_for(proc, log, READY, 20)
-    version = subprocess.run(
-        ["node", "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return Running("node", ws.group(1), None, [proc], [log], version=f"node {version}")
+    return Running("node", ws.group(1), None, [proc], [log], version=_node_version())
+
+
+def _node_version() -> str:
+    done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    return f"node {done.stdout.strip()}"
 
 
 def _npm_install(folder: Path, log: Path) -> None:
@@ -395,6 +432,36 @@ def _npm_install(folder: Path, log: Path) -> None:
         raise Unavailable(
             f"npm install failed in {folder}: {_tail(log.read_text(errors='replace'))}"
         )
+
+
+def npm_ci(folder: Path, package: str, allow_install: bool, work: Path) -> None:
+    """``npm ci`` in ``folder`` unless ``package`` is installed there from the current
+    package-lock.json (a stamp in node_modules records the lock file it was installed from)."""
+    if shutil.which("npm") is None:
+        raise Unavailable("npm is not installed")
+    lock = hashlib.sha256((folder / "package-lock.json").read_bytes()).hexdigest()
+    stamp = folder / "node_modules" / ".hubbub-bench-lock"
+    current = stamp.read_text().strip() if stamp.exists() else ""
+    if (folder / "node_modules" / package).is_dir() and current == lock:
+        return
+    rel = folder.relative_to(ROOT)
+    if not allow_install:
+        raise Unavailable(f"{package} is not installed in {rel} and installs are off")
+    log = work / "logs" / f"npm-ci-{folder.name}.log"
+    print(f"bench: npm ci in {rel} (log: {log})", file=sys.stderr, flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise Unavailable(f"npm ci failed in {rel}: {_tail(log.read_text(errors='replace'))}")
+    stamp.write_text(lock + "\n")
 
 
 # -- serverless-offline ------------------------------------------------------------------------
@@ -416,7 +483,21 @@ def ensure_sls(work: Path, allow_install: bool) -> Path:
 
 
 def start_sls(work: Path, allow_install: bool) -> Running:
-    folder = ensure_sls(work, allow_install)
+    return _start_sls("sls", ensure_sls(work, allow_install), work)
+
+
+def start_sls_node(work: Path, allow_install: bool) -> Running:
+    """serverless-offline running bench/functions/node/handler.js, in place: its serverless.yml
+    names the handlers by their path from bench/peers/sls_node."""
+    if shutil.which("node") is None:
+        raise Unavailable("node is not installed")
+    npm_ci(FUNCTIONS / "node", "@aws-sdk/client-apigatewaymanagementapi", allow_install, work)
+    folder = PEERS / "sls_node"
+    npm_ci(folder, "serverless-offline", allow_install, work)
+    return _start_sls("sls-node", folder, work)
+
+
+def _start_sls(name: str, folder: Path, work: Path) -> Running:
     ws_port, http_port, lambda_port = free_ports(3)
     env = {
         **AWS_ENV,
@@ -440,11 +521,11 @@ def start_sls(work: Path, allow_install: bool) -> Running:
         "--lambdaPort",
         str(lambda_port),
     ]
-    log = log_path(work, "sls")
+    log = log_path(work, name)
     proc = _spawn(cmd, log, cwd=folder, env=env)
     (ws,) = _wait_for(proc, log, [r"Offline \[websocket\] listening on (ws://\S+)"], 60)
     return Running(
-        "sls",
+        name,
         ws.group(1).rstrip("/"),
         None,
         [proc],
@@ -483,4 +564,8 @@ def start(name: str, work: Path, *, allow_install: bool = True) -> Running:
         return start_node(work, allow_install)
     if name == "sls":
         return retry_port_clash(lambda: start_sls(work, allow_install))
+    if name in ("hubbub-runtimes", "hubbub-python"):
+        return retry_port_clash(lambda: start_hubbub_runtimes(work, allow_install, name))
+    if name == "sls-node":
+        return retry_port_clash(lambda: start_sls_node(work, allow_install))
     raise ValueError(f"unknown server {name!r}")
