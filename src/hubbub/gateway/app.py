@@ -53,7 +53,7 @@ from hubbub.gateway.observability import Observability
 from hubbub.gateway.presence import RoomPresence, route_hook
 from hubbub.gateway.proxies import TrustedProxies
 from hubbub.gateway.recovery import Resumer
-from hubbub.gateway.reload import start_reloader
+from hubbub.gateway.reload import Reloader, start_reloader
 from hubbub.gateway.routing import RouteFactory
 from hubbub.gateway.tls import (
     LocalTls,
@@ -87,6 +87,8 @@ class Started:
     public: Listener
     tls: LocalTls | None  # [management] tls on
     in_process: InProcessEndpoint | None  # [management] in_process on
+    route_factory: RouteFactory  # the routes' builder; owns the functions' process pools
+    reloader: Reloader | None  # [server] reload on
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,10 @@ class Gateway:
         core.observability.start()
         self._resources.push_async_callback(core.observability.close)
         self._resources.push_async_callback(self._drain, public, lifecycle)  # closes first
+        reloader = None
+        if self.config.server.reload:  # before accepting: a change from now on reloads
+            reloader = await start_reloader(_Reloadable(self.config, core.routes, lifecycle))
+            self._resources.push_async_callback(reloader.close)  # stops before the drain
         self._started = Started(
             api=core.api,
             routes=core.routes,
@@ -232,10 +238,9 @@ class Gateway:
             public=public,
             tls=tls,
             in_process=in_process,
+            route_factory=core.factory,
+            reloader=reloader,
         )
-        if self.config.server.reload:  # before accepting: a change from now on reloads
-            reloader = await start_reloader(_Reloadable(self.config, core.routes, lifecycle))
-            self._resources.push_async_callback(reloader.close)  # stops before the drain
         self.status.accepting = True
         self.status.started_at = time.time()
         log.info(
@@ -425,6 +430,14 @@ class Gateway:
     @property
     def api(self) -> GatewayApi:
         return self.started.api
+
+    @property
+    def route_factory(self) -> RouteFactory:
+        return self.started.route_factory
+
+    @property
+    def reloader(self) -> Reloader | None:
+        return self.started.reloader
 
     @property
     def connections(self) -> Connections:
