@@ -256,11 +256,21 @@ def cmd_seed(args: list[str]) -> int:
         fail("node is missing: install Node.js 18 or later (Debian: `apt-get install nodejs npm`)")
     _npm_ci(SEED_FUNCTION)
     say(f"local DynamoDB (moto) with the tables of {SEED}/main.tf")
+    # Out of reach of Ctrl-C (its own session): hubbub's shutdown still runs $disconnect handlers
+    # that write to it. It ends when we close its stdin, or when we die and the pipe closes.
     dynamodb = subprocess.Popen(
-        [tool("python"), "scripts/local_dynamodb.py", "--tables-from", SEED],
+        [
+            tool("python"),
+            "scripts/local_dynamodb.py",
+            "--until-stdin-closes",
+            "--tables-from",
+            SEED,
+        ],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     try:
         assert dynamodb.stdout is not None
@@ -275,8 +285,13 @@ def cmd_seed(args: list[str]) -> int:
         say(f"hubbub serve --config {SEED}/ -> open http://127.0.0.1:8080/ in two tabs")
         return Runner().run([tool("hubbub"), "serve", "--config", f"{SEED}/", *args], env)
     finally:
-        dynamodb.terminate()
-        dynamodb.wait()
+        assert dynamodb.stdin is not None
+        dynamodb.stdin.close()
+        try:
+            dynamodb.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            dynamodb.kill()
+            dynamodb.wait()
 
 
 def cmd_serve(args: list[str]) -> int:

@@ -7,11 +7,13 @@ definitions, indexes: what hubbub's ``[import] create_tables`` does), in the reg
 API names, so functions given ``AWS_ENDPOINT_URL_DYNAMODB`` find them.
 
 Run from .venv as a script, it prints ``dynamodb http://127.0.0.1:PORT`` (first line of stdout)
-and then ``tables: …``, and serves until SIGINT or SIGTERM:
+and then ``tables: …``, and serves until SIGINT or SIGTERM (with ``--until-stdin-closes``: until
+its standard input closes, i.e. until the parent that holds the pipe ends, and SIGTERM):
 
     .venv/bin/python scripts/local_dynamodb.py --tables-from examples/seed-terraform/
 
-``python3 dev.py seed`` starts it this way.
+``python3 dev.py seed`` starts it with ``--until-stdin-closes`` in a session of its own: a Ctrl-C
+stops hubbub first, whose shutdown still runs ``$disconnect`` handlers against this DynamoDB.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ def main(argv: list[str]) -> int:
         metavar="PATH",
         help="a template, serverless.yml or Terraform folder whose tables to create (repeatable)",
     )
+    parser.add_argument(
+        "--until-stdin-closes",
+        action="store_true",
+        help="stop when standard input reaches its end (the parent's pipe closed), not on SIGINT",
+    )
     args = parser.parse_args(argv)
     server, url = start(args.host, args.port)
     print(f"dynamodb {url}", flush=True)
@@ -91,8 +98,18 @@ def main(argv: list[str]) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.until_stdin_closes:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def watch_stdin() -> None:
+            while sys.stdin.buffer.read(4096):
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+    else:
+        signal.signal(signal.SIGINT, on_signal)
     stop.wait()
     server.stop()
     return 0

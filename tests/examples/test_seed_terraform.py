@@ -196,6 +196,7 @@ async def test_dev_py_seed_runs_it_all(tmp_path: Path) -> None:
     )
     assert process.stdout is not None
     seen: list[str] = []
+    out = ""
     try:
         while not (line := process.stdout.readline()).startswith("hubbub: websocket"):
             assert line, "".join(seen)
@@ -210,11 +211,11 @@ async def test_dev_py_seed_runs_it_all(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         try:
-            process.communicate(timeout=30)
+            out = process.communicate(timeout=30)[0]
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise
-    assert process.returncode in (0, 130)
+    assert process.returncode in (0, 130), "".join(seen) + out
     with pytest.raises(ProcessLookupError):  # nothing of it is left: DynamoDB, hubbub, node
         os.killpg(process.pid, 0)

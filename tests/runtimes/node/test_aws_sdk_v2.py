@@ -49,6 +49,16 @@ async def test_endpoints_for_the_v2_sdk(tmp_path: Path) -> None:
     modules = seed_node_modules()
     code = tmp_path / "fn"
     write(code / "index.js", HANDLER)
+    write(
+        code / "esm.mjs",
+        """
+        import AWS from 'aws-sdk';
+        export const handler = async () => ({
+          statusCode: 200,
+          body: new AWS.DynamoDB.DocumentClient().service.endpoint.href,
+        });
+        """,
+    )
     (code / "node_modules").symlink_to(modules)
     cfg = config(
         tmp_path,
@@ -60,9 +70,16 @@ async def test_endpoints_for_the_v2_sdk(tmp_path: Path) -> None:
                 route_response = true
                 timeout = 20
                 environment = { AWS_ENDPOINT_URL_DYNAMODB = "http://127.0.0.1:1" }
-            """
+            """,
+            "esm": """
+                handler = "esm.handler"
+                runtime = "nodejs22.x"
+                code = "fn"
+                route_response = true
+                timeout = 20
+            """,
         },
-        extra=f'[api]\naliases = ["{ALIAS}"]\n',
+        extra=f'[api]\naliases = ["{ALIAS}"]\n[environment]\nAWS_ENDPOINT_URL = "http://127.0.0.1:3"\n',
     )
     async with run_gateway(cfg) as gw, connect(gw.websocket_url) as ws:
         assert gw.management is not None
@@ -74,6 +91,9 @@ async def test_endpoints_for_the_v2_sdk(tmp_path: Path) -> None:
         ]
         await ws.send(json.dumps({"action": "post", "forms": forms}))
         frames = [await asyncio.wait_for(ws.recv(), TIMEOUT) for _ in range(len(forms) + 2)]
+        # An ES module importing the CommonJS SDK: the same wrapper (AWS_ENDPOINT_URL here).
+        await ws.send(json.dumps({"action": "esm"}))
+        from_esm = await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert frames[: len(forms)] == [f"via {form}" for form in forms]
     assert frames[len(forms)].startswith("via 127.0.0.1:")  # domainName/stage
     endpoints = json.loads(frames[-1])
@@ -81,5 +101,6 @@ async def test_endpoints_for_the_v2_sdk(tmp_path: Path) -> None:
         "documentClient": "http://127.0.0.1:1/",
         "singleClient": "http://127.0.0.1:1/",
         "explicit": "http://127.0.0.1:2/",  # the code's own endpoint wins, as in SDK v3
-        "other": "https://sqs.us-east-1.amazonaws.com/",
+        "other": "http://127.0.0.1:3/",  # AWS_ENDPOINT_URL: every service without its own
     }
+    assert from_esm == "http://127.0.0.1:3/"

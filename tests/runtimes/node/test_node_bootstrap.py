@@ -192,6 +192,11 @@ exports.rejectsLater = async () => {
   return { statusCode: 200, body: "not reached" };
 };
 exports.ok = async () => ({ statusCode: 200, body: `ok from ${process.pid}` });
+exports.circular = async () => {
+  const result = { statusCode: 200 };
+  result.self = result;
+  return result;
+};
 """
 
 
@@ -205,6 +210,7 @@ async def test_errors_are_reported_like_lambda(
             "throws": _route("errors.throws"),
             "rejects": _route("errors.rejectsLater"),
             "ok": _route("errors.ok"),
+            "circular": _route("errors.circular"),
         },
     )
     caplog.set_level("INFO")
@@ -212,8 +218,11 @@ async def test_errors_are_reported_like_lambda(
         thrown = await ask(ws, {"action": "throws"})
         rejected = await ask(ws, {"action": "rejects"})
         assert (await ask(ws, {"action": "ok"})).startswith("ok from ")
+        circular = await ask(ws, {"action": "circular"})
+        assert (await ask(ws, {"action": "circular"}))["message"] == "Internal server error"
     assert thrown["message"] == "Internal server error"
     assert rejected["message"] == "Internal server error"
+    assert circular["message"] == "Internal server error"
     lines = [m for m, _ in _function_records(caplog)]
     thrown_line = next(m for m in lines if "\tERROR\tInvoke Error \t" in m)
     logged = json.loads(thrown_line.split("\tInvoke Error \t", 1)[1])
@@ -226,6 +235,9 @@ async def test_errors_are_reported_like_lambda(
     text = caplog.text
     assert "RangeError" in text
     assert "Runtime.UnhandledPromiseRejection" in text
+    # A result JSON cannot hold fails the invocation; the environment stays (asked twice above).
+    unserializable = [m for m in lines if "Unable to stringify response body" in m]
+    assert len(unserializable) == 2
 
 
 async def test_init_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -59,7 +59,9 @@ class RuntimeApi {
     return res;
   }
 
-  async postResponse(requestId, result) {
+  // Not async: a result JSON cannot represent (a cycle, a BigInt) throws here, synchronously,
+  // so that the caller reports it as the invocation's error.
+  postResponse(requestId, result) {
     const body = JSON.stringify(result === undefined ? null : result);
     return this.request("POST", `/invocation/${encodeURIComponent(requestId)}/response`, body);
   }
