@@ -127,7 +127,7 @@ def summary(config: Config, state_dir: Path | None) -> list[str]:
     lines.append(f"authorizer: {_authorizer(config)}")
     lines.append("routes:")
     for key, route in config.routes.items():
-        kind = "python" if route.handler else "http"
+        kind = _kind(route.handler, route.function)
         two_way = " (two-way)" if route.route_response else ""
         timeout = route.timeout or config.limits.handler_timeout
         lines.append(
@@ -139,6 +139,16 @@ def summary(config: Config, state_dir: Path | None) -> list[str]:
     elif "$default" not in config.routes:
         lines.append("  (no $default: unmatched messages get the Forbidden frame)")
     return lines
+
+
+def _kind(handler: str | None, function: FunctionSpec | None) -> str:
+    """What runs the handler: "python" in-process, "http", or the kind of process
+    ("node", "provided", "python") a function in its own processes runs in."""
+    if not handler:
+        return "http"
+    if function is not None and function.process_kind is not None:
+        return function.process_kind
+    return "python"
 
 
 def _processes(function: FunctionSpec | None) -> str:
@@ -158,6 +168,6 @@ def _authorizer(config: Config) -> str:
     if authorizer.jwt is not None:
         return f"jwt issuer={authorizer.jwt.issuer or '(any)'}  ({sources})"
     return (
-        f"{'python' if authorizer.handler else 'http'} {authorizer.handler or authorizer.url}"
+        f"{_kind(authorizer.handler, authorizer.function)} {authorizer.handler or authorizer.url}"
         + (f"  ({sources})")
     )

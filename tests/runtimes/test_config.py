@@ -153,3 +153,9 @@ def test_check_says_which_routes_run_in_their_own_processes(tmp_path: Path) -> N
     assert lines["custom"].endswith("(provided.al2023 in its own processes, up to 2)")
     assert lines["isolated"].endswith("(python in its own processes, up to 4)")
     assert lines["inside"].endswith("timeout=29s")
+    # The second column says what runs the handler.
+    assert [lines[k].split()[1] for k in ("custom", "isolated", "inside")] == [
+        "provided",
+        "python",
+        "python",
+    ]
