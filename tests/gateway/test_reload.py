@@ -530,3 +530,42 @@ async def test_a_provided_function_reloads_when_any_file_of_its_code_root_change
         line = await _reloads(reload_log, "say", 2, "ok")
         assert line["files"] == "sh/function.sh"
         assert await _ask(ws, "say") == "bash two"
+
+
+NODE = """\
+exports.handler = async (event) => ({{
+  statusCode: 200,
+  body: JSON.stringify({{ reply: {value!r} }}),
+}});
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_a_node_function_reloads_and_a_syntax_error_keeps_the_old_one(
+    tmp_path: Path, reload_log: pytest.LogCaptureFixture
+) -> None:
+    code = tmp_path / "js"
+    code.mkdir()
+    (code / "index.js").write_text(NODE.format(value="node one"))
+    config = _config()
+    config["routes"] = {
+        "say": {
+            "handler": "index.handler",
+            "runtime": "nodejs20.x",
+            "code": "js",
+            "route_response": True,
+        }
+    }
+    async with (
+        run_gateway(config, base_dir=tmp_path) as gw,
+        websockets.connect(gw.websocket_url) as ws,
+    ):
+        assert await _ask(ws, "say") == "node one"
+        (code / "index.js").write_text("exports.handler = async (event) => {\n")
+        line = await _reloads(reload_log, "say", 1, "failed")
+        assert "Runtime.UserCodeSyntaxError" in line["error"], line
+        assert await _ask(ws, "say") == "node one"
+        (code / "index.js").write_text(NODE.format(value="node two"))
+        line = await _reloads(reload_log, "say", 2, "ok")
+        assert line["files"] == "js/index.js"
+        assert await _ask(ws, "say") == "node two"
