@@ -282,6 +282,16 @@ route_response = true
     )
 
 
+def _websocket_url(proc: subprocess.Popen[str]) -> str:
+    """The URL ``hubbub serve`` prints first; if it exits instead, what it said on stderr."""
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline()
+    if not line.startswith("hubbub: websocket"):
+        proc.wait(30)
+        raise AssertionError(f"no websocket line: {line!r}; stderr:\n{proc.stderr.read()}")
+    return line.split()[2]
+
+
 async def _log_line(proc: subprocess.Popen[str], text: str) -> str:
     """The next line of ``proc``'s log that holds ``text``."""
     assert proc.stderr is not None
@@ -302,8 +312,7 @@ async def test_hubbub_serve_reload_reloads_with_the_socket_open(tmp_path: Path) 
     _reply_handler(tmp_path / "chat.py", "one")
     proc = _serve(tmp_path)
     try:
-        assert proc.stdout is not None
-        ws_url = proc.stdout.readline().split()[2]
+        ws_url = _websocket_url(proc)
         async with websockets.connect(ws_url) as ws:
             assert await _ask(ws, "say") == "one"
             _reply_handler(tmp_path / "chat.py", "after the edit")
@@ -326,8 +335,7 @@ async def test_every_worker_reloads_on_its_own(tmp_path: Path, redis_url: str) -
         config=f'[store]\nkey_prefix = "{prefix}"',
     )
     try:
-        assert proc.stdout is not None
-        ws_url = proc.stdout.readline().split()[2]
+        ws_url = _websocket_url(proc)
         # Connections spread over both workers (one worker getting all 16: odds 2 in 65,536).
         clients = [await websockets.connect(ws_url) for _ in range(16)]
         _reply_handler(tmp_path / "chat.py", "edited")
