@@ -284,7 +284,8 @@ route_response = true
 
 def _websocket_url(proc: subprocess.Popen[str]) -> str:
     """The URL ``hubbub serve`` prints first; if it exits instead, what it said on stderr."""
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     line = proc.stdout.readline()
     if not line.startswith("hubbub: websocket"):
         proc.wait(30)
