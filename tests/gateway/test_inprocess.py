@@ -24,6 +24,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 import websockets
+from botocore.endpoint import convert_to_response_dict
 from botocore.stub import Stubber
 
 from hubbub.errors import LimitExceededError
@@ -446,6 +447,21 @@ async def test_posts_accepted_together_wake_the_loop_once(monkeypatch: pytest.Mo
             assert [await asyncio.wait_for(ws.recv(), 10) for _ in range(5)] == [
                 f"m{i}" for i in range(5)
             ]
+
+
+def test_an_accepted_post_is_answered_as_botocores_parser_reads_it() -> None:
+    # The hot path builds the parsed 200 itself instead of running botocore's parser.
+    client = _client("http://127.0.0.1:9/dev")
+    model = client.meta.service_model.operation_model("PostToConnection")
+    url = "http://127.0.0.1:9/dev/%40connections/abc%3D"
+    answer = HttpResponse(200, {"x-amzn-RequestId": "req-1"}, b"")
+    http, parsed = botocore_hooks._accepted(url, answer)
+    parser = botocore_hooks._parser(model.service_model.protocol)
+    expected = parser.parse(convert_to_response_dict(http, model), model.output_shape)
+    expected["ResponseMetadata"]["RetryAttempts"] = 0  # botocore's endpoint adds it
+    assert parsed == expected
+    assert parsed["ResponseMetadata"]["RequestId"] == "req-1"
+    assert (http.status_code, http.content) == (200, b"")
 
 
 async def test_posts_the_thread_cannot_answer_take_the_whole_way() -> None:
