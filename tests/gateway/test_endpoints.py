@@ -52,3 +52,22 @@ def test_a_known_path_with_another_method_is_405_and_an_unknown_one_404() -> Non
     with pytest.raises(NotFoundError):
         endpoints.endpoint("GET", path, "/dev/@connections/abc/nothing")
     assert endpoints.operation(path, "GET") == "unknown"
+
+
+def test_a_path_seen_before_is_not_decoded_again() -> None:
+    # The seed pattern posts to the same connections over and over: their paths are cached.
+    raw = "/dev/%40connections/cachedId%3D"
+    first = parse_management_path(raw)
+    assert first is not None
+    assert first.ident == "cachedId="
+    assert parse_management_path(raw) is first
+
+
+def test_a_long_path_is_parsed_alike_but_not_kept() -> None:
+    raw = "/dev/@connections/" + "x" * 300
+    first = parse_management_path(raw)
+    assert first is not None
+    assert first.ident == "x" * 300
+    second = parse_management_path(raw)
+    assert second == first
+    assert second is not first

@@ -24,6 +24,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 import websockets
+from botocore.endpoint import convert_to_response_dict
 from botocore.stub import Stubber
 
 from hubbub.errors import LimitExceededError
@@ -410,6 +411,57 @@ async def test_a_post_to_a_local_connection_does_not_wait_for_the_loop() -> None
             # Sent on the loop afterwards, in the order posted.
             assert await asyncio.wait_for(ws.recv(), 10) == "one"
             assert await asyncio.wait_for(ws.recv(), 10) == "two"
+
+
+async def test_posts_accepted_together_wake_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each wake-up of the loop from a thread is a system call (and often a context switch): the
+    # posts a thread makes while the loop is busy go out in one batch, still in order.
+    async with _gateway() as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            cid = next(iter(gw.hub.connections))
+            await _offline(gw)
+            client = _client(gw.management_url, config=NO_RETRIES)
+            loop = asyncio.get_running_loop()
+            wakes: list[object] = []
+            schedule = loop.call_soon_threadsafe
+
+            def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+                if threading.current_thread().name == "poster":
+                    wakes.append(callback)
+                return schedule(callback, *args, **kwargs)
+
+            monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+            posted = threading.Event()
+
+            def post() -> None:
+                for i in range(5):
+                    client.post_to_connection(ConnectionId=cid, Data=f"m{i}".encode())
+                posted.set()
+
+            poster = threading.Thread(target=post, name="poster")
+            loop.call_soon(lambda: posted.wait(10))  # the loop is busy while the thread posts
+            poster.start()
+            await asyncio.to_thread(poster.join, 10)
+            assert posted.is_set()
+            assert len(wakes) == 1
+            assert [await asyncio.wait_for(ws.recv(), 10) for _ in range(5)] == [
+                f"m{i}" for i in range(5)
+            ]
+
+
+def test_an_accepted_post_is_answered_as_botocores_parser_reads_it() -> None:
+    # The hot path builds the parsed 200 itself instead of running botocore's parser.
+    client = _client("http://127.0.0.1:9/dev")
+    model = client.meta.service_model.operation_model("PostToConnection")
+    url = "http://127.0.0.1:9/dev/%40connections/abc%3D"
+    answer = HttpResponse(200, {"x-amzn-RequestId": "req-1"}, b"")
+    http, parsed = botocore_hooks._accepted(url, answer)
+    parser = botocore_hooks._parser(model.service_model.protocol)
+    expected = parser.parse(convert_to_response_dict(http, model), model.output_shape)
+    expected["ResponseMetadata"]["RetryAttempts"] = 0  # botocore's endpoint adds it
+    assert parsed == expected
+    assert parsed["ResponseMetadata"]["RequestId"] == "req-1"
+    assert (http.status_code, http.content) == (200, b"")
 
 
 async def test_posts_the_thread_cannot_answer_take_the_whole_way() -> None:

@@ -612,3 +612,53 @@ def test_code_uri_zip_is_refused(tmp_path: Path) -> None:
     path.write_text(text + textwrap.indent(textwrap.dedent(body), "  "))
     with pytest.raises(InfraError, match="not a zip; unzip it"):
         _read(path)
+
+
+def test_yaml_errors_keep_the_pure_python_parsers_wording(tmp_path: Path) -> None:
+    # Templates are parsed with libyaml when PyYAML has it (start-up time); its messages are
+    # terser ("mapping values are not allowed in this context", no character named), so an
+    # invalid template is reported in the pure-Python parser's words.
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources:\n  X: a: b\n")
+    with pytest.raises(
+        InfraError, match=r"template.yaml:2: not valid YAML: mapping values are not allowed here$"
+    ):
+        _read(path)
+    path.write_text("Resources:\n  X: @x\n")
+    with pytest.raises(InfraError, match=r"found character '@' that cannot start any token"):
+        _read(path)
+
+
+def test_the_libyaml_and_pure_python_parsers_read_a_template_alike() -> None:
+    yaml = pytest.importorskip("yaml")
+    if not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("PyYAML without libyaml")
+    from hubbub.infra import cloudformation
+
+    text = textwrap.dedent(
+        """\
+        Resources:
+          Api:
+            Type: AWS::ApiGatewayV2::Api
+            Properties: {Name: !Sub "${AWS::StackName}-ws", ProtocolType: WEBSOCKET}
+          Route:
+            Type: AWS::ApiGatewayV2::Route
+            Properties:
+              ApiId: !Ref Api
+              Target: !Join ['/', [integrations, !GetAtt Integ.Id]]
+        """
+    )
+    fast = cloudformation._load_yaml(Path("t.yaml"), text)
+    real_cloader = yaml.CSafeLoader
+    try:
+        del yaml.CSafeLoader  # the pure-Python parser only, as without libyaml
+        slow = cloudformation._load_yaml(Path("t.yaml"), text)
+    finally:
+        yaml.CSafeLoader = real_cloader
+    assert fast == slow
+    assert fast.key_lines == slow.key_lines == {"Resources": 1}
+    route, route_slow = fast["Resources"]["Route"], slow["Resources"]["Route"]
+    assert route.line == route_slow.line == 6
+    api_id = route["Properties"]["ApiId"]
+    assert api_id == {"Ref": "Api"}
+    assert api_id.line == route_slow["Properties"]["ApiId"].line == 8

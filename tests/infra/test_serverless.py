@@ -681,3 +681,10 @@ def test_text_without_variables_is_unchanged(text: str) -> None:
         account_id="123456789012",
     )
     assert context.resolve({"k": [text]}) == {"k": [text]}
+
+
+def test_invalid_yaml_is_worded_by_the_pure_python_parser(tmp_path: Path) -> None:
+    # Parsed with libyaml when PyYAML has it; its terser messages are not the ones users see.
+    e = error(tmp_path, "service: chat\nprovider: name: aws\n")
+    assert "mapping values are not allowed here" in str(e)
+    assert e.origin.line == 2

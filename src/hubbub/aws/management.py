@@ -13,6 +13,7 @@ path is therefore split on literal ``/`` first and each segment decoded afterwar
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,6 +61,18 @@ def parse_management_path(raw_path: str) -> ManagementPath | None:
     Returns None for anything that is not ``/{stage}/@{resource}[/{ident}[/{sub...}]]`` with a known
     resource, including empty segments and invalid percent-encoding. One trailing ``/`` is ignored.
     """
+    # Short paths are cached: a handler posts to the same few connections over and over, and
+    # decoding their ids was a tenth of an in-process post's own time. The result is frozen;
+    # the bound on length and count keeps the cache under a megabyte whatever clients send.
+    if len(raw_path) <= _CACHED_PATH_CHARS:
+        return _parse_cached(raw_path)
+    return _parse(raw_path)
+
+
+_CACHED_PATH_CHARS = 200
+
+
+def _parse(raw_path: str) -> ManagementPath | None:
     if not raw_path.startswith("/"):
         return None
     segments = raw_path[1:].split("/")
@@ -76,6 +89,9 @@ def parse_management_path(raw_path: str) -> ManagementPath | None:
     ident = rest[0] if rest else None
     sub = "/".join(rest[1:]) if len(rest) > 1 else None
     return ManagementPath(stage=stage, resource=resource[1:], ident=ident, sub=sub)
+
+
+_parse_cached = functools.lru_cache(maxsize=2048)(_parse)
 
 
 # API Gateway's own words where an error carries no message of ours (its default gateway

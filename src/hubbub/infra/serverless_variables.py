@@ -49,7 +49,13 @@ _MISSING = object()
 def load_yaml(text: str, file: Path) -> Any:
     """YAML with CloudFormation's short-form tags (``!Ref X`` → ``{"Ref": "X"}``)."""
     try:
-        return yaml.load(text, Loader=CloudFormationLoader)  # a SafeLoader subclass
+        try:
+            # libyaml's parser when PyYAML has it: about 15 times faster (start-up time).
+            return yaml.load(text, Loader=_CloudFormationCLoader)
+        except yaml.YAMLError:
+            # The pure-Python parser words some errors differently: its message is the one
+            # users see, and a document only it accepts is still read.
+            return yaml.load(text, Loader=CloudFormationLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -78,11 +84,16 @@ def _tag_constructor(tag: str) -> Callable[[yaml.SafeLoader, yaml.Node], Any]:
     return construct
 
 
+class _CloudFormationCLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same, on libyaml's parser."""
+
+
 for _tag in (
     "Ref", "GetAtt", "Sub", "Join", "Select", "Split", "If", "Equals", "And", "Or", "Not",
     "FindInMap", "ImportValue", "Base64", "Cidr", "GetAZs", "Condition", "Transform",
 ):  # fmt: skip
     CloudFormationLoader.add_constructor(f"!{_tag}", _tag_constructor(_tag))
+    _CloudFormationCLoader.add_constructor(f"!{_tag}", _tag_constructor(_tag))
 
 
 @dataclass

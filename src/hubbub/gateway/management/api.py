@@ -162,6 +162,7 @@ class ManagementApi:
         (:meth:`Connections.post_soon`). The 200 then comes at once, as :meth:`handle` would
         give it, and the message goes out on ``loop``: the thread does not wait for the loop.
         None: the request needs the loop, and takes the whole way through :meth:`handle`.
+        It reads no headers (the in-process hooks pass it none).
         """
         if (
             self._authenticate is not None

@@ -9,6 +9,7 @@ have members in a room).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
@@ -164,6 +165,12 @@ class Connections:
 
     def __init__(self, s: Services) -> None:
         self._s = s
+        # Posts post_soon accepted in handlers' threads, in order, for the loop to send. One
+        # wake-up of the loop per batch, not per post: a flush is scheduled only when none is
+        # pending. The flag is read and set without a lock: a race only schedules one flush too
+        # many, which finds nothing to send.
+        self._accepted: deque[tuple[Connection, bytes]] = deque()
+        self._flushing = False
 
     async def post(self, connection_id: str, data: bytes | str) -> None:
         """PostToConnection. GoneError (410) for unknown ids, PayloadTooLargeError (413)."""
@@ -198,12 +205,25 @@ class Connections:
             or not conn.socket.writable
         ):
             return False
-        loop.call_soon_threadsafe(self._send_accepted, conn, payload)
+        self._accepted.append((conn, payload))
+        if not self._flushing:
+            self._flushing = True
+            try:
+                loop.call_soon_threadsafe(self._send_accepted)
+            except BaseException:
+                self._flushing = False  # (a closed loop) the next post tries again
+                raise
         return True
 
-    def _send_accepted(self, conn: Connection, payload: bytes) -> None:
-        self._s.metrics.messages_out["post"] += 1  # here, on the loop: counters are not locked
-        self._s.hub.send(conn, payload)
+    def _send_accepted(self) -> None:
+        """On the loop: every post accepted since the last flush, in the order accepted."""
+        self._flushing = False  # before draining: a post appended from now on is seen
+        s = self._s
+        accepted = self._accepted
+        while accepted:
+            conn, payload = accepted.popleft()
+            s.metrics.messages_out["post"] += 1  # here, on the loop: counters are not locked
+            s.hub.send(conn, payload)
 
     async def post_many(self, connection_ids: list[str], data: bytes | str) -> int:
         """Send one message to many connections; local ones share one frame. Unknown ids skip."""
