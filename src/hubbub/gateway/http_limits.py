@@ -61,6 +61,10 @@ def _response(status: str, text: str, extra: str = "") -> bytes:
     ).encode("latin-1") + body
 
 
+# The request queue of every upgraded connection (see _LimitedHandler.set_parser).
+_NO_MESSAGES: Any = ()
+
+
 class _LimitedHandler(RequestHandler):
     """aiohttp's per-connection protocol, with the limits of :class:`ConnectionLimits`."""
 
@@ -142,6 +146,14 @@ class _LimitedHandler(RequestHandler):
         self._leave_pending()
         super().set_parser(parser, data_received_cb)
         self.__class__ = _UpgradedHandler
+        # aiohttp keeps its HTTP parser for the connection's whole life, but an accepted upgrade
+        # never parses HTTP again (its reads go to the payload parser; aiohttp checks for None
+        # where it could still touch it): about 0.8 KB less per open connection.
+        self._parser = None
+        if not self._messages:
+            # Likewise its queue of parsed requests (a deque, 0.6 KB even when empty): after an
+            # accepted upgrade aiohttp only tests it for emptiness and length, never appends.
+            self._messages = _NO_MESSAGES
 
     def _leave_pending(self) -> None:
         if self._pending:
