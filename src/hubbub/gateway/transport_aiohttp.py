@@ -30,7 +30,7 @@ pending handshakes, the header and idle timeouts) live in :mod:`hubbub.gateway.h
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import logging
 import socket
 import ssl
@@ -435,7 +435,11 @@ def _upgrade_refusal(request: web.Request) -> web.Response | None:
             headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"},
         )
     try:
-        key = base64.b64decode(headers.get("Sec-WebSocket-Key", "").encode("ascii"), validate=True)
+        # strict_mode: what b64decode(validate=True) checks, without its regular expression
+        # (a fifth of this function's time).
+        key = binascii.a2b_base64(
+            headers.get("Sec-WebSocket-Key", "").encode("ascii"), strict_mode=True
+        )
     except (ValueError, UnicodeEncodeError):
         key = b""
     if len(key) != 16:
