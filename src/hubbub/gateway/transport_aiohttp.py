@@ -458,12 +458,12 @@ def _split_path(raw: str) -> tuple[str, str]:
 
 def _handshake(request: web.Request) -> Handshake:
     raw_path, query = _split_path(request.raw_path)
-    transport = request.transport
-    # The client a trusted proxy named in its PROXY protocol header, else the TCP peer.
-    peer = getattr(request.protocol, "proxied", None) or (
-        transport.get_extra_info("peername") if transport else None
-    )
-    local = transport.get_extra_info("sockname") if transport else None
+    protocol = request.protocol
+    # The client a trusted proxy named in its PROXY protocol header, else the TCP peer. The
+    # addresses aiohttp already asked the transport for when it built the request (cached on
+    # the protocol): each get_extra_info is a getpeername/getsockname system call under uvloop.
+    peer = getattr(protocol, "proxied", None) or protocol.peername
+    local = protocol.sockname
     return Handshake(
         raw_path,
         query,
