@@ -2,6 +2,11 @@
 
     python -m bench.instructions hubbub aiohttp picows            # the routed-default message
     python -m bench.instructions hubbub --message echo            # {"action": "echo", ...}
+    python -m bench.instructions hubbub hubbub-async aiohttp --handshakes   # per handshake
+
+With ``--handshakes`` the unit is one handshake instead: 10 at a time, each closed by the client
+right after the 101 (the ``connect`` scenario's cycle); ``hubbub`` runs its ``def`` ``$connect``
+(bench/hubbub_app/hubbub.toml), ``hubbub-async`` the ``async`` one.
 
 Wall-clock numbers move with whatever else the machine runs; instruction counts do not. Each server
 runs under ``valgrind --tool=callgrind`` (pinned to core 0) with instrumentation off. A closed loop
@@ -29,7 +34,7 @@ from bench import servers
 from bench.procstat import pin
 from bench.wsclient import echo_template
 
-SERVER_NAMES = ("hubbub", "aiohttp", "picows")
+SERVER_NAMES = ("hubbub", "hubbub-async", "aiohttp", "picows")
 
 
 class _Loop(WSListener):
@@ -79,6 +84,21 @@ async def _closed_loop(url: str, messages: int, connections: int, template: byte
         client.transport.disconnect()
 
 
+async def _handshakes(url: str, count: int, concurrency: int = 10) -> None:
+    """``count`` handshakes, ``concurrency`` at a time, each closed right after the 101."""
+    left = count
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            transport, _ = await ws_connect(WSListener, url)
+            transport.disconnect()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.sleep(1.0)  # the server's side of the last closes, inside the count
+
+
 def total_instructions(dump: Path) -> int:
     """The ``totals:`` count of one callgrind dump file (its ``summary:`` line can read 0 when
     the counters were zeroed during the run)."""
@@ -89,8 +109,10 @@ def total_instructions(dump: Path) -> int:
 
 
 def _command(name: str, port: int, mgmt: int) -> tuple[list[str], str]:
-    if name == "hubbub":
-        config = servers.HUBBUB_APP / "hubbub.toml"
+    if name in ("hubbub", "hubbub-async"):
+        config = servers.HUBBUB_APP / (
+            "hubbub.toml" if name == "hubbub" else "hubbub-async-connect.toml"
+        )
         return servers.hubbub_command(config, port, mgmt), f"ws://127.0.0.1:{port}/dev"
     module = f"bench.peers.bare_{name}"
     return [sys.executable, "-m", module, "--port", str(port)], f"ws://127.0.0.1:{port}/"
@@ -113,8 +135,10 @@ def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
-def measure(name: str, message: str, n: int, connections: int, work: Path) -> float:
-    """Instructions per message of server ``name`` (see the module docstring)."""
+def measure(
+    name: str, message: str, n: int, connections: int, work: Path, *, handshakes: bool = False
+) -> float:
+    """Instructions per message (or handshake) of server ``name`` (see the module docstring)."""
     port, mgmt = servers.free_ports(2)
     cmd, url = _command(name, port, mgmt)
     out = work / f"{name}.out"
@@ -130,7 +154,10 @@ def measure(name: str, message: str, n: int, connections: int, work: Path) -> fl
         for count in (n, 3 * n):
             _control(proc.pid, "-z")
             _control(proc.pid, "-i", "on")
-            asyncio.run(_closed_loop(url, count, connections, template))
+            if handshakes:
+                asyncio.run(_handshakes(url, count))
+            else:
+                asyncio.run(_closed_loop(url, count, connections, template))
             _control(proc.pid, "-i", "off")
             _control(proc.pid, "-d")
             dumps = sorted(work.glob(f"{name}.out.*"), key=lambda p: p.stat().st_mtime)
@@ -144,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("servers", nargs="+", choices=SERVER_NAMES)
     parser.add_argument("--message", default="chat", help='"chat" (default) or an action name')
-    parser.add_argument("-n", type=int, default=4000, help="messages of the short pass")
+    parser.add_argument("-n", type=int, help="messages of the short pass (default 4000)")
     parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument(
+        "--handshakes", action="store_true", help="count per handshake (default -n 300)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind (callgrind) is not installed", file=sys.stderr)
@@ -153,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     pin(1)
     with tempfile.TemporaryDirectory(prefix="hubbub-instructions-") as tmp:
         for name in args.servers:
-            per = measure(name, args.message, args.n, args.connections, Path(tmp))
-            print(f"{name:8s} {args.message}: {per:,.0f} instructions per message", flush=True)
+            n = args.n or (300 if args.handshakes else 4000)
+            per = measure(
+                name, args.message, n, args.connections, Path(tmp), handshakes=args.handshakes
+            )
+            unit = "handshake" if args.handshakes else f"{args.message} message"
+            print(f"{name:12s} {per:,.0f} instructions per {unit}", flush=True)
     return 0
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import string
 
@@ -91,3 +92,25 @@ def test_connection_id_with_control_characters_is_not_valid() -> None:
 
 def test_connection_id_with_non_ascii_is_not_valid() -> None:
     assert not is_valid_connection_id("abcé")
+
+
+def test_connection_ids_do_not_repeat() -> None:
+    # Drawn 256 at a time from os.urandom: every chunk is handed out once, across refills.
+    ids = [new_connection_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_forked_child_draws_connection_ids_of_its_own() -> None:
+    # `hubbub serve --workers` forks: a child must not hand out the ids its parent drew already.
+    new_connection_id()  # the parent holds a drawn batch
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write_end, new_connection_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert AWS_ID.fullmatch(child)
+    assert child != new_connection_id()

@@ -141,7 +141,9 @@ async def test_plain_http_get_on_the_stage_answers_426(gateway: GatewayFactory) 
             assert resp.status == 426
 
 
-async def _upgrade_with_version(gw: Gateway, version: bytes | None) -> tuple[bytes, list[bytes]]:
+async def _upgrade_with_version(
+    gw: Gateway, version: bytes | None, key: bytes = b"dGhlIHNhbXBsZSBub25jZQ=="
+) -> tuple[bytes, list[bytes]]:
     """Status and header lines of the answer to a raw upgrade request with this version."""
     assert gw.public is not None
     reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
@@ -149,7 +151,9 @@ async def _upgrade_with_version(gw: Gateway, version: bytes | None) -> tuple[byt
     writer.write(
         b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         + version_line
-        + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        + b"Sec-WebSocket-Key: "
+        + key
+        + b"\r\n\r\n"
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     writer.close()
@@ -178,3 +182,24 @@ async def test_missing_version_is_a_bad_request_before_connect(
     assert missing == b"400"  # a malformed handshake (RFC 6455 §4.2.1)
     assert valid == b"101"
     assert len(app.EVENTS) == 1  # only the valid one reached $connect
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        b"",
+        b"dGhlIHNhbXBsZSBub25jZQ",  # no padding
+        b"dGhlIHNhbXBsZSBub25jZ===",  # too much
+        b"dGhl IHNhbXBsZSBub25jZQ==",  # not base64
+        b"dGhlIHNhbXBsZSBub25jZQ==x",
+        b"AAAAAAAAAAAAAAAAAAAAAAAAAAA=",  # 20 bytes
+        "d\u00e9hlIHNhbXBsZSBub25jZQ==".encode(),  # not ASCII
+    ],
+)
+async def test_a_malformed_key_is_a_bad_request_before_connect(
+    gateway: GatewayFactory, app: ModuleType, key: bytes
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        status, _ = await _upgrade_with_version(gw, b"13", key)
+    assert status == b"400"  # RFC 6455 §4.2.1: a 16-byte nonce in base64
+    assert app.EVENTS == []

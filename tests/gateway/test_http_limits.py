@@ -8,11 +8,13 @@ to the management port (2,000 held for 41 s and more).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 
 import websockets
 
+from hubbub.gateway.http_limits import ConnectionLimits
 from hubbub.gateway.transport_aiohttp import Listener
 from tests.gateway.conftest import GatewayFactory
 from tests.helpers import TIME_SCALE, eventually
@@ -185,3 +187,26 @@ async def test_a_management_head_over_the_limit_is_refused(gateway: GatewayFacto
         request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + _headers(10, 500) + b"\r\n"
         response = await _send_and_read(gw.management, request)
         assert _status(response) == 431
+
+
+async def test_an_upgraded_connection_lets_go_of_the_http_parser(gateway: GatewayFactory) -> None:
+    # An open WebSocket never parses HTTP again: holding aiohttp's parser and request queue cost
+    # about 1.4 KB per idle connection. The connection still works without them.
+    async with gateway() as gw, websockets.connect(gw.websocket_url) as ws:
+        await eventually(lambda: gw.hub.connections)
+        (conn,) = gw.hub.connections.values()
+        protocol = conn.socket._ws._req.protocol  # type: ignore[union-attr]
+        assert protocol._parser is None
+        assert not protocol._messages
+        assert not isinstance(protocol._messages, collections.deque)
+        await ws.send("ping?")  # no route matches: AWS's Forbidden error frame comes back
+        assert "Forbidden" in str(await asyncio.wait_for(ws.recv(), 10 * TIME_SCALE))
+
+
+def test_the_public_listener_keeps_aiohttps_first_timer() -> None:
+    # All three timeouts equal (the public listener): aiohttp's own timer already fires when the
+    # first head is due, so connection_made does not cancel it and arm another.
+    assert ConnectionLimits(16384, 10.0, 10.0).rearm_matches(10.0)
+    # The management listener: a head is due sooner than an idle keep-alive connection.
+    assert not ConnectionLimits(16384, 10.0, 60.0).rearm_matches(60.0)
+    assert not ConnectionLimits(16384, 10.0, 0.0).rearm_matches(0.0)

@@ -442,3 +442,19 @@ async def test_close_racing_its_own_registration_leaves_no_ghost(redis_stores: S
     a.store._link.dirty = True  # type: ignore[attr-defined]  # force a replay + sweep
     await eventually(lambda: not a.store._link.dirty, message="replay")  # type: ignore[attr-defined]
     assert a.reaped == b.reaped == []
+
+
+async def test_records_share_no_room_or_user_sets(stores: Stores) -> None:
+    # A record holds no set of its own until its first join or bind (432 bytes per idle
+    # connection), and one record's join never shows in another's.
+    node = await stores()
+    await node.registry.add(record("c1"))
+    await node.registry.add(record("c2"))
+    await node.registry.join("r", "c1")
+    await node.registry.bind_user("u", "c1")
+    one, two = await node.registry.get("c1"), await node.registry.get("c2")
+    assert one is not None
+    assert two is not None
+    assert (set(one.rooms), set(one.users)) == ({"r"}, {"u"})
+    assert (set(two.rooms), set(two.users)) == (set(), set())
+    assert record("c3").rooms is record("c4").rooms  # the shared empty set, not a new one

@@ -211,11 +211,9 @@ class Lifecycle:
                     subprotocol = value.split(",")[0].strip()
                 elif name.lower() not in _HOP_BY_HOP:
                     headers[name] = value
-        opted_in = self._resumer is not None and wants_recovery(
-            hs.header("Sec-WebSocket-Protocol"), query
-        )
-        requested = hs.header("Sec-WebSocket-Protocol") or ""
-        if opted_in and subprotocol is None and SUBPROTOCOL in requested:
+        requested = hs.header("Sec-WebSocket-Protocol")
+        opted_in = self._resumer is not None and wants_recovery(requested, query)
+        if opted_in and subprotocol is None and SUBPROTOCOL in (requested or ""):
             subprotocol = SUBPROTOCOL  # hubbub's own protocol: we answer for it ourselves
         return Accept(
             # A partial, not a lambda: it lives as long as the connection (~250 bytes less).

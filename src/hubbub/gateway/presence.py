@@ -34,6 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def user_of(authorizer: Any, users: set[str]) -> str | None:
+def user_of(authorizer: Any, users: AbstractSet[str]) -> str | None:
     """The member's user: the authorizer's principalId when bound, else its first bound user."""
     principal = (authorizer or {}).get("principalId")
     if principal is not None and str(principal) in users:

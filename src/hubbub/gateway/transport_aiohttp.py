@@ -30,7 +30,7 @@ pending handshakes, the header and idle timeouts) live in :mod:`hubbub.gateway.h
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import logging
 import socket
 import ssl
@@ -435,7 +435,11 @@ def _upgrade_refusal(request: web.Request) -> web.Response | None:
             headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"},
         )
     try:
-        key = base64.b64decode(headers.get("Sec-WebSocket-Key", "").encode("ascii"), validate=True)
+        # strict_mode: what b64decode(validate=True) checks, without its regular expression
+        # (a fifth of this function's time).
+        key = binascii.a2b_base64(
+            headers.get("Sec-WebSocket-Key", "").encode("ascii"), strict_mode=True
+        )
     except (ValueError, UnicodeEncodeError):
         key = b""
     if len(key) != 16:
@@ -454,12 +458,12 @@ def _split_path(raw: str) -> tuple[str, str]:
 
 def _handshake(request: web.Request) -> Handshake:
     raw_path, query = _split_path(request.raw_path)
-    transport = request.transport
-    # The client a trusted proxy named in its PROXY protocol header, else the TCP peer.
-    peer = getattr(request.protocol, "proxied", None) or (
-        transport.get_extra_info("peername") if transport else None
-    )
-    local = transport.get_extra_info("sockname") if transport else None
+    protocol = request.protocol
+    # The client a trusted proxy named in its PROXY protocol header, else the TCP peer. The
+    # addresses aiohttp already asked the transport for when it built the request (cached on
+    # the protocol): each get_extra_info is a getpeername/getsockname system call under uvloop.
+    peer = getattr(protocol, "proxied", None) or protocol.peername
+    local = protocol.sockname
     return Handshake(
         raw_path,
         query,

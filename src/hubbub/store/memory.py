@@ -57,7 +57,7 @@ class MemoryRegistry:
         record = self._connections.get(connection_id)
         if record is None:
             return False
-        record.rooms.add(room)
+        record.own_rooms().add(room)
         members = self._rooms.setdefault(room, {})
         if connection_id not in members:
             members[connection_id] = record.node_id
@@ -69,7 +69,7 @@ class MemoryRegistry:
         record = self._connections.get(connection_id)
         if record is None:
             return False
-        record.rooms.discard(room)
+        record.own_rooms().discard(room)
         self._leave(room, connection_id)
         return True
 
@@ -94,7 +94,7 @@ class MemoryRegistry:
         record = self._connections.get(connection_id)
         if record is None:
             return False
-        record.users.add(user)
+        record.own_users().add(user)
         self._users.setdefault(user, {})[connection_id] = None
         return True
 

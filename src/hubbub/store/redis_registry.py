@@ -291,13 +291,15 @@ class RedisRegistry:
         return await self._change("attributes", connection_id, orjson.dumps(attributes), apply)
 
     async def join(self, room: str, connection_id: str) -> bool:
-        return await self._change("join", connection_id, room, lambda r: r.rooms.add(room))
+        return await self._change("join", connection_id, room, lambda r: r.own_rooms().add(room))
 
     async def leave(self, room: str, connection_id: str) -> bool:
-        return await self._change("leave", connection_id, room, lambda r: r.rooms.discard(room))
+        return await self._change(
+            "leave", connection_id, room, lambda r: r.own_rooms().discard(room)
+        )
 
     async def bind_user(self, user: str, connection_id: str) -> bool:
-        return await self._change("bind", connection_id, user, lambda r: r.users.add(user))
+        return await self._change("bind", connection_id, user, lambda r: r.own_users().add(user))
 
     async def room_members(self, room: str) -> list[str]:
         return await self._members("room", room)
@@ -406,11 +408,11 @@ class RedisRegistry:
         else:
             name = delivery.data.decode()
             if delivery.kind == "join":
-                record.rooms.add(name)
+                record.own_rooms().add(name)
             elif delivery.kind == "leave":
-                record.rooms.discard(name)
+                record.own_rooms().discard(name)
             else:
-                record.users.add(name)
+                record.own_users().add(name)
         entry.version += 1
 
     # -- recovery -----------------------------------------------------------------------------
