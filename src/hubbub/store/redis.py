@@ -79,7 +79,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio.client import PubSub
@@ -155,6 +155,31 @@ class RedisBus:
             raise link.unavailable(exc) from exc
         if self.node_id in node_ids:
             await self._deliver(delivery)
+
+    async def publish_room(self, room: str, delivery: Delivery) -> Mapping[str, int] | None:
+        """Publish ``delivery`` to every other node with members in ``room`` and return the
+        room's nodes (as :meth:`RedisRegistry.room_nodes`), in one round trip (``ROOM_PUBLISH``).
+        None on Cluster, where the caller asks the registry and publishes per node."""
+        link = self._link
+        if link.sharded:
+            return None
+        try:
+            raw = await link.scripts["ROOM_PUBLISH"](
+                keys=[link.key("room-nodes", room)],
+                args=[
+                    self.node_id,
+                    f"{link.channels}node:",
+                    lua.encode_frame(self.node_id, delivery),
+                ],
+            )
+        except DOWN_ERRORS as exc:
+            raise link.unavailable(exc) from exc
+        nodes = {}
+        for i in range(0, len(raw) - 1, 2):
+            node, count = raw[i], int(raw[i + 1])
+            if count > 0:
+                nodes[node.decode() if isinstance(node, bytes) else str(node)] = count
+        return nodes
 
     async def receive(self, frame: bytes) -> None:
         """A message on one of our channels."""
