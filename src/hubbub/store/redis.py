@@ -23,7 +23,8 @@ one at a time, so only the first caller sees the record; that caller alone runs 
 
 **Interest routing.** ``room-nodes:<room>`` counts the members of each room per node, maintained by
 the same scripts that join, leave and drop. A room send publishes only on the channels of nodes with
-members; a post to one connection only on its node's channel. Pub/sub frames carry the payload as
+members (on one server the lookup and those publishes are one script, ``ROOM_PUBLISH``); a post to
+one connection only on its node's channel. Pub/sub frames carry the payload as
 raw bytes after a tiny netstring header (no JSON, no base64).
 
 **Remote membership.** Joining a room (binding a user, setting attributes) can be asked of any node.
