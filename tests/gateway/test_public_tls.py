@@ -20,6 +20,7 @@ from hubbub.errors import ConfigError
 from hubbub.gateway.tls import LocalTls, ensure_local_tls
 from hubbub.testing import run_gateway
 from tests.gateway.conftest import HANDLERS, routes
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -140,3 +141,16 @@ async def test_health_probes_on_the_public_listener(tmp_path: Path) -> None:
             assert (response.status, await response.json()) == (503, {"status": "draining"})
         async with http.get(gw.http_url + "/healthz") as response:
             assert response.status == 200
+
+
+async def test_a_room_send_over_wss_goes_through_tls(pki: LocalTls) -> None:
+    """The fan-out loop writes plain sockets by file descriptor; a TLS socket's descriptor
+    carries ciphertext, so its frames must go through the TLS transport."""
+    config = {"server": {"tls_cert": str(pki.cert), "tls_key": str(pki.key)}, "routes": routes()}
+    async with run_gateway(config, base_dir=HANDLERS) as gw:
+        async with websockets.connect(gw.websocket_url, ssl=_verifying(pki)) as ws:
+            await eventually(lambda: gw.hub.connections)
+            (cid,) = gw.hub.connections
+            await gw.rooms.join("secure", cid)
+            assert await gw.rooms.send("secure", "over tls") == 1
+            assert await asyncio.wait_for(ws.recv(), 5) == "over tls"

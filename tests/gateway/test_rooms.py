@@ -344,3 +344,27 @@ async def test_compressed_connections_get_room_messages_in_order(
                 str(i) for i in range(50)
             ]
             await ws.close()
+
+
+async def test_room_sends_stay_in_order_when_a_member_falls_behind(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """A room send writes straight to the socket while its transport holds nothing, and through
+    the transport once the kernel stops taking bytes: a member that stops reading for a while
+    still gets every message, whole and in order."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 1) as (ws, ids):
+            await gw.rooms.join("r", ids[0])
+            (sock,) = (c.socket for c in gw.hub.connections.values())
+            assert sock._fd >= 0  # a plain TCP socket: written by descriptor
+            ws[0].transport.pause_reading()
+            chunk = "x" * 20_000
+            sent = 0
+            while sent < 20 or sock.buffered() == 0:  # until the transport queues
+                assert await gw.rooms.send("r", f"{sent:06d}{chunk}") == 1
+                sent += 1
+            for n in range(sent, sent + 20):  # these go after the queued ones
+                await gw.rooms.send("r", f"{n:06d}{chunk}")
+            ws[0].transport.resume_reading()
+            got = [await asyncio.wait_for(ws[0].recv(), 5) for _ in range(sent + 20)]
+            assert got == [f"{n:06d}{chunk}" for n in range(sent + 20)]

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from hubbub.store.redis_connect import is_cluster
 from tests.helpers import eventually
 from tests.store.conftest import HEARTBEAT, Node, Stores, record
 
@@ -458,3 +459,34 @@ async def test_records_share_no_room_or_user_sets(stores: Stores) -> None:
     assert (set(one.rooms), set(one.users)) == ({"r"}, {"u"})
     assert (set(two.rooms), set(two.users)) == (set(), set())
     assert record("c3").rooms is record("c4").rooms  # the shared empty set, not a new one
+
+
+async def test_publish_room_looks_up_and_publishes_in_one_step(
+    redis_stores: Stores, shared_store_url: str
+) -> None:
+    """A room send on one Redis server: the room's nodes come back and every other node with
+    members gets the delivery, from one script; on Cluster the caller does both steps."""
+    from hubbub.store import Delivery
+
+    a, b, c = [await redis_stores(n) for n in ("node-a", "node-b", "node-c")]
+    for cid, owner in (("a1", "node-a"), ("b1", "node-b"), ("b2", "node-b"), ("c1", "node-c")):
+        await a.registry.add(record(cid, owner))
+    for cid in ("a1", "b1", "b2"):
+        await a.registry.join("lobby", cid)
+    delivery = Delivery("room", "lobby", b"m", "b2")
+    nodes = await a.store.bus.publish_room("lobby", delivery)
+    if is_cluster(shared_store_url):
+        assert nodes is None
+        return
+    assert nodes == {"node-a": 1, "node-b": 2}
+
+    def rooms(node: Node) -> list[Delivery]:  # without the join notices the owners got
+        return [x for x in node.deliveries if x.kind == "room"]
+
+    await eventually(lambda: rooms(b), message="the room delivery on node-b")
+    assert rooms(b) == [delivery]
+    # node-c has no member in the room: a later probe is all it receives.
+    await a.store.bus.send("node-c", Delivery("connection", "c1", b"probe"))
+    await eventually(lambda: [x for x in c.deliveries if x.kind == "connection"], message="probe")
+    assert rooms(c) == []
+    assert rooms(a) == []

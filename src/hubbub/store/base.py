@@ -232,6 +232,12 @@ class Bus(Protocol):
 
     async def publish(self, node_ids: Sequence[str], delivery: Delivery) -> None: ...
 
+    async def publish_room(self, room: str, delivery: Delivery) -> Mapping[str, int] | None:
+        """A room send in one step where the store can: publish ``delivery`` to every other node
+        with members in ``room`` and return the room's nodes (as :meth:`Registry.room_nodes`).
+        None where it cannot: the caller asks the registry, then calls :meth:`publish`."""
+        ...
+
 
 class Store(Protocol):
     """A registry and a bus with one lifecycle, opened from a URL."""

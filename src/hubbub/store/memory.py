@@ -149,6 +149,10 @@ class MemoryBus:
         if self.node_id in node_ids and self._handler is not None:
             await self._handler(delivery)
 
+    async def publish_room(self, room: str, delivery: Delivery) -> Mapping[str, int] | None:
+        del room, delivery  # one node: no other node to publish to
+        return None
+
 
 class MemoryStore:
     """``memory://``: registry and bus in this process."""

@@ -23,7 +23,8 @@ one at a time, so only the first caller sees the record; that caller alone runs 
 
 **Interest routing.** ``room-nodes:<room>`` counts the members of each room per node, maintained by
 the same scripts that join, leave and drop. A room send publishes only on the channels of nodes with
-members; a post to one connection only on its node's channel. Pub/sub frames carry the payload as
+members (on one server the lookup and those publishes are one script, ``ROOM_PUBLISH``); a post to
+one connection only on its node's channel. Pub/sub frames carry the payload as
 raw bytes after a tiny netstring header (no JSON, no base64).
 
 **Remote membership.** Joining a room (binding a user, setting attributes) can be asked of any node.
@@ -79,7 +80,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio.client import PubSub
@@ -155,6 +156,31 @@ class RedisBus:
             raise link.unavailable(exc) from exc
         if self.node_id in node_ids:
             await self._deliver(delivery)
+
+    async def publish_room(self, room: str, delivery: Delivery) -> Mapping[str, int] | None:
+        """Publish ``delivery`` to every other node with members in ``room`` and return the
+        room's nodes (as :meth:`RedisRegistry.room_nodes`), in one round trip (``ROOM_PUBLISH``).
+        None on Cluster, where the caller asks the registry and publishes per node."""
+        link = self._link
+        if link.sharded:
+            return None
+        try:
+            raw = await link.scripts["ROOM_PUBLISH"](
+                keys=[link.key("room-nodes", room)],
+                args=[
+                    self.node_id,
+                    f"{link.channels}node:",
+                    lua.encode_frame(self.node_id, delivery),
+                ],
+            )
+        except DOWN_ERRORS as exc:
+            raise link.unavailable(exc) from exc
+        nodes = {}
+        for i in range(0, len(raw) - 1, 2):
+            node, count = raw[i], int(raw[i + 1])
+            if count > 0:
+                nodes[node.decode() if isinstance(node, bytes) else str(node)] = count
+        return nodes
 
     async def receive(self, frame: bytes) -> None:
         """A message on one of our channels."""

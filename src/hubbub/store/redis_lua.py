@@ -303,6 +303,20 @@ return 1
 """
 )
 
+# A room send on one server (not Cluster): the room's nodes and the publish to each other node
+# with members, one round trip instead of HGETALL then PUBLISH. KEYS[1] = room-nodes:<room>;
+# ARGV: this node, the node channels' prefix, the bus frame. Returns the hash as HGETALL does.
+# Not on Cluster: there each node's channel may live on another shard (SPUBLISH).
+ROOM_PUBLISH = """
+local raw = redis.call('HGETALL', KEYS[1])
+for i = 1, #raw, 2 do
+  if raw[i] ~= ARGV[1] and tonumber(raw[i + 1]) > 0 then
+    redis.call('PUBLISH', ARGV[2] .. raw[i], ARGV[3])
+  end
+end
+return raw
+"""
+
 
 def partition_tag(tag: str, index: int) -> str:
     """Partition ``index`` of a hash tag: ``{hubbub:}`` becomes ``{hubbub:/3}`` (its own slot)."""

@@ -109,7 +109,7 @@ class Link:
             name: self.client.register_script(getattr(lua, name))
             for name in ("PUT", "REMOVE", "GET", "TOUCH", "CHANGE", "HELLO", "CLAIM", "REAP")
         }
-        for name in ("GOODBYE", "FENCE", "UNFENCE", "DONE"):
+        for name in ("GOODBYE", "FENCE", "UNFENCE", "DONE", "ROOM_PUBLISH"):
             self.scripts[name] = self.client.register_script(getattr(lua, name))
         # Partition tags: [tag] on one server (the layout is exactly one slot), PARTITIONS slots
         # on Redis Cluster.

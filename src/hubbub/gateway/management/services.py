@@ -387,7 +387,19 @@ class Rooms:
             # recovery-enabled client ever joined have no history to keep (tracks).
             position = await s.recovery.append(room, payload)
             envelope = Envelope(room, position.epoch, position.offset, payload)
-        nodes = await s.registry.room_nodes(room)
+        delivery = Delivery(
+            "room",
+            room,
+            payload,
+            exclude,
+            epoch=envelope.epoch if envelope else None,
+            offset=envelope.offset if envelope else 0,
+        )
+        # On one Redis server the lookup and the publish to the other nodes are one round trip.
+        nodes = await s.bus.publish_room(room, delivery)
+        published = nodes is not None
+        if nodes is None:
+            nodes = await s.registry.room_nodes(room)
         delivered = 0
         remote = []
         has_remote = any(node != s.node_id for node in nodes)
@@ -398,18 +410,8 @@ class Rooms:
             else:
                 remote.append(node)
                 delivered += members - (node == excluded_on)
-        if remote:
-            await s.bus.publish(
-                remote,
-                Delivery(
-                    "room",
-                    room,
-                    payload,
-                    exclude,
-                    epoch=envelope.epoch if envelope else None,
-                    offset=envelope.offset if envelope else 0,
-                ),
-            )
+        if remote and not published:
+            await s.bus.publish(remote, delivery)
         return delivered
 
     publish = send
