@@ -41,8 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp._websocket.reader import WebSocketDataQueue
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.http_websocket import WebSocketError
+from aiohttp.http_websocket import WebSocketError, WebSocketReader
 
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.management import error_body
@@ -92,6 +94,21 @@ class Socket:
         if self._compressed and isinstance(ws, _HubbubWebSocketResponse):
             return ws.receive_inflated()
         return ws.receive()
+
+    def deliver_to(self, on_text: Callable[[Any, str], None] | None, owner: Any) -> bool:
+        """Hand text messages to ``on_text(owner, text)`` as the transport parses them, while
+        the socket's reader waits in :meth:`receive` with nothing queued (else they queue as
+        usual, so the order holds). False when this socket cannot (permessage-deflate, whose
+        messages take :meth:`receive`'s checked path; a client that sent frames before the
+        101). ``deliver_to(None, None)`` stops it. ``on_text`` must not raise: what it does is
+        the read loop's work, done without its task (see :class:`_DirectQueue`).
+        """
+        queue = self._ws._reader
+        if not isinstance(queue, _DirectQueue):
+            return False
+        queue.on_text = on_text
+        queue.owner = owner
+        return True
 
     @property
     def writable(self) -> bool:
@@ -175,6 +192,40 @@ class Socket:
     @property
     def close_code(self) -> int | None:
         return self._ws.close_code
+
+
+_WS_TEXT = WSMsgType.TEXT
+
+
+class _DirectQueue(WebSocketDataQueue):
+    """aiohttp's message queue of one socket, with a shortcut for text messages.
+
+    aiohttp's parser puts each message in this queue, and the read loop's ``receive()`` takes it
+    out: per message a future, a task wake-up and a ``receive()`` call, about a third of bare
+    aiohttp's own instructions per echo. When the reader waits in ``receive()`` with nothing
+    queued (so no earlier message is still pending) and the socket is not closing, a text
+    message goes straight to ``on_text`` instead, set by :meth:`Socket.deliver_to`. Every other
+    kind (close, ping, errors, binary) and every message that would overtake another takes the
+    queue. The parser's checks (message size, UTF-8, the frame guard in front of it) have run
+    before ``feed_data``.
+    """
+
+    __slots__ = ("on_text", "owner", "ws")
+    on_text: Callable[[Any, str], None] | None
+    owner: Any
+    ws: _HubbubWebSocketResponse
+
+    def feed_data(self, data: Any, size: int) -> None:
+        on_text = self.on_text
+        if on_text is not None and data[0] is _WS_TEXT and not self._buffer:
+            ws = self.ws
+            if ws._waiting and not ws._closing:
+                try:
+                    on_text(self.owner, data[1])
+                except Exception:  # the parser calls this where an exception would be lost
+                    log.exception("handling a message failed")
+                return
+        super().feed_data(data, size)
 
 
 # _FrameGuard._skip once a frame was refused: never a real count, and non-zero, so the fast path
@@ -346,8 +397,23 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
     def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
-        super()._post_start(request, protocol, writer)
         proto = request.protocol
+        # Bytes that came with the upgrade request (frames sent before the 101) are parsed
+        # by super()._post_start; only without them can its parser and queue be swapped.
+        pipelined = bool(proto._message_tail)
+        super()._post_start(request, protocol, writer)
+        if not pipelined and not self._compress:
+            # aiohttp's own queue and parser, built again with the queue of _DirectQueue.
+            assert self._loop is not None  # set by prepare() before _post_start
+            queue = _DirectQueue(proto, DEFAULT_CHUNK_SIZE, loop=self._loop)
+            queue.on_text = None
+            queue.owner = None
+            queue.ws = self
+            self._reader = queue
+            self._parser = WebSocketReader(
+                queue, self._max_msg_size, compress=False, decode_text=self._decode_text
+            )
+            proto._payload_parser = self._parser
         parser = proto._payload_parser
         if parser is not None and self._max_frame:
             proto._payload_parser = _FrameGuard(parser, self._reader, self._max_frame)
