@@ -205,10 +205,9 @@ class Invoker:
         :meth:`invoke` needs for a handler that may suspend (about 3 µs per message): a task,
         the slot's acquire and release (the slot is held across no suspension, so nobody can
         see it taken) and the watchdog (nothing could interrupt the handler before it returns,
-        as with any handler stuck in a CPU loop). The handler runs in the read loop's task, so
-        ``asyncio.current_task()`` is the connection's (it cannot await anything on it), and
-        context variables it sets stay for the connection's next handlers, as they stay for the
-        next invocations of a Lambda container. Returns None when the handler raised
+        as with any handler stuck in a CPU loop). The handler runs in the caller's task (the
+        handshake's, for ``$connect``; messages use :meth:`invoke_now`, where there may be no
+        task at all). Returns None when the handler raised
         CancelledError itself: nothing to answer, as for a cancelled task.
         """
         assert route.inline is not None

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp._websocket.helpers import websocket_mask
 from aiohttp._websocket.reader import WebSocketDataQueue
 from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.http_exceptions import HttpProcessingError
@@ -108,6 +109,16 @@ class Socket:
             return False
         queue.on_text = on_text
         queue.owner = owner
+        # On plain TCP the common frame is read without aiohttp's protocol (_FastReader).
+        transport = self._transport
+        current = transport.get_protocol()
+        if on_text is None:
+            if isinstance(current, _FastReader):
+                transport.set_protocol(current._inner)
+        elif transport.get_extra_info("sslcontext") is None:
+            guard = getattr(current, "_payload_parser", None)
+            if isinstance(guard, _FrameGuard) and guard._queue is queue:
+                transport.set_protocol(_FastReader(current, guard, queue))
         return True
 
     @property
@@ -228,6 +239,73 @@ class _DirectQueue(WebSocketDataQueue):
         super().feed_data(data, size)
 
 
+class _FastReader(asyncio.Protocol):
+    """The protocol of an open plain-TCP WebSocket whose text messages go to
+    :meth:`Socket.deliver_to`: it reads the common frame itself and hands everything else to
+    aiohttp's protocol (``inner``), which it stands in for on the transport.
+
+    The common read is one whole masked, unfragmented text frame under 126 bytes, read while
+    the parser holds nothing (:meth:`_FrameGuard.at_rest`), nothing is queued and the reader
+    waits in ``receive()``: the same checks aiohttp's parser and the frame guard would make, and
+    the message goes where :class:`_DirectQueue` would send it, without aiohttp's
+    ``data_received``, the guard, the parser and the queue on the way. Text that is not valid
+    UTF-8 takes the parser's path too (1007, as before).
+    """
+
+    __slots__ = ("_guard", "_inner", "_queue")
+
+    def __init__(self, inner: Any, guard: _FrameGuard, queue: _DirectQueue) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._queue = queue
+
+    def data_received(self, data: bytes) -> None:
+        queue = self._queue
+        on_text = queue.on_text
+        if on_text is not None and len(data) > 6 and data[0] == 0x81 and not queue._buffer:
+            length = data[1] ^ 0x80  # the payload length, when the mask bit is set
+            ws = queue.ws
+            if (
+                length < 126
+                and len(data) == 6 + length
+                and length <= self._guard._max_frame
+                and self._guard.at_rest()
+                and ws._waiting
+                and not ws._closing
+            ):
+                payload = bytearray(data[6:])
+                websocket_mask(data[2:6], payload)
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    inner = self._inner
+                    if inner._force_close or inner._close:
+                        return
+                    if inner._data_received_cb is not None:  # aiohttp's heartbeat
+                        inner._data_received_cb()
+                    try:
+                        on_text(queue.owner, text)
+                    except Exception:
+                        log.exception("handling a message failed")
+                    return
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 # _FrameGuard._skip once a frame was refused: never a real count, and non-zero, so the fast path
 # (which tests ``not self._skip``) needs no check of its own.
 _REFUSED = -1
@@ -245,7 +323,7 @@ class _FrameGuard:
     unmasked one closes with 1003, not 1002). Nothing after a refused frame is parsed.
     """
 
-    __slots__ = ("_head", "_inner", "_max_frame", "_queue", "_skip")
+    __slots__ = ("_fragmented", "_head", "_inner", "_max_frame", "_queue", "_skip")
 
     def __init__(self, inner: Any, queue: Any, max_frame: int) -> None:
         self._inner = inner
@@ -253,6 +331,13 @@ class _FrameGuard:
         self._max_frame = max_frame
         self._skip = 0  # payload bytes of the current frame still to pass through
         self._head = b""
+        # A frame without FIN went through: the parser may hold part of a message from then on
+        # (for _FastReader, which only reads frames when the parser holds nothing).
+        self._fragmented = False
+
+    def at_rest(self) -> bool:
+        """The parser holds nothing: every byte passed so far ended a whole message."""
+        return not self._skip and not self._head and not self._fragmented
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         # The common read: exactly one whole masked frame under 126 bytes, nothing carried over
@@ -267,6 +352,8 @@ class _FrameGuard:
                 and length <= self._max_frame
                 and data[0] & 0x48 != 0x48
             ):
+                if not data[0] & 0x80:
+                    self._fragmented = True
                 fast: tuple[bool, bytes] = self._inner.feed_data(data)
                 return fast
         if self._skip == _REFUSED:  # the rest of the stream follows a refused frame: drop it
@@ -338,6 +425,8 @@ class _FrameGuard:
             if (b0 & 0x0F) < 0x8 and length > self._max_frame:
                 problem = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
                 return problem, max(0, pos - carried)
+            if not b0 & 0x80:
+                self._fragmented = True
             end = pos + header + length
             if end > size:
                 self._skip = end - size
