@@ -91,6 +91,58 @@ async def test_messages_behind_a_queued_one_keep_their_order(
             assert await ws.recv() == "released"
 
 
+async def _open(gw: Any) -> Peer:
+    assert gw.public is not None
+    peer = await Peer.open(gw.public.host, gw.public.port)
+    request = upgrade_request(random.Random(7), b"127.0.0.1", gw.config.api.stage)
+    await peer.send(request.render())
+    status, _ = await peer.read_head()
+    assert status == 101
+    return peer
+
+
+def _transport_protocol(gw: Any) -> Any:
+    (conn,) = gw.hub.connections.values()
+    return conn.socket._transport.get_protocol()
+
+
+async def test_plain_tcp_sockets_read_the_common_frame_themselves(gateway: GatewayFactory) -> None:
+    async with gateway(routes=ROUTES) as gw:
+        peer = await _open(gw)
+        message = json.dumps({"action": "echo"}).encode()
+        await peer.send(frame(0x1, message))
+        assert await asyncio.wait_for(peer.read_frame(), 5) == (0x1, message)
+        assert type(_transport_protocol(gw)) is transport_aiohttp._FastReader
+        await peer.close()
+
+
+async def test_small_text_that_is_not_utf8_still_closes_1007(gateway: GatewayFactory) -> None:
+    async with gateway(routes=ROUTES) as gw:
+        peer = await _open(gw)
+        await peer.send(frame(0x1, b"\xff\xfe"))
+        code, _ = await asyncio.wait_for(peer.read_until_close(), 5)
+        assert code == 1007
+        await peer.close()
+
+
+async def test_after_a_fragmented_message_frames_take_the_parser(gateway: GatewayFactory) -> None:
+    # The parser holds the first fragment: a small whole text frame now is a protocol error
+    # (1002, from aiohttp's parser), not a message read past it.
+    async with gateway(routes=ROUTES) as gw:
+        peer = await _open(gw)
+        message = json.dumps({"action": "echo"}).encode()
+        await peer.send(frame(0x1, message[:5], fin=False))
+        await asyncio.sleep(0.05)
+        await peer.send(frame(0x0, message[5:]))
+        assert await asyncio.wait_for(peer.read_frame(), 5) == (0x1, message)
+        await peer.send(frame(0x1, message[:5], fin=False))
+        await asyncio.sleep(0.05)
+        await peer.send(frame(0x1, message))
+        code, _ = await asyncio.wait_for(peer.read_until_close(), 5)
+        assert code == 1002
+        await peer.close()
+
+
 async def test_a_text_message_waits_behind_a_queued_ping(gateway: GatewayFactory) -> None:
     # One read holding a ping then a text message: the ping is queued for the read loop (which
     # answers it), so the text message must queue behind it, not be answered first.
