@@ -113,7 +113,8 @@ class Socket:
         transport = self._transport
         current = transport.get_protocol()
         if on_text is None:
-            if isinstance(current, _FastReader):
+            # (A closed transport keeps it: _FastReader passes connection_lost on.)
+            if isinstance(current, _FastReader) and not transport.is_closing():
                 transport.set_protocol(current._inner)
         elif transport.get_extra_info("sslcontext") is None:
             guard = getattr(current, "_payload_parser", None)
@@ -245,8 +246,9 @@ class _FastReader(asyncio.Protocol):
     aiohttp's protocol (``inner``), which it stands in for on the transport.
 
     The common read is one whole masked, unfragmented text frame under 126 bytes, read while
-    the parser holds nothing (:meth:`_FrameGuard.at_rest`), nothing is queued and the reader
-    waits in ``receive()``: the same checks aiohttp's parser and the frame guard would make, and
+    the parser holds nothing (the frame guard has no frame half passed and saw no fragment),
+    nothing is queued and the reader waits in ``receive()``: the same checks aiohttp's parser
+    and the frame guard would make, and
     the message goes where :class:`_DirectQueue` would send it, without aiohttp's
     ``data_received``, the guard, the parser and the queue on the way. Text that is not valid
     UTF-8 takes the parser's path too (1007, as before).
@@ -265,11 +267,14 @@ class _FastReader(asyncio.Protocol):
         if on_text is not None and len(data) > 6 and data[0] == 0x81 and not queue._buffer:
             length = data[1] ^ 0x80  # the payload length, when the mask bit is set
             ws = queue.ws
+            guard = self._guard
             if (
                 length < 126
                 and len(data) == 6 + length
-                and length <= self._guard._max_frame
-                and self._guard.at_rest()
+                and length <= guard._max_frame
+                and not guard._skip  # the parser holds no part of a frame or message
+                and not guard._head
+                and not guard._fragmented
                 and ws._waiting
                 and not ws._closing
             ):
@@ -334,10 +339,6 @@ class _FrameGuard:
         # A frame without FIN went through: the parser may hold part of a message from then on
         # (for _FastReader, which only reads frames when the parser holds nothing).
         self._fragmented = False
-
-    def at_rest(self) -> bool:
-        """The parser holds nothing: every byte passed so far ended a whole message."""
-        return not self._skip and not self._head and not self._fragmented
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         # The common read: exactly one whole masked frame under 126 bytes, nothing carried over
