@@ -86,60 +86,55 @@ class MessageLoop:
         touch = self.touch
         # Handlers run in one context per connection whichever way a message came (context
         # variables a handler sets stay for the connection's later handlers, as they stay
-        # between invocations of a Lambda container); it starts as a copy of the handshake's.
-        run = contextvars.copy_context().run
-        # Text messages that arrive while this loop waits in receive() are handled as the
-        # transport parses them (everything but ``touch`` is synchronous): no future, no task
-        # wake-up and no receive() per message. The loop still gets the others, in order.
-        direct = touch is None and sock.deliver_to(run, functools.partial(self._deliver, conn))
+        # between invocations of a Lambda container): a copy of the handshake's, made with the
+        # first text message so that an idle connection holds none of this.
+        run: Callable[..., None] | None = None
         try:
-            await self._read(conn, receive, run, touch, allow_binary)
+            while True:
+                kind, data, extra = await receive()
+                if kind == _TEXT:
+                    now = now_ms()
+                    conn.last_active = now
+                    if touch is not None:  # shared registries: lastActiveAt for other nodes
+                        await touch(conn.id, now)
+                    if run is None:
+                        run = contextvars.copy_context().run
+                        if touch is None:
+                            # The next text messages that arrive while this loop waits here are
+                            # handled as the transport parses them (everything but ``touch`` is
+                            # synchronous): no future, no task wake-up, no receive() per
+                            # message. The loop still gets the others, in order.
+                            sock.deliver_to(run, functools.partial(self._deliver, conn))
+                    run(self._text, conn, data, now)
+                elif kind == _BINARY and not allow_binary:
+                    await conn.close(*BINARY_REFUSED)
+                elif kind == _BINARY:
+                    # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
+                    # the way API Gateway hands binary payloads to Lambda elsewhere.
+                    conn.last_active = now_ms()
+                    self._binary(conn, data)
+                elif kind == _CLOSE:
+                    code = data or _NO_STATUS
+                    conn.set_close(code, NO_STATUS_REASON if code == _NO_STATUS else extra or "")
+                    return
+                elif kind == _ERROR:
+                    if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
+                        conn.set_close(*PING_TIMEOUT)
+                    else:
+                        code = getattr(data, "code", _ABNORMAL)
+                        conn.set_close(code, PEER_ERROR_REASONS.get(code, str(data)))
+                    return
+                else:  # CLOSING / CLOSED: the transport is gone or we are closing it
+                    conn.set_close(_ABNORMAL, "")
+                    return
         finally:
-            if direct:
+            if run is not None and touch is None:
                 sock.deliver_to(None, None)
 
     def _deliver(self, conn: Connection, data: str) -> None:
         now = now_ms()
         conn.last_active = now
         self._text(conn, data, now)
-
-    async def _read(
-        self,
-        conn: Connection,
-        receive: Callable[[], Awaitable[tuple[int, Any, Any]]],
-        run: Callable[..., None],
-        touch: Callable[[str, int], Awaitable[None]] | None,
-        allow_binary: bool,
-    ) -> None:
-        while True:
-            kind, data, extra = await receive()
-            if kind == _TEXT:
-                now = now_ms()
-                conn.last_active = now
-                if touch is not None:  # shared registries: lastActiveAt for other nodes
-                    await touch(conn.id, now)
-                run(self._text, conn, data, now)
-            elif kind == _BINARY and not allow_binary:
-                await conn.close(*BINARY_REFUSED)
-            elif kind == _BINARY:
-                # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
-                # the way API Gateway hands binary payloads to Lambda elsewhere.
-                conn.last_active = now_ms()
-                self._binary(conn, data)
-            elif kind == _CLOSE:
-                code = data or _NO_STATUS
-                conn.set_close(code, NO_STATUS_REASON if code == _NO_STATUS else extra or "")
-                return
-            elif kind == _ERROR:
-                if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
-                    conn.set_close(*PING_TIMEOUT)
-                else:
-                    code = getattr(data, "code", _ABNORMAL)
-                    conn.set_close(code, PEER_ERROR_REASONS.get(code, str(data)))
-                return
-            else:  # CLOSING / CLOSED: the transport is gone or we are closing it
-                conn.set_close(_ABNORMAL, "")
-                return
 
     def _text(self, conn: Connection, data: str, now: int) -> None:
         """One text message: limit, route, invoke (inline handlers to their end), answer.
