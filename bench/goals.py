@@ -1,4 +1,11 @@
-"""The targets hubbub is measured against, as ratios inside one run (median over runs)."""
+"""The targets hubbub is measured against, as ratios inside one run (median over runs).
+
+Two rounds of goals: the second round's (issue 20) come first; the first round's stay in the table
+so that none of them regresses unnoticed. Where the load generator saturates its own core (the
+fan-out and handshake rows run it at 94-99 %), throughput ratios are capped by the generator, not
+the server: those goals are stated in server CPU per delivery or per handshake instead
+(the ``cpu_ratio`` and ``cpu_at_most`` kinds, lower is better).
+"""
 
 from __future__ import annotations
 
@@ -17,25 +24,22 @@ class Goal:
     hubbub: str  # row key of hubbub's row
     peer: str | None  # row key of the peer (None: an absolute target on hubbub's row)
     target: float
-    kind: str  # "ratio" (hubbub ÷ peer ≥ target), "at_most" / "at_least" (hubbub's value),
-    # "zero_errors", "held" (connections held ≥ target), "info" (a ratio without a target)
+    kind: str  # "ratio" (hubbub ÷ peer ≥ target), "cpu_ratio" (hubbub's server CPU per
+    # message ÷ the peer's ≤ target), "at_most" / "at_least" (hubbub's value), "cpu_at_most"
+    # (hubbub's server µs per message ≤ target), "zero_errors", "held" (connections held ≥
+    # target), "info" (a ratio without a target)
     peer_scenario: str | None = None  # the peer's row is in another scenario (default: same)
     # A peer that delivered nothing counts as an infinite ratio (the boto3 path's collapse is
     # the result there); elsewhere it means the peer did not run properly: no value.
     zero_peer_counts: bool = False
+    round: int = 2  # 1: a first-round goal, kept so that it does not regress
 
+
+# Kinds measured in server CPU per message (µs), where lower is better.
+CPU_KINDS = ("cpu_ratio", "cpu_at_most")
 
 GOALS = [
-    Goal(
-        "fan-out 1k: hubbub room ÷ bare picows broadcast",
-        "fanout",
-        "hubbub",
-        "picows",
-        0.9,
-        "ratio",
-    ),
-    Goal("fan-out 1k: hubbub room ÷ Node ws", "fanout", "hubbub", "node", 1.0, "ratio"),
-    Goal("fan-out 1k: hubbub room ÷ python-socketio", "fanout", "hubbub", "socketio", 8.0, "ratio"),
+    # -- round 2 (issue 20) ------------------------------------------------------------------
     Goal("routed (async handler) ÷ bare aiohttp echo", "routed", "hubbub", "aiohttp", 0.8, "ratio"),
     Goal(
         "routed to $default (chat JSON, no action key) ÷ bare aiohttp echo",
@@ -45,7 +49,31 @@ GOALS = [
         0.8,
         "ratio",
     ),
-    Goal("routed (async handler) ÷ serverless-offline", "routed", "hubbub", "sls", 10.0, "ratio"),
+    Goal(
+        "fan-out 1k: server CPU per delivery, hubbub room ÷ bare picows",
+        "fanout",
+        "hubbub",
+        "picows",
+        1.05,
+        "cpu_ratio",
+    ),
+    Goal(
+        "fan-out 10k: server CPU per delivery, hubbub room ÷ bare picows",
+        "fanout-10k",
+        "hubbub",
+        "picows",
+        1.05,
+        "cpu_ratio",
+    ),
+    Goal("RSS per idle connection (KB) at 10k", "idle", "hubbub", None, 12.0, "at_most"),
+    Goal(
+        "seed pattern (def + boto3), 100 conns: server CPU µs per message",
+        "routed-boto3",
+        "hubbub",
+        None,
+        60.0,
+        "cpu_at_most",
+    ),
     Goal(
         "seed pattern (def + boto3), 100 conns: errors",
         "routed-boto3",
@@ -55,38 +83,21 @@ GOALS = [
         "zero_errors",
     ),
     Goal(
-        "seed pattern (def + boto3) ÷ serverless-offline boto3",
-        "routed-boto3",
-        "hubbub",
-        "sls",
-        30.0,
-        "ratio",
-        zero_peer_counts=True,
-    ),
-    Goal(
-        "handshakes with Python $connect ÷ bare aiohttp",
+        "handshakes with Python $connect: server CPU per handshake ÷ bare aiohttp",
         "connect",
         "hubbub",
         "aiohttp",
-        0.7,
-        "ratio",
+        1.2,
+        "cpu_ratio",
     ),
     Goal(
-        "handshakes with Python $connect ÷ serverless-offline",
-        "connect",
+        "cross-node fan-out (2 nodes + Redis) ÷ one node",
+        "cross-node",
+        "hubbub-cluster",
         "hubbub",
-        "sls",
-        2.0,
+        0.9,
         "ratio",
-    ),
-    Goal("RSS per idle connection (KB) at 10k", "idle", "hubbub", None, 16.0, "at_most"),
-    Goal(
-        "idle connections held on one machine (hubbub serve --workers)",
-        "idle-max",
-        "hubbub-workers",
-        None,
-        100_000,
-        "held",
+        peer_scenario="fanout",
     ),
     Goal(
         "Node.js echo (route response): hubbub's Runtime API ÷ serverless-offline, same file",
@@ -112,14 +123,73 @@ GOALS = [
         0,
         "info",
     ),
+    # -- round 1: kept so that none regresses ------------------------------------------------
     Goal(
-        "cross-node fan-out (2 nodes + Redis) ÷ one node",
-        "cross-node",
-        "hubbub-cluster",
+        "fan-out 1k: hubbub room ÷ bare picows broadcast",
+        "fanout",
         "hubbub",
+        "picows",
+        0.9,
+        "ratio",
+        round=1,
+    ),
+    Goal("fan-out 1k: hubbub room ÷ Node ws", "fanout", "hubbub", "node", 1.0, "ratio", round=1),
+    # Retired (issue 20): no server here reaches 8x (bare picows itself is 6.7 to 6.9x).
+    Goal(
+        "fan-out 1k: hubbub room ÷ python-socketio (8× retired)",
+        "fanout",
+        "hubbub",
+        "socketio",
         0,
         "info",
-        peer_scenario="fanout",
+        round=1,
+    ),
+    Goal(
+        "routed (async handler) ÷ serverless-offline",
+        "routed",
+        "hubbub",
+        "sls",
+        10.0,
+        "ratio",
+        round=1,
+    ),
+    Goal(
+        "seed pattern (def + boto3) ÷ serverless-offline boto3",
+        "routed-boto3",
+        "hubbub",
+        "sls",
+        30.0,
+        "ratio",
+        zero_peer_counts=True,
+        round=1,
+    ),
+    Goal(
+        "handshakes with Python $connect ÷ bare aiohttp (conn/s)",
+        "connect",
+        "hubbub",
+        "aiohttp",
+        0.7,
+        "ratio",
+        round=1,
+    ),
+    Goal(
+        "handshakes with Python $connect ÷ serverless-offline",
+        "connect",
+        "hubbub",
+        "sls",
+        2.0,
+        "ratio",
+        round=1,
+    ),
+    Goal("RSS per idle connection (KB) at 10k", "idle", "hubbub", None, 16.0, "at_most", round=1),
+    Goal(
+        "idle connections held on one machine (hubbub serve --workers)",
+        "idle-max",
+        "hubbub-workers",
+        None,
+        100_000,
+        "held",
+        round=1,
     ),
 ]
 
@@ -148,6 +218,17 @@ def value_in_run(goal: Goal, rows: list[Row]) -> float | None:
         if not peer["rate"]:  # the peer delivered nothing at all (e.g. it crashed)
             return math.inf if mine["rate"] and goal.zero_peer_counts else None
         return float(mine["rate"]) / float(peer["rate"])
+    if goal.kind == "cpu_ratio":
+        peer = _find(rows, goal.peer_scenario or goal.scenario, goal.peer or "")
+        if not _ok(peer) or not peer:
+            return None
+        mine_us, peer_us = mine.get("server_us_per_msg"), peer.get("server_us_per_msg")
+        if not mine_us or not peer_us:
+            return None
+        return float(mine_us) / float(peer_us)
+    if goal.kind == "cpu_at_most":
+        us = mine.get("server_us_per_msg")
+        return None if us is None else float(us)
     if goal.kind == "zero_errors":
         return float(mine.get("errors") or 0)
     if goal.kind == "held":
@@ -162,7 +243,7 @@ def passed(goal: Goal, value: float) -> bool | None:
         return value >= goal.target
     if goal.kind == "zero_errors":
         return value == 0
-    return value <= goal.target
+    return value <= goal.target  # at_most, cpu_at_most, cpu_ratio
 
 
 def evaluate(runs: list[list[Row]]) -> list[dict[str, Any]]:
@@ -179,6 +260,7 @@ def evaluate(runs: list[list[Row]]) -> list[dict[str, Any]]:
                 "peer": goal.peer,
                 "kind": goal.kind,
                 "target": goal.target,
+                "round": goal.round,
                 "per_run": values,
                 "median": median,
                 "pass": None if median is None else passed(goal, median),

@@ -136,24 +136,39 @@ def scenario_table(rows: list[Row], scenario: str) -> str:
 
 def goals_table(goals: list[dict[str, Any]]) -> str:
     lines = [
-        "| goal | target | measured (median) | per run | met |",
-        "|---|---|---|---|---|",
+        "| round | goal | target | measured (median) | per run | met |",
+        "|---|---|---|---|---|---|",
     ]
     for g in goals:
         kind = g["kind"]
         target = {
             "ratio": f"≥ {g['target']:g}×",
+            "cpu_ratio": f"≤ {g['target']:g}× (server CPU)",
             "at_most": f"≤ {g['target']:g}",
+            "cpu_at_most": f"≤ {g['target']:g} µs",
             "zero_errors": "0",
             "held": f"≥ {g['target']:,.0f}",
             "info": "(for information)",
         }.get(kind, str(g["target"]))
-        digits = 2 if kind in ("ratio", "info") else (1 if kind == "at_most" else 0)
-        suffix = "×" if kind in ("ratio", "info") else ""
+        digits = (
+            2
+            if kind in ("ratio", "info", "cpu_ratio")
+            else (0 if kind in ("zero_errors", "held") else 1)
+        )
+        suffix = "×" if kind in ("ratio", "info", "cpu_ratio") else ""
         median = "–" if g["median"] is None else f"{_num(g['median'], digits)}{suffix}"
         per_run = ", ".join("–" if v is None else _num(v, digits) for v in g["per_run"])
         met = {True: "yes", False: "**no**", None: "–" if kind == "info" else "n/a"}[g["pass"]]
-        lines.append(f"| {g['goal']} | {target} | {median} | {per_run} | {met} |")
+        lines.append(
+            f"| {g.get('round', 2)} | {g['goal']} | {target} | {median} | {per_run} | {met} |"
+        )
+    lines += [
+        "",
+        "Round 1 goals stay in the table so that none regresses. Where the load generator runs "
+        "at 94–99 % of its core (fan-out, handshakes), the throughput ratios are capped by the "
+        "generator, not the server: the headline there is **server CPU per delivery or per "
+        "handshake** (the \"server CPU\" rows, hubbub's µs ÷ the peer's, lower is better).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +295,7 @@ def plots(data: dict[str, Any], out: Path) -> list[Path]:
             "KB of server RSS per idle connection (lower is better)",
             "{:,.1f}",
         )
-        goal = 16.0
+        goal = 12.0  # bench/goals.py: the round-2 target (round 1 was 16)
         ax.axvline(goal, color="grey", linestyle="--", linewidth=1)
         fig.tight_layout()
         written.append(_save(fig, out / "idle.png", plt))

@@ -205,10 +205,9 @@ class Invoker:
         :meth:`invoke` needs for a handler that may suspend (about 3 µs per message): a task,
         the slot's acquire and release (the slot is held across no suspension, so nobody can
         see it taken) and the watchdog (nothing could interrupt the handler before it returns,
-        as with any handler stuck in a CPU loop). The handler runs in the read loop's task, so
-        ``asyncio.current_task()`` is the connection's (it cannot await anything on it), and
-        context variables it sets stay for the connection's next handlers, as they stay for the
-        next invocations of a Lambda container. Returns None when the handler raised
+        as with any handler stuck in a CPU loop). The handler runs in the caller's task (the
+        handshake's, for ``$connect``; messages use :meth:`invoke_now`, where there may be no
+        task at all). Returns None when the handler raised
         CancelledError itself: nothing to answer, as for a cancelled task.
         """
         assert route.inline is not None
@@ -227,6 +226,45 @@ class Invoker:
         finally:
             environment.reset(token)
             self.in_flight -= 1
+        return self._finished(route, outcome, connection_id, request_id, started)
+
+    def invoke_now(
+        self, route: Route, event: dict[str, Any], *, connection_id: str, request_id: str
+    ) -> Outcome | None:
+        """:meth:`invoke_inline` without a coroutine of its own: the handler's coroutine is
+        driven to its end here, so a caller that is not a coroutine (the read path of
+        :meth:`Socket.deliver_to <hubbub.gateway.transport_aiohttp.Socket.deliver_to>`, called
+        by the transport as a frame is parsed) can run it. Same conditions: call only when
+        :meth:`can_run_inline`. One ``send`` and its ``StopIteration`` cost less than the
+        frame of an awaiting coroutine and the task that would have to await it.
+        """
+        inline = route.inline
+        assert inline is not None
+        self.in_flight += 1
+        started = time.perf_counter()
+        token = environment.function_env(route.environment)
+        try:
+            coro = inline(event, self._context(route))
+            try:
+                coro.send(None)
+            except StopIteration as done:
+                raw = done.value
+            else:  # routing.never_suspends said it cannot; never leave a handler half run
+                coro.close()
+                raise RuntimeError("an inline handler suspended")
+            outcome = self._parsed(route, raw, connection_id)  # inside the try: see _run
+        except asyncio.CancelledError:
+            return None
+        except Exception as exc:
+            outcome = self._failed(route, exc, connection_id, request_id, proxy=True)
+        finally:
+            environment.reset(token)
+            self.in_flight -= 1
+        return self._finished(route, outcome, connection_id, request_id, started)
+
+    def _finished(
+        self, route: Route, outcome: Outcome, connection_id: str, request_id: str, started: float
+    ) -> Outcome:
         stats = route.stats  # counted for /metrics: a duration, and a label if it failed
         stats.samples.append(_clock() - started)
         result = outcome.result

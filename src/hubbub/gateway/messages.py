@@ -3,7 +3,9 @@
 Each text message is routed by the selection expression and its invocation started as a task —
 invocations of one connection run concurrently, as on AWS — bounded by the per-connection cap.
 A route whose handler is an ``async def`` without ``await`` cannot suspend: it runs to completion
-right here, without a task (see :meth:`Invoker.invoke_inline`), unless the global cap is reached.
+right here, without a task (see :meth:`Invoker.invoke_now`), unless the global cap is reached.
+Text messages that arrive while the loop waits are handled as the transport parses them
+(:meth:`Socket.deliver_to`); the steps are the same synchronous :meth:`MessageLoop._text`.
 Recovery control messages of opted-in clients (``{"hubbub": ...}``) are answered here and never
 routed. Everything that ends the read loop records its close code and reason on the connection.
 Error frames (Forbidden, busy, rate limit, internal error) go out through :meth:`Hub.send` like
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
+import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -75,74 +79,96 @@ class MessageLoop:
         """Read until the connection ends; record why in ``conn.set_close``."""
         sock = conn.socket
         receive = sock.receive
-        selector = self.selector
-        routes = self.routes
-        per_connection = self.limits.max_invocations_per_connection
         allow_binary = self.limits.allow_binary
         message_rate = self.limits.message_rate
         if message_rate > 0:
             conn.rate = TokenBucket(message_rate)
-        loop = asyncio.get_running_loop()
-        invoker = self.invoker
         touch = self.touch
-        while True:
-            kind, data, extra = await receive()
-            if kind == _TEXT:
-                now = now_ms()
-                conn.last_active = now
-                if touch is not None:  # shared registries: lastActiveAt for other nodes
-                    await touch(conn.id, now)
-                if conn.rate is not None and not self._within_rate(conn):
-                    continue
-                if conn.session is not None and data.startswith(CONTROL_PREFIX):
-                    self._spawn(conn, self._control(conn, data))
-                    continue
-                key = select_route(selector, data, routes)
-                if key is None:
-                    self.metrics.messages_in[""] += 1
-                    self.metrics.error_frames += 1
-                    self.hub.send(conn, forbidden_frame(conn.id, new_request_id()))
-                    continue
-                if conn.in_flight >= per_connection:
-                    routes[key].stats.rejected += 1
-                    self.metrics.error_frames += 1
-                    self.hub.send(conn, error_frame(BUSY, conn.id, new_request_id()))
-                    continue
-                request_id = new_request_id()
-                event = conn.factory.build(key, data, request_id, new_request_id(), now)
-                route = routes[key]
-                if route.inline is not None and invoker.can_run_inline():
-                    outcome = await invoker.invoke_inline(
-                        route, event, connection_id=conn.id, request_id=request_id
-                    )
-                    if outcome is not None:
-                        self._answer(conn, route, outcome, request_id)
-                    continue
-                conn.in_flight += 1
-                task = loop.create_task(self._message(conn, route, event, request_id))
-                conn.tasks.add(task)
-                task.add_done_callback(conn.tasks.discard)
-            elif kind == _BINARY and not allow_binary:
-                await conn.close(*BINARY_REFUSED)
-            elif kind == _BINARY:
-                # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
-                # the way API Gateway hands binary payloads to Lambda elsewhere.
-                conn.last_active = now_ms()
-                self._binary(conn, data)
-            elif kind == _CLOSE:
-                code = data or _NO_STATUS
-                conn.set_close(code, NO_STATUS_REASON if code == _NO_STATUS else extra or "")
-                return
-            elif kind == _ERROR:
-                if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
-                    conn.set_close(*PING_TIMEOUT)
-                else:
-                    code = getattr(data, "code", _ABNORMAL)
-                    conn.set_close(code, PEER_ERROR_REASONS.get(code, str(data)))
-                return
-            else:  # CLOSING / CLOSED: the transport is gone or we are closing it
-                conn.set_close(_ABNORMAL, "")
-                return
+        # Handlers run in one context per connection whichever way a message came (context
+        # variables a handler sets stay for the connection's later handlers, as they stay
+        # between invocations of a Lambda container): a copy of the handshake's, made with the
+        # first text message so that an idle connection holds none of this.
+        run: Callable[..., None] | None = None
+        try:
+            while True:
+                kind, data, extra = await receive()
+                if kind == _TEXT:
+                    now = now_ms()
+                    conn.last_active = now
+                    if touch is not None:  # shared registries: lastActiveAt for other nodes
+                        await touch(conn.id, now)
+                    if run is None:
+                        run = contextvars.copy_context().run
+                        if touch is None:
+                            # The next text messages that arrive while this loop waits here are
+                            # handled as the transport parses them (everything but ``touch`` is
+                            # synchronous): no future, no task wake-up, no receive() per
+                            # message. The loop still gets the others, in order.
+                            sock.deliver_to(run, functools.partial(self._deliver, conn))
+                    run(self._text, conn, data, now)
+                elif kind == _BINARY and not allow_binary:
+                    await conn.close(*BINARY_REFUSED)
+                elif kind == _BINARY:
+                    # Opt-in (limits.allow_binary): to $default, base64 with isBase64Encoded true,
+                    # the way API Gateway hands binary payloads to Lambda elsewhere.
+                    conn.last_active = now_ms()
+                    self._binary(conn, data)
+                elif kind == _CLOSE:
+                    code = data or _NO_STATUS
+                    conn.set_close(code, NO_STATUS_REASON if code == _NO_STATUS else extra or "")
+                    return
+                elif kind == _ERROR:
+                    if isinstance(data, TimeoutError):  # no pong within server.ping_timeout
+                        conn.set_close(*PING_TIMEOUT)
+                    else:
+                        code = getattr(data, "code", _ABNORMAL)
+                        conn.set_close(code, PEER_ERROR_REASONS.get(code, str(data)))
+                    return
+                else:  # CLOSING / CLOSED: the transport is gone or we are closing it
+                    conn.set_close(_ABNORMAL, "")
+                    return
+        finally:
+            if run is not None and touch is None:
+                sock.deliver_to(None, None)
+
+    def _deliver(self, conn: Connection, data: str) -> None:
+        now = now_ms()
+        conn.last_active = now
+        self._text(conn, data, now)
+
+    def _text(self, conn: Connection, data: str, now: int) -> None:
+        """One text message: limit, route, invoke (inline handlers to their end), answer.
+
+        Never awaits, so the transport can call it as it parses a frame (:meth:`run`).
+        """
+        if conn.rate is not None and not self._within_rate(conn):
+            return
+        if conn.session is not None and data.startswith(CONTROL_PREFIX):
+            self._spawn(conn, self._control(conn, data))
+            return
+        routes = self.routes
+        key = select_route(self.selector, data, routes)
+        if key is None:
+            self.metrics.messages_in[""] += 1
+            self.metrics.error_frames += 1
+            self.hub.send(conn, forbidden_frame(conn.id, new_request_id()))
+            return
+        route = routes[key]
+        if conn.in_flight >= self.limits.max_invocations_per_connection:
+            route.stats.rejected += 1
+            self.metrics.error_frames += 1
+            self.hub.send(conn, error_frame(BUSY, conn.id, new_request_id()))
+            return
+        request_id = new_request_id()
+        event = conn.factory.build(key, data, request_id, new_request_id(), now)
+        invoker = self.invoker
+        if route.inline is not None and invoker.can_run_inline():
+            outcome = invoker.invoke_now(route, event, connection_id=conn.id, request_id=request_id)
+            if outcome is not None:
+                self._answer(conn, route, outcome, request_id)
+            return
+        conn.in_flight += 1
+        self._spawn(conn, self._message(conn, route, event, request_id))
 
     def _spawn(self, conn: Connection, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -42,8 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp._websocket.helpers import websocket_mask
+from aiohttp._websocket.reader import WebSocketDataQueue
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.http_websocket import WebSocketError
+from aiohttp.http_websocket import WebSocketError, WebSocketReader
 
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.management import error_body
@@ -115,6 +118,32 @@ class Socket:
         if self._compressed and isinstance(ws, _HubbubWebSocketResponse):
             return ws.receive_inflated()
         return ws.receive()
+
+    def deliver_to(self, on_text: Callable[[Any, str], None] | None, owner: Any) -> bool:
+        """Hand text messages to ``on_text(owner, text)`` as the transport parses them, while
+        the socket's reader waits in :meth:`receive` with nothing queued (else they queue as
+        usual, so the order holds). False when this socket cannot (permessage-deflate, whose
+        messages take :meth:`receive`'s checked path; a client that sent frames before the
+        101). ``deliver_to(None, None)`` stops it. ``on_text`` must not raise: what it does is
+        the read loop's work, done without its task (see :class:`_DirectQueue`).
+        """
+        queue = self._ws._reader
+        if not isinstance(queue, _DirectQueue):
+            return False
+        queue.on_text = on_text
+        queue.owner = owner
+        # On plain TCP the common frame is read without aiohttp's protocol (_FastReader).
+        transport = self._transport
+        current = transport.get_protocol()
+        if on_text is None:
+            # (A closed transport keeps it: _FastReader passes connection_lost on.)
+            if isinstance(current, _FastReader) and not transport.is_closing():
+                transport.set_protocol(current._inner)
+        elif transport.get_extra_info("sslcontext") is None:
+            guard = getattr(current, "_payload_parser", None)
+            if isinstance(guard, _FrameGuard) and guard._queue is queue:
+                transport.set_protocol(_FastReader(current, guard, queue))
+        return True
 
     @property
     def writable(self) -> bool:
@@ -222,6 +251,111 @@ class Socket:
         return self._ws.close_code
 
 
+_WS_TEXT = WSMsgType.TEXT
+
+
+class _DirectQueue(WebSocketDataQueue):
+    """aiohttp's message queue of one socket, with a shortcut for text messages.
+
+    aiohttp's parser puts each message in this queue, and the read loop's ``receive()`` takes it
+    out: per message a future, a task wake-up and a ``receive()`` call, about a third of bare
+    aiohttp's own instructions per echo. When the reader waits in ``receive()`` with nothing
+    queued (so no earlier message is still pending) and the socket is not closing, a text
+    message goes straight to ``on_text`` instead, set by :meth:`Socket.deliver_to`. Every other
+    kind (close, ping, errors, binary) and every message that would overtake another takes the
+    queue. The parser's checks (message size, UTF-8, the frame guard in front of it) have run
+    before ``feed_data``.
+    """
+
+    __slots__ = ("on_text", "owner", "ws")
+    on_text: Callable[[Any, str], None] | None
+    owner: Any
+    ws: _HubbubWebSocketResponse
+
+    def feed_data(self, data: Any, size: int) -> None:
+        on_text = self.on_text
+        if on_text is not None and data[0] is _WS_TEXT and not self._buffer:
+            ws = self.ws
+            if ws._waiting and not ws._closing:
+                try:
+                    on_text(self.owner, data[1])
+                except Exception:  # the parser calls this where an exception would be lost
+                    log.exception("handling a message failed")
+                return
+        super().feed_data(data, size)
+
+
+class _FastReader(asyncio.Protocol):
+    """The protocol of an open plain-TCP WebSocket whose text messages go to
+    :meth:`Socket.deliver_to`: it reads the common frame itself and hands everything else to
+    aiohttp's protocol (``inner``), which it stands in for on the transport.
+
+    The common read is one whole masked, unfragmented text frame under 126 bytes, read while
+    the parser holds nothing (the frame guard has no frame half passed and saw no fragment),
+    nothing is queued and the reader waits in ``receive()``: the same checks aiohttp's parser
+    and the frame guard would make, and
+    the message goes where :class:`_DirectQueue` would send it, without aiohttp's
+    ``data_received``, the guard, the parser and the queue on the way. Text that is not valid
+    UTF-8 takes the parser's path too (1007, as before).
+    """
+
+    __slots__ = ("_guard", "_inner", "_queue")
+
+    def __init__(self, inner: Any, guard: _FrameGuard, queue: _DirectQueue) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._queue = queue
+
+    def data_received(self, data: bytes) -> None:
+        queue = self._queue
+        on_text = queue.on_text
+        if on_text is not None and len(data) > 6 and data[0] == 0x81 and not queue._buffer:
+            length = data[1] ^ 0x80  # the payload length, when the mask bit is set
+            ws = queue.ws
+            guard = self._guard
+            if (
+                length < 126
+                and len(data) == 6 + length
+                and length <= guard._max_frame
+                and not guard._skip  # the parser holds no part of a frame or message
+                and not guard._head
+                and not guard._fragmented
+                and ws._waiting
+                and not ws._closing
+            ):
+                payload = bytearray(data[6:])
+                websocket_mask(data[2:6], payload)
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    inner = self._inner
+                    if inner._force_close or inner._close:
+                        return
+                    if inner._data_received_cb is not None:  # aiohttp's heartbeat
+                        inner._data_received_cb()
+                    try:
+                        on_text(queue.owner, text)
+                    except Exception:
+                        log.exception("handling a message failed")
+                    return
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 # _FrameGuard._skip once a frame was refused: never a real count, and non-zero, so the fast path
 # (which tests ``not self._skip``) needs no check of its own.
 _REFUSED = -1
@@ -239,7 +373,7 @@ class _FrameGuard:
     unmasked one closes with 1003, not 1002). Nothing after a refused frame is parsed.
     """
 
-    __slots__ = ("_head", "_inner", "_max_frame", "_queue", "_skip")
+    __slots__ = ("_fragmented", "_head", "_inner", "_max_frame", "_queue", "_skip")
 
     def __init__(self, inner: Any, queue: Any, max_frame: int) -> None:
         self._inner = inner
@@ -247,6 +381,9 @@ class _FrameGuard:
         self._max_frame = max_frame
         self._skip = 0  # payload bytes of the current frame still to pass through
         self._head = b""
+        # A frame without FIN went through: the parser may hold part of a message from then on
+        # (for _FastReader, which only reads frames when the parser holds nothing).
+        self._fragmented = False
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         # The common read: exactly one whole masked frame under 126 bytes, nothing carried over
@@ -261,6 +398,8 @@ class _FrameGuard:
                 and length <= self._max_frame
                 and data[0] & 0x48 != 0x48
             ):
+                if not data[0] & 0x80:
+                    self._fragmented = True
                 fast: tuple[bool, bytes] = self._inner.feed_data(data)
                 return fast
         if self._skip == _REFUSED:  # the rest of the stream follows a refused frame: drop it
@@ -332,6 +471,8 @@ class _FrameGuard:
             if (b0 & 0x0F) < 0x8 and length > self._max_frame:
                 problem = WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, "Frame size exceeds limit")
                 return problem, max(0, pos - carried)
+            if not b0 & 0x80:
+                self._fragmented = True
             end = pos + header + length
             if end > size:
                 self._skip = end - size
@@ -391,8 +532,23 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
     def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
-        super()._post_start(request, protocol, writer)
         proto = request.protocol
+        # Bytes that came with the upgrade request (frames sent before the 101) are parsed
+        # by super()._post_start; only without them can its parser and queue be swapped.
+        pipelined = bool(proto._message_tail)
+        super()._post_start(request, protocol, writer)
+        if not pipelined and not self._compress:
+            # aiohttp's own queue and parser, built again with the queue of _DirectQueue.
+            assert self._loop is not None  # set by prepare() before _post_start
+            queue = _DirectQueue(proto, DEFAULT_CHUNK_SIZE, loop=self._loop)
+            queue.on_text = None
+            queue.owner = None
+            queue.ws = self
+            self._reader = queue
+            self._parser = WebSocketReader(
+                queue, self._max_msg_size, compress=False, decode_text=self._decode_text
+            )
+            proto._payload_parser = self._parser
         parser = proto._payload_parser
         if parser is not None and self._max_frame:
             proto._payload_parser = _FrameGuard(parser, self._reader, self._max_frame)

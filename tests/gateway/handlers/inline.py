@@ -4,6 +4,7 @@ that awaits, to hold a concurrency slot while a test looks."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import sys
@@ -132,3 +133,13 @@ async def sleeps(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Awaits longer than any test's handler timeout."""
     await asyncio.sleep(30)
     return {"statusCode": 200}
+
+
+REMEMBERED: contextvars.ContextVar[str] = contextvars.ContextVar("inline_remembered", default="")
+
+
+async def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Two-way: the body of this connection's previous ``remember`` message (a context var)."""
+    previous = REMEMBERED.get()
+    REMEMBERED.set(event["body"])
+    return {"statusCode": 200, "body": previous or "(none)"}
