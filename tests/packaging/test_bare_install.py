@@ -174,3 +174,40 @@ async def test_hubbub_serve_answers_with_a_route_response(
             assert await asyncio.wait_for(ws.recv(), 15) == 'echo: {"action": "echo", "n": 1}'
     finally:
         await asyncio.to_thread(server.stop)
+
+
+NODE_ECHO = """\
+exports.handler = async (event) => ({ statusCode: 200, body: 'node: ' + event.body });
+"""
+ISOLATED_ECHO = """\
+def handler(event, context):
+    return {"statusCode": 200, "body": "isolated: " + event["body"]}
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_functions_in_their_own_processes_run_from_the_wheel(
+    bare: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    # The Node.js bootstrap and the Python one are package data of the wheel, not of the tree.
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "index.js").write_text(NODE_ECHO)
+    (tmp_path / "py").mkdir()
+    (tmp_path / "py" / "app.py").write_text(ISOLATED_ECHO)
+    config = tmp_path / "hubbub.toml"
+    config.write_text(
+        '[routes."node"]\nhandler = "index.handler"\nruntime = "nodejs20.x"\ncode = "js"\n'
+        "route_response = true\n"
+        '[routes."py"]\nhandler = "app.handler"\ncode = "py"\nisolation = "process"\n'
+        "route_response = true\n"
+    )
+    server = await asyncio.to_thread(Served, bare, config, env)
+    try:
+        async with websockets.connect(server.ws_url) as ws:
+            await ws.send('{"action": "node"}')
+            assert await asyncio.wait_for(ws.recv(), 30) == 'node: {"action": "node"}'
+            await ws.send('{"action": "py"}')
+            assert await asyncio.wait_for(ws.recv(), 30) == 'isolated: {"action": "py"}'
+    finally:
+        err = await asyncio.to_thread(server.stop)
+    assert "Traceback" not in err
