@@ -105,7 +105,7 @@ class Parser:
 
     # -- one step: an event, or None when more bytes are needed ------------------------------
 
-    def _step(self) -> Event | None:  # noqa: PLR0911 - one return per state
+    def _step(self) -> Event | None:
         state = self._state
         if state == _HEAD:
             return self._read_head()
@@ -272,10 +272,8 @@ def _parse_head(lines: list[bytes]) -> Malformed | tuple[Request, str, int]:
     if path is None:
         return _bad(f"malformed request target {target[:100]!r}")
     connection = {t.strip() for t in headers.get("connection", "").lower().split(",")}
-    if version == b"HTTP/1.1":
-        keep_alive = "close" not in connection
-    else:
-        keep_alive = "keep-alive" in connection
+    # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes unless told to keep.
+    keep_alive = "close" not in connection if version == b"HTTP/1.1" else "keep-alive" in connection
     request = Request(method.decode("ascii"), path, headers, b"", keep_alive)
     encoding = headers.get("transfer-encoding")
     if encoding is not None:
