@@ -108,7 +108,6 @@ async def test_an_answer_ended_by_closing_then_a_new_connection() -> None:
         (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nCLOSE", "invalid Content-Length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nCLOSE", "unsupported Transfer"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}CLOSE", "closed before the whole"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{}CLOSE", "bytes after the answer"),
         (b"CLOSE", "closed before the whole answer"),
     ],
 )
@@ -119,3 +118,43 @@ async def test_unexpected_answers_are_clear_errors(answer: bytes, words: str) ->
     assert words in first["error"]
     assert first["error"].startswith("Runtime API: ")
     assert second == {"body": "{}", "id": "r1"}  # the next request opens a new connection
+
+
+PIPELINE = """
+const { RuntimeApi } = require(process.argv[1]);
+const api = new RuntimeApi(process.argv[2]);
+(async () => {
+  const posted = api.postResponse("r0", { x: 1 });
+  const next = api.next();
+  const [a, b] = [await posted, await next];
+  console.log(JSON.stringify({ a: a.status, b: b.body }));
+})();
+"""
+
+
+async def test_the_response_and_the_next_request_are_pipelined() -> None:
+    """POST .../response and GET .../next go out together on one connection; both answers in
+    one write are read in order."""
+    seen = bytearray()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while seen.count(b"\r\n\r\n") < 2 or not seen.endswith(b"\r\n\r\n"):
+            seen.extend(await reader.read(4096))
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n" + HEADERS + b"\r\n[1]")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node", "-e", PIPELINE, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+    finally:
+        server.close()
+    assert json.loads(out) == {"a": 202, "b": "[1]"}
+    assert seen.startswith(b"POST /2018-06-01/runtime/invocation/r0/response HTTP/1.1\r\n")
+    assert b'{"x":1}GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n' in seen
