@@ -136,6 +136,7 @@ class Connection {
   constructor(host, port) {
     this.pending = []; // {parser, resolve, reject} of the requests in flight, in order
     this.closed = false;
+    this.corked = false;
     this.socket = net.connect({ host, port });
     this.socket.setNoDelay(true);
     this.socket.on("data", (data) => this.onData(data));
@@ -152,6 +153,16 @@ class Connection {
     return new Promise((resolve, reject) => {
       this.pending.push({ parser: new AnswerParser(what), resolve, reject });
       this.socket.ref();
+      if (!this.corked) {
+        // Requests made in the same tick (a response, then the next GET the bootstrap sends
+        // as soon as it is written) leave in one write.
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
       if (payload === undefined) {
         this.socket.write(head, "latin1");
       } else {
