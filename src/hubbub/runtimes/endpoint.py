@@ -51,6 +51,8 @@ class Reply:
         self._connection.answered(data, self.keep_alive)
 
     def refuse(self, status: int, error_type: str, message: str) -> None:
+        if self.sent:
+            return
         self.sent = True
         data = http11.error_answer(status, error_type, message, keep_alive=self.keep_alive)
         self._connection.answered(data, self.keep_alive)
