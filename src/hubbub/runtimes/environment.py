@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from hubbub.errors import InvocationError
-from hubbub.runtimes import protocol
+from hubbub.runtimes import http11, protocol
+from hubbub.runtimes.endpoint import Connection, Reply
 
 log = logging.getLogger("hubbub.runtime")
 # The function's own output: one record per line, with the function's name and request id.
@@ -101,9 +101,13 @@ class Environment:
         self.retiring = False  # killed or stopping: no further invocation
         self.init_error: protocol.FunctionError | None = None
         self.current: Invocation | None = None
-        self._waiting_next: asyncio.Future[None] | None = None
+        # Output lines without a request id of their own carry the invocation running, or the
+        # last one (a line printed just before the answer is read after it, and output between
+        # invocations comes from the last one, as on Lambda).
+        self._last_request_id: str | None = None
+        self._waiting_next: Reply | None = None  # the long poll of invocation/next
         self._process: asyncio.subprocess.Process | None = None
-        self._server: web.Server | None = None
+        self._connections: set[Connection] = set()
         self._listener: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.pid = 0
@@ -114,8 +118,11 @@ class Environment:
     async def start(self) -> None:
         """Listen, then start the process (raises InvocationError when it cannot start)."""
         loop = asyncio.get_running_loop()
-        self._server = web.Server(self._handle, handler_cancellation=True, access_log=None)
-        self._listener = await loop.create_server(self._server, "127.0.0.1", 0)
+        self._listener = await loop.create_server(
+            lambda: Connection(self._handle, protocol.MAX_RESPONSE_BYTES, self._connections),
+            "127.0.0.1",
+            0,
+        )
         port = self._listener.sockets[0].getsockname()[1]
         self.runtime_api = f"127.0.0.1:{port}"
         env = {**self._env, "AWS_LAMBDA_RUNTIME_API": self.runtime_api}
@@ -154,9 +161,7 @@ class Environment:
                 return
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             match = _UUID.search(text)
-            request_id = (
-                match.group(0) if match else (self.current.request_id if self.current else None)
-            )
+            request_id = match.group(0) if match else self._last_request_id
             fields: dict[str, object] = {"function": self.function}
             if request_id:
                 fields["requestId"] = request_id
@@ -191,8 +196,9 @@ class Environment:
         self.ended = True
         if self.current is not None and not self.current.future.done():
             self.current.future.set_exception(error)
-        if self._waiting_next is not None and not self._waiting_next.done():
-            self._waiting_next.cancel()
+        waiting, self._waiting_next = self._waiting_next, None
+        if waiting is not None and waiting.open:
+            waiting.refuse(500, "ServiceException", "the execution environment ended")
         self._on_exit(self)
 
     def kill(self) -> None:
@@ -225,9 +231,9 @@ class Environment:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        if self._server is not None:
-            server, self._server = self._server, None
-            await server.shutdown(0.1)
+        for connection in list(self._connections):
+            connection.close()
+        self._connections.clear()
 
     # -- invocations ------------------------------------------------------------------------
 
@@ -237,40 +243,49 @@ class Environment:
         if self.ended:
             raise InvocationError("Runtime.ExitError: the execution environment ended")
         self.current = invocation
-        if self._waiting_next is not None and not self._waiting_next.done():
-            self._waiting_next.set_result(None)
+        self._last_request_id = invocation.request_id
+        waiting, self._waiting_next = self._waiting_next, None
+        if waiting is not None and waiting.open:
+            self._deliver(invocation, waiting)  # the event goes out from here: no task, no hop
         try:
             return await invocation.future
         finally:
             self.current = None
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    def _handle(self, request: http11.Request, reply: Reply) -> None:
+        """One Runtime API request (endpoint.py calls it; ``reply`` may be kept: the long poll)."""
         call = protocol.parse_call(request.method, request.path)
         if isinstance(call, protocol.Refusal):
-            return _refuse(call.status, call.error_type, call.message)
+            reply.refuse(call.status, call.error_type, call.message)
+            return
         if call.kind == "next":
-            return await self._next()
+            self._next(reply)
+            return
         if call.kind == "init_error":
-            return await self._init_error(request)
+            self._init_error(request, reply)
+            return
         invocation = self.current
         if (
             invocation is None
             or not invocation.delivered
             or invocation.request_id != (call.request_id)
         ):
-            return _refuse(400, "InvalidRequestID", f"no invocation {call.request_id} here")
+            reply.refuse(400, "InvalidRequestID", f"no invocation {call.request_id} here")
+            return
         if invocation.future.done():
-            return _refuse(400, "InvalidStateTransition", "the invocation was already answered")
+            reply.refuse(400, "InvalidStateTransition", "the invocation was already answered")
+            return
         if call.kind == "response":
-            body = await _read(request, protocol.MAX_RESPONSE_BYTES)
-            if body is None:
+            if request.too_large:
                 message = (
                     f"Exceeded maximum allowed payload size ({protocol.MAX_RESPONSE_BYTES} bytes)."
                 )
                 invocation.future.set_exception(
                     InvocationError(f"Function.ResponseSizeTooLarge: {message}")
                 )
-                return _refuse(413, "RequestEntityTooLarge", message)
+                reply.refuse(413, "RequestEntityTooLarge", message)
+                return
+            body = request.body
             try:
                 result = orjson.loads(body) if body else None
             except orjson.JSONDecodeError:
@@ -279,13 +294,15 @@ class Environment:
                 )
             else:
                 invocation.future.set_result(result)
-            return _accepted()
-        body = await _read(request, protocol.MAX_ERROR_BYTES) or b""
-        error = protocol.parse_function_error(body, request.headers.get(protocol.ERROR_TYPE))
+            reply.send(202, _ACCEPTED)
+            return
+        error = protocol.parse_function_error(
+            _error_body(request), request.headers.get(_ERROR_TYPE)
+        )
         invocation.future.set_exception(InvocationError(str(error)))
-        return _accepted()
+        reply.send(202, _ACCEPTED)
 
-    async def _next(self) -> web.StreamResponse:
+    def _next(self, reply: Reply) -> None:
         self.ready = True
         previous = self.current
         if previous is not None and previous.delivered and not previous.future.done():
@@ -294,27 +311,30 @@ class Environment:
             previous.future.set_exception(
                 InvocationError("Runtime.InvalidResponse: next event asked before answering")
             )
-        while self.current is None or self.current.delivered:
-            if self.ended:
-                return _refuse(500, "ServiceException", "the execution environment ended")
-            self._waiting_next = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiting_next
-            finally:
-                self._waiting_next = None
-        invocation = self.current
+        if self.ended:
+            reply.refuse(500, "ServiceException", "the execution environment ended")
+            return
+        current = self.current
+        if current is not None and not current.delivered:
+            self._deliver(current, reply)
+            return
+        # The long poll: answered by invoke() (or _end) when an event comes.
+        self._waiting_next = reply
+
+    def _deliver(self, invocation: Invocation, reply: Reply) -> None:
         invocation.delivered = True
         headers = protocol.invocation_headers(
             invocation.request_id, invocation.deadline_ms, invocation.arn, protocol.trace_id()
         )
-        return web.Response(status=200, body=invocation.payload, headers=headers)
+        del headers["Content-Type"]  # the answer names its own
+        reply.send(200, invocation.payload, headers)
 
-    async def _init_error(self, request: web.BaseRequest) -> web.StreamResponse:
+    def _init_error(self, request: http11.Request, reply: Reply) -> None:
         if self.ready:
-            return _refuse(403, "InvalidStateTransition", "init/error after initialisation")
-        body = await _read(request, protocol.MAX_ERROR_BYTES) or b""
+            reply.refuse(403, "InvalidStateTransition", "init/error after initialisation")
+            return
         self.init_error = protocol.parse_function_error(
-            body, request.headers.get(protocol.ERROR_TYPE)
+            _error_body(request), request.headers.get(_ERROR_TYPE)
         )
         log.error(
             "function init failed",
@@ -331,31 +351,16 @@ class Environment:
         # Lambda ends an environment whose init failed; the next invocation starts a new one.
         self.retiring = True
         asyncio.get_running_loop().call_soon(self.kill)
-        return _accepted()
+        reply.send(202, _ACCEPTED)
 
 
-async def _read(request: web.BaseRequest, limit: int) -> bytes | None:
-    """The body, or None when it is longer than ``limit`` (read in chunks: aiohttp's own
-    ``read()`` stops at 1 MB)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+_ERROR_TYPE = protocol.ERROR_TYPE.lower()
+_ACCEPTED = b'{"status":"OK"}'
 
 
-def _accepted() -> web.Response:
-    return web.Response(status=202, body=b'{"status":"OK"}', content_type="application/json")
-
-
-def _refuse(status: int, error_type: str, message: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=protocol.error_body(error_type, message),
-        content_type="application/json",
-    )
+def _error_body(request: http11.Request) -> bytes:
+    """An error report's body; one over MAX_ERROR_BYTES is dropped (the log and the frame need
+    little), as if the runtime had sent none."""
+    if request.too_large or len(request.body) > protocol.MAX_ERROR_BYTES:
+        return b""
+    return request.body

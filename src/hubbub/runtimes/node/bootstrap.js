@@ -80,7 +80,7 @@ function makeContext(headers, callbackContext) {
   return Object.defineProperties(context, Object.getOwnPropertyDescriptors(callbackContext));
 }
 
-// One invocation: resolves once its result or error has been posted.
+// One invocation: resolves once its result or error has been sent (its 202 comes later).
 function invoke(handler, invocation) {
   return new Promise((resolve) => {
     const requestId = invocation.headers["lambda-runtime-aws-request-id"];
@@ -106,10 +106,13 @@ function invoke(handler, invocation) {
           posted = api.postError(requestId, failure);
         }
       }
-      posted.then(resolve, (cause) => {
+      posted.catch((cause) => {
         console.error("Runtime API request failed", errors.toFormatted(cause));
         process.exit(1); // hubbub lost track of us: let it replace this environment
       });
+      // The request is written: GET .../next goes out right behind it on the same connection
+      // (pipelined), rather than after its 202.
+      resolve();
     };
 
     // The first of callback, done, succeed, fail (or the returned promise) gives the answer.

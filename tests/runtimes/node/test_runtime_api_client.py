@@ -1,0 +1,160 @@
+"""The Node.js bootstrap's Runtime API client (src/hubbub/runtimes/node/runtime_api.js, on
+node:net) against a scripted server: keep-alive, chunked answers, and a clear error on anything
+unexpected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import hubbub.runtimes
+
+pytestmark = [
+    pytest.mark.node,
+    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
+]
+
+CLIENT = Path(hubbub.runtimes.__file__).parent / "node" / "runtime_api.js"
+TIMEOUT = 20.0
+HEADERS = b"Lambda-Runtime-Aws-Request-Id: r1\r\nLambda-Runtime-Deadline-Ms: 1\r\n"
+
+# Two calls of next() in a row; prints each outcome as a JSON line.
+SCRIPT = """
+const { RuntimeApi } = require(process.argv[1]);
+const api = new RuntimeApi(process.argv[2]);
+(async () => {
+  for (let i = 0; i < 2; i++) {
+    try {
+      const r = await api.next();
+      console.log(JSON.stringify({ body: r.body, id: r.headers["lambda-runtime-aws-request-id"] }));
+    } catch (e) {
+      console.log(JSON.stringify({ error: e.message }));
+    }
+  }
+})();
+"""
+
+
+async def _run(answers: list[bytes]) -> tuple[list[dict[str, str]], int]:
+    """Serve ``answers`` (one per request, on whatever connection asks; an answer ending in
+    ``CLOSE`` closes the connection after it); returns the client's outcomes and how many
+    connections it opened."""
+    queue = list(answers)
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while queue:
+                await reader.readuntil(b"\r\n\r\n")
+                answer = queue.pop(0)
+                close = answer.endswith(b"CLOSE")
+                writer.write(answer.removesuffix(b"CLOSE"))
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            "-e",
+            SCRIPT,
+            str(CLIENT),
+            f"127.0.0.1:{port}",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+    finally:
+        server.close()
+    return [json.loads(line) for line in out.decode().splitlines()], connections
+
+
+async def test_keep_alive_content_length_and_chunked_answers() -> None:
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n" + HEADERS + b'\r\n{"a"}'
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+        + HEADERS
+        + b'\r\n2\r\n{"\r\n3;x=1\r\nb"}\r\n0\r\n\r\n'
+    )
+    outcomes, connections = await _run([plain, chunked])
+    assert outcomes == [{"body": '{"a"}', "id": "r1"}, {"body": '{"b"}', "id": "r1"}]
+    assert connections == 1  # one keep-alive connection for both
+
+
+async def test_an_answer_ended_by_closing_then_a_new_connection() -> None:
+    until_close = b"HTTP/1.0 200 OK\r\n" + HEADERS + b"\r\n{}CLOSE"
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + HEADERS + b"\r\n[]"
+    outcomes, connections = await _run([until_close, plain])
+    assert outcomes == [{"body": "{}", "id": "r1"}, {"body": "[]", "id": "r1"}]
+    assert connections == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"SMTP ready\r\n\r\nCLOSE", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\nCLOSE", "malformed header"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nCLOSE", "invalid Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nCLOSE", "unsupported Transfer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}CLOSE", "closed before the whole"),
+        (b"CLOSE", "closed before the whole answer"),
+    ],
+)
+async def test_unexpected_answers_are_clear_errors(answer: bytes, words: str) -> None:
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + HEADERS + b"\r\n{}"
+    outcomes, _ = await _run([answer, plain])
+    first, second = outcomes
+    assert words in first["error"]
+    assert first["error"].startswith("Runtime API: ")
+    assert second == {"body": "{}", "id": "r1"}  # the next request opens a new connection
+
+
+PIPELINE = """
+const { RuntimeApi } = require(process.argv[1]);
+const api = new RuntimeApi(process.argv[2]);
+(async () => {
+  const posted = api.postResponse("r0", { x: 1 });
+  const next = api.next();
+  const [a, b] = [await posted, await next];
+  console.log(JSON.stringify({ a: a.status, b: b.body }));
+})();
+"""
+
+
+async def test_the_response_and_the_next_request_are_pipelined() -> None:
+    """POST .../response and GET .../next go out together on one connection; both answers in
+    one write are read in order."""
+    seen = bytearray()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while seen.count(b"\r\n\r\n") < 2 or not seen.endswith(b"\r\n\r\n"):
+            seen.extend(await reader.read(4096))
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n" + HEADERS + b"\r\n[1]")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node", "-e", PIPELINE, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+    finally:
+        server.close()
+    assert json.loads(out) == {"a": 202, "b": "[1]"}
+    assert seen.startswith(b"POST /2018-06-01/runtime/invocation/r0/response HTTP/1.1\r\n")
+    assert b'{"x":1}GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n' in seen
