@@ -32,7 +32,7 @@ from hubbub.aws.selection import compile_route_selection, select_route
 from hubbub.aws.sigv4 import Credential, SigV4Verifier
 from hubbub.config import load_config
 from hubbub.errors import ConfigError, SignatureError
-from hubbub.gateway.transport_aiohttp import _FrameGuard
+from hubbub.gateway.frames_aiohttp import _FrameGuard
 
 # -- management paths --------------------------------------------------------------------------
 segments = st.text(min_size=1, max_size=30)

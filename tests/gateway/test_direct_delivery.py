@@ -17,7 +17,7 @@ import websockets
 from aiohttp import WSMsgType
 
 from bench.fuzz.wire import Peer, frame, upgrade_request
-from hubbub.gateway import transport_aiohttp
+from hubbub.gateway import frames_aiohttp, transport_aiohttp
 from hubbub.gateway.invoke import Invoker, Route
 from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
 from tests.gateway.conftest import HANDLERS, GatewayFactory
@@ -113,11 +113,11 @@ async def test_plain_tcp_sockets_read_the_common_frame_themselves(gateway: Gatew
         await eventually(lambda: len(gw.hub.connections) == 1)
         # Idle connections hold none of it (memory per idle connection): it starts with the
         # first text message.
-        assert type(_transport_protocol(gw)) is not transport_aiohttp._FastReader
+        assert type(_transport_protocol(gw)) is not frames_aiohttp._FastReader
         message = json.dumps({"action": "echo"}).encode()
         await peer.send(frame(0x1, message))
         assert await asyncio.wait_for(peer.read_frame(), 5) == (0x1, message)
-        assert type(_transport_protocol(gw)) is transport_aiohttp._FastReader
+        assert type(_transport_protocol(gw)) is frames_aiohttp._FastReader
         await peer.close()
 
 
@@ -189,7 +189,7 @@ def test_a_failing_receiver_is_logged_and_the_parser_goes_on(
 
     loop = asyncio.new_event_loop()
     try:
-        queue = transport_aiohttp._DirectQueue(object(), 2**16, loop=loop)
+        queue = frames_aiohttp._DirectQueue(object(), 2**16, loop=loop)
         queue.ws = Waiting()  # type: ignore[assignment]
         queue.owner = None
 

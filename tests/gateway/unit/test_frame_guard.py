@@ -12,7 +12,7 @@ import pytest
 from aiohttp import WebSocketError, WSCloseCode
 
 from bench.fuzz.wire import frame
-from hubbub.gateway.transport_aiohttp import _FrameGuard
+from hubbub.gateway.frames_aiohttp import _FrameGuard
 
 TEXT, BINARY, PING = 0x1, 0x2, 0x9
 LIMIT = 1000
