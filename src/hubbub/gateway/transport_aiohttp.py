@@ -371,14 +371,20 @@ class Listener:
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        # Worker processes (hubbub.workers) each listen on the same port; the kernel spreads
-        # new connections over their sockets.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # Worker processes (hubbub.workers) each listen on the same port; the kernel
+            # spreads new connections over their sockets.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        # A port in use is a normal start-up error (the caller names the key): the socket
+        # must not be left for the garbage collector to close with a ResourceWarning.
+        sock.close()
+        raise
     return sock
 
 
@@ -682,7 +688,16 @@ async def _serve(
         shutdown_timeout=0.5,
     )
     await runner.setup()
-    sock = _bind(host, port, reuse_port=reuse_port)
-    site = LimitedSite(runner, sock, limits, ssl_context=ssl_context)
-    await site.start()
+    try:
+        sock = _bind(host, port, reuse_port=reuse_port)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    try:
+        site = LimitedSite(runner, sock, limits, ssl_context=ssl_context)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        sock.close()
+        raise
     return Listener(runner, sock, limits)
