@@ -42,7 +42,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.helpers import DEFAULT_CHUNK_SIZE, rfc822_formatted_time
@@ -52,7 +52,7 @@ from aiohttp.http_websocket import WS_KEY, WebSocketError, WebSocketReader, WebS
 from aiohttp.http_writer import _serialize_headers
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from hubbub.aws.ids import new_request_id
 from hubbub.aws.management import error_body
@@ -330,12 +330,17 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
 
     def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
         proto = request.protocol
-        # Bytes that came with the upgrade request (frames sent before the 101) are parsed
-        # by super()._post_start; only without them can its parser and queue be swapped.
-        pipelined = bool(proto._message_tail)
-        super()._post_start(request, protocol, writer)
-        if not pipelined and not self._compress:
-            # aiohttp's own queue and parser, built again with the queue of _DirectQueue.
+        if proto._message_tail or self._compress:
+            # Bytes that came with the upgrade request (frames sent before the 101) are parsed
+            # as aiohttp's set_parser installs its queue and parser, so those stay aiohttp's;
+            # so do a compressed socket's (its messages take receive_inflated's checks).
+            super()._post_start(request, protocol, writer)
+        else:
+            # aiohttp's _post_start, with the queue of _DirectQueue (built once, not replaced
+            # after aiohttp built its own: a queue and a parser fewer per handshake).
+            self._ws_protocol = protocol
+            self._writer = writer
+            self._reset_heartbeat()
             assert self._loop is not None  # set by prepare() before _post_start
             queue = _DirectQueue(proto, DEFAULT_CHUNK_SIZE, loop=self._loop)
             queue.on_text = None
@@ -345,7 +350,9 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
             self._parser = WebSocketReader(
                 queue, self._max_msg_size, compress=False, decode_text=self._decode_text
             )
-            proto._payload_parser = self._parser
+            received = None if self._heartbeat is None else self._on_data_received
+            proto.set_parser(self._parser, data_received_cb=received)
+            proto.keep_alive(False)  # as aiohttp: no HTTP keep-alive for a WebSocket
         parser = proto._payload_parser
         if parser is not None and self._max_frame:
             proto._payload_parser = _FrameGuard(parser, self._reader, self._max_frame)
@@ -468,7 +475,7 @@ def _handshake(
         raw_path,
         query,
         # The case the client sent; API Gateway events keep it too.
-        tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers),
+        tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]),
         str(peer[0]) if peer else "",
         port=int(local[1]) if local else 0,
         scheme="https" if secure else "http",
@@ -654,11 +661,15 @@ class _OwnUpgrade:
             subprotocol = None  # aiohttp names a subprotocol only when the client offered one
         elif subprotocol is None or subprotocol not in [p.strip() for p in offered.split(",")]:
             return None  # no overlap: aiohttp logs it and answers without one
-        out: CIMultiDict[str] = CIMultiDict()
-        for name, value in accept.headers.items():
-            if name.lower() in _MERGED_HEADERS or name in out:  # (case-insensitive, as aiohttp's)
-                return None
-            out[name] = value
+        out: dict[str, str] = {}
+        if accept.headers:
+            seen: set[str] = set()
+            for name, value in accept.headers.items():
+                lower = name.lower()
+                if lower in _MERGED_HEADERS or lower in seen:  # aiohttp's are case-insensitive
+                    return None
+                seen.add(lower)
+                out[name] = value
         # aiohttp's order: the Accept's headers, its handshake headers, then Date and Server.
         key = headers["Sec-WebSocket-Key"].encode()
         out["Upgrade"] = "websocket"
@@ -669,9 +680,10 @@ class _OwnUpgrade:
         out["Date"] = rfc822_formatted_time()
         out["Server"] = SERVER_SOFTWARE
         try:
-            return _serialize_headers("HTTP/1.1 101 Switching Protocols", out), subprotocol
+            head = _serialize_headers("HTTP/1.1 101 Switching Protocols", cast(Any, out))
         except ValueError:  # a control character aiohttp refuses to write: its path answers
             return None
+        return head, subprotocol
 
 
 def _handled(proto: RequestHandler) -> None:
