@@ -593,12 +593,12 @@ class _OwnUpgrade:
             decision = await self._on_handshake(
                 _handshake(message.path, message.raw_headers, proto, secure=False)
             )
-        except asyncio.CancelledError:
-            _handled(proto)
-            proto.force_close()  # as aiohttp's request loop does when its handler is cancelled
-            raise
         except Exception as exc:  # websocket_entry raises it again, in aiohttp's handler
             decision = exc
+        except BaseException:  # cancelled: as aiohttp's request loop ends then
+            _handled(proto)
+            proto.force_close()
+            raise
         transport = proto.transport
         if proto._force_close or transport is None or transport.is_closing():
             _handled(proto)  # the client left during $connect: nothing to answer
@@ -641,12 +641,12 @@ class _OwnUpgrade:
         try:
             await run
             await ws.write_eof()  # what aiohttp does with the response its handler returns
-        except asyncio.CancelledError:
-            proto.force_close()
-            raise
         except Exception as exc:
             proto.log_exception("Error handling request", exc_info=exc)
             proto.force_close()
+        except BaseException:
+            proto.force_close()
+            raise
         finally:
             _handled(proto)
         _finished(proto)
