@@ -18,7 +18,9 @@ import pytest
 from aiohttp import web
 
 from hubbub.gateway.app import Gateway
+from hubbub.gateway.lifecycle import Lifecycle
 from hubbub.gateway.transport_aiohttp import _UpgradedRequest
+from hubbub.wire.http import Handshake
 from tests.gateway.conftest import GatewayFactory, routes
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -152,3 +154,40 @@ async def test_a_client_close_is_answered_the_same_on_both_paths(
     disconnect = app.EVENTS[1]
     assert disconnect["requestContext"]["eventType"] == "DISCONNECT"
     assert disconnect["requestContext"]["disconnectStatusCode"] == 4001
+
+
+async def test_an_error_of_the_handshake_on_the_own_path_is_aiohttps_500(
+    gateway: GatewayFactory, app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Lifecycle, hs: Handshake) -> None:
+        raise RuntimeError("handshake failed")
+
+    monkeypatch.setattr(Lifecycle, "_admitted_handshake", broken)
+    async with gateway(routes=routes(_connect="record")) as gw:
+        head, _, writer = await _upgrade(gw)
+        writer.close()
+        assert gw.hub.connections == {}
+    assert head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+
+
+async def test_an_upgrade_after_another_request_on_the_connection_is_aiohttps(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        assert gw.public is not None
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(health.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + KEY + b"\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        kinds = [type(req).__name__ for req in _requests_of(gw)]
+        writer.close()
+    assert health.startswith(b"HTTP/1.1 200 ")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert kinds == ["Request"]  # a keep-alive connection's later requests stay aiohttp's
+    assert len(app.EVENTS) == 1
