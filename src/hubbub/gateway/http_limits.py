@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,10 @@ class ConnectionLimits:
     # [server] proxy_protocol: peers for which this returns True must start with a PROXY
     # protocol header (hubbub.gateway.proxy_protocol); None: no connection sends one.
     proxy_from: Callable[[str], bool] | None = None
+    # The public listener's own upgrade path (transport_aiohttp's _OwnUpgrade): given each
+    # connection once its first request is parsed, it answers the common WebSocket upgrade
+    # itself and hands anything else to aiohttp's request loop. None: aiohttp's loop only.
+    first_request: Callable[[Any], Awaitable[None]] | None = None
     # Connections of this listener accepted and not yet upgraded (or closed).
     pending: int = field(default=0, init=False)
     refused_pending: int = field(default=0, init=False)
@@ -171,6 +175,22 @@ class _LimitedHandler(RequestHandler):
         if self._pending:
             self._pending = False
             self._limits.pending -= 1
+
+    # -- the first request ---------------------------------------------------------------------
+    async def start(self) -> None:
+        first_request = self._limits.first_request
+        if first_request is None:
+            await super().start()
+            return
+        # aiohttp's own wait for a request (RequestHandler.start begins with it): a connection
+        # closed or timed out before one cancels the wait, and this task ends as aiohttp's does.
+        if not self._force_close and not self._messages:
+            try:
+                self._waiter = self._loop.create_future()
+                await self._waiter
+            finally:
+                self._waiter = None
+        await first_request(self)
 
     # -- head size ----------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:

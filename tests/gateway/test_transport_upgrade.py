@@ -1,0 +1,193 @@
+"""The public listener's own upgrade path (transport_aiohttp's ``_OwnUpgrade``), on real sockets.
+
+A plain upgrade is answered without aiohttp's request machinery; anything else (and every answer
+aiohttp shapes itself) still goes through aiohttp. These tests check that the two paths write the
+same 101, that a refusal decided on the own path is answered once and by aiohttp, that frames
+sent with the request are not lost, and that an open connection keeps no parsed request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import struct
+from types import ModuleType
+
+import pytest
+from aiohttp import web
+
+from hubbub.gateway.app import Gateway
+from hubbub.gateway.lifecycle import Lifecycle
+from hubbub.gateway.transport_aiohttp import _UpgradedRequest
+from hubbub.wire.http import Handshake
+from tests.gateway.conftest import GatewayFactory, routes
+
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+ECHO = {"handler": "echo", "route_response": True}
+
+
+async def _upgrade(
+    gw: Gateway, extra: bytes = b"", after: bytes = b""
+) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+    """The answer's head to a raw upgrade request (``extra`` header lines, then ``after`` in
+    the same write), and the open connection."""
+    assert gw.public is not None
+    reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+    writer.write(
+        b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        + KEY
+        + b"\r\n"
+        + extra
+        + b"\r\n"
+        + after
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return head, reader, writer
+
+
+def _masked_text(text: bytes) -> bytes:
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    return struct.pack("!BB", 0x81, 0x80 | len(text)) + mask + body
+
+
+def _requests_of(gw: Gateway) -> list[object]:
+    """The ``_req`` of every open connection's WebSocketResponse."""
+    return [conn.socket._ws._req for conn in gw.hub.connections.values()]
+
+
+async def test_the_own_101_is_the_one_aiohttp_writes(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    app.CONNECT_RESULT["headers"] = {"X-Hello": "world", "Content-Type": "text/plain"}
+    async with gateway(routes=routes(_connect="record")) as gw:
+        own, _, w1 = await _upgrade(gw)
+        # A subprotocol offer the handler does not take: aiohttp answers (and logs it).
+        theirs, _, w2 = await _upgrade(gw, b"Sec-WebSocket-Protocol: other\r\n")
+        assert len(gw.hub.connections) == 2
+        kinds = sorted(type(req).__name__ for req in _requests_of(gw))
+        w1.close()
+        w2.close()
+    assert kinds == ["Request", "_UpgradedRequest"]
+
+    def lines(head: bytes) -> list[bytes]:
+        return [line for line in head.split(b"\r\n") if not line.startswith(b"Date: ")]
+
+    assert own.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert lines(own) == lines(theirs)  # the same headers in the same order
+    assert b"Date: " in own
+    assert b"X-Hello: world\r\n" in own
+    assert len(app.EVENTS) == 2
+
+
+async def test_an_open_connection_keeps_no_parsed_request(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record"), server={"compression": True}) as gw:
+        _, _, writer = await _upgrade(gw)
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, web.BaseRequest)]
+        assert alive == []
+        assert [type(req) for req in _requests_of(gw)] == [_UpgradedRequest]
+        # An extension offer with compression on: aiohttp negotiates it, its request stays.
+        deflate = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        head, _, other = await _upgrade(gw, deflate)
+        assert b"Sec-WebSocket-Extensions: permessage-deflate" in head
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, web.BaseRequest)]
+        assert len(alive) == 1
+        writer.close()
+        other.close()
+
+
+async def test_a_refusal_decided_on_the_own_path_is_answered_once_by_aiohttp(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    app.CONNECT_RESULT.update({"statusCode": 403, "headers": {"X-Why": "no"}, "body": "denied"})
+    async with gateway(routes=routes(_connect="record")) as gw:
+        head, reader, writer = await _upgrade(gw)
+        body = await asyncio.wait_for(reader.readexactly(len(b"denied")), 5)
+        writer.close()
+        assert gw.hub.connections == {}
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert b"X-Why: no\r\n" in head
+    assert body == b"denied"
+    assert len(app.EVENTS) == 1  # $connect ran once, on the own path
+
+
+async def test_a_frame_sent_with_the_upgrade_request_is_answered(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    message = b'{"action": "echo", "n": 1}'
+    async with gateway(routes=routes(_connect="record", echo=ECHO)) as gw:
+        head, reader, writer = await _upgrade(gw, after=_masked_text(message))
+        assert head.startswith(b"HTTP/1.1 101 ")
+        frame = await asyncio.wait_for(reader.readexactly(2 + len(message)), 5)
+        assert [type(req) for req in _requests_of(gw)] == [_UpgradedRequest]
+        writer.close()
+    assert frame == bytes([0x81, len(message)]) + message
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind"),
+    [(b"", "_UpgradedRequest"), (b"Sec-WebSocket-Protocol: other\r\n", "Request")],
+    ids=["own", "aiohttp"],
+)
+async def test_a_client_close_is_answered_the_same_on_both_paths(
+    gateway: GatewayFactory, app: ModuleType, extra: bytes, kind: str
+) -> None:
+    async with gateway(routes=routes(_connect="record", _disconnect="record")) as gw:
+        _, reader, writer = await _upgrade(gw, extra)
+        assert [type(req).__name__ for req in _requests_of(gw)] == [kind]
+        # A masked close frame with code 4001: aiohttp answers with 1000, $disconnect has 4001.
+        writer.write(b"\x88\x82\x00\x00\x00\x00" + struct.pack("!H", 4001))
+        frame = await asyncio.wait_for(reader.readexactly(4), 5)
+        assert frame == b"\x88\x02" + struct.pack("!H", 1000)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # then the server closes
+        writer.close()
+        for _ in range(100):
+            if len(app.EVENTS) == 2:
+                break
+            await asyncio.sleep(0.02)
+    disconnect = app.EVENTS[1]
+    assert disconnect["requestContext"]["eventType"] == "DISCONNECT"
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 4001
+
+
+async def test_an_error_of_the_handshake_on_the_own_path_is_aiohttps_500(
+    gateway: GatewayFactory, app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Lifecycle, hs: Handshake) -> None:
+        raise RuntimeError("handshake failed")
+
+    monkeypatch.setattr(Lifecycle, "_admitted_handshake", broken)
+    async with gateway(routes=routes(_connect="record")) as gw:
+        head, _, writer = await _upgrade(gw)
+        writer.close()
+        assert gw.hub.connections == {}
+    assert head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+
+
+async def test_an_upgrade_after_another_request_on_the_connection_is_aiohttps(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    async with gateway(routes=routes(_connect="record")) as gw:
+        assert gw.public is not None
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(health.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + KEY + b"\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        kinds = [type(req).__name__ for req in _requests_of(gw)]
+        writer.close()
+    assert health.startswith(b"HTTP/1.1 200 ")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert kinds == ["Request"]  # a keep-alive connection's later requests stay aiohttp's
+    assert len(app.EVENTS) == 1
