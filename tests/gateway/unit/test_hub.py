@@ -248,3 +248,44 @@ def test_a_compressed_connection_over_the_limit_is_dropped() -> None:
     assert not hub.send(compressed.conn, b"x")
     assert compressed.transport.aborted
     assert compressed.conn.close_status == (1013, "Send queue full")
+
+
+def test_a_room_send_follows_joins_leaves_and_removals_since_the_last_send() -> None:
+    """Each room keeps its plain members laid out for the send loop between sends
+    (Members.recipients); a join, a leave or a removal must show in the very next send."""
+    a, b, c = Peer("a"), Peer("b"), Peer("c")
+    hub = _hub(a, b, c)
+    hub.join("lobby", a.conn)
+    hub.join("lobby", b.conn)
+    assert hub.send_room("lobby", b"1") == 2
+    hub.join("lobby", c.conn)
+    assert hub.send_room("lobby", b"2") == 3
+    hub.leave("lobby", a.conn)
+    assert hub.send_room("lobby", b"3") == 2
+    hub.remove(b.conn)
+    assert hub.send_room("lobby", b"4") == 1
+    assert hub.send_room("lobby", b"5", exclude="c") == 0
+    hub.join("lobby", a.conn)
+    assert hub.send_room("lobby", b"6", exclude="c") == 1
+
+    def got(peer: Peer) -> list[bytes]:
+        return peer.transport.written
+
+    assert got(a) == [frame_text(b"1"), frame_text(b"2"), frame_text(b"6")]
+    assert got(b) == [frame_text(b"1"), frame_text(b"2"), frame_text(b"3")]
+    assert got(c) == [frame_text(b"2"), frame_text(b"3"), frame_text(b"4")]
+
+
+def test_a_member_that_closes_between_two_sends_is_skipped_before_it_leaves() -> None:
+    """The laid-out members are not rebuilt when one closes (it leaves the room only once the
+    hub removes it): each send still checks every socket's state."""
+    a, b = Peer("a"), Peer("b")
+    hub = _hub(a, b)
+    for peer in (a, b):
+        hub.join("lobby", peer.conn)
+    assert hub.send_room("lobby", b"1") == 2
+    a.transport.abort()
+    b.ws._closed = True  # its closing handshake has begun
+    assert hub.send_room("lobby", b"2") == 0
+    assert hub.rooms == {"lobby": {"a", "b"}}
+    assert a.transport.written == b.transport.written == [frame_text(b"1")]
