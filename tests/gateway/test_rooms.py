@@ -257,6 +257,33 @@ async def test_a_room_send_reaches_whoever_joined_left_or_closed_since_the_last_
             assert await ws[0].recv() == "direct"
 
 
+async def test_room_sends_stay_in_order_for_every_member_while_one_falls_behind(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """While one member's transport holds frames, the others are still written by descriptor
+    (Socket.broadcast then checks each socket in turn): everyone gets every message in order."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 2) as (ws, ids):
+            for cid in ids:
+                await gw.rooms.join("r", cid)
+            slow = gw.hub.connections[ids[0]].socket
+            ws[0].transport.pause_reading()
+            chunk = "x" * 20_000
+            sent = 0
+            while sent < 20 or slow.buffered() == 0:  # until the slow one's transport queues
+                assert await gw.rooms.send("r", f"{sent:06d}{chunk}") == 2
+                assert await ws[1].recv() == f"{sent:06d}{chunk}"
+                sent += 1
+            for n in range(sent, sent + 20):
+                assert await gw.rooms.send("r", f"{n:06d}{chunk}") == 2
+            assert [await ws[1].recv() for _ in range(20)] == [
+                f"{n:06d}{chunk}" for n in range(sent, sent + 20)
+            ]
+            ws[0].transport.resume_reading()
+            got = [await asyncio.wait_for(ws[0].recv(), 5) for _ in range(sent + 20)]
+            assert got == [f"{n:06d}{chunk}" for n in range(sent + 20)]
+
+
 async def test_a_member_aborted_between_two_room_sends_is_skipped(
     gateway: GatewayFactory, app: ModuleType
 ) -> None:

@@ -200,20 +200,44 @@ class Socket:
         if skip is not None:
             direct = [entry for entry in direct if entry[3] is not skip]
             queued = [sock for sock in queued if sock is not skip]
+        count = len(direct) + len(queued)
         missed = 0
         over: list[Socket] = []
         size = len(frame)
         write = _os_write
-        for ws, transport, fd, sock in direct:
-            if ws._closed or transport.is_closing():
-                missed += 1
-            elif transport.get_write_buffer_size() == 0:
+        kind = recipients.kind
+        transports = recipients.transports
+        if (
+            kind is not None
+            and not any(map(kind.is_closing, transports))
+            and not any(map(kind.get_write_buffer_size, transports))
+        ):
+            # Every transport is open and empty (the usual case): checked in two passes that
+            # call the transport's methods from C (map), not one call each from the loop. The
+            # loop below changes no other transport's state, so the answers hold throughout.
+            for ws, transport, fd, sock in direct:
+                if ws._closed:
+                    missed += 1
+                    continue
                 try:
                     sent = write(fd, frame)
                 except OSError:  # EAGAIN, or an error the transport's own write meets again
                     sent = 0
                 if sent != size:
                     transport.write(frame[sent:] if sent else frame)  # queued after what was sent
+                    if transport.get_write_buffer_size() > limit:
+                        over.append(sock)
+            direct = []
+        for ws, transport, fd, sock in direct:
+            if ws._closed or transport.is_closing():
+                missed += 1
+            elif transport.get_write_buffer_size() == 0:
+                try:
+                    sent = write(fd, frame)
+                except OSError:
+                    sent = 0
+                if sent != size:
+                    transport.write(frame[sent:] if sent else frame)
                     if transport.get_write_buffer_size() > limit:
                         over.append(sock)
             else:
@@ -228,7 +252,7 @@ class Socket:
             transport.write(frame)
             if transport.get_write_buffer_size() > limit:
                 over.append(sock)
-        return len(direct) + len(queued) - missed, over
+        return count - missed, over
 
     @property
     def compressed(self) -> bool:
@@ -270,12 +294,13 @@ class Recipients:
 
     ``direct`` holds, per socket written by descriptor, the ``(WebSocketResponse, transport,
     descriptor, socket)`` the send loop reads, so the loop unpacks one tuple instead of
-    following three attributes; ``queued`` the other sockets (TLS and other transports that
+    following three attributes; ``transports`` their transports alone, for the state checks
+    made over all of them at once; ``queued`` the other sockets (TLS and other transports that
     are not plain TCP), written through their transport. Only facts fixed for a socket's life
     are laid out here; whether it can be written to right now is checked on every send.
     """
 
-    __slots__ = ("direct", "queued")
+    __slots__ = ("direct", "kind", "queued", "transports")
 
     def __init__(self, sockets: Iterable[Socket]) -> None:
         self.direct: list[tuple[web.WebSocketResponse, asyncio.Transport, int, Socket]] = []
@@ -285,6 +310,11 @@ class Recipients:
                 self.direct.append((sock._ws, sock._transport, sock._fd, sock))
             else:
                 self.queued.append(sock)
+        self.transports = [entry[1] for entry in self.direct]
+        # The one class of every transport in ``direct`` (uvloop's or asyncio's), whose methods
+        # Socket.broadcast maps over ``transports``; None when they are mixed.
+        kinds = {type(transport) for transport in self.transports}
+        self.kind: type[asyncio.Transport] | None = kinds.pop() if len(kinds) == 1 else None
 
 
 _BAD_DEFLATE = "Invalid compressed data"

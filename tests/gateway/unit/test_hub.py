@@ -6,10 +6,16 @@ bytes to every recipient; a recipient whose send queue passes the limit is dropp
 
 from __future__ import annotations
 
+import socket
+from typing import Any, cast
+
+import pytest
+
 from hubbub.gateway.hub import Hub
+from hubbub.gateway.transport_aiohttp import Recipients, Socket
 from hubbub.wire.frames import frame_message, frame_text
 from hubbub.wire.session import Envelope
-from tests.gateway.unit.fakes import Peer
+from tests.gateway.unit.fakes import FakeTransport, FakeWebSocket, Peer
 from tests.helpers import eventually
 
 LIMIT = 1000
@@ -289,3 +295,30 @@ def test_a_member_that_closes_between_two_sends_is_skipped_before_it_leaves() ->
     assert hub.send_room("lobby", b"2") == 0
     assert hub.rooms == {"lobby": {"a", "b"}}
     assert a.transport.written == b.transport.written == [frame_text(b"1")]
+
+
+class _OtherTransport(FakeTransport):
+    """A second transport class: a room whose sockets mix classes cannot be checked in one pass."""
+
+
+def test_sockets_written_by_descriptor_with_mixed_transport_classes_each_get_the_frame() -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        sockets = []
+        for i, (ours, _) in enumerate(pairs):
+            ours.setblocking(False)
+            transport = FakeTransport() if i % 2 else _OtherTransport()
+            sock = Socket(cast(Any, FakeWebSocket()), cast(Any, transport))
+            sock._fd = ours.fileno()  # as for a plain TCP transport (_plain_fd)
+            sockets.append(sock)
+        recipients = Recipients(sockets)
+        assert recipients.kind is None
+        assert Socket.broadcast(recipients, frame_text(b"hi"), LIMIT, skip=sockets[1]) == (2, [])
+        assert [theirs.recv(64) for _, theirs in pairs[::2]] == [frame_text(b"hi")] * 2
+        pairs[1][1].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            pairs[1][1].recv(64)
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
