@@ -24,6 +24,7 @@ import pytest
 import websockets
 from botocore import useragent
 from botocore.regions import EndpointRulesetResolver
+from botocore.serialize import RestJSONSerializer
 from botocore.stub import Stubber
 
 from hubbub.gateway.app import Gateway
@@ -46,9 +47,10 @@ def _client(endpoint: str, *, uncached: bool = False, **kwargs: Any) -> Any:
         aws_secret_access_key="test",
         **kwargs,
     )
-    if uncached:  # botocore's own resolver and user agent, as without hubbub
+    if uncached:  # botocore's own resolver, user agent and serializer, as without hubbub
         client._ruleset_resolver.__class__ = EndpointRulesetResolver
         client._user_agent_creator.__class__ = useragent.UserAgentString
+        client._serializer._serializer.__class__ = RestJSONSerializer
     return client
 
 
@@ -117,6 +119,9 @@ def _run(client: Any, cid: str) -> tuple[list[tuple[str | None, Any]], list[tupl
         lambda: client.post_to_connection(Data=b"x"),  # ParamValidationError
         lambda: client.post_to_connection(ConnectionId=cid, Data=7),  # ParamValidationError
         lambda: client.post_to_connection(ConnectionId=cid, Data="text"),
+        # Ids that need percent-encoding in the path (no such connection).
+        lambda: client.post_to_connection(ConnectionId="a b/c+d?é", Data=b"x"),
+        lambda: client.get_connection(ConnectionId="a b/c+d?é"),
     ]
     outcomes = [_outcome(call) for _ in range(2) for call in calls]
     return outcomes, seen.events
@@ -169,7 +174,8 @@ async def test_cached_clients_build_and_answer_as_uncached_ones(endpoint: str, c
     # The second round came from the caches.
     assert cached._ruleset_resolver._hubbub_cache
     assert cached._user_agent_creator._hubbub_strings
-    kinds = [kind for kind, _ in got[:7]]
+    assert cached._serializer._serializer._hubbub_uris
+    kinds = [kind for kind, _ in got[:9]]
     gone = None if endpoint != "other stage" else "ForbiddenException"
     assert kinds == [
         gone,
@@ -179,12 +185,14 @@ async def test_cached_clients_build_and_answer_as_uncached_ones(endpoint: str, c
         "ParamValidationError",
         "ParamValidationError",
         gone,
+        gone or "GoneException",
+        gone or "GoneException",
     ]
     # Every call resolves its endpoint (botocore validates afterwards), cached or not; the
     # calls that fail validation stop there.
     names = [name for name, _ in got_seen]
-    assert names.count("before-endpoint-resolution") == 14
-    assert names.count("before-call") == names.count("after-call") == 10
+    assert names.count("before-endpoint-resolution") == 18
+    assert names.count("before-call") == names.count("after-call") == 14
 
 
 async def test_an_endpoint_resolution_error_is_raised_as_uncached_every_time() -> None:
@@ -254,7 +262,7 @@ async def test_an_endpoint_that_is_not_a_gateway_of_this_process_is_not_cached()
             await listener.close()
     assert got == want
     assert got_seen == want_seen
-    assert len(sent) == 10  # every call that passed validation went to the network
+    assert len(sent) == 14  # every call that passed validation went to the network
     assert not cached._ruleset_resolver._hubbub_cache
 
 
