@@ -23,7 +23,7 @@ process (:func:`~hubbub.gateway.management.targets.target_for`) is answered by t
   a socket. With ``auth = "sigv4"`` every call takes this way, signed: ``handle`` verifies the
   signature, so a handler with a wrong key gets ``ForbiddenException`` as over HTTP (and on AWS).
 
-- ``creating-client-class`` gives every apigatewaymanagementapi client two caches of botocore's
+- ``creating-client-class`` gives every apigatewaymanagementapi client three caches of botocore's
   own per-call work, each a function of what it is keyed by (tests/gateway/test_inprocess_caches.py
   compares cached clients with uncached twins): the endpoint, for endpoints that name a gateway of
   this process (:class:`_CachingResolver`; ``before-endpoint-resolution`` still fires on every
@@ -94,19 +94,20 @@ def install() -> None:
 
 def _add_client_mixin(base_classes: list[type], **_: Any) -> None:
     """``creating-client-class``: every apigatewaymanagementapi client class gets
-    :class:`_CachedEndpointClient` first among its bases."""
-    if _RESOLVER_CACHEABLE:
-        base_classes.insert(0, _CachedEndpointClient)
+    :class:`_CachingClient` first among its bases."""
+    if _RESOLVER_CACHEABLE or _USER_AGENT_CACHEABLE or _URI_CACHEABLE:
+        base_classes.insert(0, _CachingClient)
 
 
-class _CachedEndpointClient:
+class _CachingClient:
     """Gives its client the caching variants of botocore's resolver, user agent and serializer
     (each only where the client has botocore's own class)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # BaseClient's, next in the class's bases
         resolver = getattr(self, "_ruleset_resolver", None)
-        if type(resolver) is EndpointRulesetResolver:  # a subclass may resolve differently
+        # Only botocore's own classes: a subclass may work differently.
+        if _RESOLVER_CACHEABLE and type(resolver) is EndpointRulesetResolver:
             _CachingResolver.adopt(resolver)
         agent = getattr(self, "_user_agent_creator", None)
         if _USER_AGENT_CACHEABLE and type(agent) is useragent.UserAgentString:
