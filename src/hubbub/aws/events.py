@@ -275,8 +275,13 @@ class MessageEventFactory:
         context["requestTimeEpoch"] = now_ms
         context["identity"] = self._identity.copy()
         context["requestId"] = request_id
-        # Read live (they come last in the captures' key order, so appending keeps the order).
-        _add_connection_extras(context, self._conn)
+        # Read live (they come last in the captures' key order, so appending keeps the order);
+        # _add_connection_extras written out, as this runs once per message.
+        conn = self._conn
+        if conn.authorizer is not None:
+            context["authorizer"] = dict(conn.authorizer)
+        if conn.attributes is not None:
+            context["attributes"] = dict(conn.attributes)
         if self._stage_variables is None:
             return {"requestContext": context, "body": body, "isBase64Encoded": False}
         return {

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+import types
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeAlias
 
@@ -28,8 +29,15 @@ from hubbub.integrations.base import Integration, LambdaContext, LambdaFunction
 
 log = logging.getLogger("hubbub.invoke")
 _clock = time.perf_counter
+# Bound once for Invoker.invoke_now, which runs once per routed message.
+_function_env = environment.function_env
+_reset_env = environment.reset
+_access_enabled = logs.ACCESS.isEnabledFor
+_INFO = logging.INFO
 
-InlineHandler: TypeAlias = Callable[[dict[str, Any], LambdaContext], Coroutine[Any, Any, object]]
+# Inline handlers are ``async def`` functions (routing.never_suspends): real coroutines.
+_Coroutine: TypeAlias = "types.CoroutineType[Any, Any, object]"  # not subscriptable in 3.11
+InlineHandler: TypeAlias = Callable[[dict[str, Any], LambdaContext], _Coroutine]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,22 @@ class Outcome(NamedTuple):
 
 BUSY = "Too many concurrent requests"
 _new_tuple = tuple.__new__
+
+
+@types.coroutine
+def _inline_driver() -> Generator[object, _Coroutine | None, None]:
+    """Drive inline handlers' coroutines, one per ``send``, answering each one's return value.
+
+    ``yield from`` gets a finished coroutine's value from the interpreter directly; a caller's
+    own ``coro.send(None)`` would get it in a ``StopIteration``. Prime it with ``send(None)``.
+    When the coroutine raises, so does ``send``, and the driver is finished. When it suspends,
+    ``send`` answers what it yielded, and the coroutine's ``cr_frame`` is still set.
+    """
+    raw: object = None
+    while True:
+        coro = yield raw
+        assert coro is not None
+        raw = yield from coro  # type: ignore[misc]  # allowed: this is a types.coroutine
 
 
 class Deadline:
@@ -139,6 +163,8 @@ class Invoker:
         self.sync_api = sync_api
         self.in_flight = 0
         self._watchdog = Watchdog()
+        # invoke_now's _inline_driver, between two invocations (None while one runs).
+        self._driver: Generator[object, _Coroutine | None, None] | None = None
 
     async def invoke(
         self,
@@ -235,32 +261,57 @@ class Invoker:
         driven to its end here, so a caller that is not a coroutine (the read path of
         :meth:`Socket.deliver_to <hubbub.gateway.transport_aiohttp.Socket.deliver_to>`, called
         by the transport as a frame is parsed) can run it. Same conditions: call only when
-        :meth:`can_run_inline`. One ``send`` and its ``StopIteration`` cost less than the
-        frame of an awaiting coroutine and the task that would have to await it.
+        :meth:`can_run_inline`.
+
+        The coroutine is driven by a generator that outlives it (:func:`_inline_driver`), which
+        gets the return value without a ``StopIteration`` (an exception object per message).
+        The steps of :meth:`_parsed` and :meth:`_finished` are written out here: this runs once
+        per routed message, and each Python call is a sizeable part of it.
         """
         inline = route.inline
         assert inline is not None
         self.in_flight += 1
-        started = time.perf_counter()
-        token = environment.function_env(route.environment)
+        started = _clock()
+        token = _function_env(route.environment)
         try:
-            coro = inline(event, self._context(route))
-            try:
-                coro.send(None)
-            except StopIteration as done:
-                raw = done.value
-            else:  # routing.never_suspends said it cannot; never leave a handler half run
-                coro.close()
+            function = route.function
+            if function is None:
+                context = self._context(route)
+            else:  # _context written out
+                gateway = self.async_api if route.is_async else self.sync_api
+                context = LambdaContext(function, route.timeout, gateway)
+            coro = inline(event, context)
+            driver = self._driver
+            self._driver = None  # a handler that reaches another inline invocation gets its own
+            if driver is None:
+                driver = _inline_driver()
+                driver.send(None)
+            raw = driver.send(coro)
+            if coro.cr_frame is not None:  # never_suspends said it cannot; never leave it half run
+                driver.close()
                 raise RuntimeError("an inline handler suspended")
-            outcome = self._parsed(route, raw, connection_id)  # inside the try: see _run
+            self._driver = driver  # (one that raised is finished: a new one next time)
+            try:
+                outcome: Outcome = _new_tuple(
+                    Outcome, (parse_proxy_result(raw), None, False, None, None)
+                )
+            except InvalidProxyResult as exc:  # inside the outer try: see _run
+                outcome = self._invalid(route, raw, connection_id, exc)
         except asyncio.CancelledError:
             return None
         except Exception as exc:
             outcome = self._failed(route, exc, connection_id, request_id, proxy=True)
         finally:
-            environment.reset(token)
+            _reset_env(token)
             self.in_flight -= 1
-        return self._finished(route, outcome, connection_id, request_id, started)
+        stats = route.stats  # counted for /metrics: a duration, and a label if it failed
+        stats.samples.append(_clock() - started)
+        result = outcome.result
+        if result is None or not 200 <= result.status_code < 300:
+            stats.failed(outcome)
+        if _access_enabled(_INFO):  # skip building the line when it is off
+            self._log_access(route, outcome, connection_id, request_id, started)
+        return outcome
 
     def _finished(
         self, route: Route, outcome: Outcome, connection_id: str, request_id: str, started: float
@@ -378,17 +429,23 @@ class Invoker:
             # tuple.__new__ skips the named tuple's Python-level __new__ (once per message).
             return _new_tuple(Outcome, (parse_proxy_result(raw), None, False, None, None))
         except InvalidProxyResult as exc:
-            log.error(
-                "handler returned an invalid result",
-                extra={
-                    "fields": {
-                        "route": route.key,
-                        "connectionId": connection_id,
-                        "problem": str(exc),
-                    }
-                },
-            )
-            return Outcome(None, f"invalid result: {exc}", raw=raw, exception=exc)
+            return self._invalid(route, raw, connection_id, exc)
+
+    def _invalid(
+        self, route: Route, raw: object, connection_id: str, exc: InvalidProxyResult
+    ) -> Outcome:
+        """The outcome of a handler whose result is not a valid proxy result."""
+        log.error(
+            "handler returned an invalid result",
+            extra={
+                "fields": {
+                    "route": route.key,
+                    "connectionId": connection_id,
+                    "problem": str(exc),
+                }
+            },
+        )
+        return Outcome(None, f"invalid result: {exc}", raw=raw, exception=exc)
 
     def _log_access(
         self, route: Route, outcome: Outcome, connection_id: str, request_id: str, started: float

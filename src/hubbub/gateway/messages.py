@@ -19,12 +19,14 @@ import asyncio
 import base64
 import contextvars
 import functools
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from hubbub.aws.events import MessageEventFactory
 from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
 from hubbub.aws.ids import new_request_id
-from hubbub.aws.selection import RouteSelector, select_route
+from hubbub.aws.selection import RouteSelector
 from hubbub.config import LimitsConfig
 from hubbub.errors import ManagementError
 from hubbub.gateway.connection import Connection, now_ms
@@ -51,6 +53,7 @@ _CLOSE = MessageKind.CLOSE
 _ERROR = MessageKind.ERROR
 _NO_STATUS = CloseCode.NO_STATUS.value
 _ABNORMAL = CloseCode.ABNORMAL.value
+_time = time.time
 
 
 class MessageLoop:
@@ -104,8 +107,8 @@ class MessageLoop:
                             # handled as the transport parses them (everything but ``touch`` is
                             # synchronous): no future, no task wake-up, no receive() per
                             # message. The loop still gets the others, in order.
-                            sock.deliver_to(run, functools.partial(self._deliver, conn))
-                    run(self._text, conn, data, now)
+                            sock.deliver_to(run, functools.partial(self._text, conn, conn.factory))
+                    run(self._text, conn, conn.factory, data, now)
                 elif kind == _BINARY and not allow_binary:
                     await conn.close(*BINARY_REFUSED)
                 elif kind == _BINARY:
@@ -131,23 +134,25 @@ class MessageLoop:
             if run is not None and touch is None:
                 sock.deliver_to(None, None)
 
-    def _deliver(self, conn: Connection, data: str) -> None:
-        now = now_ms()
-        conn.last_active = now
-        self._text(conn, data, now)
-
-    def _text(self, conn: Connection, data: str, now: int) -> None:
+    def _text(
+        self, conn: Connection, factory: MessageEventFactory, data: str, now: int | None = None
+    ) -> None:
         """One text message: limit, route, invoke (inline handlers to their end), answer.
 
+        ``factory`` is ``conn.factory`` (bound once per connection: this runs once per message).
+        ``now`` is when it arrived, already in ``conn.last_active``; without it, now.
         Never awaits, so the transport can call it as it parses a frame (:meth:`run`).
         """
+        if now is None:
+            now = int(_time() * 1000)  # now_ms() written out
+            conn.last_active = now
         if conn.rate is not None and not self._within_rate(conn):
             return
         if conn.session is not None and data.startswith(CONTROL_PREFIX):
             self._spawn(conn, self._control(conn, data))
             return
         routes = self.routes
-        key = select_route(self.selector, data, routes)
+        key = self.selector.select(data, routes)
         if key is None:
             self.metrics.messages_in[""] += 1
             self.metrics.error_frames += 1
@@ -160,11 +165,19 @@ class MessageLoop:
             self.hub.send(conn, error_frame(BUSY, conn.id, new_request_id()))
             return
         request_id = new_request_id()
-        event = conn.factory.build(key, data, request_id, new_request_id(), now)
+        event = factory.build(key, data, request_id, new_request_id(), now)
         invoker = self.invoker
         if route.inline is not None and invoker.can_run_inline():
             outcome = invoker.invoke_now(route, event, connection_id=conn.id, request_id=request_id)
-            if outcome is not None:
+            if outcome is None:
+                return
+            result = outcome.result
+            if result is not None and not result.is_base64:  # _answer's common case, written out
+                body = result.body
+                if route.two_way and body is not None:
+                    self.metrics.route_responses += 1
+                    self.hub.send(conn, body.encode("utf-8"))
+            else:
                 self._answer(conn, route, outcome, request_id)
             return
         conn.in_flight += 1

@@ -30,7 +30,14 @@ class LambdaFunction:
     function per gateway process, the process being the warm container.
     """
 
-    __slots__ = ("arn", "log_group_name", "log_stream_name", "memory_mb", "name")
+    __slots__ = (
+        "arn",
+        "log_group_name",
+        "log_stream_name",
+        "memory_limit_in_mb",
+        "memory_mb",
+        "name",
+    )
 
     def __init__(
         self, name: str, *, region: str, account_id: str, memory_mb: int = DEFAULT_MEMORY_MB
@@ -42,6 +49,7 @@ class LambdaFunction:
             f"[$LATEST]{uuid.uuid4().hex}"
         )
         self.memory_mb = memory_mb
+        self.memory_limit_in_mb = str(memory_mb)  # as the context shows it: formatted once
 
     def environment(self) -> dict[str, str]:
         """The variables Lambda sets that say who the function is, consistent with its context."""
@@ -84,7 +92,7 @@ class LambdaContext:
         self.function_name = function.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = str(function.memory_mb)
+        self.memory_limit_in_mb = function.memory_limit_in_mb
         self.log_group_name = function.log_group_name
         self.log_stream_name = function.log_stream_name
         self.identity = None
