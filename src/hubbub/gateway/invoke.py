@@ -33,6 +33,7 @@ _clock = time.perf_counter
 _function_env = environment.function_env
 _reset_env = environment.reset
 _access_enabled = logs.ACCESS.isEnabledFor
+_monotonic = time.monotonic
 _INFO = logging.INFO
 
 # Inline handlers are ``async def`` functions (routing.never_suspends): real coroutines.
@@ -76,6 +77,13 @@ class Outcome(NamedTuple):
 
 BUSY = "Too many concurrent requests"
 _new_tuple = tuple.__new__
+
+
+def _as_outcome(answer: ProxyResult | Outcome) -> Outcome:
+    """An answer of :meth:`Invoker.answer_now` as the Outcome :meth:`Invoker.invoke_now` gives."""
+    if type(answer) is ProxyResult:
+        return _new_tuple(Outcome, (answer, None, False, None, None))
+    return answer  # type: ignore[return-value]  # an Outcome
 
 
 @types.coroutine
@@ -261,12 +269,25 @@ class Invoker:
         driven to its end here, so a caller that is not a coroutine (the read path of
         :meth:`Socket.deliver_to <hubbub.gateway.transport_aiohttp.Socket.deliver_to>`, called
         by the transport as a frame is parsed) can run it. Same conditions: call only when
-        :meth:`can_run_inline`.
+        :meth:`can_run_inline`. See :meth:`answer_now`, which does the work.
+        """
+        answer = self.answer_now(route, event, connection_id=connection_id, request_id=request_id)
+        if type(answer) is ProxyResult:
+            return _new_tuple(Outcome, (answer, None, False, None, None))
+        return answer  # type: ignore[return-value]  # an Outcome or None
+
+    def answer_now(
+        self, route: Route, event: dict[str, Any], *, connection_id: str, request_id: str
+    ) -> ProxyResult | Outcome | None:
+        """:meth:`invoke_now` for the message path: the handler's proxy result comes back as it
+        is, without the :class:`Outcome` around it (building one costs as much as the
+        environment's set and reset together). An Outcome when the invocation failed (its
+        ``result`` is None); None when the handler raised CancelledError itself.
 
         The coroutine is driven by a generator that outlives it (:func:`_inline_driver`), which
         gets the return value without a ``StopIteration`` (an exception object per message).
-        The steps of :meth:`_parsed` and :meth:`_finished` are written out here: this runs once
-        per routed message, and each Python call is a sizeable part of it.
+        The steps of :meth:`_context`, :meth:`_parsed` and :meth:`_finished` are written out
+        here: this runs once per routed message, and each Python call is a sizeable part of it.
         """
         inline = route.inline
         assert inline is not None
@@ -277,9 +298,11 @@ class Invoker:
             function = route.function
             if function is None:
                 context = self._context(route)
-            else:  # _context written out
-                gateway = self.async_api if route.is_async else self.sync_api
-                context = LambdaContext(function, route.timeout, gateway)
+            else:
+                # LambdaFunction.context written out (its Python frame is a tenth of this).
+                context = function.context_type()
+                context.gateway = self.async_api if route.is_async else self.sync_api
+                context._deadline = _monotonic() + route.timeout
             coro = inline(event, context)
             driver = self._driver
             self._driver = None  # a handler that reaches another inline invocation gets its own
@@ -292,26 +315,23 @@ class Invoker:
                 raise RuntimeError("an inline handler suspended")
             self._driver = driver  # (one that raised is finished: a new one next time)
             try:
-                outcome: Outcome = _new_tuple(
-                    Outcome, (parse_proxy_result(raw), None, False, None, None)
-                )
+                answer: ProxyResult | Outcome = parse_proxy_result(raw)
             except InvalidProxyResult as exc:  # inside the outer try: see _run
-                outcome = self._invalid(route, raw, connection_id, exc)
+                answer = self._invalid(route, raw, connection_id, exc)
         except asyncio.CancelledError:
             return None
         except Exception as exc:
-            outcome = self._failed(route, exc, connection_id, request_id, proxy=True)
+            answer = self._failed(route, exc, connection_id, request_id, proxy=True)
         finally:
             _reset_env(token)
             self.in_flight -= 1
         stats = route.stats  # counted for /metrics: a duration, and a label if it failed
         stats.samples.append(_clock() - started)
-        result = outcome.result
-        if result is None or not 200 <= result.status_code < 300:
-            stats.failed(outcome)
+        if type(answer) is not ProxyResult or not 200 <= answer.status_code < 300:
+            stats.failed(_as_outcome(answer))
         if _access_enabled(_INFO):  # skip building the line when it is off
-            self._log_access(route, outcome, connection_id, request_id, started)
-        return outcome
+            self._log_access(route, _as_outcome(answer), connection_id, request_id, started)
+        return answer
 
     def _finished(
         self, route: Route, outcome: Outcome, connection_id: str, request_id: str, started: float
@@ -360,7 +380,7 @@ class Invoker:
                 function = LambdaFunction(name, region=self._region, account_id=self._account_id)
                 self._functions[name] = function
         gateway = self.async_api if route.is_async else self.sync_api
-        return LambdaContext(function, route.timeout, gateway)
+        return function.context(route.timeout, gateway)
 
     async def _run(
         self, route: Route, event: dict[str, Any], connection_id: str, request_id: str, proxy: bool

@@ -26,6 +26,7 @@ from typing import Any
 from hubbub.aws.events import MessageEventFactory
 from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
 from hubbub.aws.ids import new_request_id
+from hubbub.aws.results import ProxyResult
 from hubbub.aws.selection import RouteSelector
 from hubbub.config import LimitsConfig
 from hubbub.errors import ManagementError
@@ -168,17 +169,15 @@ class MessageLoop:
         event = factory.build(key, data, request_id, new_request_id(), now)
         invoker = self.invoker
         if route.inline is not None and invoker.can_run_inline():
-            outcome = invoker.invoke_now(route, event, connection_id=conn.id, request_id=request_id)
-            if outcome is None:
-                return
-            result = outcome.result
-            if result is not None and not result.is_base64:  # _answer's common case, written out
-                body = result.body
-                if route.two_way and body is not None:
-                    self.metrics.route_responses += 1
-                    self.hub.send(conn, body.encode("utf-8"))
-            else:
-                self._answer(conn, route, outcome, request_id)
+            answer = invoker.answer_now(route, event, connection_id=conn.id, request_id=request_id)
+            if type(answer) is ProxyResult:
+                if route.two_way:  # _answer's common case, written out
+                    body = answer.body if not answer.is_base64 else answer.body_text()
+                    if body is not None:
+                        self.metrics.route_responses += 1
+                        self.hub.send(conn, body.encode("utf-8"))
+            elif answer is not None:  # the invocation failed
+                self._answer(conn, route, answer, request_id)  # type: ignore[arg-type]
             return
         conn.in_flight += 1
         self._spawn(conn, self._message(conn, route, event, request_id))
