@@ -54,7 +54,7 @@ _CLOSE = MessageKind.CLOSE
 _ERROR = MessageKind.ERROR
 _NO_STATUS = CloseCode.NO_STATUS.value
 _ABNORMAL = CloseCode.ABNORMAL.value
-_time = time.time
+_time_ns = time.time_ns
 
 
 class MessageLoop:
@@ -145,7 +145,7 @@ class MessageLoop:
         Never awaits, so the transport can call it as it parses a frame (:meth:`run`).
         """
         if now is None:
-            now = int(_time() * 1000)  # now_ms() written out
+            now = _time_ns() // 1_000_000  # now_ms() written out
             conn.last_active = now
         if conn.rate is not None and not self._within_rate(conn):
             return
