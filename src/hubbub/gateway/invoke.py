@@ -1,13 +1,16 @@
 """Route → integration: timeouts, concurrency caps, and the one place handler errors are caught.
 
-Every invocation ends in an :class:`Outcome`; nothing a handler does (raise, hang, return garbage)
+Every invocation ends in an :class:`Outcome` (on the message path, a successful one in its bare
+proxy result: :meth:`Invoker.answer_now`); nothing a handler does (raise, hang, return garbage)
 escapes this module. The callers turn outcomes into HTTP statuses ($connect) or frames (messages).
 
 Two ways to invoke: :meth:`Invoker.invoke` awaits the integration under the caps and the
 watchdog (callers give it a task of its own), and :meth:`Invoker.invoke_inline` runs an ``async
 def`` handler without ``await`` to its end at once: it cannot suspend, so it needs no task, no
-watchdog and no wait for a slot. :meth:`Invoker.invoke_awaited` picks one of the two for
-$connect and $disconnect, which await their handler in a task of their own anyway.
+watchdog and no wait for a slot (messages, which may have no coroutine to await it in, use
+:meth:`Invoker.answer_now`, the same without a coroutine of its own). :meth:`Invoker.invoke_awaited`
+picks one of the two for $connect and $disconnect, which await their handler in a task of their
+own anyway.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from hubbub.integrations.base import Integration, LambdaContext, LambdaFunction
 
 log = logging.getLogger("hubbub.invoke")
 _clock = time.perf_counter
-# Bound once for Invoker.invoke_now, which runs once per routed message.
+# Bound once for Invoker.answer_now, which runs once per routed message.
 _function_env = environment.function_env
 _reset_env = environment.reset
 _access_enabled = logs.ACCESS.isEnabledFor
@@ -171,7 +174,7 @@ class Invoker:
         self.sync_api = sync_api
         self.in_flight = 0
         self._watchdog = Watchdog()
-        # invoke_now's _inline_driver, between two invocations (None while one runs).
+        # answer_now's _inline_driver, between two invocations (None while one runs).
         self._driver: Generator[object, _Coroutine | None, None] | None = None
 
     async def invoke(
@@ -240,7 +243,7 @@ class Invoker:
         the slot's acquire and release (the slot is held across no suspension, so nobody can
         see it taken) and the watchdog (nothing could interrupt the handler before it returns,
         as with any handler stuck in a CPU loop). The handler runs in the caller's task (the
-        handshake's, for ``$connect``; messages use :meth:`invoke_now`, where there may be no
+        handshake's, for ``$connect``; messages use :meth:`answer_now`, where there may be no
         task at all). Returns None when the handler raised
         CancelledError itself: nothing to answer, as for a cancelled task.
         """

@@ -3,7 +3,7 @@
 Each text message is routed by the selection expression and its invocation started as a task —
 invocations of one connection run concurrently, as on AWS — bounded by the per-connection cap.
 A route whose handler is an ``async def`` without ``await`` cannot suspend: it runs to completion
-right here, without a task (see :meth:`Invoker.invoke_now`), unless the global cap is reached.
+right here, without a task (see :meth:`Invoker.answer_now`), unless the global cap is reached.
 Text messages that arrive while the loop waits are handled as the transport parses them
 (:meth:`Socket.deliver_to`); the steps are the same synchronous :meth:`MessageLoop._text`.
 Recovery control messages of opted-in clients (``{"hubbub": ...}``) are answered here and never
