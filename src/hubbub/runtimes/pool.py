@@ -106,9 +106,13 @@ class Pool:
         if env is None:  # still queued, or told to start an environment
             if invocation in self._waiters:
                 self._waiters.remove(invocation)
-            elif future.done() and not future.cancelled() and future.exception() is None:
-                if future.result() is _START:
-                    self._wake_one()  # pass the free slot on
+            elif (
+                future.done()
+                and not future.cancelled()
+                and future.exception() is None
+                and future.result() is _START
+            ):
+                self._wake_one()  # pass the free slot on
             return
         # (The cancellation cancelled the future too: only a result means it answered.)
         if future.done() and not future.cancelled():
