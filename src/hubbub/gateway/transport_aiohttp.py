@@ -104,12 +104,14 @@ def _plain_fd(transport: asyncio.BaseTransport) -> int:
 class Socket:
     """One open WebSocket. ``write`` is synchronous and never waits for the peer."""
 
-    __slots__ = ("_compressed", "_fd", "_transport", "_ws")
+    # ``compressed``: permessage-deflate was negotiated, so frames must be built per socket
+    # (:meth:`send`). A plain attribute, not a property: every reply reads it.
+    __slots__ = ("_fd", "_transport", "_ws", "compressed")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
         self._ws = ws
         self._transport = transport
-        self._compressed = bool(ws.compress)
+        self.compressed = bool(ws.compress)
         self._fd = _plain_fd(transport)
 
     def receive(self) -> Awaitable[tuple[int, Any, Any]]:
@@ -122,7 +124,7 @@ class Socket:
         permessage-deflate takes a checked path (``receive_inflated``).
         """
         ws = self._ws
-        if self._compressed and isinstance(ws, _HubbubWebSocketResponse):
+        if self.compressed and isinstance(ws, _HubbubWebSocketResponse):
             return ws.receive_inflated()
         return ws.receive()
 
@@ -260,11 +262,6 @@ class Socket:
             if transport.get_write_buffer_size() > limit:
                 over.append(sock)
         return count - missed, over
-
-    @property
-    def compressed(self) -> bool:
-        """permessage-deflate was negotiated: frames must be built per socket (:meth:`send`)."""
-        return self._compressed
 
     async def send(self, payload: bytes) -> None:
         """Send through the library's writer (per-socket framing, used with compression); text
