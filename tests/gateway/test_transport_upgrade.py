@@ -1,4 +1,4 @@
-"""The public listener's own upgrade path (transport_aiohttp's ``_OwnUpgrade``), on real sockets.
+"""The public listener's own upgrade path (upgrade_aiohttp's ``_OwnUpgrade``), on real sockets.
 
 A plain upgrade is answered without aiohttp's request machinery; anything else (and every answer
 aiohttp shapes itself) still goes through aiohttp. These tests check that the two paths write the
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.lifecycle import Lifecycle
-from hubbub.gateway.transport_aiohttp import _UpgradedRequest
+from hubbub.gateway.upgrade_aiohttp import _UpgradedRequest
 from hubbub.wire.http import Handshake
 from tests.gateway.conftest import GatewayFactory, routes
 
