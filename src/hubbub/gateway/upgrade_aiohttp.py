@@ -13,7 +13,6 @@ its frames and the listener's limits are :mod:`hubbub.gateway.transport_aiohttp`
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import hashlib
 import ssl
@@ -294,7 +293,9 @@ class _OwnUpgrade:
         key = headers["Sec-WebSocket-Key"].encode()
         out["Upgrade"] = "websocket"
         out["Connection"] = "upgrade"
-        out["Sec-WebSocket-Accept"] = base64.b64encode(hashlib.sha1(key + WS_KEY).digest()).decode()
+        # binascii directly: base64.b64encode is a Python wrapper around this very call.
+        digest = hashlib.sha1(key + WS_KEY).digest()
+        out["Sec-WebSocket-Accept"] = binascii.b2a_base64(digest, newline=False).decode()
         if subprotocol:
             out["Sec-WebSocket-Protocol"] = subprotocol
         out["Date"] = rfc822_formatted_time()
