@@ -335,6 +335,16 @@ def test_factory_events_vary_per_message() -> None:
     assert second["requestContext"]["requestTime"] == "20/Jan/2024:11:55:05 +0000"
 
 
+@given(st.lists(st.integers(min_value=0, max_value=253402300799999), min_size=1, max_size=6))
+def test_factory_request_time_follows_every_message(epochs: list[int]) -> None:
+    # build() remembers the last second's requestTime: back and forth, it must still be right.
+    factory = MessageEventFactory(API, make_conn())
+    for epoch_ms in [*epochs, *epochs]:
+        context = factory.build("a", "1", "r", "m", epoch_ms)["requestContext"]
+        assert context["requestTime"] == clf_time(epoch_ms)
+        assert context["requestTimeEpoch"] == epoch_ms
+
+
 def test_factory_picks_up_a_replaced_authorizer_without_refresh() -> None:
     conn = make_conn()
     factory = MessageEventFactory(API, conn)

@@ -4,6 +4,8 @@ import base64
 import os
 import re
 import string
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given
@@ -35,6 +37,31 @@ def test_request_ids_are_base64_of_the_prefix_and_the_counter(start: int) -> Non
     for n in range(start, start + 6):  # across a block of 2**22 ids, and the 48-bit wrap
         counter = (n & ((1 << 48) - 1)).to_bytes(6, "big")
         assert ids.next() == base64.urlsafe_b64encode(prefix + counter).decode("ascii")
+
+
+def test_request_ids_follow_the_counter_across_whole_batches() -> None:
+    # Made 1,024 at a time: the first batch starts where the counter does, the next ones whole.
+    prefix = b"\x01\x02\x03\x04\x05"
+    start = 1000
+    ids = _RequestIds(prefix, start)
+    for n in range(start, start + 3 * 1024):
+        assert ids.next() == base64.urlsafe_b64encode(prefix + n.to_bytes(6, "big")).decode()
+
+
+def test_request_ids_drawn_by_threads_at_once_do_not_repeat() -> None:
+    ids = _RequestIds(os.urandom(5), 0)
+    barrier = threading.Barrier(8)
+
+    def draw() -> list[str]:
+        barrier.wait()
+        return [ids.next() for _ in range(5_000)]
+
+    with ThreadPoolExecutor(8) as pool:
+        drawn = [
+            request_id for batch in pool.map(lambda _: draw(), range(8)) for request_id in batch
+        ]
+    assert len(set(drawn)) == len(drawn) == 40_000
+    assert all(AWS_ID.fullmatch(request_id) for request_id in drawn)
 
 
 def test_connection_id_encodes_eleven_random_bytes() -> None:

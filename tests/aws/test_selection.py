@@ -412,3 +412,43 @@ def _ascii_json(document: Any) -> str:
     import json
 
     return json.dumps(document, ensure_ascii=True)
+
+
+ROUTE_SETS = st.sampled_from(
+    [
+        frozenset({"$default", "join"}),
+        frozenset({"join", "x"}),
+        frozenset({"", "$default"}),
+        frozenset({"", "join"}),
+        frozenset({"$connect", "$disconnect", "$default", "true", "1", "[1]"}),
+        frozenset(),
+    ]
+)
+
+
+@given(
+    st.sampled_from(["$request.body.action", "$request.body.\u00e9", "$request.body.a.b"]),
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(KEYS | st.just("join") | st.just("a"), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+    | st.text(max_size=12).map(lambda text: ("raw", text)),
+    ROUTE_SETS,
+    st.booleans(),
+)
+def test_select_agrees_with_parsing_for_any_routes(
+    expression: str, document: Any, routes: frozenset[str], as_bytes: bool
+) -> None:
+    # RouteSelector.select writes the one-name case out; it must match evaluate + the route
+    # rules for every route set (with "" and without $default too), and for text that is not JSON.
+    selector = compile_route_selection(expression)
+    if isinstance(document, tuple) and document[:1] == ("raw",):
+        text = document[1]
+    else:
+        text = orjson.dumps(document).decode()
+    body: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    assert selector.select(body, routes) == _parsed_route(selector, body, set(routes))

@@ -20,6 +20,7 @@ from hubbub.aws.results import parse_proxy_result
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.invoke import Invoker, Outcome, Route
 from hubbub.gateway.routing import never_suspends
+from hubbub.integrations.base import LambdaContext, LambdaFunction
 from hubbub.integrations.python import HandlerPool, PythonIntegration, load_handler
 from tests.gateway.conftest import HANDLERS, GatewayFactory
 from tests.helpers import eventually
@@ -144,6 +145,141 @@ def test_a_parsed_outcome_is_a_whole_outcome() -> None:
         None,
         None,
     )
+
+
+def _inline_route(handler: Any, key: str = "r") -> Route:
+    return Route(
+        key=key,
+        integration=PythonIntegration("fn", handler, HandlerPool(1, "fn")),
+        timeout=3,
+        inline=handler,
+        function=LambdaFunction("fn", region="us-east-1", account_id="000000000000"),
+    )
+
+
+def _invoker() -> Invoker:
+    return Invoker(max_concurrent=4, region="us-east-1", account_id="000000000000")
+
+
+async def _echo_body(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"statusCode": 200, "body": event["body"]}
+
+
+async def _raises(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    raise ValueError("no")
+
+
+def test_invoke_now_goes_on_after_a_handler_raised() -> None:
+    # The generator driving the coroutines ends with the exception: the next one gets a new one.
+    invoker = _invoker()
+    echo, boom = _inline_route(_echo_body), _inline_route(_raises)
+    for body in ("a", "b"):
+        failed = invoker.invoke_now(boom, {"body": body}, connection_id="c", request_id="r")
+        assert failed is not None
+        assert failed.result is None
+        assert isinstance(failed.exception, ValueError)
+        outcome = invoker.invoke_now(echo, {"body": body}, connection_id="c", request_id="r")
+        assert outcome is not None
+        assert outcome.result is not None
+        assert outcome.result.body == body
+    assert invoker.in_flight == 0
+
+
+def test_invoke_now_closes_a_handler_that_suspends_after_all() -> None:
+    # never_suspends rules such handlers out; invoke_now still never leaves one half run.
+    finished = []
+
+    async def suspends(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            await asyncio.sleep(0)
+        finally:
+            finished.append(True)
+        return {"statusCode": 200}
+
+    invoker = _invoker()
+    outcome = invoker.invoke_now(
+        _inline_route(suspends), {"body": ""}, connection_id="c", request_id="r"
+    )
+    assert outcome is not None
+    assert outcome.result is None
+    assert str(outcome.exception) == "an inline handler suspended"
+    assert finished == [True]  # closed: its finally ran
+    echo = invoker.invoke_now(
+        _inline_route(_echo_body), {"body": "x"}, connection_id="c", request_id="r"
+    )
+    assert echo is not None
+    assert echo.result is not None
+    assert echo.result.body == "x"
+    assert invoker.in_flight == 0
+
+
+def test_invoke_now_inside_an_inline_handler_gets_its_own_driver() -> None:
+    invoker = _invoker()
+    inner = _inline_route(_echo_body, "inner")
+    seen: list[Outcome | None] = []
+
+    async def outer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.append(invoker.invoke_now(inner, {"body": "in"}, connection_id="c", request_id="i"))
+        return {"statusCode": 200, "body": "out"}
+
+    outcome = invoker.invoke_now(_inline_route(outer), {}, connection_id="c", request_id="o")
+    assert outcome is not None
+    assert outcome.result is not None
+    assert outcome.result.body == "out"
+    inner_outcome = seen[0]
+    assert inner_outcome is not None
+    assert inner_outcome.result is not None
+    assert inner_outcome.result.body == "in"
+    assert invoker.in_flight == 0
+
+
+CONTEXT_ATTRIBUTES = (
+    "function_name",
+    "function_version",
+    "invoked_function_arn",
+    "memory_limit_in_mb",
+    "log_group_name",
+    "log_stream_name",
+    "identity",
+    "client_context",
+    "gateway",
+)
+
+
+def test_invoke_now_gives_the_same_context_as_lambda_context() -> None:
+    # invoke_now makes the context from its function's context_type, not LambdaContext(...).
+    contexts: list[LambdaContext] = []
+
+    async def keep(event: dict[str, Any], context: LambdaContext) -> None:
+        contexts.append(context)
+
+    route = _inline_route(keep)
+    invoker = _invoker()
+    invoker.invoke_now(route, {}, connection_id="c", request_id="r")
+    invoker.invoke_now(route, {}, connection_id="c", request_id="r")
+    made = contexts[0]
+    assert route.function is not None
+    expected = LambdaContext(route.function, route.timeout, invoker.async_api)
+    assert isinstance(made, LambdaContext)
+    for name in CONTEXT_ATTRIBUTES:
+        assert getattr(made, name) == getattr(expected, name), name
+    assert 2000 < made.get_remaining_time_in_millis() <= 3000
+    first_read = made.aws_request_id
+    assert uuid.UUID(first_read)
+    assert made.aws_request_id == first_read  # made once, then kept
+    assert contexts[1].aws_request_id != made.aws_request_id
+
+
+def test_what_a_handler_sets_on_its_context_stays_on_that_context() -> None:
+    # Contexts of one function share their class: an assignment must not reach the next one.
+    function = LambdaFunction("fn", region="us-east-1", account_id="000000000000")
+    first = function.context(3, None)
+    first.function_name = "changed"
+    first.identity = {"who": 1}
+    second = function.context(3, None)
+    assert (first.function_name, first.identity) == ("changed", {"who": 1})
+    assert (second.function_name, second.identity) == ("fn", None)
+    assert function.context_type().function_name == "fn"
 
 
 # -- the same contract as any handler --------------------------------------------------------

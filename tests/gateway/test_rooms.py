@@ -231,6 +231,77 @@ async def test_room_send_skips_a_member_whose_closing_handshake_has_begun(
             await closing
 
 
+async def test_a_room_send_reaches_whoever_joined_left_or_closed_since_the_last_send(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """Between sends a room keeps its members laid out for the send loop
+    (hubbub.gateway.hub.Members.recipients): a join, a leave and a client that closes must all
+    show in the next send, on real sockets written by descriptor."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 3) as (ws, ids):
+            for cid in ids[:2]:
+                await gw.rooms.join("r", cid)
+            assert await gw.rooms.send("r", "one") == 2
+            await gw.rooms.join("r", ids[2])
+            assert await gw.rooms.send("r", "two") == 3
+            await gw.rooms.leave("r", ids[0])
+            assert await gw.rooms.send("r", "three") == 2
+            await ws[1].close()
+            await eventually(lambda: ids[1] not in gw.hub.connections)
+            assert await gw.rooms.send("r", "four") == 1
+            assert await gw.rooms.send("r", "five", exclude=ids[2]) == 0
+            assert [await ws[0].recv() for _ in range(2)] == ["one", "two"]
+            assert [await ws[1].recv() for _ in range(3)] == ["one", "two", "three"]
+            assert [await ws[2].recv() for _ in range(3)] == ["two", "three", "four"]
+            await gw.connections.post(ids[0], "direct")  # nothing else was sent to it
+            assert await ws[0].recv() == "direct"
+
+
+async def test_room_sends_stay_in_order_for_every_member_while_one_falls_behind(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """While one member's transport holds frames, the others are still written by descriptor
+    (Socket.broadcast then checks each socket in turn): everyone gets every message in order."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 2) as (ws, ids):
+            for cid in ids:
+                await gw.rooms.join("r", cid)
+            slow = gw.hub.connections[ids[0]].socket
+            ws[0].transport.pause_reading()
+            chunk = "x" * 20_000
+            sent = 0
+            while sent < 20 or slow.buffered() == 0:  # until the slow one's transport queues
+                assert await gw.rooms.send("r", f"{sent:06d}{chunk}") == 2
+                assert await ws[1].recv() == f"{sent:06d}{chunk}"
+                sent += 1
+            for n in range(sent, sent + 20):
+                assert await gw.rooms.send("r", f"{n:06d}{chunk}") == 2
+            assert [await ws[1].recv() for _ in range(20)] == [
+                f"{n:06d}{chunk}" for n in range(sent, sent + 20)
+            ]
+            ws[0].transport.resume_reading()
+            got = [await asyncio.wait_for(ws[0].recv(), 5) for _ in range(sent + 20)]
+            assert got == [f"{n:06d}{chunk}" for n in range(sent + 20)]
+
+
+async def test_a_member_aborted_between_two_room_sends_is_skipped(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """A member whose transport is aborted stays in the room until the hub removes it; a send
+    in between (same callback, before anything can react) must not write to its descriptor."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        async with clients(gw, app, 2) as (ws, ids):
+            for cid in ids:
+                await gw.rooms.join("r", cid)
+            assert await gw.rooms.send("r", "both") == 2
+            gw.hub.connections[ids[0]].socket.abort()
+            assert gw.hub.send_room("r", b"only the second") == 1
+            assert [await ws[1].recv() for _ in range(2)] == ["both", "only the second"]
+            assert await ws[0].recv() == "both"
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws[0].recv()
+
+
 async def test_a_room_of_plain_and_compressed_members_honours_exclude(
     gateway: GatewayFactory, app: ModuleType
 ) -> None:

@@ -148,6 +148,46 @@ def test_a_head_that_never_ends_is_refused_once_over_the_limit() -> None:
     assert [type(e) for e in events] == [Malformed]
 
 
+@pytest.mark.parametrize(
+    ("head", "fast"),
+    [
+        (b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x", True),
+        (b"GET /2018-06-01/runtime/invocation/next HTTP/1.0", True),
+        (b"GET /a%20b/c?x=1#f HTTP/1.1\r\nUser-Agent: curl/8\r\nAccept: */*", True),
+        (POST + b"Content-Length: 7\r\nConnection: keep-alive, Upgrade", True),
+        (POST.replace(b"1.1", b"1.0") + b"Connection: Keep-Alive\r\nContent-Length:  12 ", True),
+        (POST + b"Connection: close\r\nX-Empty:\r\nX-Tab:\tv\t", True),
+        # Left to the full parser, which gives the answer (and names what is wrong).
+        (POST + b"Content-Length: 7\r\nContent-Length: 7", False),
+        (POST + b"Transfer-Encoding: chunked", False),
+        (POST + b"Content-Length: -1", False),
+        (b"GET http://h/2018-06-01/runtime/invocation/next HTTP/1.1", False),
+        (b"GET /a HTTP/2.0", False),
+        (b"GET  /a HTTP/1.1", False),
+        (b"GET /a HTTP/1.1\r\n Folded: x", False),
+        (b"GET /a HTTP/1.1\r\nNo colon", False),
+        (b"GET /\xe9 HTTP/1.1", False),
+    ],
+)
+def test_the_fast_head_parser_agrees_with_the_full_one(head: bytes, fast: bool) -> None:
+    simple = http11._parse_simple_head(head)
+    if fast:
+        assert simple == http11._parse_head(head.split(b"\r\n"))
+    else:
+        assert simple is None
+
+
+def test_a_repeated_head_is_read_once() -> None:
+    parser = Parser(100)
+    get = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"
+    first, second = parser.feed(get + get)
+    assert first is second  # the same bytes: the same request, not parsed again
+    other = get.replace(b"Host: x", b"Host: y")
+    (third,) = parser.feed(POST + b"Content-Length: 2\r\n\r\n{}" + other)[1:]
+    assert third == Request("GET", "/2018-06-01/runtime/invocation/next", {"host": "y"}, b"")
+    assert parser.feed(get)[0] == first
+
+
 def test_answer_framing() -> None:
     data = http11.answer(202, b'{"status":"OK"}', {"A": "b"}, keep_alive=False)
     assert data == (

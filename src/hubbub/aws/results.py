@@ -171,8 +171,10 @@ def parse_proxy_result(value: object) -> ProxyResult:
                 return ProxyResult(status)
             if type(body) is str and len(value) == 2:
                 # tuple.__new__ skips the named tuple's Python-level __new__: a route response
-                # builds one per message.
-                return _new_tuple(ProxyResult, (status, _NO_HEADERS, _text(body, "body"), False))
+                # builds one per message (and an ASCII body needs no _text call).
+                if not body.isascii():
+                    body = _text(body, "body")
+                return _new_tuple(ProxyResult, (status, _NO_HEADERS, body, False))
     elif isinstance(value, str):
         return ProxyResult(200, body=_text(value, "result"))
     elif not isinstance(value, Mapping):

@@ -15,7 +15,8 @@ plain ones as bare sockets, written in one tight loop (:meth:`Socket.broadcast`)
 one. Both facts are fixed before a connection can join anything (compression is negotiated in the
 handshake, the recovery session assigned before :meth:`Hub.add`). The tight loop does not look at
 ``Connection.closing``: a connection only sets it right before closing its WebSocket or aborting
-its transport, which the socket's own checks see.
+its transport, which the socket's own checks see. The plain members are laid out for that loop
+(:class:`Recipients`) on the first send after one came or went, and reused until the next change.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from hubbub.gateway.transport_aiohttp import Socket
+from hubbub.gateway.transport_aiohttp import Recipients, Socket
 from hubbub.wire.close import SLOW_CONSUMER
 from hubbub.wire.frames import frame_message, frame_text
 from hubbub.wire.session import Envelope
@@ -38,21 +39,33 @@ log = logging.getLogger("hubbub.hub")
 class Members:
     """The local members of a room (or of the node), split for fan-out; see the module docstring."""
 
-    __slots__ = ("plain", "special")
+    __slots__ = ("_recipients", "plain", "special")
 
     def __init__(self) -> None:
         self.plain: dict[str, Socket] = {}  # take the shared frame: written by Socket.broadcast
         self.special: dict[str, Connection] = {}  # compressed or recovery-enabled: one by one
+        self._recipients: Recipients | None = None  # ``plain`` laid out for Socket.broadcast
 
     def add(self, conn: Connection) -> None:
         if conn.session is None and not conn.socket.compressed:
             self.plain[conn.id] = conn.socket
+            self._recipients = None
         else:
             self.special[conn.id] = conn
 
     def discard(self, cid: str) -> None:
-        self.plain.pop(cid, None)
+        if self.plain.pop(cid, None) is not None:
+            self._recipients = None
         self.special.pop(cid, None)
+
+    def recipients(self) -> Recipients:
+        """``plain`` as :meth:`Socket.broadcast` takes it: built on the first send after a
+        member came or went, then reused. A member that closes stays in it until the hub
+        removes it (Socket.broadcast checks every socket's state on each send)."""
+        recipients = self._recipients
+        if recipients is None:
+            recipients = self._recipients = Recipients(self.plain.values())
+        return recipients
 
     def __bool__(self) -> bool:
         return bool(self.plain or self.special)
@@ -172,7 +185,7 @@ class Hub:
         plain = members.plain
         if plain:
             skip = plain.get(exclude) if exclude is not None else None
-            delivered, over = Socket.broadcast(plain.values(), frame, self._limit, skip)
+            delivered, over = Socket.broadcast(members.recipients(), frame, self._limit, skip)
             self.writes += delivered
             if over:
                 self._drop_over(plain, over)

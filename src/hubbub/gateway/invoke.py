@@ -1,13 +1,16 @@
 """Route → integration: timeouts, concurrency caps, and the one place handler errors are caught.
 
-Every invocation ends in an :class:`Outcome`; nothing a handler does (raise, hang, return garbage)
+Every invocation ends in an :class:`Outcome` (on the message path, a successful one in its bare
+proxy result: :meth:`Invoker.answer_now`); nothing a handler does (raise, hang, return garbage)
 escapes this module. The callers turn outcomes into HTTP statuses ($connect) or frames (messages).
 
 Two ways to invoke: :meth:`Invoker.invoke` awaits the integration under the caps and the
 watchdog (callers give it a task of its own), and :meth:`Invoker.invoke_inline` runs an ``async
 def`` handler without ``await`` to its end at once: it cannot suspend, so it needs no task, no
-watchdog and no wait for a slot. :meth:`Invoker.invoke_awaited` picks one of the two for
-$connect and $disconnect, which await their handler in a task of their own anyway.
+watchdog and no wait for a slot (messages, which may have no coroutine to await it in, use
+:meth:`Invoker.answer_now`, the same without a coroutine of its own). :meth:`Invoker.invoke_awaited`
+picks one of the two for $connect and $disconnect, which await their handler in a task of their
+own anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+import types
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeAlias
 
@@ -28,8 +32,16 @@ from hubbub.integrations.base import Integration, LambdaContext, LambdaFunction
 
 log = logging.getLogger("hubbub.invoke")
 _clock = time.perf_counter
+# Bound once for Invoker.answer_now, which runs once per routed message.
+_function_env = environment.function_env
+_reset_env = environment.reset
+_access_enabled = logs.ACCESS.isEnabledFor
+_monotonic = time.monotonic
+_INFO = logging.INFO
 
-InlineHandler: TypeAlias = Callable[[dict[str, Any], LambdaContext], Coroutine[Any, Any, object]]
+# Inline handlers are ``async def`` functions (routing.never_suspends): real coroutines.
+_Coroutine: TypeAlias = "types.CoroutineType[Any, Any, object]"  # not subscriptable in 3.11
+InlineHandler: TypeAlias = Callable[[dict[str, Any], LambdaContext], _Coroutine]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,29 @@ class Outcome(NamedTuple):
 
 BUSY = "Too many concurrent requests"
 _new_tuple = tuple.__new__
+
+
+def _as_outcome(answer: ProxyResult | Outcome) -> Outcome:
+    """An answer of :meth:`Invoker.answer_now` as the Outcome :meth:`Invoker.invoke_now` gives."""
+    if type(answer) is ProxyResult:
+        return _new_tuple(Outcome, (answer, None, False, None, None))
+    return answer  # type: ignore[return-value]  # an Outcome
+
+
+@types.coroutine
+def _inline_driver() -> Generator[object, _Coroutine | None, None]:
+    """Drive inline handlers' coroutines, one per ``send``, answering each one's return value.
+
+    ``yield from`` gets a finished coroutine's value from the interpreter directly; a caller's
+    own ``coro.send(None)`` would get it in a ``StopIteration``. Prime it with ``send(None)``.
+    When the coroutine raises, so does ``send``, and the driver is finished. When it suspends,
+    ``send`` answers what it yielded, and the coroutine's ``cr_frame`` is still set.
+    """
+    raw: object = None
+    while True:
+        coro = yield raw
+        assert coro is not None
+        raw = yield from coro  # type: ignore[misc]  # allowed: this is a types.coroutine
 
 
 class Deadline:
@@ -139,6 +174,8 @@ class Invoker:
         self.sync_api = sync_api
         self.in_flight = 0
         self._watchdog = Watchdog()
+        # answer_now's _inline_driver, between two invocations (None while one runs).
+        self._driver: Generator[object, _Coroutine | None, None] | None = None
 
     async def invoke(
         self,
@@ -206,7 +243,7 @@ class Invoker:
         the slot's acquire and release (the slot is held across no suspension, so nobody can
         see it taken) and the watchdog (nothing could interrupt the handler before it returns,
         as with any handler stuck in a CPU loop). The handler runs in the caller's task (the
-        handshake's, for ``$connect``; messages use :meth:`invoke_now`, where there may be no
+        handshake's, for ``$connect``; messages use :meth:`answer_now`, where there may be no
         task at all). Returns None when the handler raised
         CancelledError itself: nothing to answer, as for a cancelled task.
         """
@@ -235,32 +272,69 @@ class Invoker:
         driven to its end here, so a caller that is not a coroutine (the read path of
         :meth:`Socket.deliver_to <hubbub.gateway.transport_aiohttp.Socket.deliver_to>`, called
         by the transport as a frame is parsed) can run it. Same conditions: call only when
-        :meth:`can_run_inline`. One ``send`` and its ``StopIteration`` cost less than the
-        frame of an awaiting coroutine and the task that would have to await it.
+        :meth:`can_run_inline`. See :meth:`answer_now`, which does the work.
+        """
+        answer = self.answer_now(route, event, connection_id=connection_id, request_id=request_id)
+        if type(answer) is ProxyResult:
+            return _new_tuple(Outcome, (answer, None, False, None, None))
+        return answer  # type: ignore[return-value]  # an Outcome or None
+
+    def answer_now(
+        self, route: Route, event: dict[str, Any], *, connection_id: str, request_id: str
+    ) -> ProxyResult | Outcome | None:
+        """:meth:`invoke_now` for the message path: the handler's proxy result comes back as it
+        is, without the :class:`Outcome` around it (building one costs as much as the
+        environment's set and reset together). An Outcome when the invocation failed (its
+        ``result`` is None); None when the handler raised CancelledError itself.
+
+        The coroutine is driven by a generator that outlives it (:func:`_inline_driver`), which
+        gets the return value without a ``StopIteration`` (an exception object per message).
+        The steps of :meth:`_context`, :meth:`_parsed` and :meth:`_finished` are written out
+        here: this runs once per routed message, and each Python call is a sizeable part of it.
         """
         inline = route.inline
         assert inline is not None
         self.in_flight += 1
-        started = time.perf_counter()
-        token = environment.function_env(route.environment)
+        started = _clock()
+        token = _function_env(route.environment)
         try:
-            coro = inline(event, self._context(route))
-            try:
-                coro.send(None)
-            except StopIteration as done:
-                raw = done.value
-            else:  # routing.never_suspends said it cannot; never leave a handler half run
-                coro.close()
+            function = route.function
+            if function is None:
+                context = self._context(route)
+            else:
+                # LambdaFunction.context written out (its Python frame is a tenth of this).
+                context = function.context_type()
+                context.gateway = self.async_api if route.is_async else self.sync_api
+                context._deadline = _monotonic() + route.timeout
+            coro = inline(event, context)
+            driver = self._driver
+            self._driver = None  # a handler that reaches another inline invocation gets its own
+            if driver is None:
+                driver = _inline_driver()
+                driver.send(None)
+            raw = driver.send(coro)
+            if coro.cr_frame is not None:  # never_suspends said it cannot; never leave it half run
+                driver.close()
                 raise RuntimeError("an inline handler suspended")
-            outcome = self._parsed(route, raw, connection_id)  # inside the try: see _run
+            self._driver = driver  # (one that raised is finished: a new one next time)
+            try:
+                answer: ProxyResult | Outcome = parse_proxy_result(raw)
+            except InvalidProxyResult as exc:  # inside the outer try: see _run
+                answer = self._invalid(route, raw, connection_id, exc)
         except asyncio.CancelledError:
             return None
         except Exception as exc:
-            outcome = self._failed(route, exc, connection_id, request_id, proxy=True)
+            answer = self._failed(route, exc, connection_id, request_id, proxy=True)
         finally:
-            environment.reset(token)
+            _reset_env(token)
             self.in_flight -= 1
-        return self._finished(route, outcome, connection_id, request_id, started)
+        stats = route.stats  # counted for /metrics: a duration, and a label if it failed
+        stats.samples.append(_clock() - started)
+        if type(answer) is not ProxyResult or not 200 <= answer.status_code < 300:
+            stats.failed(_as_outcome(answer))
+        if _access_enabled(_INFO):  # skip building the line when it is off
+            self._log_access(route, _as_outcome(answer), connection_id, request_id, started)
+        return answer
 
     def _finished(
         self, route: Route, outcome: Outcome, connection_id: str, request_id: str, started: float
@@ -309,7 +383,7 @@ class Invoker:
                 function = LambdaFunction(name, region=self._region, account_id=self._account_id)
                 self._functions[name] = function
         gateway = self.async_api if route.is_async else self.sync_api
-        return LambdaContext(function, route.timeout, gateway)
+        return function.context(route.timeout, gateway)
 
     async def _run(
         self, route: Route, event: dict[str, Any], connection_id: str, request_id: str, proxy: bool
@@ -378,17 +452,23 @@ class Invoker:
             # tuple.__new__ skips the named tuple's Python-level __new__ (once per message).
             return _new_tuple(Outcome, (parse_proxy_result(raw), None, False, None, None))
         except InvalidProxyResult as exc:
-            log.error(
-                "handler returned an invalid result",
-                extra={
-                    "fields": {
-                        "route": route.key,
-                        "connectionId": connection_id,
-                        "problem": str(exc),
-                    }
-                },
-            )
-            return Outcome(None, f"invalid result: {exc}", raw=raw, exception=exc)
+            return self._invalid(route, raw, connection_id, exc)
+
+    def _invalid(
+        self, route: Route, raw: object, connection_id: str, exc: InvalidProxyResult
+    ) -> Outcome:
+        """The outcome of a handler whose result is not a valid proxy result."""
+        log.error(
+            "handler returned an invalid result",
+            extra={
+                "fields": {
+                    "route": route.key,
+                    "connectionId": connection_id,
+                    "problem": str(exc),
+                }
+            },
+        )
+        return Outcome(None, f"invalid result: {exc}", raw=raw, exception=exc)
 
     def _log_access(
         self, route: Route, outcome: Outcome, connection_id: str, request_id: str, started: float

@@ -3,7 +3,7 @@
 Each text message is routed by the selection expression and its invocation started as a task —
 invocations of one connection run concurrently, as on AWS — bounded by the per-connection cap.
 A route whose handler is an ``async def`` without ``await`` cannot suspend: it runs to completion
-right here, without a task (see :meth:`Invoker.invoke_now`), unless the global cap is reached.
+right here, without a task (see :meth:`Invoker.answer_now`), unless the global cap is reached.
 Text messages that arrive while the loop waits are handled as the transport parses them
 (:meth:`Socket.deliver_to`); the steps are the same synchronous :meth:`MessageLoop._text`.
 Recovery control messages of opted-in clients (``{"hubbub": ...}``) are answered here and never
@@ -19,12 +19,15 @@ import asyncio
 import base64
 import contextvars
 import functools
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from hubbub.aws.events import MessageEventFactory
 from hubbub.aws.frames import error_frame, forbidden_frame, internal_error_frame
 from hubbub.aws.ids import new_request_id
-from hubbub.aws.selection import RouteSelector, select_route
+from hubbub.aws.results import ProxyResult
+from hubbub.aws.selection import RouteSelector
 from hubbub.config import LimitsConfig
 from hubbub.errors import ManagementError
 from hubbub.gateway.connection import Connection, now_ms
@@ -51,6 +54,7 @@ _CLOSE = MessageKind.CLOSE
 _ERROR = MessageKind.ERROR
 _NO_STATUS = CloseCode.NO_STATUS.value
 _ABNORMAL = CloseCode.ABNORMAL.value
+_time_ns = time.time_ns
 
 
 class MessageLoop:
@@ -104,8 +108,8 @@ class MessageLoop:
                             # handled as the transport parses them (everything but ``touch`` is
                             # synchronous): no future, no task wake-up, no receive() per
                             # message. The loop still gets the others, in order.
-                            sock.deliver_to(run, functools.partial(self._deliver, conn))
-                    run(self._text, conn, data, now)
+                            sock.deliver_to(run, functools.partial(self._text, conn, conn.factory))
+                    run(self._text, conn, conn.factory, data, now)
                 elif kind == _BINARY and not allow_binary:
                     await conn.close(*BINARY_REFUSED)
                 elif kind == _BINARY:
@@ -131,23 +135,25 @@ class MessageLoop:
             if run is not None and touch is None:
                 sock.deliver_to(None, None)
 
-    def _deliver(self, conn: Connection, data: str) -> None:
-        now = now_ms()
-        conn.last_active = now
-        self._text(conn, data, now)
-
-    def _text(self, conn: Connection, data: str, now: int) -> None:
+    def _text(
+        self, conn: Connection, factory: MessageEventFactory, data: str, now: int | None = None
+    ) -> None:
         """One text message: limit, route, invoke (inline handlers to their end), answer.
 
+        ``factory`` is ``conn.factory`` (bound once per connection: this runs once per message).
+        ``now`` is when it arrived, already in ``conn.last_active``; without it, now.
         Never awaits, so the transport can call it as it parses a frame (:meth:`run`).
         """
+        if now is None:
+            now = _time_ns() // 1_000_000  # now_ms() written out
+            conn.last_active = now
         if conn.rate is not None and not self._within_rate(conn):
             return
         if conn.session is not None and data.startswith(CONTROL_PREFIX):
             self._spawn(conn, self._control(conn, data))
             return
         routes = self.routes
-        key = select_route(self.selector, data, routes)
+        key = self.selector.select(data, routes)
         if key is None:
             self.metrics.messages_in[""] += 1
             self.metrics.error_frames += 1
@@ -160,12 +166,18 @@ class MessageLoop:
             self.hub.send(conn, error_frame(BUSY, conn.id, new_request_id()))
             return
         request_id = new_request_id()
-        event = conn.factory.build(key, data, request_id, new_request_id(), now)
+        event = factory.build(key, data, request_id, new_request_id(), now)
         invoker = self.invoker
         if route.inline is not None and invoker.can_run_inline():
-            outcome = invoker.invoke_now(route, event, connection_id=conn.id, request_id=request_id)
-            if outcome is not None:
-                self._answer(conn, route, outcome, request_id)
+            answer = invoker.answer_now(route, event, connection_id=conn.id, request_id=request_id)
+            if type(answer) is ProxyResult:
+                if route.two_way:  # _answer's common case, written out
+                    body = answer.body if not answer.is_base64 else answer.body_text()
+                    if body is not None:
+                        self.metrics.route_responses += 1
+                        self.hub.send(conn, body.encode("utf-8"))
+            elif answer is not None:  # the invocation failed
+                self._answer(conn, route, answer, request_id)  # type: ignore[arg-type]
             return
         conn.in_flight += 1
         self._spawn(conn, self._message(conn, route, event, request_id))

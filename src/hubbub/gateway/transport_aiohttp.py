@@ -39,7 +39,7 @@ import os
 import socket
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,55 +169,91 @@ class Socket:
 
     @staticmethod
     def broadcast(
-        sockets: Collection[Socket], frame: bytes, limit: int, skip: Socket | None = None
+        recipients: Recipients, frame: bytes, limit: int, skip: Socket | None = None
     ) -> tuple[int, list[Socket]]:
-        """Write one pre-built frame to every writable socket of ``sockets`` but ``skip``.
+        """Write one pre-built frame to every writable socket of ``recipients`` but ``skip``.
 
         Returns how many were written to, and those whose send queue (:meth:`buffered`) is then
         above ``limit`` bytes: the caller's slow consumers. Never awaits.
 
-        This is the fan-out hot loop, so it inlines :attr:`writable`, :meth:`write` and
-        :meth:`buffered`: per socket it touches only the socket, its ``WebSocketResponse`` and
-        its transport, and allocates nothing (it counts the rare skips, not the writes, because
-        an int above 256 is a new object). That keeps the Python work per recipient small next
-        to the ``write`` system call, and the CPU caches warm for the kernel's part. It reads
-        aiohttp's ``_closed`` behind the ``closed`` property: Python 3.11 does not specialise
-        property access, and the call cost about 1 % of a delivery
-        (test_room_send_skips_a_member_whose_closing_handshake_has_begun guards the name).
+        This is the fan-out hot loop. Per socket it reads only what :class:`Recipients` laid out
+        beforehand (the ``WebSocketResponse``, the transport, the descriptor) and allocates
+        nothing. It reads aiohttp's ``_closed`` behind the ``closed`` property: Python 3.11
+        does not specialise property access
+        (test_room_send_skips_a_member_whose_closing_handshake_has_begun guards the name), and
+        :class:`_HubbubWebSocketResponse` makes it an instance attribute so the read is
+        specialised too (on aiohttp's class default it took the generic lookup, about 170
+        instructions per delivery under callgrind).
 
-        When the transport holds nothing yet (the usual case: the kernel took everything so
-        far), the frame goes straight to the socket's descriptor with ``os.write``, skipping the
-        transport's buffer bookkeeping: about 300 fewer instructions per delivery, 12 % of the
-        server's user-space work (2,680 down to 2,370 under callgrind, room of 1,000), though
-        ``os.write`` releases the GIL. Order is kept because the transport is empty:
-        what the kernel does not take (a partial write, ``EAGAIN``) is handed to the transport,
-        and from then on it writes. An open transport (``is_closing()`` false) still owns its
-        descriptor, so the number cannot belong to another connection; any other error is left
-        to the transport's ``write`` to meet again and report as it always does.
+        When the transport holds nothing (the usual case: the kernel took everything so far),
+        the frame goes straight to the socket's descriptor with ``os.write``, skipping the
+        transport's buffer bookkeeping, though ``os.write`` releases the GIL. Order is kept
+        because the transport is empty: what the kernel does not take (a partial write,
+        ``EAGAIN``) is handed to the transport, and from then on it writes. An open transport
+        (``is_closing()`` false) still owns its descriptor, so the number cannot belong to
+        another connection; any other error is left to the transport's ``write`` to meet again
+        and report as it always does. Both checks are made on every send, not cached: a
+        transport can close, or queue a frame of aiohttp's own (a pong, the close frame),
+        between two sends without the hub hearing of it.
         """
-        skipped = 0
+        direct = recipients.direct
+        queued = recipients.queued
+        if skip is not None:
+            direct = [entry for entry in direct if entry[3] is not skip]
+            queued = [sock for sock in queued if sock is not skip]
+        count = len(direct) + len(queued)
+        missed = 0
         over: list[Socket] = []
         size = len(frame)
         write = _os_write
-        for sock in sockets:
-            transport = sock._transport
-            if sock is skip or sock._ws._closed or transport.is_closing():
-                skipped += 1
-                continue
-            fd = sock._fd
-            if fd >= 0 and not transport.get_write_buffer_size():
+        kind = recipients.kind
+        transports = recipients.transports
+        if (
+            kind is not None
+            and not any(map(kind.is_closing, transports))
+            and not any(map(kind.get_write_buffer_size, transports))
+        ):
+            # Every transport is open and empty (the usual case): checked in two passes that
+            # call the transport's methods from C (map), not one call each from the loop. The
+            # loop below changes no other transport's state, so the answers hold throughout.
+            for ws, transport, fd, sock in direct:
+                if ws._closed:
+                    missed += 1
+                    continue
                 try:
                     sent = write(fd, frame)
                 except OSError:  # EAGAIN, or an error the transport's own write meets again
                     sent = 0
-                if sent == size:
-                    continue
-                transport.write(frame[sent:] if sent else frame)  # queued after what was sent
+                if sent != size:
+                    transport.write(frame[sent:] if sent else frame)  # queued after what was sent
+                    if transport.get_write_buffer_size() > limit:
+                        over.append(sock)
+            direct = []
+        for ws, transport, fd, sock in direct:
+            if ws._closed or transport.is_closing():
+                missed += 1
+            elif transport.get_write_buffer_size() == 0:
+                try:
+                    sent = write(fd, frame)
+                except OSError:
+                    sent = 0
+                if sent != size:
+                    transport.write(frame[sent:] if sent else frame)
+                    if transport.get_write_buffer_size() > limit:
+                        over.append(sock)
             else:
-                transport.write(frame)
+                transport.write(frame)  # after what the transport holds
+                if transport.get_write_buffer_size() > limit:
+                    over.append(sock)
+        for sock in queued:
+            transport = sock._transport
+            if sock._ws._closed or transport.is_closing():
+                missed += 1
+                continue
+            transport.write(frame)
             if transport.get_write_buffer_size() > limit:
                 over.append(sock)
-        return len(sockets) - skipped, over
+        return count - missed, over
 
     @property
     def compressed(self) -> bool:
@@ -252,6 +288,36 @@ class Socket:
         return self._ws.close_code
 
 
+class Recipients:
+    """A fixed set of sockets laid out for :meth:`Socket.broadcast`, built once and reused for
+    every send until the set changes (the hub keeps one per room in
+    :class:`hubbub.gateway.hub.Members`).
+
+    ``direct`` holds, per socket written by descriptor, the ``(WebSocketResponse, transport,
+    descriptor, socket)`` the send loop reads, so the loop unpacks one tuple instead of
+    following three attributes; ``transports`` their transports alone, for the state checks
+    made over all of them at once; ``queued`` the other sockets (TLS and other transports that
+    are not plain TCP), written through their transport. Only facts fixed for a socket's life
+    are laid out here; whether it can be written to right now is checked on every send.
+    """
+
+    __slots__ = ("direct", "kind", "queued", "transports")
+
+    def __init__(self, sockets: Iterable[Socket]) -> None:
+        self.direct: list[tuple[web.WebSocketResponse, asyncio.Transport, int, Socket]] = []
+        self.queued: list[Socket] = []
+        for sock in sockets:
+            if sock._fd >= 0:
+                self.direct.append((sock._ws, sock._transport, sock._fd, sock))
+            else:
+                self.queued.append(sock)
+        self.transports = [entry[1] for entry in self.direct]
+        # The one class of every transport in ``direct`` (uvloop's or asyncio's), whose methods
+        # Socket.broadcast maps over ``transports``; None when they are mixed.
+        kinds = {type(transport) for transport in self.transports}
+        self.kind: type[asyncio.Transport] | None = kinds.pop() if len(kinds) == 1 else None
+
+
 _BAD_DEFLATE = "Invalid compressed data"
 
 
@@ -270,6 +336,10 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
         self, *, max_frame: int, max_message: int, pong_timeout: float, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
+        # aiohttp declares _closed on its class and sets it on the instance only once closed;
+        # an instance attribute from the start lets Python 3.11 specialise Socket.broadcast's
+        # read of it (same value, same meaning).
+        self._closed = False
         self._max_frame = max_frame
         self._max_message = max_message
         if self._heartbeat is not None:

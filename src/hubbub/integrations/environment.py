@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
 
 _overlay: ContextVar[Mapping[str, str] | None] = ContextVar("hubbub_function_env", default=None)
 
@@ -65,10 +64,10 @@ def install() -> None:
         os.environ.__class__ = _OverlayEnviron
 
 
-def function_env(variables: Mapping[str, str]) -> Any:
-    """Make ``variables`` the running function's environment in the current context."""
-    return _overlay.set(variables)
-
-
-def reset(token: Any) -> None:
-    _overlay.reset(token)
+# The context variable's own methods rather than functions wrapping them: they run twice per
+# invocation, and a Python frame each was ~10 % of an inline handler's invocation.
+#: ``function_env(variables)``: make ``variables`` the running function's environment in the
+#: current context; returns the token for :func:`reset`.
+function_env = _overlay.set
+#: ``reset(token)``: back to the environment before the matching :func:`function_env`.
+reset = _overlay.reset

@@ -64,7 +64,16 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 class Invocation:
     """One event for the environment, and the future its result arrives in."""
 
-    __slots__ = ("arn", "deadline_ms", "delivered", "future", "payload", "request_id")
+    __slots__ = (
+        "arn",
+        "deadline_ms",
+        "delivered",
+        "environment",
+        "future",
+        "payload",
+        "released",
+        "request_id",
+    )
 
     def __init__(
         self, request_id: str, payload: bytes, deadline_ms: int, arn: str, loop: Any
@@ -75,6 +84,10 @@ class Invocation:
         self.arn = arn
         self.delivered = False
         self.future: asyncio.Future[object] = loop.create_future()
+        self.environment: Environment | None = None  # the one it was handed to (assign)
+        # The environment went back to its pool when the runtime answered (on_answered):
+        # whoever waits for the result must not release it again.
+        self.released = False
 
 
 class Environment:
@@ -88,6 +101,7 @@ class Environment:
         env: Mapping[str, str],
         *,
         on_exit: Callable[[Environment], None],
+        on_answered: Callable[[Environment, Invocation], None] | None = None,
         generation: int = 0,
     ) -> None:
         self.function = function
@@ -95,6 +109,7 @@ class Environment:
         self._cwd = cwd
         self._env = dict(env)
         self._on_exit = on_exit
+        self._on_answered = on_answered
         self.generation = generation
         self.ready = False  # initialised: it asked for its first event
         self.ended = False  # its process is gone
@@ -240,16 +255,32 @@ class Environment:
     async def invoke(self, invocation: Invocation) -> object:
         """Hand ``invocation`` to the runtime and wait for its result (raises InvocationError
         for a reported error, a crash, or an init failure)."""
+        self.assign(invocation)
+        try:
+            return await invocation.future
+        finally:
+            if self.current is invocation:
+                self.current = None
+
+    def assign(self, invocation: Invocation) -> None:
+        """Make ``invocation`` this environment's next one: it goes out at once when the runtime
+        waits in ``invocation/next``, else with its next ``invocation/next``. Its future gets the
+        result (an InvocationError when the environment has ended)."""
+        invocation.environment = self
         if self.ended:
-            raise InvocationError("Runtime.ExitError: the execution environment ended")
+            invocation.future.set_exception(
+                InvocationError("Runtime.ExitError: the execution environment ended")
+            )
+            return
         self.current = invocation
         self._last_request_id = invocation.request_id
         waiting, self._waiting_next = self._waiting_next, None
         if waiting is not None and waiting.open:
             self._deliver(invocation, waiting)  # the event goes out from here: no task, no hop
-        try:
-            return await invocation.future
-        finally:
+
+    def unassign(self, invocation: Invocation) -> None:
+        """Take back ``invocation`` if the runtime has not received it yet (its caller gave up)."""
+        if self.current is invocation and not invocation.delivered:
             self.current = None
 
     def _handle(self, request: http11.Request, reply: Reply) -> None:
@@ -284,6 +315,7 @@ class Environment:
                     InvocationError(f"Function.ResponseSizeTooLarge: {message}")
                 )
                 reply.refuse(413, "RequestEntityTooLarge", message)
+                self._done(invocation)
                 return
             body = request.body
             try:
@@ -295,12 +327,22 @@ class Environment:
             else:
                 invocation.future.set_result(result)
             reply.send(202, _ACCEPTED)
+            self._done(invocation)
             return
         error = protocol.parse_function_error(
             _error_body(request), request.headers.get(_ERROR_TYPE)
         )
         invocation.future.set_exception(InvocationError(str(error)))
         reply.send(202, _ACCEPTED)
+        self._done(invocation)
+
+    def _done(self, invocation: Invocation) -> None:
+        """The runtime answered ``invocation``: the environment is free for the next one, which
+        its pool may assign right here (on_answered), before the waiting caller even resumes, so
+        that the runtime's pipelined ``invocation/next`` gets it within the same read."""
+        self.current = None
+        if self._on_answered is not None:
+            self._on_answered(self, invocation)
 
     def _next(self, reply: Reply) -> None:
         self.ready = True
@@ -311,6 +353,7 @@ class Environment:
             previous.future.set_exception(
                 InvocationError("Runtime.InvalidResponse: next event asked before answering")
             )
+            self._done(previous)
         if self.ended:
             reply.refuse(500, "ServiceException", "the execution environment ended")
             return

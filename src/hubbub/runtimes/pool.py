@@ -26,6 +26,10 @@ from hubbub.runtimes.environment import Environment, Invocation
 
 log = logging.getLogger("hubbub.runtime")
 
+# The result a queued invocation's future gets when a slot came free (an environment ended):
+# its caller starts an environment in it.
+_START = object()
+
 
 @dataclass(frozen=True)
 class FunctionProcess:
@@ -43,7 +47,8 @@ class Pool:
         self.function = function
         self._all: set[Environment] = set()
         self._idle: list[Environment] = []
-        self._waiters: deque[asyncio.Future[Environment | None]] = deque()
+        # Invocations waiting for an environment, in order.
+        self._waiters: deque[Invocation] = deque()
         self._generation = 0
         self._closed = False
         self._stopping: set[asyncio.Task[None]] = set()
@@ -60,56 +65,73 @@ class Pool:
     async def invoke(
         self, payload: bytes, *, request_id: str, deadline_ms: int, arn: str
     ) -> object:
-        env = await self._acquire()
-        invocation = Invocation(request_id, payload, deadline_ms, arn, asyncio.get_running_loop())
-        try:
-            return await env.invoke(invocation)
-        except asyncio.CancelledError:
-            # Timed out (or shutdown): the process may be stuck in the handler or its init.
-            # (The cancellation cancelled the future too: only a result means it answered.)
-            future = invocation.future
-            if not future.done() or future.cancelled():
-                log.warning(
-                    "function environment killed",
-                    extra={
-                        "fields": {
-                            "function": self.function.name,
-                            "requestId": request_id,
-                            "reason": "invocation cancelled (timeout)",
-                        }
-                    },
-                )
-                env.kill()
-            raise
-        finally:
-            self._release(env)
-
-    async def _acquire(self) -> Environment:
         if self._closed:
             raise InvocationError("Runtime.Unavailable: the gateway is shutting down")
+        loop = asyncio.get_running_loop()
+        invocation = Invocation(request_id, payload, deadline_ms, arn, loop)
+        env = self._take_idle()
+        try:
+            if env is None and len(self._all) >= self.function.reserved_concurrency:
+                # Queued. An environment whose runtime answers takes it on the spot (_release
+                # from Environment._done: its event leaves with that answer's 202), and this
+                # caller wakes once, with the result; or a freed slot says to start one.
+                self._waiters.append(invocation)
+                outcome = await invocation.future
+                if outcome is not _START:
+                    return outcome
+                invocation.future = loop.create_future()
+            if env is None:
+                env = await self._start()
+            env.assign(invocation)
+            return await invocation.future
+        except asyncio.CancelledError:
+            self._abandon(invocation)
+            raise
+        finally:
+            handed = invocation.environment
+            if handed is not None and not invocation.released:
+                self._release(handed)
+
+    def _take_idle(self) -> Environment | None:
         while self._idle:
             env = self._idle.pop()
             if not (env.ended or env.retiring):
                 return env
-        if len(self._all) < self.function.reserved_concurrency:
-            return await self._start()
-        waiter: asyncio.Future[Environment | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            handed = await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                given = waiter.result()
-                if given is not None:
-                    self._release(given)
-                else:
-                    self._wake_one()  # pass the free slot on
-            else:
-                self._waiters.remove(waiter)
-            raise
-        if handed is None:  # a slot came free: start an environment in it
-            return await self._start()
-        return handed
+        return None
+
+    def _abandon(self, invocation: Invocation) -> None:
+        """The caller of ``invocation`` was cancelled (the route's timeout, shutdown)."""
+        env = invocation.environment
+        future = invocation.future
+        if env is None:  # still queued, or told to start an environment
+            if invocation in self._waiters:
+                self._waiters.remove(invocation)
+            elif (
+                future.done()
+                and not future.cancelled()
+                and future.exception() is None
+                and future.result() is _START
+            ):
+                self._wake_one()  # pass the free slot on
+            return
+        # (The cancellation cancelled the future too: only a result means it answered.)
+        if future.done() and not future.cancelled():
+            return
+        if not invocation.delivered and env.ready:
+            env.unassign(invocation)  # the runtime, between invocations, never saw it
+            return
+        # The process may be stuck in the handler or its init.
+        log.warning(
+            "function environment killed",
+            extra={
+                "fields": {
+                    "function": self.function.name,
+                    "requestId": invocation.request_id,
+                    "reason": "invocation cancelled (timeout)",
+                }
+            },
+        )
+        env.kill()
 
     async def _start(self) -> Environment:
         function = self.function
@@ -119,6 +141,7 @@ class Pool:
             function.cwd,
             function.env,
             on_exit=self._ended,
+            on_answered=self._answered,
             generation=self._generation,
         )
         self._all.add(env)
@@ -143,10 +166,15 @@ class Pool:
             return
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(env)
+            if not waiter.future.done():
+                env.assign(waiter)
                 return
         self._idle.append(env)
+
+    def _answered(self, env: Environment, invocation: Invocation) -> None:
+        """Environment._done: the runtime answered ``invocation``; its environment is free now."""
+        invocation.released = True
+        self._release(env)
 
     def _ended(self, env: Environment) -> None:
         """An environment's process is gone (crash, kill, init error, stop)."""
@@ -161,8 +189,8 @@ class Pool:
         """A slot came free: the first waiter starts an environment in it."""
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            if not waiter.future.done():
+                waiter.future.set_result(_START)
                 return
 
     def _retire(self, env: Environment) -> None:
@@ -190,8 +218,8 @@ class Pool:
         self._closed = True
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(
+            if not waiter.future.done():
+                waiter.future.set_exception(
                     InvocationError("Runtime.Unavailable: the gateway is shutting down")
                 )
         self._idle.clear()

@@ -6,10 +6,16 @@ bytes to every recipient; a recipient whose send queue passes the limit is dropp
 
 from __future__ import annotations
 
+import socket
+from typing import Any, cast
+
+import pytest
+
 from hubbub.gateway.hub import Hub
+from hubbub.gateway.transport_aiohttp import Recipients, Socket
 from hubbub.wire.frames import frame_message, frame_text
 from hubbub.wire.session import Envelope
-from tests.gateway.unit.fakes import Peer
+from tests.gateway.unit.fakes import FakeTransport, FakeWebSocket, Peer
 from tests.helpers import eventually
 
 LIMIT = 1000
@@ -256,3 +262,71 @@ def test_a_compressed_connection_over_the_limit_is_dropped() -> None:
     assert not hub.send(compressed.conn, b"x")
     assert compressed.transport.aborted
     assert compressed.conn.close_status == (1013, "Send queue full")
+
+
+def test_a_room_send_follows_joins_leaves_and_removals_since_the_last_send() -> None:
+    """Each room keeps its plain members laid out for the send loop between sends
+    (Members.recipients); a join, a leave or a removal must show in the very next send."""
+    a, b, c = Peer("a"), Peer("b"), Peer("c")
+    hub = _hub(a, b, c)
+    hub.join("lobby", a.conn)
+    hub.join("lobby", b.conn)
+    assert hub.send_room("lobby", b"1") == 2
+    hub.join("lobby", c.conn)
+    assert hub.send_room("lobby", b"2") == 3
+    hub.leave("lobby", a.conn)
+    assert hub.send_room("lobby", b"3") == 2
+    hub.remove(b.conn)
+    assert hub.send_room("lobby", b"4") == 1
+    assert hub.send_room("lobby", b"5", exclude="c") == 0
+    hub.join("lobby", a.conn)
+    assert hub.send_room("lobby", b"6", exclude="c") == 1
+
+    def got(peer: Peer) -> list[bytes]:
+        return peer.transport.written
+
+    assert got(a) == [frame_text(b"1"), frame_text(b"2"), frame_text(b"6")]
+    assert got(b) == [frame_text(b"1"), frame_text(b"2"), frame_text(b"3")]
+    assert got(c) == [frame_text(b"2"), frame_text(b"3"), frame_text(b"4")]
+
+
+def test_a_member_that_closes_between_two_sends_is_skipped_before_it_leaves() -> None:
+    """The laid-out members are not rebuilt when one closes (it leaves the room only once the
+    hub removes it): each send still checks every socket's state."""
+    a, b = Peer("a"), Peer("b")
+    hub = _hub(a, b)
+    for peer in (a, b):
+        hub.join("lobby", peer.conn)
+    assert hub.send_room("lobby", b"1") == 2
+    a.transport.abort()
+    b.ws._closed = True  # its closing handshake has begun
+    assert hub.send_room("lobby", b"2") == 0
+    assert hub.rooms == {"lobby": {"a", "b"}}
+    assert a.transport.written == b.transport.written == [frame_text(b"1")]
+
+
+class _OtherTransport(FakeTransport):
+    """A second transport class: a room whose sockets mix classes cannot be checked in one pass."""
+
+
+def test_sockets_written_by_descriptor_with_mixed_transport_classes_each_get_the_frame() -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        sockets = []
+        for i, (ours, _) in enumerate(pairs):
+            ours.setblocking(False)
+            transport = FakeTransport() if i % 2 else _OtherTransport()
+            sock = Socket(cast(Any, FakeWebSocket()), cast(Any, transport))
+            sock._fd = ours.fileno()  # as for a plain TCP transport (_plain_fd)
+            sockets.append(sock)
+        recipients = Recipients(sockets)
+        assert recipients.kind is None
+        assert Socket.broadcast(recipients, frame_text(b"hi"), LIMIT, skip=sockets[1]) == (2, [])
+        assert [theirs.recv(64) for _, theirs in pairs[::2]] == [frame_text(b"hi")] * 2
+        pairs[1][1].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            pairs[1][1].recv(64)
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()

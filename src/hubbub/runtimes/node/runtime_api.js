@@ -149,7 +149,8 @@ class Connection {
     return this.pending.length > 0;
   }
 
-  send(head, payload, what) {
+  // ``data``: the whole request, a string (its head is ASCII, its body UTF-8).
+  send(data, what) {
     return new Promise((resolve, reject) => {
       this.pending.push({ parser: new AnswerParser(what), resolve, reject });
       this.socket.ref();
@@ -163,11 +164,7 @@ class Connection {
           this.socket.uncork();
         });
       }
-      if (payload === undefined) {
-        this.socket.write(head, "latin1");
-      } else {
-        this.socket.write(Buffer.concat([Buffer.from(head, "latin1"), payload]));
-      }
+      this.socket.write(data, "utf8");
     });
   }
 
@@ -274,17 +271,19 @@ class RuntimeApi {
   }
 
   request(method, path, body, headers = {}, pipeline = false) {
-    const payload = body === undefined ? undefined : Buffer.from(body, "utf8");
-    let head = `${method} ${PREFIX}${path} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n`;
+    let data = `${method} ${PREFIX}${path} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n`;
     for (const [name, value] of Object.entries(headers)) {
-      head += `${name}: ${value}\r\n`;
+      data += `${name}: ${value}\r\n`;
     }
-    if (payload !== undefined) {
-      head += `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n`;
+    if (body !== undefined) {
+      // One string written once: no Buffer for the body, the head, and their concatenation.
+      const length = Buffer.byteLength(body, "utf8");
+      data += `Content-Type: application/json\r\nContent-Length: ${length}\r\n\r\n${body}`;
+    } else {
+      data += "\r\n";
     }
-    head += "\r\n";
     const connection = this.connection(pipeline);
-    const answered = connection.send(head, payload, `${method} ${path}`);
+    const answered = connection.send(data, `${method} ${path}`);
     if (connection !== this.main) {
       answered.then(
         () => {
