@@ -128,10 +128,7 @@ def _single_and_multi(
 
     Names are grouped by their exact spelling, as AWS preserves the case the client sent.
     """
-    single = dict(pairs)
-    if len(single) == len(pairs):  # no name repeats (the common case): built in C
-        return single, {name: [value] for name, value in pairs}
-    single = {}
+    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in pairs:
         single[name] = value

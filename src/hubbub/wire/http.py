@@ -54,15 +54,6 @@ class Handshake:
     remote: str
     port: int = 0  # the listener's port the client reached
     scheme: str = "http"  # "https" on a TLS listener
-    # Lowered name -> first value, built at the first header() call: a handshake asks for
-    # several headers (Origin, User-Agent, Sec-WebSocket-Protocol), each a scan of them all.
-    _index: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
-        """The first value of a header, matched case-insensitively, as :func:`find_header`."""
-        index = self._index
-        if index is None:
-            # Reversed: the first of repeated names is the one left in the dict.
-            index = {key.lower(): value for key, value in reversed(self.headers)}
-            object.__setattr__(self, "_index", index)
-        return index.get(name.lower())
+        return find_header(self.headers, name)
