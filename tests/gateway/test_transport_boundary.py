@@ -17,10 +17,10 @@ from hubbub.wire.kinds import MessageKind
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "hubbub"
 
-# The gateway modules that may import aiohttp: the adapter, its frame reading, and its limits on
-# a connection before aiohttp parses the request (they subclass aiohttp's request handler and
-# site).
-ADAPTER = {"transport_aiohttp.py", "frames_aiohttp.py", "http_limits.py"}
+# The gateway modules that may import aiohttp: the adapter, the public listener's upgrade, its
+# frame reading, and its limits on a connection before aiohttp parses the request (they subclass
+# aiohttp's request handler and site).
+ADAPTER = {"transport_aiohttp.py", "upgrade_aiohttp.py", "frames_aiohttp.py", "http_limits.py"}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -1,4 +1,4 @@
-"""The public listener's own upgrade path (transport_aiohttp's ``_OwnUpgrade``), on real sockets.
+"""The public listener's own upgrade path (upgrade_aiohttp's ``_OwnUpgrade``), on real sockets.
 
 A plain upgrade is answered without aiohttp's request machinery; anything else (and every answer
 aiohttp shapes itself) still goes through aiohttp. These tests check that the two paths write the
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.lifecycle import Lifecycle
-from hubbub.gateway.transport_aiohttp import _UpgradedRequest
+from hubbub.gateway.upgrade_aiohttp import _UpgradedRequest
 from hubbub.wire.http import Handshake
 from tests.gateway.conftest import GatewayFactory, routes
 
@@ -191,3 +191,36 @@ async def test_an_upgrade_after_another_request_on_the_connection_is_aiohttps(
     assert head.startswith(b"HTTP/1.1 101 ")
     assert kinds == ["Request"]  # a keep-alive connection's later requests stay aiohttp's
     assert len(app.EVENTS) == 1
+
+
+@pytest.mark.parametrize(
+    ("connection", "status"),
+    [
+        (b"Upgrade", b"101"),
+        (b"UPGRADE", b"101"),
+        (b"keep-alive, Upgrade", b"101"),
+        (b"upgrade , keep-alive", b"101"),
+        (b"keep-alive", b"400"),
+        (b"upgrades", b"400"),
+    ],
+)
+async def test_the_connection_header_names_upgrade_among_its_tokens(
+    gateway: GatewayFactory, connection: bytes, status: bytes
+) -> None:
+    async with gateway(routes=routes()) as gw:
+        assert gw.public is not None
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: "
+            + connection
+            + b"\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+            + KEY
+            + b"\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = [line for line in head.split(b"\r\n") if line.startswith(b"Content-Length: ")]
+        body = await reader.readexactly(int(length[0].split(b": ")[1])) if length else b""
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 " + status)
+    if status == b"400":
+        assert body == b"Bad Request: Connection: Upgrade is required\n"

@@ -32,6 +32,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 __all__ = [
@@ -159,23 +160,27 @@ def gateway_headers(
     do, and its port, protocol and trace id stand. Otherwise the port and protocol are those of
     the listener the client reached.
     """
-    present = {name.lower() for name, _ in headers}
-    out: list[tuple[str, str]] = []
-    for name, value in headers:
-        if name.lower() == "x-forwarded-for":
-            out.append((name, f"{value}, {source_ip}" if value else source_ip))
-        else:
-            out.append((name, value))
-    for name, value in (
-        ("X-Amzn-Trace-Id", trace_id),
-        ("X-Forwarded-For", source_ip),
-        ("X-Forwarded-Port", str(port)),
-        ("X-Forwarded-Proto", proto),
+    # Each name lowered once, kept next to its pair as the sort key: sorting by a key function
+    # called it once per header, on top of the lowering for ``present``.
+    keyed = [(name.lower(), (name, value)) for name, value in headers]
+    present = {lower for lower, _ in keyed}
+    if "x-forwarded-for" in present:
+        keyed = [
+            (lower, (pair[0], f"{pair[1]}, {source_ip}" if pair[1] else source_ip))
+            if lower == "x-forwarded-for"
+            else (lower, pair)
+            for lower, pair in keyed
+        ]
+    for lower, name, value in (
+        ("x-amzn-trace-id", "X-Amzn-Trace-Id", trace_id),
+        ("x-forwarded-for", "X-Forwarded-For", source_ip),
+        ("x-forwarded-port", "X-Forwarded-Port", str(port)),
+        ("x-forwarded-proto", "X-Forwarded-Proto", proto),
     ):
-        if name.lower() not in present:
-            out.append((name, value))
-    out.sort(key=lambda pair: pair[0].lower())
-    return out
+        if lower not in present:
+            keyed.append((lower, (name, value)))
+    keyed.sort(key=itemgetter(0))  # stable: repeated names keep the client's order
+    return [pair for _, pair in keyed]
 
 
 def _identity(conn: ConnectionContext) -> dict[str, str]:

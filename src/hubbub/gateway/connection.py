@@ -122,6 +122,10 @@ class Connection:
             users = self._users = set()
         return users
 
+    def memberships(self) -> tuple[set[str] | None, set[str] | None]:
+        """The rooms and users sets, None where never created (reading them creates neither)."""
+        return self._rooms, self._users
+
     @property
     def tasks(self) -> set[asyncio.Task[Any]]:
         """The connection's running invocations (and close tasks)."""

@@ -1,10 +1,11 @@
 """Connection-level limits for the HTTP listeners, enforced before aiohttp has parsed a request.
 
-aiohttp (the library :mod:`hubbub.gateway.transport_aiohttp` wraps; this module is its only
-other user) caps single header lines and the *number* of headers, not the size of the whole
-head: 120 headers of 16,000 bytes each pass, so 300 half-sent handshakes held about 650 MB. It also
-arms one timer per connection for both "send your request" and "idle between requests". Here a
-:class:`_LimitedHandler` sits in front of aiohttp's parser for every connection of a listener:
+aiohttp (the library :mod:`hubbub.gateway.transport_aiohttp` wraps; this module and
+:mod:`hubbub.gateway.upgrade_aiohttp` are its only other users) caps single header lines and
+the *number* of headers, not the size of the whole head: 120 headers of 16,000 bytes each pass,
+so 300 half-sent handshakes held about 650 MB. It also arms one timer per connection for both
+"send your request" and "idle between requests". Here a :class:`_LimitedHandler` sits in front
+of aiohttp's parser for every connection of a listener:
 
 - **Head size**: bytes of a request head (from the first byte after the previous request to the
   blank line ending this one) are counted as they arrive; past ``max_header_bytes`` the
@@ -47,7 +48,7 @@ class ConnectionLimits:
     # [server] proxy_protocol: peers for which this returns True must start with a PROXY
     # protocol header (hubbub.gateway.proxy_protocol); None: no connection sends one.
     proxy_from: Callable[[str], bool] | None = None
-    # The public listener's own upgrade path (transport_aiohttp's _OwnUpgrade): given each
+    # The public listener's own upgrade path (upgrade_aiohttp's _OwnUpgrade): given each
     # connection once its first request is parsed, it answers the common WebSocket upgrade
     # itself and hands anything else to aiohttp's request loop. None: aiohttp's loop only.
     first_request: Callable[[Any], Awaitable[None]] | None = None

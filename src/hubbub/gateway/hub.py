@@ -95,12 +95,17 @@ class Hub:
     def remove(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
         self._everyone.discard(conn.id)
-        for room in conn.rooms:
-            self._leave_index(room, conn.id)
-        for user in conn.users:
-            _discard(self.users, user, conn.id)
-        conn.rooms.clear()
-        conn.users.clear()
+        # Most connections join no room and bind no user: their sets were never made, and
+        # are not made now just to be walked and cleared.
+        rooms, users = conn.memberships()
+        if rooms:
+            for room in rooms:
+                self._leave_index(room, conn.id)
+            rooms.clear()
+        if users:
+            for user in users:
+                _discard(self.users, user, conn.id)
+            users.clear()
 
     def join(self, room: str, conn: Connection) -> None:
         """Add ``conn`` to ``room``; nothing if it has left the hub (closed while the caller

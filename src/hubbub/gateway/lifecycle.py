@@ -251,7 +251,8 @@ class Lifecycle:
         if principal and 1 <= len(str(principal)) <= 128:
             # Authorised connections belong to their principal: @users/{principalId} reaches them.
             await self._api.users.bind(str(principal), conn.id)
-        logs.event(logs.ACCESS, "connect", connectionId=conn.id, sourceIp=ctx.source_ip)
+        if logs.ACCESS.isEnabledFor(logging.INFO):  # (no call or fields dict when it is off)
+            logs.event(logs.ACCESS, "connect", connectionId=conn.id, sourceIp=ctx.source_ip)
         self._timeouts.add(conn)
         try:
             await self._messages.run(conn)
@@ -304,7 +305,10 @@ class Lifecycle:
             record = await self._registry.remove(conn.id)
             code, reason = conn.close_status
             self._metrics.closed[code] += 1
-            logs.event(logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason)
+            if logs.ACCESS.isEnabledFor(logging.INFO):
+                logs.event(
+                    logs.ACCESS, "disconnect", connectionId=conn.id, code=code, reason=reason
+                )
             # Its presence leaves now, or is deferred for a resume (no store call when it was
             # present nowhere). Also when a reaper got the record: then nothing is left to do.
             kept = await self._presence_retired(conn) if self._presence.tracks(conn.id) else {}

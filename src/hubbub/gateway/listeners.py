@@ -17,7 +17,7 @@ from hubbub.gateway.browser_guard import BrowserGuard
 from hubbub.gateway.proxies import TrustedProxies
 from hubbub.gateway.tls import LocalTls, event_domain, server_ssl_context
 from hubbub.gateway.transport_aiohttp import Accept, Listener, SocketOptions, start_http
-from hubbub.gateway.transport_aiohttp import start_public as start_public_listener
+from hubbub.gateway.upgrade_aiohttp import start_public as start_public_listener
 from hubbub.wire.http import Handshake, HttpRequest, HttpResponse
 
 # The browser client (clients/js/hubbub.js, shipped as package data) is served at /hubbub.js.

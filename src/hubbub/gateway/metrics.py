@@ -158,18 +158,34 @@ class Metrics:
         self.messages_in: Counter[str] = Counter()  # by route key ("" = no route matched)
         self.messages_out: Counter[str] = Counter()  # by kind
         self.management: Counter[tuple[str, int]] = Counter()  # (operation, status)
-        self.store_ops: Counter[str] = Counter()
-        self.store_errors: Counter[str] = Counter()
-        self.store_latency: dict[str, Histogram] = {}
+        self.store: dict[str, StoreStats] = {}  # by the registry's operation
 
-    def store_call(self, operation: str, seconds: float, failed: bool) -> None:
-        self.store_ops[operation] += 1
-        if failed:
-            self.store_errors[operation] += 1
-        histogram = self.store_latency.get(operation)
-        if histogram is None:
-            histogram = self.store_latency[operation] = Histogram()
-        histogram.observe(seconds)
+    def store_stats(self, operation: str) -> StoreStats:
+        stats = self.store.get(operation)
+        if stats is None:
+            stats = self.store[operation] = StoreStats()
+        return stats
+
+
+class StoreStats:
+    """One store operation's calls: as :class:`RouteStats`, a call costs one ``array.append``
+    of its duration (and a count when it failed); :meth:`fold` moves the samples into the
+    histogram, at each scrape and once a second."""
+
+    __slots__ = ("errors", "latency", "samples", "total")
+
+    def __init__(self) -> None:
+        self.samples = array("d")  # durations not folded yet, seconds
+        self.total = 0  # calls folded so far
+        self.errors = 0
+        self.latency = Histogram()
+
+    def fold(self) -> None:
+        samples = self.samples
+        if samples:
+            self.samples = array("d")
+            self.latency.fold(samples)
+            self.total += len(samples)
 
 
 @dataclass
@@ -217,16 +233,22 @@ def snapshot(metrics: Metrics, gauges: Gauges) -> dict[str, Any]:
             for key, stats in gauges.routes.items()
         },
         "management": {f"{op}|{status}": n for (op, status), n in metrics.management.items()},
-        "store": {
-            op: {
-                "calls": n,
-                "errors": metrics.store_errors.get(op, 0),
-                "latency": metrics.store_latency[op].as_list(),
-            }
-            for op, n in metrics.store_ops.items()
-        },
+        "store": _store(metrics),
         "resumes": dict(gauges.resumes),
     }
+
+
+def _store(metrics: Metrics) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for op, stats in metrics.store.items():
+        stats.fold()
+        if stats.total:  # (an operation looked up whose first call has not ended yet)
+            out[op] = {
+                "calls": stats.total,
+                "errors": stats.errors,
+                "latency": stats.latency.as_list(),
+            }
+    return out
 
 
 def _messages_in(metrics: Metrics, routes: Mapping[str, RouteStats]) -> dict[str, int]:
@@ -448,7 +470,7 @@ _UNMEASURED = frozenset({"touch"})
 
 
 class _MeasuredRegistry:
-    """Times every coroutine method of a registry into :meth:`Metrics.store_call` (but
+    """Times every coroutine method of a registry into its :class:`StoreStats` (but
     ``_UNMEASURED``)."""
 
     def __init__(self, inner: object, metrics: Metrics) -> None:
@@ -462,17 +484,18 @@ class _MeasuredRegistry:
         attr = getattr(self._inner, name)
         if name in _UNMEASURED or not inspect.iscoroutinefunction(attr):
             return attr
-        metrics = self._metrics
+        stats = self._metrics.store_stats(name)
+        clock = time.perf_counter
 
         async def measured(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            failed = True
+            started = clock()
             try:
-                result = await attr(*args, **kwargs)
-                failed = False
-                return result
+                return await attr(*args, **kwargs)
+            except BaseException:  # cancelled too, as a call that did not complete
+                stats.errors += 1
+                raise
             finally:
-                metrics.store_call(name, time.perf_counter() - started, failed)
+                stats.samples.append(clock() - started)
 
         setattr(self, name, measured)  # built once per method
         return measured

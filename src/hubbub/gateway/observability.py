@@ -155,12 +155,15 @@ class Observability:
         return merge([own, *read_snapshots(self._workers_dir, skip=self.node)])
 
     async def _tick(self) -> None:
-        """Once a second: fold the routes' latency samples into their histograms (so they
-        stay few), and with --workers write this worker's snapshot for the others."""
+        """Once a second: fold the routes' and the store's latency samples into their
+        histograms (so they stay few), and with --workers write this worker's snapshot for the
+        others."""
         while True:
             await asyncio.sleep(WORKER_SNAPSHOT_S)
             for route in self._routes().values():
                 route.stats.fold()
+            for stats in self.metrics.store.values():
+                stats.fold()
             if self._workers_dir is None:
                 continue
             try:

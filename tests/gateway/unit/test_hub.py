@@ -73,6 +73,14 @@ def test_removing_a_connection_clears_its_rooms_and_users() -> None:
     assert hub.broadcast(b"hi") == 1
 
 
+def test_removing_a_connection_that_joined_nothing_makes_no_sets() -> None:
+    a = Peer("a")
+    hub = _hub(a)
+    hub.remove(a.conn)
+    assert a.conn.memberships() == (None, None)
+    assert set(hub.connections) == set()
+
+
 def test_a_connection_that_left_the_hub_joins_nothing() -> None:
     """A join or bind that lands after the close (the caller awaited the registry meanwhile)
     must not keep a dead member."""
