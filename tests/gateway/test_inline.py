@@ -543,3 +543,27 @@ async def test_a_connect_handler_that_awaits_keeps_its_timeout(
 ) -> None:
     async with gateway(**_lifecycle("sleeps", handler_timeout=0.2)) as gw:
         assert await _connect_status(gw.websocket_url) == 502
+
+
+async def test_route_responses_arrive_whole_at_every_frame_length_boundary(
+    gateway: GatewayFactory,
+) -> None:
+    # Hub.send frames a short ASCII reply itself and hands the others to frame_message: replies
+    # either side of the 126-byte boundary, a 16-bit and a 64-bit length, and non-ASCII text
+    # (UTF-8 longer than its characters) come back as the text the client sent.
+    limits = {"max_frame_bytes": 70_000, "max_message_bytes": 70_000}
+    async with gateway(routes=_routes(echo="echo"), limits=limits) as gw:
+        async with websockets.connect(gw.websocket_url, max_size=None) as ws:
+            base = len(json.dumps({"action": "echo", "p": ""}))
+            sizes = [base, 124, 125, 126, 127, 65535, 65536, 69000]
+            texts = [json.dumps({"action": "echo", "p": "x" * (size - base)}) for size in sizes]
+            texts += [
+                json.dumps({"action": "echo", "p": "é€😀" * n}, ensure_ascii=False)
+                for n in (1, 30, 40)
+            ]
+            for text in texts:
+                await ws.send(text)
+                reply = await ws.recv()
+                assert isinstance(reply, str)
+                assert reply == text
+        assert gw.hub.writes >= len(texts)

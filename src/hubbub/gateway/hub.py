@@ -155,7 +155,25 @@ class Hub:
         A text frame when the payload is UTF-8, else a binary one (:func:`frame_message`).
         """
         self.frames_built += 1
-        return self._write(conn, payload, frame_message(payload))
+        # frame_message's short ASCII case and _write's plain-socket path written out: a route
+        # response comes here once per message, and each Python call is a sizeable part of it.
+        n = len(payload)
+        if n < 126 and payload.isascii():
+            frame = bytes((0x81, n)) + payload
+        else:
+            frame = frame_message(payload)
+        if conn.closing:
+            return False
+        sock = conn.socket
+        if sock.compressed:
+            return self._write(conn, payload, frame)
+        buffered = sock.offer(frame)
+        if buffered < 0:  # not writable: nothing was written
+            return False
+        self.writes += 1
+        if buffered > self._limit:
+            self._drop_slow(conn)
+        return True
 
     def send_room(
         self,
