@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import re
 import sys
 import uuid
@@ -567,3 +568,35 @@ async def test_route_responses_arrive_whole_at_every_frame_length_boundary(
                 assert isinstance(reply, str)
                 assert reply == text
         assert gw.hub.writes >= len(texts)
+
+
+async def test_the_access_log_of_inline_invocations_follows_level_changes_while_serving(
+    gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Invoker.answer_now reads the logger's cached answer: a level set while messages flow (the
+    # cache holds "off" by then), and a logger disabled by logging.config, still take effect.
+    access = logging.getLogger("hubbub.access")
+    caplog.set_level(logging.WARNING, logger="hubbub.access")
+
+    def invokes() -> list[str]:
+        return [r.__dict__["fields"]["route"] for r in caplog.records if r.getMessage() == "invoke"]
+
+    async with gateway(routes=_routes(echo="echo", other="echo")) as gw:
+        async with websockets.connect(gw.websocket_url) as ws:
+            await ws.send(_message("echo"))
+            assert json.loads(await ws.recv()) == {"action": "echo"}
+            assert invokes() == []
+            caplog.set_level(logging.INFO, logger="hubbub.access")
+            await ws.send(_message("other"))
+            await ws.recv()
+            assert invokes() == ["other"]
+            access.disabled = True
+            try:
+                await ws.send(_message("echo"))
+                await ws.recv()
+            finally:
+                access.disabled = False
+            assert invokes() == ["other"]
+            await ws.send(_message("echo"))
+            await ws.recv()
+            assert invokes() == ["other", "echo"]

@@ -35,7 +35,14 @@ _clock = time.perf_counter
 # Bound once for Invoker.answer_now, which runs once per routed message.
 _function_env = environment.function_env
 _reset_env = environment.reset
-_access_enabled = logs.ACCESS.isEnabledFor
+_access = logs.ACCESS
+_access_enabled = _access.isEnabledFor
+# Logger.isEnabledFor is a Python frame per call. Its answers are kept in the logger's _cache,
+# which every setLevel (and logging.disable) empties in place, so answer_now reads that dict
+# from C and asks isEnabledFor only when it holds no answer; ``disabled`` (set by
+# logging.config) is never cached, so it is read as isEnabledFor reads it. Without the
+# attribute the lookup always misses: isEnabledFor answers every time.
+_access_cached: Callable[[int], bool | None] = getattr(_access, "_cache", {}).get
 _monotonic = time.monotonic
 _INFO = logging.INFO
 
@@ -332,7 +339,10 @@ class Invoker:
         stats.samples.append(_clock() - started)
         if type(answer) is not ProxyResult or not 200 <= answer.status_code < 300:
             stats.failed(_as_outcome(answer))
-        if _access_enabled(_INFO):  # skip building the line when it is off
+        enabled = _access_cached(_INFO)  # skip building the line when it is off
+        if enabled is None:
+            enabled = _access_enabled(_INFO)
+        if enabled and not _access.disabled:
             self._log_access(route, _as_outcome(answer), connection_id, request_id, started)
         return answer
 
