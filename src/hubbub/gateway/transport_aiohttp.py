@@ -84,8 +84,8 @@ def _plain_fd(transport: asyncio.BaseTransport) -> int:
     """The file descriptor :meth:`Socket.broadcast` may write to directly, or -1.
 
     Only for a plain TCP (or Unix) transport: behind TLS the descriptor carries ciphertext. The
-    socket object is the one aiohttp already asked for (to set TCP_NODELAY), so this costs no
-    memory per connection.
+    transport keeps the socket object it hands out: one small object per connection, the one
+    aiohttp's TCP_NODELAY and keep-alive helpers made before http_limits spared those calls.
     """
     if type(transport).__name__ not in _PLAIN_TRANSPORTS:
         return -1
