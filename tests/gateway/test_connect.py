@@ -203,3 +203,23 @@ async def test_a_malformed_key_is_a_bad_request_before_connect(
         status, _ = await _upgrade_with_version(gw, b"13", key)
     assert status == b"400"  # RFC 6455 §4.2.1: a 16-byte nonce in base64
     assert app.EVENTS == []
+
+
+async def test_the_registry_keeps_the_host_the_client_sent(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    # Taken from the upgrade request itself (Lifecycle.run's host): a reaping node's
+    # $disconnect carries it as its Host header.
+    async with gateway(routes=routes(_connect="record")) as gw:
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nhost: chat.example.test:8443\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        cid = app.EVENTS[0]["requestContext"]["connectionId"]
+        record = await gw.store.registry.get(cid)
+        assert record is not None
+        assert record.host == "chat.example.test:8443"
+        writer.close()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import time
 
+import pytest
 import websockets
 
 from hubbub.gateway.http_limits import ConnectionLimits
@@ -210,3 +212,36 @@ def test_the_public_listener_keeps_aiohttps_first_timer() -> None:
     # The management listener: a head is due sooner than an idle keep-alive connection.
     assert not ConnectionLimits(16384, 10.0, 60.0).rearm_matches(60.0)
     assert not ConnectionLimits(16384, 10.0, 0.0).rearm_matches(0.0)
+
+
+async def _keepalive_and_nodelay(gateway: GatewayFactory) -> None:
+    async with gateway() as gw:
+        for listener in (gw.public, gw.management):
+            _reader, writer = await asyncio.open_connection(listener.host, listener.port)
+            try:
+                server = listener._runner.server
+                assert server is not None
+                await eventually(lambda s=server: s.connections, message="the accepted connection")
+                for handler in server.connections:
+                    transport = handler.transport
+                    assert transport is not None
+                    sock = transport.get_extra_info("socket")
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            finally:
+                writer.close()
+        async with websockets.connect(gw.websocket_url) as ws:  # and the upgrade still works
+            await ws.ping()
+
+
+async def test_accepted_sockets_keep_alive_without_nagle(gateway: GatewayFactory) -> None:
+    # SO_KEEPALIVE comes from the listening socket (LimitedSite.start), TCP_NODELAY from
+    # _NoDelayAgain (asyncio's loop) instead of from aiohttp per connection: both still on,
+    # on the WebSocket endpoint and on the management API.
+    await _keepalive_and_nodelay(gateway)
+
+
+def test_accepted_sockets_keep_alive_without_nagle_under_uvloop(gateway: GatewayFactory) -> None:
+    # Under uvloop (what hubbub serve runs) the loop itself sets TCP_NODELAY: _NODELAY_SET.
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(_keepalive_and_nodelay(gateway))

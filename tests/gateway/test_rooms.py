@@ -14,6 +14,7 @@ import websockets
 
 from hubbub.errors import GoneError
 from hubbub.gateway.app import Gateway
+from hubbub.gateway.transport_aiohttp import _FD_UNKNOWN
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import eventually
 
@@ -425,14 +426,15 @@ async def test_room_sends_stay_in_order_when_a_member_falls_behind(
     still gets every message, whole and in order."""
     async with gateway(routes=routes(_connect="record")) as gw:
         async with clients(gw, app, 1) as (ws, ids):
-            await gw.rooms.join("r", ids[0])
             (sock,) = (c.socket for c in gw.hub.connections.values())
-            assert sock._fd >= 0  # a plain TCP socket: written by descriptor
+            assert sock._fd == _FD_UNKNOWN  # not looked up at the handshake (a system call)
+            await gw.rooms.join("r", ids[0])
             ws[0].transport.pause_reading()
             chunk = "x" * 20_000
             sent = 0
             while sent < 20 or sock.buffered() == 0:  # until the transport queues
                 assert await gw.rooms.send("r", f"{sent:06d}{chunk}") == 1
+                assert sock._fd >= 0  # a plain TCP socket: written by descriptor
                 sent += 1
             for n in range(sent, sent + 20):  # these go after the queued ones
                 await gw.rooms.send("r", f"{n:06d}{chunk}")

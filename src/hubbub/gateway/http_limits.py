@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.tcp_helpers import tcp_nodelay
 from aiohttp.web_protocol import RequestHandler
 
 from hubbub.gateway import proxy_protocol
@@ -77,8 +80,27 @@ def _response(status: str, text: str, extra: str = "") -> bytes:
 # The request queue of every upgraded connection (see _LimitedHandler.set_parser).
 _NO_MESSAGES: Any = ()
 
+# Transports whose event loop sets TCP_NODELAY on every TCP socket it accepts: uvloop's (asyncio's
+# own sets it only on sockets created with proto IPPROTO_TCP, which _bind's are not).
+_NODELAY_SET = frozenset({"TCPTransport"})
 
-class _LimitedHandler(RequestHandler):
+
+class _NoDelayAgain(BaseProtocol):
+    """aiohttp's ``BaseProtocol.connection_made`` without setting TCP_NODELAY a second time
+    where the event loop set it already (:data:`_NODELAY_SET`): aiohttp's helper makes a socket
+    object and a system call per connection for it. Placed between ``RequestHandler`` and
+    ``BaseProtocol`` in :class:`_LimitedHandler`'s bases, so aiohttp's ``connection_made``
+    reaches this one."""
+
+    __slots__ = ()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if type(transport).__name__ not in _NODELAY_SET:
+            tcp_nodelay(transport, True)  # type: ignore[arg-type]
+        self.transport = transport  # type: ignore[assignment]
+
+
+class _LimitedHandler(RequestHandler, _NoDelayAgain):
     """aiohttp's per-connection protocol, with the limits of :class:`ConnectionLimits`."""
 
     __slots__ = (
@@ -296,7 +318,13 @@ class LimitedSite(web.SockSite):
         assert server is not None
         limits = self._limits
         # aiohttp's Server builds RequestHandler(server, loop=..., **handler_args); so do we.
+        # SO_KEEPALIVE is set once on the listening socket, which every accepted socket
+        # inherits, instead of by aiohttp on each connection (a socket object and a system
+        # call per handshake).
         kwargs = {**server._kwargs, "loop": server._loop}
+        if kwargs.get("tcp_keepalive", True) and hasattr(socket, "SO_KEEPALIVE"):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            kwargs["tcp_keepalive"] = False
 
         def factory() -> _LimitedHandler:
             return _LimitedHandler(server, limits, **kwargs)

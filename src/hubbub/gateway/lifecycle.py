@@ -56,7 +56,7 @@ from hubbub.gateway.transport_aiohttp import Accept, Socket
 from hubbub.store import ConnectionRecord, Store
 from hubbub.store.recovery import Position, Session
 from hubbub.wire.close import GOING_AWAY, GONE_BEFORE_OPEN, NODE_LOST
-from hubbub.wire.http import Handshake, HttpResponse, find_header
+from hubbub.wire.http import Handshake, HttpResponse
 from hubbub.wire.session import SUBPROTOCOL, session_frame, wants_recovery
 
 log = logging.getLogger("hubbub.gateway")
@@ -129,8 +129,11 @@ class Lifecycle:
             hs = self._proxies.apply(hs)
         if not self._status.accepting:
             return HttpResponse(503, {}, b"Service Unavailable: the gateway is shutting down\n")
-        refusal = self._admission.check(
-            origin=hs.header("Origin"),
+        admission = self._admission
+        refusal = admission.check(
+            # The header is looked up only when an origin list is configured (one scan of the
+            # request's headers less per handshake otherwise).
+            origin=hs.header("Origin") if admission.checks_origin else None,
             remote=hs.remote,
             open_connections=len(self._hub.connections),
         )
@@ -211,21 +214,27 @@ class Lifecycle:
                     subprotocol = value.split(",")[0].strip()
                 elif name.lower() not in _HOP_BY_HOP:
                     headers[name] = value
-        requested = hs.header("Sec-WebSocket-Protocol")
-        opted_in = self._resumer is not None and wants_recovery(requested, query)
-        if opted_in and subprotocol is None and SUBPROTOCOL in (requested or ""):
-            subprotocol = SUBPROTOCOL  # hubbub's own protocol: we answer for it ourselves
+        opted_in = False
+        if self._resumer is not None:  # only recovery asks for the offered subprotocols
+            requested = hs.header("Sec-WebSocket-Protocol")
+            opted_in = wants_recovery(requested, query)
+            if opted_in and subprotocol is None and SUBPROTOCOL in (requested or ""):
+                subprotocol = SUBPROTOCOL  # hubbub's own protocol: we answer for it ourselves
         return Accept(
             # A partial, not a lambda: it lives as long as the connection (~250 bytes less).
-            run=functools.partial(self.run, ctx, opted_in),
+            # The Host header is taken here, from the request's few headers, rather than from
+            # the event's longer sorted list in run().
+            run=functools.partial(self.run, ctx, opted_in, hs.header("Host") or ""),
             gone=functools.partial(self.gone_before_open, ctx),
             headers=headers,
             subprotocol=subprotocol,
         )
 
     # -- an open connection -------------------------------------------------------------------
-    async def run(self, ctx: ConnectionContext, opted_in: bool, sock: Socket) -> None:
-        """The 101 went out: register the connection, read its messages, retire it."""
+    async def run(self, ctx: ConnectionContext, opted_in: bool, host: str, sock: Socket) -> None:
+        """The 101 went out: register the connection, read its messages, retire it.
+
+        ``host``: the upgrade request's Host header ("" when it had none)."""
         conn = Connection(sock, ctx, self.api_context)
         self._metrics.opened += 1
         if opted_in and self._resumer is not None:
@@ -239,7 +248,7 @@ class Lifecycle:
                 last_active_at=ctx.connected_at,
                 source_ip=ctx.source_ip,
                 user_agent=ctx.user_agent,
-                host=find_header(ctx.headers, "host") or "",
+                host=host,
                 authorizer=dict(ctx.authorizer) if ctx.authorizer else None,
                 session=conn.session,
             )

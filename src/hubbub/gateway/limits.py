@@ -73,6 +73,11 @@ class Admission:
         self._per_ip: dict[str, TokenBucket] = {}
         self.pending = 0  # handshakes admitted whose connection is not open yet
 
+    @property
+    def checks_origin(self) -> bool:
+        """Whether :meth:`check` looks at ``origin`` at all (an origin list is configured)."""
+        return bool(self._origins)
+
     def origin_allowed(self, origin: str | None) -> bool:
         # Browsers always send Origin; other clients usually don't, and cannot be forged into
         # a cross-site request by a page, so a missing Origin is not refused.

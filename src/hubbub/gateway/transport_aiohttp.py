@@ -83,9 +83,10 @@ _PLAIN_TRANSPORTS = frozenset({"TCPTransport", "UnixTransport", "_SelectorSocket
 def _plain_fd(transport: asyncio.BaseTransport) -> int:
     """The file descriptor :meth:`Socket.broadcast` may write to directly, or -1.
 
-    Only for a plain TCP (or Unix) transport: behind TLS the descriptor carries ciphertext. The
-    socket object is the one aiohttp already asked for (to set TCP_NODELAY), so this costs no
-    memory per connection.
+    Only for a plain TCP (or Unix) transport: behind TLS the descriptor carries ciphertext.
+    Asked for by :class:`Recipients` (:meth:`Socket.direct_fd`), not at the handshake: uvloop
+    makes the socket object it hands out with a ``getsockname`` system call, and keeps it for
+    the connection's life.
     """
     if type(transport).__name__ not in _PLAIN_TRANSPORTS:
         return -1
@@ -93,6 +94,9 @@ def _plain_fd(transport: asyncio.BaseTransport) -> int:
         return -1
     sock = transport.get_extra_info("socket")
     return sock.fileno() if sock is not None else -1
+
+
+_FD_UNKNOWN = -2  # Socket._fd not looked up yet
 
 
 class Socket:
@@ -106,7 +110,15 @@ class Socket:
         self._ws = ws
         self._transport = transport
         self.compressed = bool(ws.compress)
-        self._fd = _plain_fd(transport)
+        self._fd = _FD_UNKNOWN  # see direct_fd
+
+    def direct_fd(self) -> int:
+        """The descriptor :meth:`broadcast` writes to directly, or -1 (:func:`_plain_fd`),
+        looked up once: only sockets that join a room or a user ever need it."""
+        fd = self._fd
+        if fd == _FD_UNKNOWN:
+            fd = self._fd = _plain_fd(self._transport)
+        return fd
 
     def receive(self) -> Awaitable[tuple[int, Any, Any]]:
         """Next message as ``(kind, data, extra)``, ``kind`` a
@@ -304,8 +316,11 @@ class Recipients:
         self.direct: list[tuple[web.WebSocketResponse, asyncio.Transport, int, Socket]] = []
         self.queued: list[Socket] = []
         for sock in sockets:
-            if sock._fd >= 0:
-                self.direct.append((sock._ws, sock._transport, sock._fd, sock))
+            fd = sock._fd
+            if fd == _FD_UNKNOWN:
+                fd = sock.direct_fd()
+            if fd >= 0:
+                self.direct.append((sock._ws, sock._transport, fd, sock))
             else:
                 self.queued.append(sock)
         self.transports = [entry[1] for entry in self.direct]
