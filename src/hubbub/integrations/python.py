@@ -249,9 +249,9 @@ class HandlerPool:
         Cancelled (the caller's timeout), the call still runs if a thread took it already; its
         result is then dropped. A call no thread took yet never runs.
         """
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
+        loop = self._loop
+        if loop is None:  # looked up once: on Python 3.11 it is a getpid system call per call
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
         with self._lock:
             if self._closed:
