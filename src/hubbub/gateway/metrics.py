@@ -92,23 +92,40 @@ class Histogram:
         return [*self.counts, self.total]
 
 
-class RouteStats:
+class _Timed:
+    """Durations appended on the hot path (one ``array.append`` each) and folded into one
+    histogram by :meth:`fold`, at each scrape and once a second (hubbub.gateway.observability),
+    so they never pile up."""
+
+    __slots__ = ("latency", "samples", "total")
+
+    def __init__(self) -> None:
+        self.samples = array("d")  # durations not folded yet, seconds
+        self.total = 0  # calls folded so far
+        self.latency = Histogram()
+
+    def fold(self) -> None:
+        samples = self.samples
+        if samples:
+            self.samples = array("d")
+            self.latency.fold(samples)
+            self.total += len(samples)
+
+
+class RouteStats(_Timed):
     """One route's invocations: counted by outcome, timed in one histogram.
 
     On the message path an invocation costs one ``array.append`` of its duration (``samples``)
     and, only when it did not succeed, a count under its label (:meth:`failed`): successes are
-    the samples minus the failures. :meth:`fold` moves the samples into the histogram, at each
-    scrape and once a second (hubbub.gateway.observability), so they never pile up.
+    the samples minus the failures (see :class:`_Timed` for the folding).
     """
 
-    __slots__ = ("failures", "latency", "outcomes", "rejected", "samples", "total")
+    __slots__ = ("failures", "outcomes", "rejected")
 
     def __init__(self) -> None:
-        self.samples = array("d")  # durations not folded yet, seconds
-        self.total = 0  # invocations folded so far
+        super().__init__()
         self.failures = 0  # of all invocations, those counted in ``outcomes``
         self.outcomes: Counter[str] = Counter()  # every outcome but success, by label
-        self.latency = Histogram()
         self.rejected = 0
 
     def failed(self, outcome: _Outcome) -> None:
@@ -127,13 +144,6 @@ class RouteStats:
         if outcome != "ok":
             self.outcomes[outcome] += 1
             self.failures += 1
-
-    def fold(self) -> None:
-        samples = self.samples
-        if samples:
-            self.samples = array("d")
-            self.latency.fold(samples)
-            self.total += len(samples)
 
     def counted(self) -> dict[str, int]:
         self.fold()
@@ -167,25 +177,15 @@ class Metrics:
         return stats
 
 
-class StoreStats:
+class StoreStats(_Timed):
     """One store operation's calls: as :class:`RouteStats`, a call costs one ``array.append``
-    of its duration (and a count when it failed); :meth:`fold` moves the samples into the
-    histogram, at each scrape and once a second."""
+    of its duration (and a count when it failed)."""
 
-    __slots__ = ("errors", "latency", "samples", "total")
+    __slots__ = ("errors",)
 
     def __init__(self) -> None:
-        self.samples = array("d")  # durations not folded yet, seconds
-        self.total = 0  # calls folded so far
+        super().__init__()
         self.errors = 0
-        self.latency = Histogram()
-
-    def fold(self) -> None:
-        samples = self.samples
-        if samples:
-            self.samples = array("d")
-            self.latency.fold(samples)
-            self.total += len(samples)
 
 
 @dataclass
