@@ -157,16 +157,16 @@ class Hub:
         self.frames_built += 1
         # frame_message's short ASCII case and _write's plain-socket path written out: a route
         # response comes here once per message, and each Python call is a sizeable part of it.
+        if conn.closing:
+            return False
+        sock = conn.socket
+        if sock.compressed:
+            return self._enqueue(conn, payload)  # framed per socket: no shared frame to build
         n = len(payload)
         if n < 126 and payload.isascii():
             frame = bytes((0x81, n)) + payload
         else:
             frame = frame_message(payload)
-        if conn.closing:
-            return False
-        sock = conn.socket
-        if sock.compressed:
-            return self._write(conn, payload, frame)
         buffered = sock.offer(frame)
         if buffered < 0:  # not writable: nothing was written
             return False
@@ -260,18 +260,22 @@ class Hub:
         if conn.closing:
             return False
         if sock.compressed:
-            if not sock.writable:
-                return False
-            if not conn.enqueue_compressed(payload, self._limit):
-                self._drop_slow(conn)
-                return False
-            return True
+            return self._enqueue(conn, payload)
         buffered = sock.offer(frame)
         if buffered < 0:  # not writable: nothing was written
             return False
         self.writes += 1
         if buffered > self._limit:
             self._drop_slow(conn)
+        return True
+
+    def _enqueue(self, conn: Connection, payload: bytes) -> bool:
+        """A compressed socket's message, to its ordered outbox (framed and deflated there)."""
+        if not conn.socket.writable:
+            return False
+        if not conn.enqueue_compressed(payload, self._limit):
+            self._drop_slow(conn)
+            return False
         return True
 
     def _drop_over(self, plain: dict[str, Socket], over: list[Socket]) -> None:

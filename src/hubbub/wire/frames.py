@@ -52,8 +52,5 @@ def frame_message(payload: bytes) -> bytes:
     not text (``post_to_connection(Data=b"\\xff...")``) go out unchanged in a binary frame.
     """
     if payload.isascii():  # the common case: no decoding, straight to the text frame
-        n = len(payload)
-        if n < 126:  # frame_text's first case, written out: a reply's frame is built here
-            return bytes((0x81, n)) + payload
         return frame_text(payload)
     return _frame(0x81 if is_text(payload) else 0x82, payload)
