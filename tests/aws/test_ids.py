@@ -5,6 +5,7 @@ import os
 import re
 import string
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,6 +17,7 @@ from hubbub.aws.ids import (
     api_id_for,
     is_valid_connection_id,
     new_connection_id,
+    new_invocation_id,
     new_request_id,
 )
 
@@ -141,3 +143,18 @@ def test_a_forked_child_draws_connection_ids_of_its_own() -> None:
     os.waitpid(pid, 0)
     assert AWS_ID.fullmatch(child)
     assert child != new_connection_id()
+
+
+def test_invocation_ids_are_version_4_uuids_in_their_text_form() -> None:
+    ids = [new_invocation_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # lower-case hex, dashes where str(uuid.uuid4()) has them
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    # Every other bit varies: the fixed ones are only the version's and the variant's.
+    varying = 0
+    for text in ids:
+        varying |= uuid.UUID(text).int ^ uuid.UUID(ids[0]).int
+    assert varying == (1 << 128) - 1 & ~((0xF << 76) | (0x3 << 62))

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from hubbub.errors import InvocationError
-from hubbub.runtimes import protocol
+from hubbub.runtimes import http11, protocol
 from hubbub.runtimes.environment import Environment, Invocation
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
@@ -213,3 +213,25 @@ def test_trace_id_format() -> None:
     assert parent.startswith("Parent=")
     assert len(parent) == len("Parent=") + 16
     assert sampled == "Sampled=0"
+
+
+def test_trace_ids_differ() -> None:
+    assert len({protocol.trace_id(0x5F000000) for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_invocation_answer_is_framed_as_http11_answer(
+    keep_alive: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = "Root=1-5f000000-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=0"
+    monkeypatch.setattr(protocol, "trace_id", lambda: trace)
+    event = '{"body": "h\u00e9llo"}'.encode()
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:f"
+    made = protocol.invocation_answer(event, "r-1", 1_700_000_000_123, arn, keep_alive)
+    headers = {
+        "Lambda-Runtime-Aws-Request-Id": "r-1",
+        "Lambda-Runtime-Deadline-Ms": "1700000000123",
+        "Lambda-Runtime-Invoked-Function-Arn": arn,
+        "Lambda-Runtime-Trace-Id": trace,
+    }
+    assert made == http11.answer(200, event, headers, keep_alive=keep_alive)

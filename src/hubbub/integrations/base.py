@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from hubbub.aws.ids import new_invocation_id
+
 
 class Integration(Protocol):
     """Runs one route's handler. ``invoke`` returns the raw Lambda result (any JSON value)."""
@@ -126,7 +128,7 @@ class LambdaContext:
     @property
     def aws_request_id(self) -> str:
         if self._invocation_id is None:
-            self._invocation_id = str(uuid.uuid4())
+            self._invocation_id = new_invocation_id()
         return self._invocation_id
 
     def get_remaining_time_in_millis(self) -> int:

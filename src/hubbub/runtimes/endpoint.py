@@ -56,6 +56,14 @@ class Reply:
         data = http11.answer(status, body, headers, keep_alive=self.keep_alive)
         self._connection.answered(data, self.keep_alive)
 
+    def send_answer(self, data: bytes) -> None:
+        """Send a whole answer made elsewhere (framed as :func:`http11.answer` frames one, with
+        ``Connection: close`` unless :attr:`keep_alive`)."""
+        if self.sent:
+            return
+        self.sent = True
+        self._connection.answered(data, self.keep_alive)
+
     def refuse(self, status: int, error_type: str, message: str) -> None:
         if self.sent:
             return

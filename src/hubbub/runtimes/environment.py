@@ -366,11 +366,15 @@ class Environment:
 
     def _deliver(self, invocation: Invocation, reply: Reply) -> None:
         invocation.delivered = True
-        headers = protocol.invocation_headers(
-            invocation.request_id, invocation.deadline_ms, invocation.arn, protocol.trace_id()
+        reply.send_answer(
+            protocol.invocation_answer(
+                invocation.payload,
+                invocation.request_id,
+                invocation.deadline_ms,
+                invocation.arn,
+                reply.keep_alive,
+            )
         )
-        del headers["Content-Type"]  # the answer names its own
-        reply.send(200, invocation.payload, headers)
 
     def _init_error(self, request: http11.Request, reply: Reply) -> None:
         if self.ready:

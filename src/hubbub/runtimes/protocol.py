@@ -10,8 +10,8 @@ JSON body ``{"errorMessage": ..., "errorType": ...}`` as AWS's endpoint answers 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
+from random import getrandbits
 from typing import Any, NamedTuple
 
 import orjson
@@ -75,25 +75,27 @@ def error_body(error_type: str, message: str) -> bytes:
 
 
 def trace_id(now: float | None = None) -> str:
-    """An X-Ray trace header as Lambda passes it (not sampled: nothing collects traces here)."""
+    """An X-Ray trace header as Lambda passes it (not sampled: nothing collects traces here).
+    Its ids are unique, not secret (as hubbub.aws.ids.new_trace_id's): no system call per
+    invocation."""
     epoch = int(time.time() if now is None else now)
-    random = os.urandom(20).hex()  # one system call for both ids (one per invocation)
-    return f"Root=1-{epoch:08x}-{random[:24]};Parent={random[24:]};Sampled=0"
+    return f"Root=1-{epoch:08x}-{getrandbits(96):024x};Parent={getrandbits(64):016x};Sampled=0"
 
 
-def invocation_headers(
-    request_id: str, deadline_ms: int, function_arn: str, trace: str
-) -> dict[str, str]:
-    """The headers of ``GET .../invocation/next``'s answer. ``Lambda-Runtime-Client-Context`` and
+def invocation_answer(
+    event: bytes, request_id: str, deadline_ms: int, function_arn: str, keep_alive: bool
+) -> bytes:
+    """``GET .../invocation/next``'s whole answer, framed as hubbub.runtimes.http11.answer frames
+    a 200, made in one format (it is written once per invocation): the event and its headers, a
+    fresh :func:`trace_id` among them. ``Lambda-Runtime-Client-Context`` and
     ``-Cognito-Identity`` are left out: they come from mobile SDK invocations, and API Gateway
     never sends them."""
-    return {
-        "Content-Type": "application/json",
-        REQUEST_ID: request_id,
-        DEADLINE: str(deadline_ms),
-        FUNCTION_ARN: function_arn,
-        TRACE_ID: trace,
-    }
+    close = "" if keep_alive else "Connection: close\r\n"
+    return (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(event)}\r\n"
+        f"{REQUEST_ID}: {request_id}\r\n{DEADLINE}: {deadline_ms}\r\n"
+        f"{FUNCTION_ARN}: {function_arn}\r\n{TRACE_ID}: {trace_id()}\r\n{close}\r\n"
+    ).encode("latin-1") + event
 
 
 class FunctionError(NamedTuple):

@@ -59,6 +59,7 @@ exports.handler = async (event, context) => {
     waits: context.callbackWaitsForEmptyEventLoop,
     cwd: process.cwd(),
     pid: process.pid,
+    trace: process.env._X_AMZN_TRACE_ID,
   }) };
 };
 """
@@ -97,6 +98,10 @@ async def test_a_commonjs_handler_gets_lambdas_context(
     assert 0 < first["remaining"] <= 10_000
     assert first["waits"] is True
     assert first["cwd"] == str((tmp_path / "fn").resolve())
+    # Lambda-Runtime-Trace-Id, fresh per invocation (protocol.invocation_answer's headers).
+    trace = r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0"
+    assert re.fullmatch(trace, first["trace"])
+    assert first["trace"] != second["trace"]
     assert nested == "nested in lib/app.cjs"
 
     # console.* lines are Lambda's, tagged in hubbub's log with the function and request id.
