@@ -105,6 +105,9 @@ async def test_an_answer_ended_by_closing_then_a_new_connection() -> None:
     [
         (b"SMTP ready\r\n\r\nCLOSE", "not an HTTP/1.x status line"),
         (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\nCLOSE", "malformed header"),
+        # The colon of the next line is not this line's.
+        (b"HTTP/1.1 200 OK\r\nno colon\r\nContent-Length: 2\r\n\r\n{}CLOSE", "malformed header"),
+        (b"HTTP/1.1 200 OK\r\n: no name\r\n\r\nCLOSE", "malformed header"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nCLOSE", "invalid Content-Length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nCLOSE", "unsupported Transfer"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}CLOSE", "closed before the whole"),
@@ -136,8 +139,12 @@ async def test_the_response_and_the_next_request_are_pipelined() -> None:
     """POST .../response and GET .../next go out together on one connection; both answers in
     one write are read in order."""
     seen = bytearray()
+    first = b""  # what the first read got: both requests, written at once
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal first
+        first = await reader.read(4096)
+        seen.extend(first)
         while seen.count(b"\r\n\r\n") < 2 or not seen.endswith(b"\r\n\r\n"):
             seen.extend(await reader.read(4096))
         writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
@@ -157,4 +164,103 @@ async def test_the_response_and_the_next_request_are_pipelined() -> None:
         server.close()
     assert json.loads(out) == {"a": 202, "b": "[1]"}
     assert seen.startswith(b"POST /2018-06-01/runtime/invocation/r0/response HTTP/1.1\r\n")
+    assert first.endswith(b"/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
     assert b'{"x":1}GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n' in seen
+
+
+HEADERS_SCRIPT = """
+const { RuntimeApi } = require(process.argv[1]);
+const api = new RuntimeApi(process.argv[2]);
+(async () => {
+  for (let i = 0; i < 2; i++) {
+    const r = await api.next();
+    console.log(JSON.stringify(r.headers));
+  }
+})();
+"""
+
+
+async def test_header_names_and_values_as_sent_any_case_and_spacing() -> None:
+    """Names are keyed trimmed and in lower case, values trimmed of what String.trim strips
+    (a no-break space too), on every answer: the names' keys are remembered after the first
+    (the first 64 of them), and more distinct names than that still parse."""
+    many = b"".join(b"X-Name-%d: v%d\r\n" % (i, i) for i in range(70))
+    head = (
+        b"HTTP/1.1 200 OK\r\nCONTENT-length: 2\r\nLambda-Runtime-Aws-Request-Id:r1\r\n"
+        b"X-Spaced :  a b \t\r\nX-Nbsp:\xa0c\xa0\r\nX-Tab:\tf\r\nX-Colon: d:e\r\nX-Empty:\r\n"
+    )
+    answer = head + many + b"\r\n{}"
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            seen.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(answer)
+            await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            "-e",
+            HEADERS_SCRIPT,
+            str(CLIENT),
+            f"127.0.0.1:{port}",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+    finally:
+        server.close()
+    expected = {
+        "content-length": "2",
+        "lambda-runtime-aws-request-id": "r1",
+        "x-spaced": "a b",
+        "x-nbsp": "c",
+        "x-tab": "f",
+        "x-colon": "d:e",
+        "x-empty": "",
+        **{f"x-name-{i}": f"v{i}" for i in range(70)},
+    }
+    assert [json.loads(line) for line in out.decode().splitlines()] == [expected, expected]
+
+
+async def test_answers_split_across_reads_keep_their_bytes() -> None:
+    """The client reads into one buffer that each read overwrites: an answer whose head, body or
+    chunks come in several reads (and one larger than that buffer) still arrives whole."""
+    big = json.dumps("x" * 200_000 + "é").encode()
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(big) + HEADERS + b"\r\n" + big
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+        + HEADERS
+        + b'\r\n4\r\n{"ab\r\n4\r\ncd"}\r\n0\r\n\r\n'
+    )
+    # Cut inside the head, inside the body, and between and inside chunks.
+    pieces = [
+        [plain[:20], plain[20:90], plain[90:5000], plain[5000:]],
+        [chunked[:30], chunked[30:-20], chunked[-20:-12], chunked[-12:]],
+    ]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in pieces:
+            await reader.readuntil(b"\r\n\r\n")
+            for piece in answer:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)  # each piece its own read
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node", "-e", SCRIPT, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+    finally:
+        server.close()
+    outcomes = [json.loads(line) for line in out.decode().splitlines()]
+    assert outcomes == [{"body": big.decode(), "id": "r1"}, {"body": '{"abcd"}', "id": "r1"}]

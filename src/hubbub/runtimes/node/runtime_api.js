@@ -14,12 +14,38 @@ const { toRapidResponse } = require("./errors.js");
 
 const PREFIX = "/2018-06-01/runtime";
 const MAX_HEAD = 64 * 1024; // an answer's status line and headers
+// Where every connection reads (one read at a time, consumed before the next: onData).
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 class ProtocolError extends Error {
   constructor(message) {
     super(`Runtime API: ${message}`);
     this.name = "RuntimeApiProtocolError";
   }
+}
+
+// Header names as sent -> their keys in an answer's headers (trimmed, lower case): the Runtime
+// API sends the same few names in every answer, which then cost one lookup. Bounded: names
+// past the first 64 are worked out each time.
+const HEADER_KEYS = new Map();
+
+function headerKey(name) {
+  let key = HEADER_KEYS.get(name);
+  if (key === undefined) {
+    key = name.trim().toLowerCase();
+    if (HEADER_KEYS.size < 64) {
+      HEADER_KEYS.set(name, key);
+    }
+  }
+  return key;
+}
+
+// ``value.trim()``, without a new string when neither end can be whitespace (every character
+// String.prototype.trim strips is a control character, a space, or beyond ASCII).
+function trim(value) {
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(value.length - 1);
+  return first <= 32 || first >= 127 || last <= 32 || last >= 127 ? value.trim() : value;
 }
 
 // Parses one answer from the bytes fed to it; returns the answer once complete, else null.
@@ -31,6 +57,7 @@ class AnswerParser {
     this.length = -1; // Content-Length, -1 for chunked or until close
     this.chunked = false;
     this.chunks = [];
+    this.kept = 0; // chunks copied already (keep)
     this.rest = null; // bytes after the answer: the start of the next one (pipelining)
   }
 
@@ -49,6 +76,17 @@ class AnswerParser {
     return null;
   }
 
+  // The answer is not complete: what it holds of the bytes read is copied, for the connection
+  // reads into one buffer, which the next read overwrites.
+  keep() {
+    if (this.buffer !== null) {
+      this.buffer = Buffer.from(this.buffer);
+    }
+    for (; this.kept < this.chunks.length; this.kept++) {
+      this.chunks[this.kept] = Buffer.from(this.chunks[this.kept]);
+    }
+  }
+
   // The connection closed: an answer without framing ends here; any other is cut short.
   end() {
     if (this.head !== null && this.length < 0 && !this.chunked) {
@@ -65,18 +103,27 @@ class AnswerParser {
       }
       return false;
     }
-    const lines = this.buffer.toString("latin1", 0, end).split("\r\n");
-    const status = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0]);
+    // One string for the head, read line by line where it is (no array of lines).
+    const text = this.buffer.toString("latin1", 0, end);
+    let eol = text.indexOf("\r\n");
+    if (eol < 0) {
+      eol = text.length;
+    }
+    const status = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(text.slice(0, eol));
     if (status === null) {
-      throw new ProtocolError(`not an HTTP/1.x status line in the answer to ${this.what}: ${JSON.stringify(lines[0].slice(0, 100))}`);
+      throw new ProtocolError(`not an HTTP/1.x status line in the answer to ${this.what}: ${JSON.stringify(text.slice(0, Math.min(eol, 100)))}`);
     }
     const headers = {};
-    for (let i = 1; i < lines.length; i++) {
-      const colon = lines[i].indexOf(":");
-      if (colon <= 0) {
-        throw new ProtocolError(`malformed header in the answer to ${this.what}: ${JSON.stringify(lines[i].slice(0, 100))}`);
+    for (let at = eol + 2; at < text.length; at = eol + 2) {
+      eol = text.indexOf("\r\n", at);
+      if (eol < 0) {
+        eol = text.length;
       }
-      headers[lines[i].slice(0, colon).trim().toLowerCase()] = lines[i].slice(colon + 1).trim();
+      const colon = text.indexOf(":", at);
+      if (colon <= at || colon > eol) {
+        throw new ProtocolError(`malformed header in the answer to ${this.what}: ${JSON.stringify(text.slice(at, Math.min(eol, at + 100)))}`);
+      }
+      headers[headerKey(text.slice(at, colon))] = trim(text.slice(colon + 1, eol));
     }
     this.head = { status: Number(status[1]), headers };
     this.buffer = this.buffer.subarray(end + 4);
@@ -136,10 +183,21 @@ class Connection {
   constructor(host, port) {
     this.pending = []; // {parser, resolve, reject} of the requests in flight, in order
     this.closed = false;
-    this.corked = false;
-    this.socket = net.connect({ host, port });
+    this.outgoing = null; // the requests made in this tick, to write at its end, or null
+    this.flush = () => this.write();
+    // Reads go straight to onData, in one buffer (net's onread): no stream machinery per read
+    // (Readable.push, a 'data' event, maybeReadMore's extra tick).
+    this.socket = net.connect({
+      host,
+      port,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (size, buffer) => {
+          this.onData(buffer.subarray(0, size));
+        },
+      },
+    });
     this.socket.setNoDelay(true);
-    this.socket.on("data", (data) => this.onData(data));
     this.socket.on("end", () => this.onEnd());
     this.socket.on("error", (error) => this.fail(error));
     this.socket.on("close", () => this.onEnd());
@@ -152,20 +210,27 @@ class Connection {
   // ``data``: the whole request, a string (its head is ASCII, its body UTF-8).
   send(data, what) {
     return new Promise((resolve, reject) => {
-      this.pending.push({ parser: new AnswerParser(what), resolve, reject });
-      this.socket.ref();
-      if (!this.corked) {
-        // Requests made in the same tick (a response, then the next GET the bootstrap sends
-        // as soon as it is written) leave in one write.
-        this.corked = true;
-        this.socket.cork();
-        process.nextTick(() => {
-          this.corked = false;
-          this.socket.uncork();
-        });
+      if (this.pending.push({ parser: new AnswerParser(what), resolve, reject }) === 1) {
+        this.socket.ref(); // unref'd again once nothing is in flight (finish)
       }
-      this.socket.write(data, "utf8");
+      if (this.outgoing === null) {
+        // Requests made in the same tick (a response, then the next GET the bootstrap sends
+        // as soon as it is written) leave in one write of one string: cheaper than corking
+        // the socket, whose uncork hands writev an array of chunks.
+        this.outgoing = data;
+        process.nextTick(this.flush);
+      } else {
+        this.outgoing += data;
+      }
     });
+  }
+
+  write() {
+    const data = this.outgoing;
+    this.outgoing = null;
+    if (!this.socket.destroyed) {
+      this.socket.write(data, "utf8");
+    }
   }
 
   onData(data) {
@@ -184,6 +249,7 @@ class Connection {
         return;
       }
       if (answer === null) {
+        pending.parser.keep();
         return;
       }
       bytes = pending.parser.rest;
@@ -270,10 +336,12 @@ class RuntimeApi {
     return new Connection(this.host, this.port);
   }
 
-  request(method, path, body, headers = {}, pipeline = false) {
+  request(method, path, body, headers = null, pipeline = false) {
     let data = `${method} ${PREFIX}${path} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n`;
-    for (const [name, value] of Object.entries(headers)) {
-      data += `${name}: ${value}\r\n`;
+    if (headers !== null) {
+      for (const [name, value] of Object.entries(headers)) {
+        data += `${name}: ${value}\r\n`;
+      }
     }
     if (body !== undefined) {
       // One string written once: no Buffer for the body, the head, and their concatenation.
@@ -298,7 +366,7 @@ class RuntimeApi {
   }
 
   async next() {
-    const res = await this.request("GET", "/invocation/next", undefined, {}, true);
+    const res = await this.request("GET", "/invocation/next", undefined, null, true);
     if (res.status !== 200) {
       throw new Error(`the Runtime API answered ${res.status} to invocation/next: ${res.body}`);
     }
@@ -310,7 +378,7 @@ class RuntimeApi {
   postResponse(requestId, result) {
     const body = JSON.stringify(result === undefined ? null : result);
     const path = `/invocation/${encodeURIComponent(requestId)}/response`;
-    return this.request("POST", path, body, {}, true);
+    return this.request("POST", path, body, null, true);
   }
 
   async postError(requestId, error) {
