@@ -326,14 +326,14 @@ class Environment:
                 )
             else:
                 invocation.future.set_result(result)
-            reply.send(202, _ACCEPTED)
+            reply.send_answer(_ACCEPTED[reply.keep_alive])
             self._done(invocation)
             return
         error = protocol.parse_function_error(
             _error_body(request), request.headers.get(_ERROR_TYPE)
         )
         invocation.future.set_exception(InvocationError(str(error)))
-        reply.send(202, _ACCEPTED)
+        reply.send_answer(_ACCEPTED[reply.keep_alive])
         self._done(invocation)
 
     def _done(self, invocation: Invocation) -> None:
@@ -398,11 +398,15 @@ class Environment:
         # Lambda ends an environment whose init failed; the next invocation starts a new one.
         self.retiring = True
         asyncio.get_running_loop().call_soon(self.kill)
-        reply.send(202, _ACCEPTED)
+        reply.send_answer(_ACCEPTED[reply.keep_alive])
 
 
 _ERROR_TYPE = protocol.ERROR_TYPE.lower()
-_ACCEPTED = b'{"status":"OK"}'
+# The 202 of every accepted post, made once (by keep_alive: with Connection: close or not).
+_ACCEPTED = {
+    keep_alive: http11.answer(202, b'{"status":"OK"}', keep_alive=keep_alive)
+    for keep_alive in (False, True)
+}
 
 
 def _error_body(request: http11.Request) -> bytes:

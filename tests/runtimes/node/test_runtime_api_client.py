@@ -190,15 +190,18 @@ async def test_header_names_and_values_as_sent_any_case_and_spacing() -> None:
         b"X-Spaced :  a b \t\r\nX-Nbsp:\xa0c\xa0\r\nX-Tab:\tf\r\nX-Colon: d:e\r\nX-Empty:\r\n"
     )
     answer = head + many + b"\r\n{}"
-    seen: list[bytes] = []
+    served = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(2):
-            seen.append(await reader.readuntil(b"\r\n\r\n"))
-            writer.write(answer)
-            await writer.drain()
-        await reader.read()
-        writer.close()
+        try:
+            for _ in range(2):
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+                await writer.drain()
+            await reader.read()
+        finally:
+            writer.close()
+            served.set()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -212,6 +215,7 @@ async def test_header_names_and_values_as_sent_any_case_and_spacing() -> None:
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+        await asyncio.wait_for(served.wait(), TIMEOUT)  # its socket closed before the loop ends
     finally:
         server.close()
     expected = {
@@ -243,15 +247,20 @@ async def test_answers_split_across_reads_keep_their_bytes() -> None:
         [chunked[:30], chunked[30:-20], chunked[-20:-12], chunked[-12:]],
     ]
 
+    served = asyncio.Event()
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for answer in pieces:
-            await reader.readuntil(b"\r\n\r\n")
-            for piece in answer:
-                writer.write(piece)
-                await writer.drain()
-                await asyncio.sleep(0.05)  # each piece its own read
-        await reader.read()
-        writer.close()
+        try:
+            for answer in pieces:
+                await reader.readuntil(b"\r\n\r\n")
+                for piece in answer:
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.05)  # each piece its own read
+            await reader.read()
+        finally:
+            writer.close()
+            served.set()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -260,6 +269,7 @@ async def test_answers_split_across_reads_keep_their_bytes() -> None:
             "node", "-e", SCRIPT, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
         )
         out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+        await asyncio.wait_for(served.wait(), TIMEOUT)  # its socket closed before the loop ends
     finally:
         server.close()
     outcomes = [json.loads(line) for line in out.decode().splitlines()]
