@@ -416,6 +416,7 @@ always **in the same run**, and compared as ratios. The harness is `bench/`:
 .venv/bin/python -m bench --publish --runs 3   # the results this page shows
 .venv/bin/python -m bench.instructions hubbub aiohttp  # instructions per routed message (valgrind)
 .venv/bin/python -m bench.instructions hubbub picows --fanout 1000  # per fan-out delivery
+.venv/bin/python -m bench.instructions hubbub-runtimes --message echo  # node-echo's gateway side
 ```
 
 Results go to `bench/results/local/` (`latest.json`, `latest.md`, PNG plots, one timestamped JSON

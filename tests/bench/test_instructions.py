@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("picows", reason="the bench extra (picows) is not installed")
 
+from bench import instructions, servers
 from bench.instructions import total_instructions
 
 
@@ -23,3 +24,15 @@ def test_a_dump_without_totals_is_an_error(tmp_path: Path) -> None:
     dump.write_text("version: 1\nevents: Ir\n")
     with pytest.raises(ValueError, match="no totals"):
         total_instructions(dump)
+
+
+def test_hubbub_runtimes_runs_the_runtime_rows_config_with_absolute_code_paths(
+    tmp_path: Path,
+) -> None:
+    cmd, url = instructions._command("hubbub-runtimes", 9101, 9102, tmp_path)
+    config = Path(cmd[cmd.index("--config") + 1])
+    assert config.parent == tmp_path
+    text = config.read_text()
+    assert '"../functions/' not in text
+    assert f'code = "{servers.FUNCTIONS}/node"' in text  # the node-echo row's function
+    assert url == "ws://127.0.0.1:9101/dev"
