@@ -4,6 +4,10 @@
     python -m bench.instructions hubbub --message echo            # {"action": "echo", ...}
     python -m bench.instructions hubbub hubbub-async aiohttp --handshakes   # per handshake
     python -m bench.instructions hubbub picows --fanout 1000      # per fan-out delivery
+    python -m bench.instructions hubbub-runtimes --message post   # the node-post row's message
+
+``hubbub-runtimes`` is bench/hubbub_app/hubbub-runtimes.toml (its Node.js functions run outside
+valgrind, natively: only the gateway's instructions are counted).
 
 With ``--handshakes`` the unit is one handshake instead: 10 at a time, each closed by the client
 right after the 101 (the ``connect`` scenario's cycle); ``hubbub`` runs its ``def`` ``$connect``
@@ -45,7 +49,7 @@ from bench.loadgen import Fanout, Member, Publisher, join_all
 from bench.procstat import pin, raise_nofile
 from bench.wsclient import Counters, connect_many, echo_template
 
-SERVER_NAMES = ("hubbub", "hubbub-async", "aiohttp", "picows")
+SERVER_NAMES = ("hubbub", "hubbub-async", "aiohttp", "picows", "hubbub-runtimes")
 
 
 class _Loop(WSListener):
@@ -178,7 +182,15 @@ def total_instructions(dump: Path) -> int:
     raise ValueError(f"no totals in {dump}")
 
 
-def _command(name: str, port: int, mgmt: int) -> tuple[list[str], str]:
+def _command(name: str, port: int, mgmt: int, work: Path) -> tuple[list[str], str]:
+    if name == "hubbub-runtimes":
+        if shutil.which("node") is None:
+            raise RuntimeError("hubbub-runtimes runs Node.js functions: node is not installed")
+        servers.npm_ci(
+            servers.FUNCTIONS / "node", "@aws-sdk/client-apigatewaymanagementapi", True, work
+        )
+        config = servers.hubbub_runtimes_config(work, port, mgmt)
+        return servers.hubbub_command(config, port, mgmt), f"ws://127.0.0.1:{port}/dev"
     if name in ("hubbub", "hubbub-async"):
         config = servers.HUBBUB_APP / (
             "hubbub.toml" if name == "hubbub" else "hubbub-async-connect.toml"
@@ -241,7 +253,7 @@ def measure(
     """Instructions per message, handshake or fan-out delivery of server ``name`` (see the
     module docstring)."""
     port, mgmt = servers.free_ports(2)
-    cmd, url = _command(name, port, mgmt)
+    cmd, url = _command(name, port, mgmt, work)
     out = work / f"{name}.out"
     env = {**servers.AWS_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{mgmt}/dev"}
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
