@@ -305,7 +305,14 @@ function patchClient(exported, target) {
           reference = null; // a package this code does not know: always the SDK's way
         }
       }
-      if (reference === null || !eligible(this, command, reference)) {
+      let fast = false;
+      try {
+        fast = reference !== null && eligible(this, command, reference);
+      } catch {
+        // Something these checks do not expect (a getter that throws, middleware options JSON
+        // cannot write): whatever it is, the SDK's way deals with it as it would anyway.
+      }
+      if (!fast) {
         return sdkSend.apply(this, arguments);
       }
       const callback = typeof optionsOrCb === "function" ? optionsOrCb : cb;
@@ -354,7 +361,14 @@ function looksLikeHandlerPackage(exported) {
   }
 }
 
+// Each NodeHttpHandler class once (a package that re-exports it hands over the same class).
+const patchedHandlers = new WeakSet();
+
 function patchHandler(NodeHttpHandler) {
+  if (patchedHandlers.has(NodeHttpHandler)) {
+    return;
+  }
+  patchedHandlers.add(NodeHttpHandler);
   const create = NodeHttpHandler.create;
   NodeHttpHandler.create = function createHandler(instanceOrOptions) {
     const handler = create.call(this, instanceOrOptions);
