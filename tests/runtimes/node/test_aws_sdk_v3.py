@@ -256,6 +256,8 @@ async def test_sigv4_management_keeps_the_signed_path(tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
         {
+            # A key the listener accepts (tests/conftest.py sets AWS_ACCESS_KEY_ID=test, which
+            # functions inherit instead of the execution role's).
             "esm": _route(
                 "esm.handler",
                 "nodejs20.x",
