@@ -50,6 +50,9 @@ BOOTSTRAP = ["pip", "setuptools", "wheel"]
 CHAT_CONFIG = "examples/chat/hubbub.toml"
 SEED = "examples/seed-terraform"
 SEED_FUNCTION = ROOT / SEED / "functions" / "chat"
+# The Node.js function of the benchmark's runtime rows; its pinned JavaScript SDK v3 is also what
+# tests/runtimes/node/test_aws_sdk_v3.py runs.
+BENCH_NODE_FUNCTION = ROOT / "bench" / "functions" / "node"
 
 USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
 
@@ -369,6 +372,13 @@ def cmd_test(args: list[str]) -> int:
             say(f"chromium: {chromium_version(chromium) or chromium}")
         else:
             say("chromium: none (browser tests cannot run)")
+
+        if shutil.which("node") and shutil.which("npm"):
+            # The real AWS SDKs for JavaScript the Node.js runtime tests run (v2, v3).
+            for folder in (SEED_FUNCTION, BENCH_NODE_FUNCTION):
+                _npm_ci(folder)
+        else:
+            say("node: none (the Node.js runtime tests cannot run)")
 
         nginx = env.get("HUBBUB_NGINX") or ensure_nginx()
         if nginx:

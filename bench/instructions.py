@@ -5,9 +5,11 @@
     python -m bench.instructions hubbub hubbub-async aiohttp --handshakes   # per handshake
     python -m bench.instructions hubbub picows --fanout 1000      # per fan-out delivery
     python -m bench.instructions hubbub-runtimes --message echo   # the node-echo row's gateway
+    python -m bench.instructions hubbub-runtimes --message post   # the node-post row's message
 
 ``hubbub-runtimes`` is hubbub with bench/hubbub_app/hubbub-runtimes.toml (the runtime rows): only
-hubbub's own process is counted, not the Node.js execution environments it starts.
+hubbub's own process is counted, not the Node.js execution environments it starts (they run
+natively, outside valgrind).
 
 With ``--handshakes`` the unit is one handshake instead: 10 at a time, each closed by the client
 right after the 101 (the ``connect`` scenario's cycle); ``hubbub`` runs its ``def`` ``$connect``
@@ -49,7 +51,7 @@ from bench.loadgen import Fanout, Member, Publisher, join_all
 from bench.procstat import pin, raise_nofile
 from bench.wsclient import Counters, connect_many, echo_template
 
-SERVER_NAMES = ("hubbub", "hubbub-async", "hubbub-runtimes", "aiohttp", "picows")
+SERVER_NAMES = ("hubbub", "hubbub-async", "aiohttp", "picows", "hubbub-runtimes")
 
 
 class _Loop(WSListener):
@@ -184,11 +186,12 @@ def total_instructions(dump: Path) -> int:
 
 def _command(name: str, port: int, mgmt: int, work: Path) -> tuple[list[str], str]:
     if name == "hubbub-runtimes":
-        # The runtime rows' config (bench/runtime_rows.py), its code roots made absolute as
-        # bench/servers.py does; the execution environments it starts (Node.js) are not traced.
-        text = (servers.HUBBUB_APP / "hubbub-runtimes.toml").read_text()
-        config = work / "hubbub-runtimes.toml"
-        config.write_text(text.replace('"../functions/', f'"{servers.FUNCTIONS}/'))
+        if shutil.which("node") is None:
+            raise RuntimeError("hubbub-runtimes runs Node.js functions: node is not installed")
+        servers.npm_ci(
+            servers.FUNCTIONS / "node", "@aws-sdk/client-apigatewaymanagementapi", True, work
+        )
+        config = servers.hubbub_runtimes_config(work, port, mgmt)
         return servers.hubbub_command(config, port, mgmt), f"ws://127.0.0.1:{port}/dev"
     if name in ("hubbub", "hubbub-async"):
         config = servers.HUBBUB_APP / (

@@ -259,17 +259,24 @@ def start_hubbub_runtimes(work: Path, allow_install: bool, name: str) -> Running
             raise Unavailable("node is not installed")
         npm_ci(FUNCTIONS / "node", "@aws-sdk/client-apigatewaymanagementapi", allow_install, work)
     port, mgmt = free_ports(2)
-    text = (HUBBUB_APP / "hubbub-runtimes.toml").read_text()
-    text = text.replace('"../functions/', f'"{FUNCTIONS}/')
-    text = text.replace("http://127.0.0.1:8081/dev", f"http://127.0.0.1:{mgmt}/dev")
-    config = work / f"hubbub-runtimes-{port}.toml"
-    config.write_text(text)
+    config = hubbub_runtimes_config(work, port, mgmt)
     env = {**AWS_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{mgmt}/dev"}
     log = log_path(work, name)
     proc = _spawn(hubbub_command(config, port, mgmt), log, env=env)
     ws, api = _wait_for(proc, log, HUBBUB_READY, 30)
     version = _node_version() if name == "hubbub-runtimes" else ""
     return Running(name, ws.group(1), api.group(1), [proc], [log], version=version)
+
+
+def hubbub_runtimes_config(work: Path, port: int, mgmt: int) -> Path:
+    """A copy of bench/hubbub_app/hubbub-runtimes.toml in ``work`` with the code roots made
+    absolute and WEBSOCKET_ENDPOINT on management port ``mgmt``."""
+    text = (HUBBUB_APP / "hubbub-runtimes.toml").read_text()
+    text = text.replace('"../functions/', f'"{FUNCTIONS}/')
+    text = text.replace("http://127.0.0.1:8081/dev", f"http://127.0.0.1:{mgmt}/dev")
+    config = work / f"hubbub-runtimes-{port}.toml"
+    config.write_text(text)
+    return config
 
 
 def start_cluster(work: Path, redis_url: str | None) -> Running:

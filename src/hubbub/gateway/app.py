@@ -200,6 +200,7 @@ class Gateway:
         core.factory.runtimes.set_management(
             f"http://{event_domain(management.http.host, management.http.port)}",
             self.config.api.aliases,
+            unsigned=self.config.management.auth == "none",
         )
         lifecycle = self._lifecycle = self._build_lifecycle(core, management)
         await self.store.start(core.services.deliver_local, lifecycle.reaped)

@@ -52,12 +52,19 @@ class Runtimes:
         # listener is bound (after the routes are built; environments start later, on demand).
         self._gateway_env: dict[str, str] = {}
 
-    def set_management(self, url: str, aliases: Sequence[str]) -> None:
+    def set_management(self, url: str, aliases: Sequence[str], *, unsigned: bool) -> None:
         """Where the management API listens (plain HTTP) and the host names that mean this API
         (``[api] aliases``): hubbub's Node.js bootstrap sends an AWS SDK v2 client whose endpoint
-        names one of them to ``url``, keeping the stage (runtimes/node/aws_sdk_v2.js)."""
+        names one of them to ``url``, keeping the stage (runtimes/node/aws_sdk_v2.js).
+        ``unsigned``: the listener ignores signatures (``[management] auth = "none"``), so the
+        bootstrap may post an SDK v3 PostToConnectionCommand to it unsigned
+        (runtimes/node/aws_sdk_v3.js)."""
         self._gateway_env["_HUBBUB_MANAGEMENT_URL"] = url
         self._gateway_env["_HUBBUB_API_HOSTS"] = ",".join(aliases)
+        if unsigned:
+            self._gateway_env["_HUBBUB_MANAGEMENT_UNSIGNED"] = "1"
+        else:
+            self._gateway_env.pop("_HUBBUB_MANAGEMENT_UNSIGNED", None)
 
     def integration(
         self,

@@ -18,6 +18,7 @@ const errors = require("./errors.js");
 const logging = require("./logging.js");
 const loader = require("./loader.js");
 const awsSdkV2 = require("./aws_sdk_v2.js");
+const awsSdkV3 = require("./aws_sdk_v3.js");
 const { RuntimeApi } = require("./runtime_api.js");
 
 const api = new RuntimeApi(process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001");
@@ -189,6 +190,7 @@ function invoke(handler, invocation) {
 async function main() {
   logging.patchConsole();
   awsSdkV2.install();
+  awsSdkV3.install();
   const appRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   let handler;
   try {
