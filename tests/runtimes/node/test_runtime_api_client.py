@@ -168,6 +168,58 @@ async def test_the_response_and_the_next_request_are_pipelined() -> None:
     assert b'{"x":1}GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n' in seen
 
 
+# A string request and a binary one (not UTF-8) sent in the same tick on one connection.
+MIXED = """
+const { Connection } = require(process.argv[1]);
+const [host, port] = process.argv[2].split(":");
+const connection = new Connection(host, Number(port));
+const binary = Buffer.from([0xff, 0xfe, 0x00, 0x80]);
+const head = `POST /b HTTP/1.1\\r\\nContent-Length: ${binary.length}\\r\\n\\r\\n`;
+(async () => {
+  const a = connection.send("GET /a HTTP/1.1\\r\\n\\r\\n", "GET /a");
+  const b = connection.send(Buffer.concat([Buffer.from(head), binary]), "POST /b");
+  const [x, y] = [await a, await b];
+  connection.close();
+  console.log(JSON.stringify([x.status, y.status]));
+})();
+"""
+
+
+async def test_a_binary_request_behind_a_string_one_keeps_its_bytes() -> None:
+    """Requests of one tick leave in one write; a Buffer among them is joined as bytes, not
+    decoded as UTF-8 (which would replace 0xff 0xfe 0x80)."""
+    seen = bytearray()
+    done = asyncio.get_running_loop().create_future()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not seen.endswith(b"\xff\xfe\x00\x80"):
+            data = await reader.read(4096)
+            if not data:
+                break
+            seen.extend(data)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * 2)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+        done.set_result(None)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node", "-e", MIXED, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+        await asyncio.wait_for(done, TIMEOUT)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert json.loads(out) == [200, 200]
+    assert bytes(seen) == (
+        b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 4\r\n\r\n\xff\xfe\x00\x80"
+    )
+
+
 HEADERS_SCRIPT = """
 const { RuntimeApi } = require(process.argv[1]);
 const api = new RuntimeApi(process.argv[2]);

@@ -18,6 +18,10 @@ const MAX_HEAD = 64 * 1024; // an answer's status line and headers
 // Where every connection reads (one read at a time, consumed before the next: onData).
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
+function toBuffer(data) {
+  return typeof data === "string" ? Buffer.from(data, "utf8") : data;
+}
+
 class ProtocolError extends Error {
   constructor(message) {
     super(`Runtime API: ${message}`);
@@ -220,8 +224,11 @@ class Connection {
         // the socket, whose uncork hands writev an array of chunks.
         this.outgoing = data;
         process.nextTick(this.flush);
-      } else {
+      } else if (typeof data === "string" && typeof this.outgoing === "string") {
         this.outgoing += data;
+      } else {
+        // A Buffer (a binary post from aws_sdk_v3.js) is never joined as a string.
+        this.outgoing = Buffer.concat([toBuffer(this.outgoing), toBuffer(data)]);
       }
     });
   }
