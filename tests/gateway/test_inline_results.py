@@ -15,6 +15,8 @@ import websockets
 from hubbub.aws.results import parse_proxy_result
 from hubbub.errors import InvalidProxyResult
 from hubbub.gateway import invoke
+from hubbub.integrations.base import LambdaFunction
+from hubbub.integrations.python import HandlerPool, PythonIntegration
 from tests.gateway.conftest import GatewayFactory
 
 ROUTES = {
@@ -91,3 +93,32 @@ async def test_each_result_is_answered_as_parse_proxy_result_says(
             expected is not None and not 200 <= parse_proxy_result(result).status_code < 300
         )
         assert stats.failures == (2 if failed else 0)
+
+
+def test_without_a_free_slot_answer_now_runs_nothing() -> None:
+    # The message path's free-slot check is answer_now's own: NOT_NOW sends the message to the
+    # queued path (test_inline.py::test_inline_route_waits_for_a_slot_when_the_global_cap_is_reached
+    # on real sockets); invoke_now, which must not run past the cap, refuses.
+    ran: list[object] = []
+
+    async def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        ran.append(event)
+        return {"statusCode": 200, "body": event["body"]}
+
+    route = invoke.Route(
+        key="r",
+        integration=PythonIntegration("fn", handler, HandlerPool(1, "fn")),
+        timeout=3,
+        inline=handler,
+        function=LambdaFunction("fn", region="us-east-1", account_id="000000000000"),
+    )
+    invoker = invoke.Invoker(max_concurrent=1, region="us-east-1", account_id="000000000000")
+    assert invoker.answer_now(route, {"body": "free"}, "c", "r") == "free"
+    invoker.in_flight = 1  # the one slot is held
+    assert invoker.answer_now(route, {"body": "held"}, "c", "r") is invoke.NOT_NOW
+    with pytest.raises(RuntimeError, match="without a free slot"):
+        invoker.invoke_now(route, {"body": "held"}, connection_id="c", request_id="r")
+    invoker.in_flight = 0
+    invoker._waiting = 1  # a free slot, promised to a waiter
+    assert invoker.answer_now(route, {"body": "promised"}, "c", "r") is invoke.NOT_NOW
+    assert ran == [{"body": "free"}]
