@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
 
 log = logging.getLogger("hubbub.hub")
+# The two header bytes of an unmasked, final text frame of each payload length under 126 (what
+# frame_text writes for those): Hub.send looks its header up instead of building it per reply.
+_SHORT_TEXT_HEADS = tuple(bytes((0x81, n)) for n in range(126))
 
 
 class Members:
@@ -164,7 +167,7 @@ class Hub:
             return self._enqueue(conn, payload)  # framed per socket: no shared frame to build
         n = len(payload)
         if n < 126 and payload.isascii():
-            frame = bytes((0x81, n)) + payload
+            frame = _SHORT_TEXT_HEADS[n] + payload
         else:
             frame = frame_message(payload)
         buffered = sock.offer(frame)

@@ -32,7 +32,7 @@ from hubbub.config import LimitsConfig
 from hubbub.errors import ManagementError
 from hubbub.gateway.connection import Connection, now_ms
 from hubbub.gateway.hub import Hub
-from hubbub.gateway.invoke import BUSY, Invoker, Outcome, Route
+from hubbub.gateway.invoke import BUSY, NOT_NOW, Invoker, Outcome, Route
 from hubbub.gateway.limits import ABUSE_STRIKES, TOO_MANY_REQUESTS, TokenBucket
 from hubbub.gateway.metrics import Metrics
 from hubbub.gateway.recovery import Resumer
@@ -167,18 +167,26 @@ class MessageLoop:
             return
         request_id = new_request_id()
         event = factory.build(key, data, request_id, new_request_id(), now)
-        invoker = self.invoker
-        if route.inline is not None and invoker.can_run_inline():
-            answer = invoker.answer_now(route, event, connection_id=conn.id, request_id=request_id)
+        if route.inline is not None:
+            answer = self.invoker.answer_now(route, event, conn.id, request_id)
+            if type(answer) is str:  # a 200 with this body (see answer_now): _answer's common case
+                if route.two_way:
+                    self.metrics.route_responses += 1
+                    self.hub.send(conn, answer.encode("utf-8"))
+                return
             if type(answer) is ProxyResult:
-                if route.two_way:  # _answer's common case, written out
+                if route.two_way:
                     body = answer.body if not answer.is_base64 else answer.body_text()
                     if body is not None:
                         self.metrics.route_responses += 1
                         self.hub.send(conn, body.encode("utf-8"))
-            elif answer is not None:  # the invocation failed
+                return
+            if answer is None:  # the handler cancelled itself: nothing to answer
+                return
+            if answer is not NOT_NOW:  # the invocation failed
                 self._answer(conn, route, answer, request_id)  # type: ignore[arg-type]
-            return
+                return
+            # NOT_NOW: no free slot, or someone waits for one; the queued path below
         conn.in_flight += 1
         self._spawn(conn, self._message(conn, route, event, request_id))
 

@@ -143,3 +143,8 @@ async def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
     previous = REMEMBERED.get()
     REMEMBERED.set(event["body"])
     return {"statusCode": 200, "body": previous or "(none)"}
+
+
+async def result(event: dict[str, Any], context: Any) -> object:
+    """Two-way: returns the message's ``result`` as it is (tests/gateway/test_inline_results.py)."""
+    return json.loads(event["body"])["result"]

@@ -165,6 +165,18 @@ def test_bytes_that_are_not_utf8_travel_in_a_binary_frame() -> None:
     assert frame_message(b"text")[0] == 0x81  # FIN + text
 
 
+def test_a_short_ascii_send_is_the_frame_frame_text_builds_at_every_length() -> None:
+    # Hub.send looks the header of a reply under 126 bytes up in a table: every length of it,
+    # and the first two past it (frame_message's), give frame_text's bytes.
+    a = Peer("a")
+    hub = _hub(a)
+    for n in range(128):
+        payload = bytes(ord("a") + i % 26 for i in range(n))
+        assert hub.send(a.conn, payload)
+        assert a.transport.written[-1] == frame_text(payload)
+    assert len(a.transport.written) == 128
+
+
 def test_a_closing_or_closed_connection_gets_nothing() -> None:
     closing, closed, open_ = Peer("closing"), Peer("closed"), Peer("open")
     closing.conn.closing = True
