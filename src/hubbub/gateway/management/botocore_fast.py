@@ -65,20 +65,25 @@ _history = get_global_history_recorder()
 _urljoin: Callable[[str, str, str | None], str] = getattr(awsrequest, "_urljoin")  # noqa: B009
 
 
-def _builtin_handlers(*names: str) -> frozenset[object]:
-    return frozenset(getattr(handlers, name) for name in names if hasattr(handlers, name))
+def _builtin_handlers(*names: str) -> tuple[object, ...]:
+    return tuple(getattr(handlers, name) for name in names if hasattr(handlers, name))
 
 
-# botocore's built-in handlers of the events above that do nothing the caller can see for a
-# PostToConnection answered here: an idempotency token and a checksum validation mode are
-# filled only for operations that have them (checked in _eligible), and request headers are
-# not read by an accepted post (ManagementApi.accept_post).
-_NO_OPS = _builtin_handlers(
-    "generate_idempotent_uuid",
-    "_handle_request_validation_mode_member",
-    "add_recursion_detection_header",
-    "inject_api_version_header_if_needed",
-)
+# botocore's built-in handlers of the call's events that do nothing the caller can see for a
+# PostToConnection answered here, by event: an idempotency token and a checksum validation mode
+# are filled only for operations that have them (checked in _model_is_plain), and request
+# headers are not read by an accepted post (ManagementApi.accept_post).
+_NO_OPS = {
+    "before-parameter-build": _builtin_handlers(
+        "generate_idempotent_uuid", "_handle_request_validation_mode_member"
+    ),
+    "before-call": _builtin_handlers(
+        "add_recursion_detection_header", "inject_api_version_header_if_needed"
+    ),
+}
+
+
+_State = tuple[object, object, Any, tuple[Callable[..., Any], ...]]
 
 
 class _Succeeded:
@@ -94,15 +99,15 @@ class FastPost:
     """One client's PostToConnection without botocore's per-call machinery, when it is
     invisible to the caller (see the module docstring)."""
 
-    __slots__ = ("_client", "_events", "_model", "_own", "_release", "_seen", "_urls")
+    __slots__ = ("_client", "_own", "_state", "_urls")
 
     def __init__(self, client: Any, own_before_call: Callable[..., Any]) -> None:
         self._client = client
         self._own = own_before_call  # hubbub's before-call handler, which this stands in for
-        self._events: object = None
-        self._seen: object = None  # the emitter's lookup cache _eligible was computed for
-        self._model: Any = None  # the operation model, while the client is eligible
-        self._release: tuple[Callable[..., Any], ...] = ()  # after-call retry-quota handlers
+        # One tuple, replaced whole (handler threads share a client): the client's emitter and
+        # its lookup cache when _eligible looked, and what it found (the operation model, or
+        # None; the after-call retry-quota handlers).
+        self._state: _State = (None, None, None, ())
         self._urls: dict[tuple[str, str], str] = {}
 
     def post(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -111,11 +116,12 @@ class FastPost:
         emitter = getattr(events, "_emitter", None)
         seen = getattr(emitter, "_lookup_cache", None)
         # The emitter replaces its lookup cache on every register and unregister, and the one
-        # compared here is kept alive by self._seen, so no other dict can be at its address.
-        if events is not self._events or seen is not self._seen:
-            self._events, self._seen = events, seen
-            self._model = self._eligible(events) if seen is not None else None
-        model = self._model
+        # compared here is kept alive by self._state, so no other dict can be at its address.
+        state = self._state
+        if events is not state[0] or seen is not state[1]:
+            model, release = self._eligible(events) if seen is not None else (None, ())
+            state = self._state = (events, seen, model, release)
+        _, _, model, release = state
         if model is None or len(params) != 2:
             return None
         cid = params.get("ConnectionId")
@@ -147,8 +153,8 @@ class FastPost:
             "API_CALL", {"service": _SERVICE, "operation": _OPERATION, "params": params}
         )
         parsed = accepted_response(answer, wire_headers(answer))
-        for release in self._release:
-            release(http_response=_SUCCEEDED, parsed=parsed, model=model, context={})
+        for give_back in release:
+            give_back(http_response=_SUCCEEDED, parsed=parsed, model=model, context={})
         return parsed
 
     def _url(self, model: Any, cid: str) -> str | None:
@@ -175,23 +181,24 @@ class FastPost:
             self._urls[url_key] = url
         return url
 
-    def _eligible(self, events: Any) -> Any:
+    def _eligible(self, events: Any) -> tuple[Any, tuple[Callable[..., Any], ...]]:
         """The operation model when every handler of the call's events is one listed in the
         module docstring (hubbub's before-call among them), and the client's parts are
-        botocore's own with the caches; else None."""
+        botocore's own with the caches, else None; and the after-call retry-quota handlers."""
+        no: tuple[Any, tuple[Callable[..., Any], ...]] = (None, ())
         client = self._client
         # Their private parts are not in botocore's stubs.
         aliaser: Any = events
         emitter: Any = getattr(events, "_emitter", None)
         if type(aliaser) is not EventAliaser or type(emitter) is not HierarchicalEmitter:
-            return None
+            return no
         if type(client._ruleset_resolver) is not botocore_caches._CachingResolver:
-            return None
+            return no
         if _uri_serializer(client) is None:
-            return None
+            return no
         model = client.meta.service_model.operation_model(_OPERATION)
         if not _model_is_plain(model):
-            return None
+            return no
         service = client.meta.service_model.service_id.hyphenize()
         trie, alias = _private(emitter)._handlers, _private(aliaser)._alias_event_name
         release: list[Callable[..., Any]] = []
@@ -203,15 +210,17 @@ class FastPost:
             f"before-call.{service}.{_OPERATION}",
             f"after-call.{service}.{_OPERATION}",
         ):
+            kind = event.partition(".")[0]
+            no_ops = _NO_OPS.get(kind, ())
             for handler in trie.prefix_search(alias(event)):
-                if handler is self._own and event.startswith("before-call."):
+                if handler is self._own and kind == "before-call":
                     own = True
-                elif _is_quota_release(handler) and event.startswith("after-call."):
+                elif kind == "after-call" and _is_quota_release(handler):
                     release.append(handler)
-                elif handler not in _NO_OPS or event.startswith("after-call."):
-                    return None
-        self._release = tuple(release)
-        return model if own else None
+                # By identity: a handler need not be hashable.
+                elif not any(handler is no_op for no_op in no_ops):
+                    return no
+        return (model, tuple(release)) if own else no
 
 
 def _private(value: object) -> Any:
