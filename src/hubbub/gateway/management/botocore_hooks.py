@@ -28,8 +28,16 @@ process (:func:`~hubbub.gateway.management.targets.target_for`) is answered by t
   compares cached clients with uncached twins): the endpoint, for endpoints that name a gateway of
   this process (:class:`_CachingResolver`; ``before-endpoint-resolution`` still fires on every
   call), the User-Agent header (:class:`_CachingUserAgent`) and the request path
-  (:class:`_CachingUriSerializer`). Together they were about two fifths of botocore's time per
-  ``post_to_connection`` before any hook could answer it.
+  (:class:`_CachingUriSerializer`), all in :mod:`~hubbub.gateway.management.botocore_caches`.
+  Together they were about two fifths of botocore's time per ``post_to_connection`` before any
+  hook could answer it.
+- The same mixin (:class:`_CachingClient`) overrides ``_make_api_call``: a PostToConnection that
+  a gateway of this process accepts in the caller's thread is answered there before any of
+  botocore's per-call machinery, when that is invisible to the caller
+  (:class:`~hubbub.gateway.management.botocore_fast.FastPost`, whose docstring lists what
+  botocore does per call and why each step may be skipped; tests/gateway/test_inprocess_fast.py).
+  Any other call, or one with a handler of the user's on its events, takes botocore's way and
+  the hooks above.
 
 The handlers are installed once per process into botocore's list of built-in handlers, so every
 session created afterwards has them (``boto3.client``, ``boto3.session.Session().client``, any
