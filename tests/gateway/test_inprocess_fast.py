@@ -3,13 +3,15 @@
 Each comparison runs the same calls through a real boto3 client, as boto3 makes it, and through
 its twin without the fast path (botocore's whole way, with hubbub's hooks), against a running
 gateway, and compares what came back and what the WebSocket client received. Calls that take
-botocore's way are counted at ``BaseClient._make_api_call``.
+botocore's way are counted at ``BaseClient._emit_api_params``, its first step after the
+bookkeeping (``_make_api_call`` itself is not wrapped: a wrapper of it turns the fast path off).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -52,13 +54,13 @@ def _client(endpoint: str, *, slow: bool = False, session: Any = None, **kwargs:
 def botocore_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     """How many calls each client (by id) made through botocore's own ``_make_api_call``."""
     calls: Counter[int] = Counter()
-    original = BaseClient._make_api_call
+    original = BaseClient._emit_api_params
 
-    def counting(self: Any, operation_name: str, api_params: Any) -> Any:
+    def counting(self: Any, **kwargs: Any) -> Any:
         calls[id(self)] += 1
-        return original(self, operation_name, api_params)
+        return original(self, **kwargs)
 
-    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    monkeypatch.setattr(BaseClient, "_emit_api_params", counting)
     return calls
 
 
@@ -320,3 +322,34 @@ async def test_an_unhashable_handler_takes_botocores_way(botocore_calls: Counter
         assert await _received(ws) == ["x"] * 2
     assert handler.calls == 2
     assert botocore_calls[id(client)] == 2
+
+
+@pytest.mark.parametrize("wraps", [False, True])
+async def test_a_wrapper_of_botocores_make_api_call_takes_botocores_way(
+    wraps: bool, botocore_calls: Counter[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tracing libraries wrap it (AWS X-Ray, OpenTelemetry, ddtrace): each call is theirs to
+    see. Wrapped after the fast path served the client."""
+    traced: list[str] = []
+    original = BaseClient._make_api_call
+
+    def traced_call(self: Any, operation_name: str, api_params: Any) -> Any:
+        traced.append(operation_name)
+        return original(self, operation_name, api_params)
+
+    async with _connected() as (gw, cid, ws):
+        client = _client(gw.management_url)
+
+        async def post() -> None:
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"x")
+
+        await post()
+        await post()
+        assert botocore_calls[id(client)] == 1
+        wrapper = functools.wraps(original)(traced_call) if wraps else traced_call
+        monkeypatch.setattr(BaseClient, "_make_api_call", wrapper)
+        await post()
+        await post()
+        assert await _received(ws) == ["x"] * 4
+    assert traced == ["PostToConnection"] * 2
+    assert botocore_calls[id(client)] == 3

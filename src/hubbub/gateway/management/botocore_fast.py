@@ -25,7 +25,8 @@ does, for a PostToConnection,
 
 :class:`FastPost` does what of this can be seen by the caller, and nothing else: for a client
 whose event handlers are all ones listed above (:meth:`FastPost._eligible`, recomputed whenever
-the client's emitter changes its handlers, which is when it replaces its lookup cache), with
+the client's emitter changes its handlers, which is when it replaces its lookup cache), while
+``BaseClient._make_api_call`` is botocore's own (tracing libraries wrap it), with
 parameters exactly as botocore accepts them unchanged (a ``str`` ``ConnectionId``, ``bytes``,
 ``bytearray`` or ``str`` ``Data``, no other key), an endpoint the client already resolved to a
 gateway of this process under ``auth = "none"``, and a post that gateway accepts in this thread
@@ -43,10 +44,14 @@ through botocore would count it twice.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import Any
 
+import botocore
 from botocore import awsrequest, handlers
+from botocore.client import BaseClient
 from botocore.history import get_global_history_recorder
 from botocore.hooks import EventAliaser, HierarchicalEmitter
 from botocore.retries.standard import RetryQuotaChecker
@@ -82,6 +87,28 @@ _NO_OPS = {
     ),
 }
 
+
+def _is_botocores(method: object) -> bool:
+    """Whether ``method`` is botocore's own ``_make_api_call`` (its decorators included), not a
+    wrapper of it."""
+    package = os.path.dirname(botocore.__file__) + os.sep
+    while True:
+        # A wrapt wrapper (tracing libraries use wrapt) is not a plain function.
+        if type(method) is not FunctionType or not method.__code__.co_filename.startswith(package):
+            return False
+        inner = getattr(method, "__wrapped__", None)
+        if inner is None:
+            return method.__name__ == "_make_api_call"
+        method = inner
+
+
+# botocore's _make_api_call, which FastPost stands in for, while nothing has replaced it:
+# tracing libraries (AWS X-Ray, OpenTelemetry, ddtrace) wrap BaseClient._make_api_call, and a
+# call they would see must take it. None (never fast) when it was wrapped before this import.
+_BASE_METHODS = BaseClient.__dict__
+_BOTOCORE_CALL = _BASE_METHODS.get("_make_api_call")
+if not _is_botocores(_BOTOCORE_CALL):
+    _BOTOCORE_CALL = None
 
 _State = tuple[object, object, Any, tuple[Callable[..., Any], ...]]
 
@@ -123,6 +150,9 @@ class FastPost:
             state = self._state = (events, seen, model, release)
         _, _, model, release = state
         if model is None or len(params) != 2:
+            return None
+        method = _BASE_METHODS.get("_make_api_call")
+        if method is not _BOTOCORE_CALL or method is None:
             return None
         cid = params.get("ConnectionId")
         data = params.get("Data")
