@@ -190,6 +190,8 @@ class FastPost:
     def _url(self, model: Any, cid: str) -> str | None:
         """The URL botocore would send this post to, from the endpoint the client resolved
         last time for the same builtins (None when it has not)."""
+        if type(self._client._ruleset_resolver) is not botocore_caches._CachingResolver:
+            return None  # replaced since _eligible looked
         resolver: Any = self._client._ruleset_resolver
         # No before-endpoint-resolution handler (checked in _eligible): the builtins are the
         # client's own, as botocore's copy of them would be.
@@ -204,6 +206,8 @@ class FastPost:
         url = self._urls.get(url_key)
         if url is None:
             serializer: Any = _uri_serializer(self._client)
+            if serializer is None:
+                return None  # replaced since _eligible looked
             path = serializer._render_uri_template(model.http["requestUri"], {"connectionId": cid})
             url = _urljoin(endpoint.url, path, None)
             if len(self._urls) >= _URL_CACHE_SIZE:
