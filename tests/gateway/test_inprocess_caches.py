@@ -1,5 +1,5 @@
 """The per-client caches of botocore's work for in-process calls, in
-gateway/management/botocore_hooks.py: ``_CachingResolver`` (the endpoint) and
+gateway/management/botocore_caches.py: ``_CachingResolver`` (the endpoint) and
 ``_CachingUserAgent`` (the User-Agent header).
 
 Each test runs the same calls through a real boto3 client, as boto3 makes it (with the caches),
