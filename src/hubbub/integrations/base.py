@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 
@@ -14,7 +14,7 @@ class Integration(Protocol):
 
     name: str
 
-    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> object: ...
+    def invoke(self, event: dict[str, Any], context: LambdaContext) -> Awaitable[object]: ...
 
     async def close(self) -> None: ...
 
