@@ -490,7 +490,9 @@ async def test_connect_and_disconnect_wait_for_a_slot_when_the_global_cap_is_rea
             assert not opening.done()  # queued for the slot rather than run inline past the cap
             inline.RELEASE.set()
             async with await opening as ws:
-                assert ws.response.headers["X-Caller"] == "invoke"
+                # Awaited by the invoker's _run (PythonIntegration.invoke hands the coroutine
+                # over without a frame of its own), not by invoke_inline.
+                assert ws.response.headers["X-Caller"] == "_run"
             assert await holder.recv() == "released"
         await eventually(lambda: len(inline.DISCONNECTS) == 2, message="two $disconnects")
 

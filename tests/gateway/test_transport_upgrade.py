@@ -19,7 +19,13 @@ from aiohttp import web
 
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.lifecycle import Lifecycle
-from hubbub.gateway.upgrade_aiohttp import _UpgradedRequest
+from hubbub.gateway.transport_aiohttp import SocketOptions
+from hubbub.gateway.upgrade_aiohttp import (
+    _UpgradedRequest,
+    _websocket,
+    _websocket_from,
+    _websocket_template,
+)
 from hubbub.wire.http import Handshake
 from tests.gateway.conftest import GatewayFactory, routes
 
@@ -224,3 +230,51 @@ async def test_the_connection_header_names_upgrade_among_its_tokens(
     assert head.startswith(b"HTTP/1.1 " + status)
     if status == b"400":
         assert body == b"Bad Request: Connection: Upgrade is required\n"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        SocketOptions(max_frame_bytes=32768, max_message_bytes=131072, compression=False),
+        SocketOptions(
+            max_frame_bytes=0,
+            max_message_bytes=1000,
+            compression=True,
+            close_timeout=2.5,
+            ping_interval=20.0,
+            ping_timeout=3.0,
+        ),
+    ],
+    ids=["defaults", "pings-and-compression"],
+)
+@pytest.mark.parametrize("subprotocol", [None, "chat"])
+def test_the_own_response_is_built_as_its_init_builds_it(
+    options: SocketOptions, subprotocol: str | None
+) -> None:
+    template = _websocket_template(options)
+    built = _websocket_from(template, subprotocol)
+    reference = _websocket(options, subprotocol)
+    assert type(built) is type(reference)
+    # The same attributes, set in the same order, with the same values.
+    assert list(vars(built)) == list(vars(reference))
+    assert vars(built) == vars(reference)
+    # Only the state and the headers are mutable, and each response gets its own.
+    immutable = (type(None), bool, int, float, str, tuple)
+    mutable = {name for name, value in template if not isinstance(value, immutable)}
+    assert mutable == {"_state", "_headers"}
+    again = _websocket_from(template, subprotocol)
+    assert again._state is not built._state
+    assert again._headers is not built._headers
+
+
+async def test_server_pings_reach_a_socket_of_the_own_path(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    server = {"ping_interval": 0.1, "ping_timeout": 5}
+    async with gateway(routes=routes(_connect="record"), server=server) as gw:
+        head, reader, writer = await _upgrade(gw)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert [type(req) for req in _requests_of(gw)] == [_UpgradedRequest]
+        frame = await asyncio.wait_for(reader.readexactly(2), 5)
+        writer.close()
+    assert frame == b"\x89\x00"  # an empty ping: the heartbeat came with the template

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import os
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -221,3 +223,44 @@ async def test_a_timed_out_call_gives_its_thread_up_within_a_bound_and_the_pool_
     finally:
         release.set()
         pool.close()
+
+
+async def test_sleeping_threads_are_woken_for_new_calls_and_all_end_on_close() -> None:
+    pool = HandlerPool(3, "wake")
+    release = threading.Event()
+    names: list[str] = []
+
+    def block() -> None:
+        names.append(threading.current_thread().name)
+        release.wait(5)
+
+    calls = asyncio.gather(*(pool.submit(block) for _ in range(3)))
+    await eventually(lambda: len(names) == 3, message="three threads, each in a call")
+    release.set()
+    await calls
+    await eventually(lambda: len(pool._idle) == 3, message="the three threads to sleep")
+    # Later calls wake the sleeping threads (on their own wake-up locks): no thread is added.
+    for _ in range(5):
+        assert await pool.submit(lambda: threading.current_thread().name) in set(names)
+    assert pool._threads == 3
+    pool.close()
+    await eventually(
+        lambda: not any(t.name.startswith("wake_") for t in threading.enumerate()),
+        message="every sleeping thread to end",
+    )
+    assert pool._idle == []
+
+
+async def test_a_sleeping_thread_keeps_nothing_of_its_last_call() -> None:
+    class Event(dict[str, str]):
+        """A handler's event: weakly referable, unlike a plain dict."""
+
+    pool = HandlerPool(1, "keep")
+    event = Event(body="big")
+    ref = weakref.ref(event)
+    assert await pool.submit(len, event) == 1
+    await eventually(lambda: len(pool._idle) == 1, message="the thread to sleep")
+    del event
+    gc.collect()
+    assert ref() is None  # neither the event nor the call's tuple outlive the call
+    pool.close()

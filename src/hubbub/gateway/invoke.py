@@ -156,11 +156,18 @@ class Watchdog:
     def __init__(self) -> None:
         self._watched: dict[Deadline, None] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # The loop of the last watch: asking for the current task of a given loop skips
+        # get_running_loop, a getpid system call per call on Python 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def watch(self, timeout: float) -> Deadline:
-        task = asyncio.current_task()
+        loop = self._loop
+        task = asyncio.current_task(loop) if loop is not None else None
+        if task is None:  # the first watch, or a loop that is not running (any more)
+            loop = self._loop = asyncio.get_running_loop()
+            task = asyncio.current_task(loop)
         assert task is not None
-        loop = task.get_loop()
+        assert loop is not None
         deadline = Deadline(task, loop.time() + timeout)
         self._watched[deadline] = None
         if self._timer is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from hubbub.aws.ids import new_invocation_id
@@ -16,7 +16,7 @@ class Integration(Protocol):
 
     name: str
 
-    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> object: ...
+    def invoke(self, event: dict[str, Any], context: LambdaContext) -> Awaitable[object]: ...
 
     async def close(self) -> None: ...
 

@@ -12,6 +12,7 @@ only, apart from every other function (see there).
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import contextvars
@@ -23,7 +24,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeAlias
@@ -209,6 +210,10 @@ class HandlerPool:
     result. Together: about 0.3 context switches per $connect, and a ``concurrent.futures``
     future, work item and ``wrap_future`` less per call.
 
+    The handoff uses only C-level primitives: each sleeping thread waits on a lock of its own
+    (held while it sleeps, released by whoever wakes it), where a ``threading.Condition`` runs
+    a dozen lines of Python per wait and per notify and allocates a lock per wait.
+
     A thread that takes a call while more wait wakes one more, so handlers that block still run
     side by side, up to ``max_threads`` and never on another route's threads. One pool serves
     one event loop: the first that runs a call in it.
@@ -226,12 +231,13 @@ class HandlerPool:
     def __init__(self, max_threads: int, name: str) -> None:
         self._max_threads = max_threads
         self._name = name
-        self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
+        self._lock = _thread.allocate_lock()
         self._calls: deque[_Call] = deque()  # guarded by _lock, like the flag and counters
         self._closed = False
         self._threads = 0
-        self._sleeping = 0  # threads waiting on _wakeup
+        # The wake-up locks of the sleeping threads, held by the thread while it sleeps; the
+        # last to sleep is woken first (its stack and caches are the warmest).
+        self._idle: list[_thread.LockType] = []
         self._takers = 0  # threads woken or between calls: they look for a call before sleeping
         self._running: set[asyncio.Future[object]] = set()  # calls a thread has taken
         self._abandoned = 0  # threads still in a call whose caller gave up (see above)
@@ -257,7 +263,8 @@ class HandlerPool:
             if self._closed:
                 raise RuntimeError(f"{self._name}: the handler pool is closed")
             self._calls.append((future, contextvars.copy_context(), func, args))
-            self._wake_one()
+            if not self._takers:
+                self._wake_one()
         future.add_done_callback(self._given_up)
         return future
 
@@ -283,9 +290,10 @@ class HandlerPool:
             self._closed = True
             calls = list(self._calls)
             self._calls.clear()
-            self._takers += self._sleeping  # woken below: each looks once more, then ends
-            self._sleeping = 0
-            self._wakeup.notify_all()
+            self._takers += len(self._idle)  # woken below: each looks once more, then ends
+            for wake in self._idle:
+                wake.release()
+            self._idle.clear()
         for future, *_ in calls:
             future.cancel()
 
@@ -293,10 +301,9 @@ class HandlerPool:
         """Make sure some thread takes the newest call (with _lock held)."""
         if self._takers:
             return
-        if self._sleeping:
-            self._sleeping -= 1
+        if self._idle:
             self._takers += 1
-            self._wakeup.notify()
+            self._idle.pop().release()
         elif self._threads < self._max_threads:
             self._threads += 1
             self._takers += 1
@@ -306,49 +313,51 @@ class HandlerPool:
         # Otherwise every thread is in a call: the first to finish takes this one.
 
     def _work(self) -> None:
+        """A pool thread: take calls until the pool closes or abandons it. One frame for the
+        whole loop (taking a call, running it, handing its result over)."""
         _yield_to_the_loop()
+        wake = _thread.allocate_lock()  # held while this thread sleeps (see _idle)
+        wake.acquire()
+        lock = self._lock
+        calls = self._calls
+        running = self._running
         while True:
-            call = self._take()
-            if call is None:
-                return
-            future, context, func, args = call
+            with lock:
+                while not calls:
+                    self._takers -= 1
+                    if self._closed:
+                        self._threads -= 1
+                        return
+                    self._idle.append(wake)
+                    lock.release()
+                    try:
+                        wake.acquire()  # whoever releases it counts us as a taker again
+                    finally:
+                        lock.acquire()
+                future, context, func, args = calls.popleft()
+                running.add(future)
+                self._takers -= 1
+                if calls:
+                    self._wake_one()  # the rest must not wait for this call to end
             done: _Done | None = None
             if not future.cancelled():  # else its caller gave up before a thread took it
                 try:
                     done = (future, context.run(func, *args), None)
                 except BaseException as exc:  # the caller's to handle, as with run_in_executor
                     done = (future, None, exc)
-            with self._lock:
-                if future not in self._running:  # abandoned: another thread has its place
+            with lock:
+                if future not in running:  # abandoned: another thread has its place
                     self._abandoned -= 1
                     return
-                self._running.discard(future)
+                running.discard(future)
                 self._takers += 1  # between calls: it looks for the next one before sleeping
             if done is not None:
-                self._deliver_soon(done)
+                self._done.append(done)
+                if not self._delivering:
+                    self._deliver_soon()
+            del done, future, context, func, args  # not kept alive while this thread sleeps
 
-    def _take(self) -> _Call | None:
-        """The next call for this (taker) thread, after sleeping until there is one; None once
-        the pool is closed."""
-        with self._lock:
-            while not self._calls:
-                self._takers -= 1
-                if self._closed:
-                    self._threads -= 1
-                    return None
-                self._sleeping += 1
-                self._wakeup.wait()  # whoever wakes us counts us as a taker again
-            call = self._calls.popleft()
-            self._running.add(call[0])
-            self._takers -= 1
-            if self._calls:
-                self._wake_one()  # the rest must not wait for this call to end
-            return call
-
-    def _deliver_soon(self, done: _Done) -> None:
-        self._done.append(done)
-        if self._delivering:
-            return
+    def _deliver_soon(self) -> None:
         self._delivering = True
         assert self._loop is not None
         try:
@@ -407,10 +416,14 @@ class PythonIntegration:
         handler that are queued or running there finish on it)."""
         return PythonIntegration(self.name, func, self._pool)
 
-    async def invoke(self, event: dict[str, Any], context: LambdaContext) -> object:
+    def invoke(self, event: dict[str, Any], context: LambdaContext) -> Awaitable[object]:
+        """The handler's coroutine, or the pool's future of a ``def`` handler's result: handed
+        to the invoker as they are (a coroutine of ours awaiting them would cost a frame to
+        create and resume per call)."""
         if self.is_async:
-            return await self._func(event, context)
-        return await self._pool.submit(self._func, event, context)
+            coro: Awaitable[object] = self._func(event, context)
+            return coro
+        return self._pool.submit(self._func, event, context)
 
     async def close(self) -> None:
         return None

@@ -109,7 +109,8 @@ DISCONNECTS: list[tuple[str, str]] = []  # (routeKey, caller) of each ``disconne
 
 
 def _caller() -> str:
-    """The function that awaited the handler: ``invoke_inline`` when it ran inline."""
+    """The function that awaited the handler: ``invoke_inline`` when it ran inline, the
+    invoker's ``_run`` otherwise."""
     return sys._getframe(2).f_code.co_name
 
 
