@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import WSMsgType, web
 
 pytest.importorskip("picows", reason="the bench extra (picows) is not installed")
 
@@ -36,3 +37,30 @@ def test_hubbub_runtimes_runs_the_runtime_rows_config_with_absolute_code_paths(
     assert '"../functions/' not in text
     assert f'code = "{servers.FUNCTIONS}/node"' in text  # the node-echo row's function
     assert url == "ws://127.0.0.1:9101/dev"
+
+
+async def test_the_handshake_cycle_closes_with_a_close_frame_as_the_connect_scenario() -> None:
+    """bench.instructions --handshakes counts the cycle python -m bench times: the client sends
+    a close frame after the 101, then closes the TCP connection (bench.wsclient.Client.close).
+    Without the frame aiohttp's side is a bare end of stream, another ~70 k instructions."""
+    seen: list[WSMsgType] = []
+
+    async def entry(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        message = await ws.receive()
+        seen.append(message.type)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", entry)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        await instructions._handshakes(f"ws://127.0.0.1:{port}/", 4, concurrency=2)
+    finally:
+        await runner.cleanup()
+    assert seen == [WSMsgType.CLOSE] * 4
