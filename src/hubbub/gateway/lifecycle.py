@@ -56,7 +56,7 @@ from hubbub.gateway.transport_aiohttp import Accept, Socket
 from hubbub.store import ConnectionRecord, Store
 from hubbub.store.recovery import Position, Session
 from hubbub.wire.close import GOING_AWAY, GONE_BEFORE_OPEN, NODE_LOST
-from hubbub.wire.http import Handshake, HttpResponse
+from hubbub.wire.http import Handshake, HttpResponse, find_headers
 from hubbub.wire.session import SUBPROTOCOL, session_frame, wants_recovery
 
 log = logging.getLogger("hubbub.gateway")
@@ -156,11 +156,15 @@ class Lifecycle:
     async def _admitted_handshake(self, hs: Handshake) -> Accept | HttpResponse:
         connected = now_ms()
         query = parse_qsl(hs.query_string, keep_blank_values=True) if hs.query_string else None
+        # The three headers this reads, found in one pass (one scan per ``hs.header`` call before).
+        user_agent, host, requested = find_headers(
+            hs.headers, "user-agent", "host", "sec-websocket-protocol"
+        )
         ctx = ConnectionContext(
             connection_id=new_connection_id(),
             connected_at=connected,
             source_ip=hs.remote,
-            user_agent=hs.header("User-Agent") or "",
+            user_agent=user_agent or "",
             headers=gateway_headers(
                 hs.headers,
                 source_ip=hs.remote,
@@ -216,7 +220,6 @@ class Lifecycle:
                     headers[name] = value
         opted_in = False
         if self._resumer is not None:  # only recovery asks for the offered subprotocols
-            requested = hs.header("Sec-WebSocket-Protocol")
             opted_in = wants_recovery(requested, query)
             if opted_in and subprotocol is None and SUBPROTOCOL in (requested or ""):
                 subprotocol = SUBPROTOCOL  # hubbub's own protocol: we answer for it ourselves
@@ -224,7 +227,7 @@ class Lifecycle:
             # A partial, not a lambda: it lives as long as the connection (~250 bytes less).
             # The Host header is taken here, from the request's few headers, rather than from
             # the event's longer sorted list in run().
-            run=functools.partial(self.run, ctx, opted_in, hs.header("Host") or ""),
+            run=functools.partial(self.run, ctx, opted_in, host or ""),
             gone=functools.partial(self.gone_before_open, ctx),
             headers=headers,
             subprotocol=subprotocol,
