@@ -223,3 +223,77 @@ async def test_the_registry_keeps_the_host_the_client_sent(
         assert record is not None
         assert record.host == "chat.example.test:8443"
         writer.close()
+
+
+async def test_the_handshake_headers_it_reads_match_in_any_case_and_take_the_first_value(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    # Lifecycle finds User-Agent, Host and Sec-WebSocket-Protocol in one pass over the request
+    # (find_headers): each in the case the client wrote it, the first of repeated values.
+    async with gateway(routes=routes(_connect="record")) as gw:
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nsec-websocket-PROTOCOL: hubbub.v1, chat\r\n"
+            b"uSeR-aGeNt: odd-case-agent/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Protocol: chat\r\nHOST: chat.example.test\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        assert b"\r\nSec-WebSocket-Protocol: hubbub.v1\r\n" in head  # recovery: opted in
+        assert b'"hubbub":"session"' in await asyncio.wait_for(reader.read(4096), 5)
+        rc = app.EVENTS[0]["requestContext"]
+        assert rc["identity"]["userAgent"] == "odd-case-agent/1.0"
+        record = await gw.store.registry.get(rc["connectionId"])
+        assert record is not None
+        assert record.host == "chat.example.test"
+        writer.close()
+        # A second Sec-WebSocket-Protocol header naming hubbub.v1 does not opt in: the first
+        # one counts, as for aiohttp's own subprotocol choice.
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: chat\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nsec-websocket-protocol: hubbub.v1\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        assert b"hubbub.v1" not in head
+        assert app.EVENTS[-1]["requestContext"]["identity"].get("userAgent") is None
+        writer.close()
+
+
+async def test_connect_event_headers_sorted_with_the_gateway_added_ones_on_a_real_socket(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    # gateway_headers: the client's own X-Forwarded-Port (any case) and a repeated header stand,
+    # its X-Forwarded-For gets the peer appended, the missing ones are added; sorted by name
+    # case-insensitively, repeats in the client's order; Upgrade/Connection not in the event.
+    async with gateway(routes=routes(_connect="record")) as gw:
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+        writer.write(
+            b"GET /dev HTTP/1.1\r\nHost: h.example\r\nx-forwarded-PORT: 8443\r\nB-Two: 2\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\na-one: x\r\nX-Forwarded-For: 6.6.6.6\r\n"
+            b"A-One: y\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"HTTP/1.1 101"
+        )
+        event = app.EVENTS[0]
+        writer.close()
+    trace = event["headers"]["X-Amzn-Trace-Id"]
+    assert trace.startswith("Root=1-")
+    assert list(event["headers"].items()) == [
+        ("a-one", "x"),
+        ("A-One", "y"),
+        ("B-Two", "2"),
+        ("Host", "h.example"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+        ("X-Amzn-Trace-Id", trace),
+        ("X-Forwarded-For", "6.6.6.6, 127.0.0.1"),
+        ("x-forwarded-PORT", "8443"),
+        ("X-Forwarded-Proto", "http"),
+    ]
+    assert event["multiValueHeaders"]["X-Forwarded-For"] == ["6.6.6.6, 127.0.0.1"]

@@ -56,7 +56,7 @@ from hubbub.gateway.transport_aiohttp import Accept, Socket
 from hubbub.store import ConnectionRecord, Store
 from hubbub.store.recovery import Position, Session
 from hubbub.wire.close import GOING_AWAY, GONE_BEFORE_OPEN, NODE_LOST
-from hubbub.wire.http import Handshake, HttpResponse
+from hubbub.wire.http import Handshake, HttpResponse, find_headers
 from hubbub.wire.session import SUBPROTOCOL, session_frame, wants_recovery
 
 log = logging.getLogger("hubbub.gateway")
@@ -156,11 +156,15 @@ class Lifecycle:
     async def _admitted_handshake(self, hs: Handshake) -> Accept | HttpResponse:
         connected = now_ms()
         query = parse_qsl(hs.query_string, keep_blank_values=True) if hs.query_string else None
+        # The three headers this reads, found in one pass (one scan per ``hs.header`` call before).
+        user_agent, host, requested = find_headers(
+            hs.headers, "user-agent", "host", "sec-websocket-protocol"
+        )
         ctx = ConnectionContext(
             connection_id=new_connection_id(),
             connected_at=connected,
             source_ip=hs.remote,
-            user_agent=hs.header("User-Agent") or "",
+            user_agent=user_agent or "",
             headers=gateway_headers(
                 hs.headers,
                 source_ip=hs.remote,
@@ -216,15 +220,16 @@ class Lifecycle:
                     headers[name] = value
         opted_in = False
         if self._resumer is not None:  # only recovery asks for the offered subprotocols
-            requested = hs.header("Sec-WebSocket-Protocol")
-            opted_in = wants_recovery(requested, query)
+            # Asked only when the client offered a subprotocol or sent a query: a plain
+            # handshake skips the call and its generator (~3,300 instructions).
+            opted_in = wants_recovery(requested, query) if requested or query else False
             if opted_in and subprotocol is None and SUBPROTOCOL in (requested or ""):
                 subprotocol = SUBPROTOCOL  # hubbub's own protocol: we answer for it ourselves
         return Accept(
             # A partial, not a lambda: it lives as long as the connection (~250 bytes less).
             # The Host header is taken here, from the request's few headers, rather than from
             # the event's longer sorted list in run().
-            run=functools.partial(self.run, ctx, opted_in, hs.header("Host") or ""),
+            run=functools.partial(self.run, ctx, opted_in, host or ""),
             gone=functools.partial(self.gone_before_open, ctx),
             headers=headers,
             subprotocol=subprotocol,

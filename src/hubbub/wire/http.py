@@ -19,6 +19,23 @@ def find_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     return None
 
 
+def find_headers(headers: Iterable[tuple[str, str]], *lowered: str) -> list[str | None]:
+    """:func:`find_header` for each of the ``lowered`` names (in lower case), in one pass over
+    ``headers``: each name lowered once rather than once per name looked up."""
+    found: list[str | None] = [None] * len(lowered)
+    left = len(lowered)
+    for key, value in headers:
+        lower = key.lower()
+        if lower in lowered:
+            index = lowered.index(lower)
+            if found[index] is None:
+                found[index] = value
+                left -= 1
+                if not left:
+                    break
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """An HTTP request as the management API sees it."""
