@@ -48,19 +48,33 @@ class _DirectQueue(WebSocketDataQueue):
     __slots__ = ("on_text", "owner", "ws")
     on_text: Callable[[Any, str], None] | None
     owner: Any
-    ws: WebSocketResponse
+    # The response whose reader this is: it holds this queue (``_reader``), so the two form a
+    # cycle until :meth:`release` breaks it (None from then on).
+    ws: WebSocketResponse | None
 
     def feed_data(self, data: Any, size: int) -> None:
         on_text = self.on_text
         if on_text is not None and data[0] is _WS_TEXT and not self._buffer:
             ws = self.ws
-            if ws._waiting and not ws._closing:
+            if ws is not None and ws._waiting and not ws._closing:
                 try:
                     on_text(self.owner, data[1])
                 except Exception:  # the parser calls this where an exception would be lost
                     log.exception("handling a message failed")
                 return
         super().feed_data(data, size)
+
+    def release(self) -> None:
+        """The connection is over: drop the shortcut and the reference back to the response.
+
+        Without this the response and its queue refer to each other, and every connection would
+        leave them (with the request, the writer and the protocol's buffers they hold) to the
+        cyclic garbage collector instead of freeing them as its last reference goes. Frames that
+        still arrive take aiohttp's path (the parser puts them in the queue, which nobody reads).
+        """
+        self.on_text = None
+        self.owner = None
+        self.ws = None
 
 
 class _FastReader(asyncio.Protocol):
@@ -92,7 +106,8 @@ class _FastReader(asyncio.Protocol):
             ws = queue.ws
             guard = self._guard
             if (
-                length < 126
+                ws is not None
+                and length < 126
                 and len(data) == 6 + length
                 and length <= guard._max_frame
                 and not guard._skip  # the parser holds no part of a frame or message
