@@ -22,7 +22,7 @@ from types import ModuleType
 import pytest
 
 from hubbub.gateway.app import Gateway
-from hubbub.gateway.frames_aiohttp import _DirectQueue
+from hubbub.gateway.frames_aiohttp import _RELEASED, _DirectQueue
 from hubbub.gateway.transport_aiohttp import _HubbubWebSocketResponse
 from tests.gateway.conftest import GatewayFactory, routes
 
@@ -129,7 +129,7 @@ async def test_an_open_connection_keeps_its_queue_shortcut(
         await asyncio.wait_for(reader.read(), 5)
         writer.close()
         for _ in range(200):
-            if queue.ws is None:
+            if queue.ws is _RELEASED:
                 break
             await asyncio.sleep(0.01)
-    assert (queue.ws, queue.on_text, queue.owner) == (None, None, None)
+    assert (queue.ws, queue.on_text, queue.owner) == (_RELEASED, None, None)

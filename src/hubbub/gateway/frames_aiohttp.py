@@ -32,6 +32,19 @@ log = logging.getLogger("hubbub.transport")
 _WS_TEXT = WSMsgType.TEXT
 
 
+class _Released:
+    """What a released :class:`_DirectQueue` refers to instead of its response: a socket that is
+    closing and whose reader does not wait, so the shortcut's checks refuse it without a check
+    of their own (``on_text`` is None by then anyway)."""
+
+    __slots__ = ()
+    _waiting = False
+    _closing = True
+
+
+_RELEASED = _Released()
+
+
 class _DirectQueue(WebSocketDataQueue):
     """aiohttp's message queue of one socket, with a shortcut for text messages.
 
@@ -49,14 +62,14 @@ class _DirectQueue(WebSocketDataQueue):
     on_text: Callable[[Any, str], None] | None
     owner: Any
     # The response whose reader this is: it holds this queue (``_reader``), so the two form a
-    # cycle until :meth:`release` breaks it (None from then on).
-    ws: WebSocketResponse | None
+    # cycle until :meth:`release` breaks it (_RELEASED from then on).
+    ws: WebSocketResponse | _Released
 
     def feed_data(self, data: Any, size: int) -> None:
         on_text = self.on_text
         if on_text is not None and data[0] is _WS_TEXT and not self._buffer:
             ws = self.ws
-            if ws is not None and ws._waiting and not ws._closing:
+            if ws._waiting and not ws._closing:
                 try:
                     on_text(self.owner, data[1])
                 except Exception:  # the parser calls this where an exception would be lost
@@ -74,7 +87,7 @@ class _DirectQueue(WebSocketDataQueue):
         """
         self.on_text = None
         self.owner = None
-        self.ws = None
+        self.ws = _RELEASED
 
 
 class _FastReader(asyncio.Protocol):
@@ -106,8 +119,7 @@ class _FastReader(asyncio.Protocol):
             ws = queue.ws
             guard = self._guard
             if (
-                ws is not None
-                and length < 126
+                length < 126
                 and len(data) == 6 + length
                 and length <= guard._max_frame
                 and not guard._skip  # the parser holds no part of a frame or message
