@@ -32,6 +32,19 @@ log = logging.getLogger("hubbub.transport")
 _WS_TEXT = WSMsgType.TEXT
 
 
+class _Released:
+    """What a released :class:`_DirectQueue` refers to instead of its response: a socket that is
+    closing and whose reader does not wait, so the shortcut's checks refuse it without a check
+    of their own (``on_text`` is None by then anyway)."""
+
+    __slots__ = ()
+    _waiting = False
+    _closing = True
+
+
+_RELEASED = _Released()
+
+
 class _DirectQueue(WebSocketDataQueue):
     """aiohttp's message queue of one socket, with a shortcut for text messages.
 
@@ -48,7 +61,9 @@ class _DirectQueue(WebSocketDataQueue):
     __slots__ = ("on_text", "owner", "ws")
     on_text: Callable[[Any, str], None] | None
     owner: Any
-    ws: WebSocketResponse
+    # The response whose reader this is: it holds this queue (``_reader``), so the two form a
+    # cycle until :meth:`release` breaks it (_RELEASED from then on).
+    ws: WebSocketResponse | _Released
 
     def feed_data(self, data: Any, size: int) -> None:
         on_text = self.on_text
@@ -61,6 +76,18 @@ class _DirectQueue(WebSocketDataQueue):
                     log.exception("handling a message failed")
                 return
         super().feed_data(data, size)
+
+    def release(self) -> None:
+        """The connection is over: drop the shortcut and the reference back to the response.
+
+        Without this the response and its queue refer to each other, and every connection would
+        leave them (with the request, the writer and the protocol's buffers they hold) to the
+        cyclic garbage collector instead of freeing them as its last reference goes. Frames that
+        still arrive take aiohttp's path (the parser puts them in the queue, which nobody reads).
+        """
+        self.on_text = None
+        self.owner = None
+        self.ws = _RELEASED
 
 
 class _FastReader(asyncio.Protocol):

@@ -384,6 +384,21 @@ class _HubbubWebSocketResponse(web.WebSocketResponse):
             code, message = WSCloseCode.INVALID_TEXT, _BAD_DEFLATE.encode()
         return await super().close(code=code, message=message, drain=drain)
 
+    def release_reader(self) -> None:
+        """Break the reference cycles of a response whose connection's session is over, so it
+        is freed as its last reference goes rather than left to the cyclic garbage collector:
+
+        - with the :class:`_DirectQueue` it reads from (see :meth:`_DirectQueue.release`);
+        - with the exception aiohttp kept when its close frame could not be written (a client
+          that drops the TCP connection without a close frame): that exception's traceback
+          holds the frames of ``close()`` and ``receive()``, whose ``self`` is this response.
+          Only ``close()`` reads it (above), and the session has closed the socket.
+        """
+        reader = self._reader
+        if isinstance(reader, _DirectQueue):
+            reader.release()
+        self._exception = None
+
     def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
         proto = request.protocol
         if proto._message_tail or self._compress:

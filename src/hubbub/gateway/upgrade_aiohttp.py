@@ -252,6 +252,7 @@ class _OwnUpgrade:
         try:
             await request.drain()
         except (ConnectionError, RuntimeError):
+            ws.release_reader()
             _handled(proto)
             decision.gone()
             _finished(proto)
@@ -268,6 +269,7 @@ class _OwnUpgrade:
             proto.force_close()
             raise
         finally:
+            ws.release_reader()
             _handled(proto)
         _finished(proto)
 
@@ -439,13 +441,17 @@ async def start_public(
             return web.Response(status=400)
         transport = request.transport
         if transport is None:  # peer vanished between handshake and 101
+            ws.release_reader()
             decision.gone()
             return ws
         run = decision.run(Socket(ws, transport))  # type: ignore[arg-type,unused-ignore]
         # This frame lives as long as the connection: let the decision (and what it refers to)
         # go now rather than hold it in a local.
         del decision
-        await run
+        try:
+            await run
+        finally:
+            ws.release_reader()
         return ws
 
     # The handshake timeout bounds how long a TCP connection may take to send its (upgrade)
