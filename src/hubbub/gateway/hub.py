@@ -27,16 +27,13 @@ from typing import TYPE_CHECKING
 
 from hubbub.gateway.transport_aiohttp import Recipients, Socket
 from hubbub.wire.close import SLOW_CONSUMER
-from hubbub.wire.frames import frame_message, frame_text
+from hubbub.wire.frames import SHORT_TEXT_HEADS, frame_message, frame_text
 from hubbub.wire.session import Envelope
 
 if TYPE_CHECKING:
     from hubbub.gateway.connection import Connection
 
 log = logging.getLogger("hubbub.hub")
-# The two header bytes of an unmasked, final text frame of each payload length under 126 (what
-# frame_text writes for those): Hub.send looks its header up instead of building it per reply.
-_SHORT_TEXT_HEADS = tuple(bytes((0x81, n)) for n in range(126))
 
 
 class Members:
@@ -167,7 +164,7 @@ class Hub:
             return self._enqueue(conn, payload)  # framed per socket: no shared frame to build
         n = len(payload)
         if n < 126 and payload.isascii():
-            frame = _SHORT_TEXT_HEADS[n] + payload
+            frame = SHORT_TEXT_HEADS[n] + payload
         else:
             frame = frame_message(payload)
         buffered = sock.offer(frame)

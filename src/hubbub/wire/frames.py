@@ -12,6 +12,11 @@ _PACK_16 = struct.Struct("!BBH").pack
 _PACK_64 = struct.Struct("!BBQ").pack
 
 
+#: The two header bytes of an unmasked, final text frame of each payload length under 126,
+#: made once: a frame of a short reply looks its header up instead of building it.
+SHORT_TEXT_HEADS = tuple(bytes((0x81, n)) for n in range(126))
+
+
 def frame_text(payload: bytes) -> bytes:
     """An unmasked, unfragmented server-to-client text frame (RFC 6455 §5.2).
 
@@ -19,7 +24,7 @@ def frame_text(payload: bytes) -> bytes:
     """
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return SHORT_TEXT_HEADS[n] + payload
     if n < 65536:
         return _PACK_16(0x81, 126, n) + payload
     return _PACK_64(0x81, 127, n) + payload
