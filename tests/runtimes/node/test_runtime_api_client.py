@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ pytestmark = [
 
 CLIENT = Path(hubbub.runtimes.__file__).parent / "node" / "runtime_api.js"
 TIMEOUT = 20.0
+ServeFn = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 HEADERS = b"Lambda-Runtime-Aws-Request-Id: r1\r\nLambda-Runtime-Deadline-Ms: 1\r\n"
 
 # Two calls of next() in a row; prints each outcome as a JSON line.
@@ -37,6 +39,26 @@ const api = new RuntimeApi(process.argv[2]);
   }
 })();
 """
+
+
+async def _run_node(
+    script: str, serve: ServeFn, served: asyncio.Event | None = None
+) -> tuple[bytes, int]:
+    """Run ``script`` under Node.js, with the client module and the address of ``serve`` (a
+    fresh loopback server) as its arguments; its standard output, and the server's port.
+    ``served``: set by ``serve`` once its socket is closed, waited for before the loop ends."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        node = await asyncio.create_subprocess_exec(
+            "node", "-e", script, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
+        if served is not None:
+            await asyncio.wait_for(served.wait(), TIMEOUT)
+    finally:
+        server.close()
+    return out, port
 
 
 async def _run(answers: list[bytes]) -> tuple[list[dict[str, str]], int]:
@@ -63,20 +85,7 @@ async def _run(answers: list[bytes]) -> tuple[list[dict[str, str]], int]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await asyncio.create_subprocess_exec(
-            "node",
-            "-e",
-            SCRIPT,
-            str(CLIENT),
-            f"127.0.0.1:{port}",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
-    finally:
-        server.close()
+    out, _ = await _run_node(SCRIPT, serve)
     return [json.loads(line) for line in out.decode().splitlines()], connections
 
 
@@ -153,15 +162,7 @@ async def test_the_response_and_the_next_request_are_pipelined() -> None:
         await reader.read()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await asyncio.create_subprocess_exec(
-            "node", "-e", PIPELINE, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
-    finally:
-        server.close()
+    out, port = await _run_node(PIPELINE, serve)
     assert json.loads(out) == {"a": 202, "b": "[1]"}
     assert seen.startswith(b"POST /2018-06-01/runtime/invocation/r0/response HTTP/1.1\r\n")
     assert first.endswith(b"/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
@@ -189,7 +190,7 @@ async def test_a_binary_request_behind_a_string_one_keeps_its_bytes() -> None:
     """Requests of one tick leave in one write; a Buffer among them is joined as bytes, not
     decoded as UTF-8 (which would replace 0xff 0xfe 0x80)."""
     seen = bytearray()
-    done = asyncio.get_running_loop().create_future()
+    served = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while not seen.endswith(b"\xff\xfe\x00\x80"):
@@ -201,19 +202,9 @@ async def test_a_binary_request_behind_a_string_one_keeps_its_bytes() -> None:
         await writer.drain()
         await reader.read()
         writer.close()
-        done.set_result(None)
+        served.set()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await asyncio.create_subprocess_exec(
-            "node", "-e", MIXED, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
-        await asyncio.wait_for(done, TIMEOUT)
-    finally:
-        server.close()
-        await server.wait_closed()
+    out, _ = await _run_node(MIXED, serve, served)
     assert json.loads(out) == [200, 200]
     assert bytes(seen) == (
         b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 4\r\n\r\n\xff\xfe\x00\x80"
@@ -255,21 +246,7 @@ async def test_header_names_and_values_as_sent_any_case_and_spacing() -> None:
             writer.close()
             served.set()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await asyncio.create_subprocess_exec(
-            "node",
-            "-e",
-            HEADERS_SCRIPT,
-            str(CLIENT),
-            f"127.0.0.1:{port}",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
-        await asyncio.wait_for(served.wait(), TIMEOUT)  # its socket closed before the loop ends
-    finally:
-        server.close()
+    out, _ = await _run_node(HEADERS_SCRIPT, serve, served)
     expected = {
         "content-length": "2",
         "lambda-runtime-aws-request-id": "r1",
@@ -314,15 +291,6 @@ async def test_answers_split_across_reads_keep_their_bytes() -> None:
             writer.close()
             served.set()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        node = await asyncio.create_subprocess_exec(
-            "node", "-e", SCRIPT, str(CLIENT), f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await asyncio.wait_for(node.communicate(), TIMEOUT)
-        await asyncio.wait_for(served.wait(), TIMEOUT)  # its socket closed before the loop ends
-    finally:
-        server.close()
+    out, _ = await _run_node(SCRIPT, serve, served)
     outcomes = [json.loads(line) for line in out.decode().splitlines()]
     assert outcomes == [{"body": big.decode(), "id": "r1"}, {"body": '{"abcd"}', "id": "r1"}]
