@@ -134,7 +134,9 @@ async def _connected() -> AsyncIterator[tuple[Gateway, str]]:
             yield gw, next(iter(gw.hub.connections))
 
 
-def _endpoints(gw: Gateway) -> dict[str, str]:
+def management_endpoints(gw: Gateway) -> dict[str, str]:
+    """The management endpoints a client may be given for ``gw``, by name (also used by
+    test_inprocess_fast.py)."""
     return {
         "http": gw.management_url,
         "https": gw.management_https_url or gw.management_url,
@@ -163,7 +165,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("endpoint", ["http", "https", "other stage", "domain name"])
 async def test_cached_clients_build_and_answer_as_uncached_ones(endpoint: str, config: str) -> None:
     async with _connected() as (gw, cid):
-        url = _endpoints(gw)[endpoint]
+        url = management_endpoints(gw)[endpoint]
         cached = _client(url, **CONFIGS[config])
         uncached = _client(url, uncached=True, **CONFIGS[config])
         assert type(cached._ruleset_resolver) is botocore_hooks._CachingResolver

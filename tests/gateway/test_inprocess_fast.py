@@ -29,6 +29,7 @@ from botocore.stub import Stubber
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.management.botocore_fast import FastPost
 from hubbub.testing import run_gateway
+from tests.gateway.test_inprocess_caches import management_endpoints
 
 HANDLERS = Path(__file__).parent / "handlers"
 UNKNOWN_ID = "AAAAAAAAAAAAAAA="
@@ -114,15 +115,6 @@ def _calls(client: Any, cid: str) -> list[Callable[[], Any]]:
     ]
 
 
-def _endpoints(gw: Gateway) -> dict[str, str]:
-    return {
-        "http": gw.management_url,
-        "https": gw.management_https_url or gw.management_url,
-        "other stage": gw.management_url.rsplit("/", 1)[0] + "/prod",
-        "domain name": "https://gw.example.test/dev",
-    }
-
-
 _ONE_TRY = {"total_max_attempts": 1}
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -150,7 +142,7 @@ async def test_fast_and_botocores_way_answer_alike(
     if config == "client-side monitoring":
         monkeypatch.setenv("AWS_CSM_ENABLED", "true")
     async with _connected() as (gw, cid, ws):
-        url = _endpoints(gw)[endpoint]
+        url = management_endpoints(gw)[endpoint]
         fast = _client(url, **CONFIGS[config])
         slow = _client(url, slow=True, **CONFIGS[config])
         results = []
