@@ -97,7 +97,6 @@ GOALS = [
         "hubbub",
         0.9,
         "ratio",
-        peer_scenario="fanout",
     ),
     Goal(
         "Node.js echo (route response): hubbub's Runtime API ÷ serverless-offline, same file",

@@ -370,7 +370,9 @@ METHOD = """\
   messages that queue up; "nothing answered" means none came back within the window.)
 - **cross-node**: two hubbub nodes on one Redis (a private `redis-server` unless one answers on
   127.0.0.1:6379; unique `store.key_prefix`), members on node B, publisher on node A; both nodes and
-  Redis are pinned to core 0 and their CPU is summed.
+  Redis are pinned to core 0 and their CPU is summed. It is measured interleaved, slice by slice,
+  with the same fan-out on one hubbub node (the "hubbub, one node" row), and the goal's ratio is
+  between those two rows.
 - **node-echo, node-post, python-isolation** (Lambda runtimes): the `routed` closed loop against
   `bench/functions/node/handler.js` run by hubbub through the Lambda Runtime API and by
   serverless-offline (`echo`: route response; `post`: SDK v3 `PostToConnectionCommand`), and

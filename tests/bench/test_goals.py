@@ -56,6 +56,19 @@ def test_a_cpu_goal_without_the_peers_cpu_has_no_value() -> None:
     assert one_k["pass"] is None
 
 
+def test_cross_node_is_compared_with_the_one_node_row_measured_beside_it() -> None:
+    # The cross-node scenario interleaves the cluster with one node (bench.runner.cross_node):
+    # the ratio takes that row, not the fanout scenario's, measured minutes apart.
+    run = [
+        _row("fanout", "hubbub", 200e3, 5.0),
+        _row("cross-node", "hubbub-cluster", 150e3, 6.0),
+        _row("cross-node", "hubbub", 160e3, 5.5),
+    ]
+    cross = _by_text([run])["cross-node fan-out (2 nodes + Redis) ÷ one node"]
+    assert cross["median"] == pytest.approx(150 / 160)
+    assert cross["pass"] is True
+
+
 def test_round_two_targets_and_the_retired_socketio_goal() -> None:
     by_text = {g.text: g for g in goals.GOALS}
     assert by_text["routed (async handler) ÷ bare aiohttp echo"].target == 0.8
