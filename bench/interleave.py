@@ -35,7 +35,15 @@ from bench.loadgen import (
     watchdog,
 )
 from bench.procstat import tree_rss_bytes
-from bench.wsclient import Client, Counters, Window, connect_many, echo_template
+from bench.wsclient import (
+    Client,
+    Counters,
+    Window,
+    connect,
+    connect_many,
+    echo_template,
+    now_ns,
+)
 
 
 class Slot:
@@ -268,4 +276,75 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     return {"targets": out}
 
 
-SCENARIOS = {"echo-interleaved": run_echo, "fanout-interleaved": run_fanout}
+# -- handshakes ----------------------------------------------------------------------------------
+async def run_connect(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``connect`` scenario's workers (bench.loadgen.run_connect), one group per server,
+    handshaking only while their server's slice is on."""
+    slots = [Slot(t) for t in spec["targets"]]
+    running = {slot: asyncio.Event() for slot in slots}
+    in_flight = dict.fromkeys(slots, 0)
+    stop = False
+
+    async def worker(slot: Slot, k: int) -> None:
+        target = slot.target
+        ips: list[str] = target.get("source_ips") or ["127.0.0.1"]
+        concurrency = target.get("concurrency", 50)
+        dialect = target["dialect"]
+        counters, window = slot.counters, slot.window
+        i = k
+        while not stop:
+            if not slot.switch.active:
+                await running[slot].wait()
+                continue
+            ip = ips[i % len(ips)]
+            i += concurrency
+            started = now_ns()
+            in_flight[slot] += 1
+            try:
+                client = await connect(
+                    lambda: Client(dialect, counters), target["url"], source_ip=ip, read_buffer=2048
+                )
+            except Exception:
+                counters.failed_connects += 1
+                await asyncio.sleep(0.01)
+                continue
+            finally:
+                in_flight[slot] -= 1
+            if window.on:
+                window.count += 1
+                window.latencies.append(now_ns() - started)
+            client.close()
+
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(worker(slot, k))
+        for slot in slots
+        for k in range(slot.target.get("concurrency", 50))
+    ]
+
+    def on(slot: Slot) -> None:
+        slot.switch.active = True
+        running[slot].set()
+
+    def off(slot: Slot) -> None:
+        slot.switch.active = False
+        running[slot].clear()
+
+    async def drained(slot: Slot) -> None:
+        await wait_until(lambda: not in_flight[slot], 5.0)
+        await asyncio.sleep(0.05)  # the server's side of the last closes, before the next slice
+
+    await alternate(slots, spec, on, off, drained)
+    stop = True
+    for slot in slots:
+        running[slot].set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.3)
+    return {"targets": [s.summary(concurrency=s.target.get("concurrency", 50)) for s in slots]}
+
+
+SCENARIOS = {
+    "echo-interleaved": run_echo,
+    "fanout-interleaved": run_fanout,
+    "connect-interleaved": run_connect,
+}

@@ -665,7 +665,7 @@ SCENARIOS = {
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec["scenario"] in ("echo-interleaved", "fanout-interleaved"):
+    if spec["scenario"].endswith("-interleaved"):
         from bench import interleave
 
         return await interleave.SCENARIOS[spec["scenario"]](spec)

@@ -692,26 +692,44 @@ def idle_workers(settings: Settings, limit: int) -> list[Row]:
 
 
 def connect_rate(settings: Settings) -> list[Row]:
-    """Handshakes per second, each connection closed right after its 101."""
-    rows = []
-    for server in ("hubbub", "hubbub-async-connect", "aiohttp", "picows", "node", "sls"):
-        if not settings.wants(server, "connect"):
-            continue
+    """Handshakes per second, each connection closed right after its 101. The servers are
+    measured interleaved (the handshake goal is a ratio of two of them), serverless-offline
+    after them on its own: it keeps starting Python processes long after a slice ends."""
+    plan = [
+        (server, server)
+        for server in ("hubbub", "hubbub-async-connect", "aiohttp", "picows", "node")
+        if settings.wants(server, "connect")
+    ]
+
+    def spec(running: Running) -> dict[str, Any]:
+        return {
+            "scenario": "connect",
+            "url": running.ws_url,
+            "dialect": SERVERS[running.name][1],
+            "concurrency": settings.connect_concurrency,
+            "source_ips": source_ips(8),
+            "warmup": warmup_for(running, settings),
+            "duration": settings.duration,
+            "server_pids": running.pids,
+        }
+
+    rows: list[Row] = []
+    if settings.interleave and plan:
+        rows += interleaved(
+            "connect",
+            "conn/s",
+            plan,
+            settings,
+            loadgen_scenario="connect-interleaved",
+            target=lambda key, running, row: spec(running),
+        )
+        plan = []
+    for server in [s for s, _ in plan] + (["sls"] if settings.wants("sls", "connect") else []):
         row = base_row("connect", server, server, "conn/s")
         settings.progress(f"connect · {row['label']}")
 
         def body(running: Running, row: Row = row) -> None:
-            spec = {
-                "scenario": "connect",
-                "url": running.ws_url,
-                "dialect": SERVERS[running.name][1],
-                "concurrency": settings.connect_concurrency,
-                "source_ips": source_ips(8),
-                "warmup": warmup_for(running, settings),
-                "duration": settings.duration,
-                "server_pids": running.pids,
-            }
-            fill(row, run_loadgen(spec, settings, f"connect-{running.name}"))
+            fill(row, run_loadgen(spec(running), settings, f"connect-{running.name}"))
 
         rows.append(with_server(row, server, settings, body))
     return rows
