@@ -261,7 +261,12 @@ class _OwnUpgrade:
         del decision  # (see websocket_entry)
         try:
             await run
-            await ws.write_eof()  # what aiohttp does with the response its handler returns
+            if ws._closed:
+                # The usual end (the close handshake is over): write_eof would only find that,
+                # through three coroutines (write_eof, ours and aiohttp's close).
+                ws._eof_sent = True
+            else:
+                await ws.write_eof()  # what aiohttp does with the response its handler returns
         except Exception as exc:
             proto.log_exception("Error handling request", exc_info=exc)
             proto.force_close()
