@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +26,7 @@ from aiohttp._websocket.writer import WebSocketWriter
 
 from bench.fuzz.wire import Peer, close_payload, frame, upgrade_request
 from hubbub.gateway.app import Gateway
+from hubbub.gateway.tls import ensure_local_tls
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import eventually
 
@@ -193,3 +196,53 @@ async def test_a_close_frame_then_the_tcp_close(
         assert _disconnects(app) == [(4002, "gone")]
         assert gw.metrics.closed == {4002: 1}
         await peer.close()
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["own", "aiohttp"])
+async def test_a_close_frame_with_server_pings_on(
+    gateway: GatewayFactory, app: ModuleType, monkeypatch: pytest.MonkeyPatch, deflate: bool
+) -> None:
+    """With server pings the frame's arrival also schedules aiohttp's heartbeat reset: the
+    close stops it all the same (nothing follows the close reply)."""
+    replies = _count_close_replies(monkeypatch)
+    server = {"compression": True, "ping_interval": 0.2}
+    async with gateway(server=server, routes=SPEC) as gw:
+        peer = await _open(gw, deflate=deflate)
+        await asyncio.sleep(0.3)
+        assert await asyncio.wait_for(peer.read_frame(), 5) == (0x9, b"")  # a ping came
+        await peer.send(frame(CLOSE, close_payload(4001, b"bye now")))
+        reply, before = await _reply_then_end(peer)
+        assert reply == (CLOSE, struct.pack("!H", 1000))
+        assert all(opcode == 0x9 for opcode, _ in before)  # at most pings sent meanwhile
+        assert await asyncio.wait_for(peer.read_frame(), 5) is None
+        await peer.close()
+        await eventually(lambda: _disconnects(app))
+        assert _disconnects(app) == [(4001, "bye now")]
+        assert gw.metrics.closed == {4001: 1}
+    assert replies == ([] if not deflate else [1000])
+
+
+async def test_a_close_frame_over_tls(
+    gateway: GatewayFactory, app: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A wss:// socket (aiohttp's upgrade path, a TLS transport) is answered by the guard too."""
+    replies = _count_close_replies(monkeypatch)
+    pki = ensure_local_tls(tmp_path / "pki", ["127.0.0.1"])
+    server = {"tls_cert": str(pki.cert), "tls_key": str(pki.key)}
+    async with gateway(server=server, routes=SPEC) as gw:
+        assert gw.public is not None
+        context = ssl.create_default_context(cafile=str(pki.ca_cert))
+        reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port, ssl=context)
+        peer = Peer(reader, writer)
+        request = upgrade_request(random.Random(7), b"127.0.0.1", gw.config.api.stage)
+        await peer.send(request.render())
+        assert (await peer.read_head())[0] == 101
+        await peer.send(frame(CLOSE, close_payload(4001, b"bye now")))
+        reply, before = await _reply_then_end(peer)
+        assert (reply, before) == ((CLOSE, struct.pack("!H", 1000)), [])
+        assert await asyncio.wait_for(peer.read_frame(), 5) is None
+        await peer.close()
+        await eventually(lambda: _disconnects(app))
+        assert _disconnects(app) == [(4001, "bye now")]
+        assert gw.metrics.closed == {4001: 1}
+    assert replies == []
