@@ -267,7 +267,12 @@ class _FrameGuard:
             return False
         assert isinstance(ws, WebSocketResponse)
         writer = ws._writer
-        if writer is None or writer.transport.is_closing() or ws._exception is not None:
+        if (
+            writer is None
+            or writer.transport.is_closing()
+            or ws._exception is not None
+            or not ws._autoclose  # (hubbub's sockets all close automatically)
+        ):
             return False
         if length == 0:
             code, reason = 0, ""
