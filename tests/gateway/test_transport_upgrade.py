@@ -16,6 +16,8 @@ from types import ModuleType
 
 import pytest
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.http_writer import _serialize_headers
 
 from hubbub.gateway.app import Gateway
 from hubbub.gateway.lifecycle import Lifecycle
@@ -86,6 +88,36 @@ async def test_the_own_101_is_the_one_aiohttp_writes(
     assert b"Date: " in own
     assert b"X-Hello: world\r\n" in own
     assert len(app.EVENTS) == 2
+
+
+async def test_the_usual_own_101_is_the_one_aiohttp_writes(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    """Without headers of the handler's the own path writes its 101 from constant parts."""
+    async with gateway(routes=routes(_connect="record")) as gw:
+        own, _, w1 = await _upgrade(gw)
+        theirs, _, w2 = await _upgrade(gw, b"Sec-WebSocket-Protocol: other\r\n")
+        kinds = sorted(type(req).__name__ for req in _requests_of(gw))
+        w1.close()
+        w2.close()
+    assert kinds == ["Request", "_UpgradedRequest"]
+    date = [line for line in own.split(b"\r\n") if line.startswith(b"Date: ")]
+    assert len(date) == 1
+    # RFC 6455 §1.3's example key and answer; then the serializer's bytes for the same values.
+    expected = _serialize_headers(
+        "HTTP/1.1 101 Switching Protocols",
+        {
+            "Upgrade": "websocket",
+            "Connection": "upgrade",
+            "Sec-WebSocket-Accept": "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "Date": date[0][6:].decode(),
+            "Server": SERVER_SOFTWARE,
+        },
+    )
+    assert own == expected
+    assert [line for line in own.split(b"\r\n") if not line.startswith(b"Date: ")] == [
+        line for line in theirs.split(b"\r\n") if not line.startswith(b"Date: ")
+    ]
 
 
 async def test_an_open_connection_keeps_no_parsed_request(

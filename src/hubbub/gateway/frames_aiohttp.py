@@ -9,6 +9,8 @@
   :meth:`Socket.deliver_to <hubbub.gateway.transport_aiohttp.Socket.deliver_to>`.
 - :class:`_FastReader` reads the common frame of a plain-TCP connection itself and hands every
   other frame to aiohttp's parser.
+- :meth:`_FrameGuard._answer_close` answers the common close frame of a socket whose reader
+  waits as aiohttp's ``receive()`` would, without the parser and ``close()`` on the way.
 
 tests/gateway/test_transport_boundary.py lists this module with the adapter: both may import
 aiohttp.
@@ -21,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType
+from aiohttp import WSCloseCode, WSMessage, WSMsgType
 from aiohttp._websocket.helpers import websocket_mask
 from aiohttp._websocket.reader import WebSocketDataQueue
 from aiohttp.http_websocket import WebSocketError
@@ -40,6 +42,7 @@ class _Released:
     __slots__ = ()
     _waiting = False
     _closing = True
+    _closed = True
 
 
 _RELEASED = _Released()
@@ -161,6 +164,19 @@ class _FastReader(asyncio.Protocol):
         self._inner.resume_writing()
 
 
+# The close codes aiohttp's parser accepts below 3000 (its ALLOWED_CLOSE_CODES, built the same way):
+# a close frame with another code takes the parser's path, which closes with 1002.
+_ALLOWED_CLOSE_CODES = frozenset(int(code) for code in WSCloseCode)
+# What aiohttp's close() writes when receive() answers a client's close frame: code 1000, no reason.
+_CLOSE_REPLY = b"\x88\x02\x03\xe8"
+_WS_CLOSE = WSMsgType.CLOSE
+_feed_queue = WebSocketDataQueue.feed_data  # past _DirectQueue's text shortcut
+
+
+# What _FrameGuard.feed_data answers for a close frame it answered itself: the parser's answer
+# when it took a frame without error.
+_ANSWERED = (False, b"")
+
 # _FrameGuard._skip once a frame was refused: never a real count, and non-zero, so the fast path
 # (which tests ``not self._skip``) needs no check of its own.
 _REFUSED = -1
@@ -205,6 +221,8 @@ class _FrameGuard:
             ):
                 if not data[0] & 0x80:
                     self._fragmented = True
+                elif data[0] == 0x88 and self._answer_close(data, length):
+                    return _ANSWERED
                 fast: tuple[bool, bytes] = self._inner.feed_data(data)
                 return fast
         if self._skip == _REFUSED:  # the rest of the stream follows a refused frame: drop it
@@ -218,6 +236,66 @@ class _FrameGuard:
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
+
+    def _answer_close(self, data: bytes, length: int) -> bool:
+        """Answer ``data``, one whole masked close frame, as aiohttp would; False when it must
+        take aiohttp's path (and nothing was done).
+
+        Taken only when the socket's reader waits in ``receive()`` with nothing queued, nothing
+        is half parsed (the caller saw no carried-over bytes, and no fragment ever passed) and
+        the payload is one the parser accepts: an allowed code and a UTF-8 reason, or empty.
+        Then it does what the parser, ``receive()`` and its ``close(drain=False)`` do for it,
+        in their order: the CLOSE message (code 0 when empty, as the parser's) goes to the
+        queue for ``receive()`` to return, the close code is set, heartbeats stop, the reply
+        (1000, no reason) is written and the transport closed. When ``receive()`` takes the
+        message it sets the same close code again and finds the socket closed, as when a
+        ``close()`` raced it. A refused code (1002), a reason that is not UTF-8 (1007), a
+        one-byte payload (1002) and every other case are the parser's to answer.
+        """
+        queue = self._queue
+        if type(queue) is not _DirectQueue or self._fragmented:
+            return False
+        ws = queue.ws
+        if (
+            not ws._waiting  # receive() is not the reader (close() reads the queue itself)
+            or ws._closing
+            or ws._closed
+            or queue._buffer  # a message is queued: this one must not overtake it
+            or queue._stalled_reader is not None
+            or queue.is_eof()  # the queue has ended, or holds the parser's error
+        ):
+            return False
+        assert isinstance(ws, WebSocketResponse)
+        writer = ws._writer
+        if (
+            writer is None
+            or writer.transport.is_closing()
+            or ws._exception is not None
+            or not ws._autoclose  # (hubbub's sockets all close automatically)
+        ):
+            return False
+        if length == 0:
+            code, reason = 0, ""
+        elif length == 1:
+            return False
+        else:
+            payload = bytearray(data[6:])
+            websocket_mask(data[2:6], payload)
+            code = payload[0] << 8 | payload[1]
+            if code < 3000 and code not in _ALLOWED_CLOSE_CODES:
+                return False
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        _feed_queue(queue, WSMessage(_WS_CLOSE, code, reason), 0)
+        ws._set_closing(code)  # type: ignore[arg-type]  # (aiohttp's own value: an int)
+        ws._set_closed()
+        writer.transport.write(_CLOSE_REPLY)
+        writer._closing = True
+        ws._parser = None  # as close() leaves it
+        ws._close_transport()
+        return True
 
     def _refuse(self, data: bytes, problem: WebSocketError, start: int) -> None:
         """Refuse the frame starting at ``data[start]``, after parsing the frames before it."""

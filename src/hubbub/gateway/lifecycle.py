@@ -119,8 +119,9 @@ class Lifecycle:
         self._disconnects: set[asyncio.Task[None]] = set()  # a subset of background
         # Connections between the start and the end of retire; the drain waits for none.
         self._retiring = 0
-        self._retire_idle = asyncio.Event()
-        self._retire_idle.set()
+        # What the drain waits on while some are retiring; made only then (an Event cleared
+        # and set by every retire was two Python calls per connection).
+        self._retire_idle: asyncio.Future[None] | None = None
 
     # -- handshake ----------------------------------------------------------------------------
     async def handshake(self, hs: Handshake) -> Accept | HttpResponse:
@@ -311,7 +312,6 @@ class Lifecycle:
             return
         conn.retired = True
         self._retiring += 1
-        self._retire_idle.clear()
         try:
             self._timeouts.remove(conn)
             conn.stop_drainer()
@@ -338,8 +338,11 @@ class Lifecycle:
             self._spawn_disconnect(conn.context, code, reason)
         finally:
             self._retiring -= 1
-            if not self._retiring:
-                self._retire_idle.set()
+            idle = self._retire_idle
+            if idle is not None and not self._retiring:
+                self._retire_idle = None
+                if not idle.done():
+                    idle.set_result(None)
 
     async def _presence_retired(self, conn: Connection) -> dict[str, Any]:
         try:
@@ -430,7 +433,11 @@ class Lifecycle:
         await asyncio.gather(*(self._close_going_away(c) for c in conns), return_exceptions=True)
         # Read loops that began retiring their connection first spawn its $disconnect once the
         # registry (a Redis round trip) answers: wait for those, or the snapshot below misses it.
-        await self._retire_idle.wait()
+        if self._retiring:
+            idle = self._retire_idle
+            if idle is None or idle.done():
+                idle = self._retire_idle = asyncio.get_running_loop().create_future()
+            await idle
         # In-flight invocations of the closed connections finish too (within the grace period).
         pending = {t for t in self.background if not t.done()}
         pending |= {t for c in conns for t in c.tasks if not t.done()}
