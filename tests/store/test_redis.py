@@ -17,6 +17,7 @@ from redis.crc import key_slot
 
 from hubbub.errors import UnavailableError
 from hubbub.store import Delivery
+from hubbub.store.recovery_redis import RedisRecovery
 from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged, partition_tag
 from hubbub.store.redis_registry import POOL_SIZE
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
@@ -128,6 +129,15 @@ async def test_outage_keeps_local_work_and_fails_shared_reads_fast(
     with pytest.raises(UnavailableError):
         await a.registry.room_members("lobby")
     assert time.monotonic() - started < 2.0
+    # The per-message calls (lean connection, redis_wire) fail as fast, and count as losses.
+    losses = a.store._link.losses  # type: ignore[attr-defined]
+    started = time.monotonic()
+    with pytest.raises(UnavailableError):
+        await a.store.bus.publish_room("lobby", Delivery("room", "lobby", b"x"))
+    with pytest.raises(UnavailableError):
+        await a.store.bus.send("node-b", Delivery("connection", "b1", b"x"))
+    assert time.monotonic() - started < 1.0
+    assert a.store._link.losses == losses + 2  # type: ignore[attr-defined]
     await eventually(lambda: not a.store.status()["ok"], message="node-a reports the outage")
     status = a.store.status()
     assert status["redis"] == "down"
@@ -164,9 +174,12 @@ async def test_registry_is_exact_again_after_redis_restarts_empty(
     await eventually(
         lambda: a.store.status()["ok"] and b.store.status()["ok"], message="both nodes healthy"
     )
-    # Deliveries flow again (both nodes resubscribed).
+    # Deliveries flow again (both nodes resubscribed), room sends included.
     await a.store.bus.send("node-b", Delivery("connection", "b1", b"back"))
     await eventually(lambda: b.deliveries, message="delivery after the restart")
+    nodes = await a.store.bus.publish_room("lobby", Delivery("room", "lobby", b"room"))
+    assert nodes == {"node-a": 1, "node-b": 1}
+    await eventually(lambda: len(b.deliveries) == 2, message="room send after the restart")
     # Nobody was mistaken for dead: no reaping happened.
     assert a.reaped == b.reaped == []
 
@@ -191,6 +204,26 @@ async def test_node_started_during_an_outage_joins_when_redis_returns(
                 return False
 
         await eventually_async(registered, timeout=10 * HEARTBEAT + 3, message="a1 registered")
+
+
+async def test_room_history_fails_fast_in_an_outage_and_recovers(
+    private_redis: RedisProcess,
+) -> None:
+    history = RedisRecovery(private_redis.url, key_prefix="h:", size=10, ttl=60)
+    try:
+        before = await history.append("lobby", b"one")
+        await asyncio.to_thread(private_redis.kill)
+        started = time.monotonic()
+        with pytest.raises(UnavailableError):
+            await history.append("lobby", b"lost")
+        assert time.monotonic() - started < 1.0
+        await asyncio.to_thread(private_redis.start)  # empty: a new epoch begins
+        after = await history.append("lobby", b"two")
+        assert after.offset == 1
+        assert after.epoch != before.epoch
+        assert (await history.since("lobby", None)).messages == [(1, b"two")]
+    finally:
+        await history.close()
 
 
 async def test_a_burst_wider_than_the_pool_waits_for_connections(

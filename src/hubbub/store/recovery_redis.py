@@ -16,6 +16,7 @@ import orjson
 from redis.exceptions import RedisClusterException, RedisError
 
 from hubbub.errors import ConfigError, UnavailableError
+from hubbub.store import redis_wire
 from hubbub.store.recovery import (
     Missed,
     Position,
@@ -63,6 +64,10 @@ class RedisRecovery:
         self._size = size
         self._ttl = ttl
         self._append = self._redis.register_script(_APPEND)
+        # One append per room message: on one server it takes the lean pipelined connection
+        # (see redis_wire) instead of redis-py's; None on Sentinel and Cluster.
+        self._wire = redis_wire.open_wire(url, self._redis)
+        self._append_script = redis_wire.Script(_APPEND)
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
 
@@ -71,11 +76,19 @@ class RedisRecovery:
         return [f"{tag}:epoch", f"{tag}:last", f"{tag}:history"]
 
     async def append(self, room: str, data: bytes) -> Position:
+        keys = self._keys(room)
+        args: list[redis_wire.Arg] = [
+            new_epoch(),
+            self._size,
+            data,
+            time.time(),
+            max(1, int(self._ttl)),
+        ]
         try:
-            epoch, last = await self._append(
-                keys=self._keys(room),
-                args=[new_epoch(), self._size, data, time.time(), max(1, int(self._ttl))],
-            )
+            if self._wire is not None:
+                epoch, last = await self._wire.evalsha(self._append_script, keys, args)
+            else:
+                epoch, last = await self._append(keys=keys, args=args)
         except _ERRORS as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last))
@@ -157,7 +170,11 @@ class RedisRecovery:
         return True  # shared or persistent: a client of another node or process may resume it
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        try:
+            if self._wire is not None:
+                await self._wire.aclose()
+        finally:
+            await self._redis.aclose()
 
 
 def open_redis_history(url: str, config: Any) -> RedisRecovery:

@@ -147,6 +147,12 @@ class RedisBus:
                 await asyncio.gather(
                     *(link.publish(f"{link.channels}node:{node}", frame) for node in others)
                 )
+            elif others and link.wire is not None:
+                # Pipelined on the lean connection: written at once, one round trip.
+                wire = link.wire
+                await asyncio.gather(
+                    *(wire.call("PUBLISH", f"{link.channels}node:{node}", frame) for node in others)
+                )
             elif others:
                 async with link.client.pipeline(transaction=False) as pipe:
                     for node in others:
@@ -164,15 +170,14 @@ class RedisBus:
         link = self._link
         if link.sharded:
             return None
+        keys = [link.key("room-nodes", room)]
+        frame = lua.encode_frame(self.node_id, delivery)
+        args: list[str | bytes] = [self.node_id, f"{link.channels}node:", frame]
         try:
-            raw = await link.scripts["ROOM_PUBLISH"](
-                keys=[link.key("room-nodes", room)],
-                args=[
-                    self.node_id,
-                    f"{link.channels}node:",
-                    lua.encode_frame(self.node_id, delivery),
-                ],
-            )
+            if link.wire is not None:
+                raw = await link.wire.evalsha(link.room_publish, keys, args)
+            else:
+                raw = await link.scripts["ROOM_PUBLISH"](keys=keys, args=args)
         except DOWN_ERRORS as exc:
             raise link.unavailable(exc) from exc
         nodes = {}
@@ -288,14 +293,14 @@ class RedisStore:
             )
         link.up = False
         with contextlib.suppress(Exception):
-            await link.client.aclose()
+            await link.aclose()
 
     async def kill(self) -> None:
         """Test aid: vanish like a SIGKILLed process (no goodbye, nothing removed)."""
         self._closed = True
         await self._cancel_tasks()
         self._link.up = False
-        await self._link.client.aclose()
+        await self._link.aclose()
 
     def status(self) -> dict[str, Any]:
         link = self._link
