@@ -18,6 +18,7 @@ from redis.crc import key_slot
 from hubbub.errors import UnavailableError
 from hubbub.store import Delivery
 from hubbub.store.recovery_redis import RedisRecovery
+from hubbub.store.redis_connect import connect
 from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged, partition_tag
 from hubbub.store.redis_registry import POOL_SIZE
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
@@ -237,6 +238,52 @@ async def test_a_burst_wider_than_the_pool_waits_for_connections(
     assert a.store.status()["ok"]
     got = await asyncio.gather(*(a.registry.get(cid) for cid in ids))
     assert [r.connection_id if r else None for r in got] == ids
+
+
+async def test_a_recorded_room_send_is_append_and_publish_in_one_round_trip(
+    redis_url: str, private_redis: RedisProcess
+) -> None:
+    async with _cluster(redis_url) as open_node:
+        a, b = await open_node("node-a"), await open_node("node-b")
+        prefix = a.store._link.channels  # type: ignore[attr-defined]
+        for cid, owner in (("a1", "node-a"), ("b1", "node-b"), ("b2", "node-b")):
+            await a.registry.add(record(cid, owner))
+            await a.registry.join("lobby", cid)
+        history = RedisRecovery(redis_url, key_prefix=prefix, size=10, ttl=60)
+        listener = connect(redis_url).pubsub()
+        await listener.subscribe(f"{prefix}node:node-b")
+        try:
+            await history.append("lobby", b"before")  # the two-step path took offset 1
+            delivery = Delivery("room", "lobby", b"\x00hello", "b2")
+            recorded = await a.store.bus.publish_recorded("lobby", delivery, history)
+            assert recorded is not None
+            position, nodes = recorded
+            assert nodes == {"node-a": 1, "node-b": 2}
+            assert position.offset == 2
+            assert position == await history.head("lobby")  # the same epoch as the first
+            assert (await history.since("lobby", None)).messages == [
+                (1, b"before"),
+                (2, b"\x00hello"),
+            ]
+            # On the bus: the very bytes encode_frame gives for the delivery with its position.
+            sent = Delivery(
+                "room", "lobby", b"\x00hello", "b2", epoch=position.epoch, offset=position.offset
+            )
+            message = None
+            while message is None or message["type"] != "message":
+                message = await listener.get_message(timeout=2.0)
+                assert message is not None
+            assert message["data"] == encode_frame("node-a", sent)
+            await eventually(lambda: sent in b.deliveries, message="node-b got it, positioned")
+            # History elsewhere (another server): two steps, the caller's.
+            other = RedisRecovery(private_redis.url, key_prefix=prefix, size=10, ttl=60)
+            try:
+                assert await a.store.bus.publish_recorded("lobby", delivery, other) is None
+            finally:
+                await other.close()
+        finally:
+            await listener.aclose()
+            await history.close()
 
 
 async def test_a_node_whose_alive_key_is_gone_claims_no_one(redis_url: str) -> None:

@@ -89,6 +89,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from hubbub.store import redis_lua as lua
 from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, ReapHandler
 from hubbub.store.presence_redis import RedisPresence
+from hubbub.store.recovery import Position, Recovery
+from hubbub.store.recovery_redis import (
+    HISTORY_ERRORS,
+    RedisRecovery,
+    history_unavailable,
+    position,
+)
 from hubbub.store.redis_registry import (
     DOWN_ERRORS,
     Fenced,
@@ -180,12 +187,27 @@ class RedisBus:
                 raw = await link.scripts["ROOM_PUBLISH"](keys=keys, args=args)
         except DOWN_ERRORS as exc:
             raise link.unavailable(exc) from exc
-        nodes = {}
-        for i in range(0, len(raw) - 1, 2):
-            node, count = raw[i], int(raw[i + 1])
-            if count > 0:
-                nodes[node.decode() if isinstance(node, bytes) else str(node)] = count
-        return nodes
+        return _room_nodes(raw)
+
+    async def publish_recorded(
+        self, room: str, delivery: Delivery, recovery: Recovery
+    ) -> tuple[Position, Mapping[str, int]] | None:
+        """Record ``delivery`` in the room's history and publish it with its position, in one
+        round trip (``RECORDED_ROOM_PUBLISH``), when the history is on this bus's server;
+        None elsewhere (the caller appends, then calls :meth:`publish_room`)."""
+        link = self._link
+        wire = link.wire
+        if wire is None or not isinstance(recovery, RedisRecovery) or not recovery.on_server(wire):
+            return None
+        keys, args = recovery.append_call(room, delivery.data)
+        keys.append(link.key("room-nodes", room))
+        args += [self.node_id, f"{link.channels}node:", lua.frame_head(self.node_id, delivery)]
+        try:
+            epoch, last, raw = await wire.evalsha(link.recorded_room_publish, keys, args)
+        except HISTORY_ERRORS as exc:
+            # As the append that came first on the two-step path: its error, not the bus's.
+            raise history_unavailable(exc) from exc
+        return position(epoch, last), _room_nodes(raw)
 
     async def receive(self, frame: bytes) -> None:
         """A message on one of our channels."""
@@ -223,6 +245,16 @@ class RedisBus:
                 "bus delivery failed",
                 extra={"fields": {"kind": delivery.kind, "target": delivery.target}},
             )
+
+
+def _room_nodes(raw: Sequence[Any]) -> dict[str, int]:
+    """The nodes with members from a room-nodes hash as HGETALL returns it."""
+    nodes = {}
+    for i in range(0, len(raw) - 1, 2):
+        node, count = raw[i], int(raw[i + 1])
+        if count > 0:
+            nodes[node.decode() if isinstance(node, bytes) else str(node)] = count
+    return nodes
 
 
 class RedisStore:

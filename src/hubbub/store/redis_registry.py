@@ -115,6 +115,7 @@ class Link:
         # lean pipelined connection instead of redis-py's (see redis_wire); None elsewhere.
         self.wire = redis_wire.open_wire(url, self.client)
         self.room_publish = redis_wire.Script(lua.ROOM_PUBLISH)
+        self.recorded_room_publish = redis_wire.Script(lua.RECORDED_ROOM_PUBLISH)
         # Partition tags: [tag] on one server (the layout is exactly one slot), PARTITIONS slots
         # on Redis Cluster.
         self.partitions = (

@@ -33,9 +33,9 @@ import collections
 import hashlib
 import socket
 import ssl
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from redis._parsers.base import BaseParser
@@ -60,7 +60,14 @@ except ImportError:  # pragma: no cover - the redis extra brings it; without it,
     HIREDIS = False
 
 Arg = str | bytes | int | float
-_MORE = object()  # hiredis: no complete reply buffered yet
+MORE = object()  # hiredis: no complete reply buffered yet
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """One command in RESP, as redis-py would send it."""
+    # hiredis' stub types the argument as a 1-tuple; it takes any number of arguments.
+    packed: bytes = hiredis.pack_command(cast(Any, tuple(args)))
+    return packed
 
 
 class Script:
@@ -88,6 +95,10 @@ class Endpoint:
     client_name: str | None = None
     timeout: float = 1.0  # for a reply
     connect_timeout: float = 1.0
+
+    def same_server(self, other: Endpoint) -> bool:
+        """Whether ``other`` reaches the same server, database and user."""
+        return (self.name, self.db, self.username) == (other.name, other.db, other.username)
 
 
 def endpoint_of(client: Any) -> Endpoint | None:
@@ -130,8 +141,11 @@ def open_wire(url: str, client: Any) -> Wire | None:
     return None if endpoint is None else Wire(endpoint)
 
 
-class _Protocol(asyncio.Protocol):
-    """One socket: commands written in order, replies matched to them first-in first-out."""
+class RespProtocol(asyncio.Protocol):
+    """One socket: commands written in order, replies matched to them first-in first-out.
+
+    Each call has its deadline (the socket timeout after it was written): one timer per
+    connection watches the oldest."""
 
     def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
         self._endpoint = endpoint
@@ -139,7 +153,7 @@ class _Protocol(asyncio.Protocol):
         self._reader = hiredis.Reader(
             protocolError=InvalidResponse,
             replyError=BaseParser.parse_error,
-            notEnoughData=_MORE,
+            notEnoughData=MORE,
         )
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._sent: collections.deque[float] = collections.deque()  # loop time of each
@@ -165,7 +179,7 @@ class _Protocol(asyncio.Protocol):
             except InvalidResponse as exc:
                 self.fail(RedisConnectionError(f"Protocol error from {self._endpoint.name}: {exc}"))
                 return
-            if reply is _MORE:
+            if reply is MORE:
                 return
             if not waiting:  # a reply nobody asked for: the stream is out of step
                 self.fail(RedisConnectionError(f"Unexpected reply from {self._endpoint.name}"))
@@ -200,8 +214,7 @@ class _Protocol(asyncio.Protocol):
         assert self._transport is not None
         loop = self._loop
         future = loop.create_future()
-        # hiredis' stub types the argument as a 1-tuple; it takes any number of arguments.
-        self._transport.write(hiredis.pack_command(cast(Any, tuple(args))))
+        self._transport.write(pack(args))
         now = loop.time()
         self._waiting.append(future)
         self._sent.append(now)
@@ -242,8 +255,8 @@ class Wire:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self._protocol: _Protocol | None = None
-        self._dialing: asyncio.Task[_Protocol] | None = None
+        self._protocol: RespProtocol | None = None
+        self._dialing: asyncio.Task[RespProtocol] | None = None
         self._closed = False
 
     def call(self, *args: Arg) -> Awaitable[Any]:
@@ -276,7 +289,7 @@ class Wire:
             raise RedisConnectionError(f"Connection to {self.endpoint.name} lost.")
         return await protocol.call(args)
 
-    async def _connected(self) -> _Protocol:
+    async def _connected(self) -> RespProtocol:
         if self._closed:
             raise RedisConnectionError("Connection closed by client.")
         protocol = self._protocol
@@ -288,7 +301,7 @@ class Wire:
             self._dialing.add_done_callback(self._dialled)
         return await asyncio.shield(self._dialing)
 
-    def _dialled(self, task: asyncio.Task[_Protocol]) -> None:
+    def _dialled(self, task: asyncio.Task[RespProtocol]) -> None:
         self._dialing = None
         if task.cancelled() or task.exception() is not None:
             return  # every caller waiting on it got the error (exception() marks it seen)
@@ -298,51 +311,67 @@ class Wire:
         else:
             self._protocol = protocol
 
-    async def _dial(self) -> _Protocol:
-        endpoint = self.endpoint
-        loop = asyncio.get_running_loop()
+    async def _dial(self) -> RespProtocol:
+        return await dial(self.endpoint, RespProtocol)
+
+
+P = TypeVar("P", bound="RespProtocol")
+
+
+async def dial(
+    endpoint: Endpoint, factory: Callable[[Endpoint, asyncio.AbstractEventLoop], P]
+) -> P:
+    """Connect to ``endpoint`` and authenticate: a ``factory`` protocol ready for commands."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(endpoint.connect_timeout):
+            if endpoint.path:
+                _, protocol = await loop.create_unix_connection(
+                    lambda: factory(endpoint, loop), endpoint.path
+                )
+            else:
+                _, protocol = await loop.create_connection(
+                    lambda: factory(endpoint, loop), endpoint.host, endpoint.port, ssl=endpoint.tls
+                )
+    except TimeoutError:
+        raise RedisTimeoutError("Timeout connecting to server") from None
+    except OSError as exc:
+        raise RedisConnectionError(format_error_message(endpoint.name, exc)) from exc
+    try:
+        await _handshake(endpoint, protocol)
+    except BaseException:
+        protocol.fail(RedisConnectionError("Connection closed during the handshake."))
+        raise
+    return protocol
+
+
+async def _handshake(endpoint: Endpoint, protocol: RespProtocol) -> None:
+    """AUTH, then CLIENT SETNAME and SELECT, as redis-py's connection sends them; their replies
+    are read under the socket timeout like any other."""
+    if endpoint.password:
+        credentials = (endpoint.username, endpoint.password) if endpoint.username else None
         try:
-            async with asyncio.timeout(endpoint.connect_timeout):
-                if endpoint.path:
-                    _, protocol = await loop.create_unix_connection(
-                        lambda: _Protocol(endpoint, loop), endpoint.path
-                    )
-                else:
-                    _, protocol = await loop.create_connection(
-                        lambda: _Protocol(endpoint, loop),
-                        endpoint.host,
-                        endpoint.port,
-                        ssl=endpoint.tls,
-                    )
-        except TimeoutError:
-            raise RedisTimeoutError("Timeout connecting to server") from None
-        except OSError as exc:
-            raise RedisConnectionError(format_error_message(endpoint.name, exc)) from exc
-        try:
-            await self._handshake(protocol)
-        except BaseException:
-            protocol.fail(RedisConnectionError("Connection closed during the handshake."))
-            raise
-        return protocol
-
-    async def _handshake(self, protocol: _Protocol) -> None:
-        """AUTH, then CLIENT SETNAME and SELECT, as redis-py's connection sends them; their
-        replies are read under the socket timeout like any other."""
-        endpoint = self.endpoint
-        if endpoint.password:
-            credentials = (endpoint.username, endpoint.password) if endpoint.username else None
-            try:
-                await protocol.call(("AUTH", *(credentials or (endpoint.password,))))
-            except AuthenticationWrongNumberOfArgsError:
-                # Redis before 6 knows no users: the password alone (as redis-py does).
-                await protocol.call(("AUTH", endpoint.password))
-        pending = []
-        if endpoint.client_name:
-            pending.append(protocol.call(("CLIENT", "SETNAME", endpoint.client_name)))
-        if endpoint.db:
-            pending.append(protocol.call(("SELECT", endpoint.db)))
-        if pending:
-            await asyncio.gather(*pending)  # gather also collects the error of each
+            await protocol.call(("AUTH", *(credentials or (endpoint.password,))))
+        except AuthenticationWrongNumberOfArgsError:
+            # Redis before 6 knows no users: the password alone (as redis-py does).
+            await protocol.call(("AUTH", endpoint.password))
+    pending = []
+    if endpoint.client_name:
+        pending.append(protocol.call(("CLIENT", "SETNAME", endpoint.client_name)))
+    if endpoint.db:
+        pending.append(protocol.call(("SELECT", endpoint.db)))
+    if pending:
+        await asyncio.gather(*pending)  # gather also collects the error of each
 
 
-__all__ = ["Endpoint", "Script", "Wire", "endpoint_of", "open_wire"]
+__all__ = [
+    "MORE",
+    "Endpoint",
+    "RespProtocol",
+    "Script",
+    "Wire",
+    "dial",
+    "endpoint_of",
+    "open_wire",
+    "pack",
+]
