@@ -30,6 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.gateway.tls import ensure_local_tls
+from hubbub.store import redis_wire
 from hubbub.store.redis_connect import connect
 from hubbub.store.redis_wire import Endpoint, Script, Wire, endpoint_of, open_wire
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, _free_port
@@ -302,6 +303,15 @@ def test_urls_mean_what_they_mean_to_redis_py(url: str) -> None:
     "url", ["redis+sentinel://127.0.0.1:26379/mymaster", "redis+cluster://127.0.0.1:7000"]
 )
 def test_sentinel_and_cluster_stay_on_redis_py(url: str) -> None:
+    assert open_wire(url, connect(url)) is None
+
+
+def test_without_hiredis_the_per_message_calls_stay_on_redis_py(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "redis://127.0.0.1:6379/0"
+    assert open_wire(url, connect(url)) is not None
+    monkeypatch.setattr(redis_wire, "HIREDIS", False)
     assert open_wire(url, connect(url)) is None
 
 

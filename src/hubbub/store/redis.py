@@ -1,10 +1,12 @@
 """The Redis store (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
 ``redis+cluster://``): one registry and bus for many nodes.
 
-Four modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
+Six modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
 (the registry and its local mirror), :mod:`hubbub.store.redis_lua` (key layout, Lua scripts, bus
-frame) and :mod:`hubbub.store.redis_connect` (URLs: one server, Sentinel, Cluster). Operators'
-view: ``docs/scaling.md``.
+frame), :mod:`hubbub.store.redis_connect` (URLs: one server, Sentinel, Cluster), and on one
+server the lean connection for the per-message calls, :mod:`hubbub.store.redis_wire`, and the
+bus subscriber on it, :mod:`hubbub.store.redis_subscriber` (Sentinel and Cluster use redis-py
+throughout). Operators' view: ``docs/scaling.md``.
 
 Theory of operation
 -------------------
@@ -105,6 +107,7 @@ from hubbub.store.redis_registry import (
     parse_record,
     strs,
 )
+from hubbub.store.redis_subscriber import WireSubscription
 from hubbub.wire.kinds import NOTICES
 
 log = logging.getLogger("hubbub.store.redis")
@@ -373,12 +376,16 @@ class RedisStore:
             _, pending = await asyncio.wait(pending, timeout=0.5)
         log.warning("redis store tasks did not stop", extra={"fields": {"tasks": len(pending)}})
 
-    async def _subscribe(self) -> Any:  # PubSub, or ClusterPubSub on Redis Cluster
+    async def _subscribe(self) -> Any:  # PubSub, WireSubscription or ShardedSubscription
         link = self._link
         pubsub: Any
         try:
             if link.sharded:
                 pubsub = ShardedSubscription(link.client)
+                await pubsub.subscribe(link.node_channel, link.broadcast_channel)
+            elif link.wire is not None:
+                # One server: the lean connection's subscriber (redis_subscriber).
+                pubsub = WireSubscription(link.wire.endpoint)
                 await pubsub.subscribe(link.node_channel, link.broadcast_channel)
             else:
                 pubsub = link.client.pubsub()
@@ -412,7 +419,7 @@ class RedisStore:
     async def _pump(self, pubsub: Any) -> None:
         # A socket can die without a reset (a host vanishes): when idle for an interval, ping;
         # if the next interval brings nothing either, not even the PONG, start over.
-        if isinstance(pubsub, ShardedSubscription):
+        if isinstance(pubsub, ShardedSubscription | WireSubscription):
             await pubsub.pump(self.bus.receive, self.heartbeat_interval, lambda: self._closed)
             return
         pinged = False
