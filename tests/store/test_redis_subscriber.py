@@ -143,7 +143,7 @@ async def test_a_silent_connection_is_declared_dead_within_two_intervals() -> No
         started = time.monotonic()
         with pytest.raises(RedisConnectionError, match="silent"):
             await pump_until(sub, [], lambda: False, interval=0.2)
-        assert 0.35 < time.monotonic() - started < 1.0  # PING after one, dead after two
+        assert 0.35 < time.monotonic() - started < 1.5  # PING after one, dead after two
     finally:
         await sub.aclose()
         server.close()

@@ -208,7 +208,7 @@ async def test_a_sleeping_server_times_out_and_the_connection_is_dropped(
         for call in calls:
             with pytest.raises(RedisTimeoutError):
                 await call
-        assert 0.8 < time.monotonic() - started < 1.5  # the socket timeout (1 s), once
+        assert 0.8 < time.monotonic() - started < 2.0  # the socket timeout (1 s), once
         with contextlib.suppress(RedisTimeoutError, RedisConnectionError):
             await sleeper  # redis-py's own call may time out too
         assert await wire.call("CLIENT", "ID") != before
@@ -247,7 +247,7 @@ async def test_each_call_gets_its_own_deadline() -> None:
         with pytest.raises(RedisTimeoutError):
             await wire.call("PING")  # never answered: fails 0.3 s after it was sent
         waited = time.monotonic() - sent
-        assert 0.28 < waited < 0.6
+        assert 0.28 < waited < 0.9
         await asyncio.sleep(0.05)
         assert connections[0].is_closing()  # dropped...
         assert await wire.call("PING") == b"OK"  # ...and dialled again for the next call
