@@ -15,6 +15,7 @@ import pytest
 from hubbub.store.redis_connect import is_cluster
 from tests.helpers import eventually
 from tests.store.conftest import HEARTBEAT, Node, Stores, record
+from tests.store.redis_server import delete_prefix, unique_prefix
 
 # -- records --------------------------------------------------------------------------------
 
@@ -490,3 +491,32 @@ async def test_publish_room_looks_up_and_publishes_in_one_step(
     await eventually(lambda: [x for x in c.deliveries if x.kind == "connection"], message="probe")
     assert rooms(c) == []
     assert rooms(a) == []
+
+
+async def test_a_recorded_room_send_is_one_step_only_beside_its_history(
+    stores: Stores, store_url: str
+) -> None:
+    """The history on the bus's own single server: one script records and publishes (see
+    tests/store/test_redis.py); anywhere else the caller appends and publishes itself."""
+    from hubbub.store import Delivery
+    from hubbub.store.recovery import MemoryRecovery
+    from hubbub.store.recovery_redis import RedisRecovery
+
+    node = await stores("node-a")
+    delivery = Delivery("room", "lobby", b"m")
+    memory = MemoryRecovery(size=5, ttl=60)
+    assert await node.store.bus.publish_recorded("lobby", delivery, memory) is None
+    if store_url == "memory://":
+        return
+    prefix = unique_prefix()
+    history = RedisRecovery(store_url, key_prefix=prefix, size=5, ttl=60)
+    try:
+        recorded = await node.store.bus.publish_recorded("lobby", delivery, history)
+        if store_url.startswith("redis://"):
+            assert recorded is not None
+            assert recorded[0].offset == 1
+        else:  # Sentinel and Cluster: redis-py, two steps
+            assert recorded is None
+    finally:
+        await history.close()
+        await delete_prefix(store_url, prefix)

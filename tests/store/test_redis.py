@@ -17,6 +17,8 @@ from redis.crc import key_slot
 
 from hubbub.errors import UnavailableError
 from hubbub.store import Delivery
+from hubbub.store.recovery_redis import RedisRecovery
+from hubbub.store.redis_connect import connect
 from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged, partition_tag
 from hubbub.store.redis_registry import POOL_SIZE
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
@@ -128,6 +130,15 @@ async def test_outage_keeps_local_work_and_fails_shared_reads_fast(
     with pytest.raises(UnavailableError):
         await a.registry.room_members("lobby")
     assert time.monotonic() - started < 2.0
+    # The per-message calls (lean connection, redis_wire) fail as fast, and count as losses.
+    losses = a.store._link.losses  # type: ignore[attr-defined]
+    started = time.monotonic()
+    with pytest.raises(UnavailableError):
+        await a.store.bus.publish_room("lobby", Delivery("room", "lobby", b"x"))
+    with pytest.raises(UnavailableError):
+        await a.store.bus.send("node-b", Delivery("connection", "b1", b"x"))
+    assert time.monotonic() - started < 1.0
+    assert a.store._link.losses == losses + 2  # type: ignore[attr-defined]
     await eventually(lambda: not a.store.status()["ok"], message="node-a reports the outage")
     status = a.store.status()
     assert status["redis"] == "down"
@@ -164,9 +175,12 @@ async def test_registry_is_exact_again_after_redis_restarts_empty(
     await eventually(
         lambda: a.store.status()["ok"] and b.store.status()["ok"], message="both nodes healthy"
     )
-    # Deliveries flow again (both nodes resubscribed).
+    # Deliveries flow again (both nodes resubscribed), room sends included.
     await a.store.bus.send("node-b", Delivery("connection", "b1", b"back"))
     await eventually(lambda: b.deliveries, message="delivery after the restart")
+    nodes = await a.store.bus.publish_room("lobby", Delivery("room", "lobby", b"room"))
+    assert nodes == {"node-a": 1, "node-b": 1}
+    await eventually(lambda: len(b.deliveries) == 2, message="room send after the restart")
     # Nobody was mistaken for dead: no reaping happened.
     assert a.reaped == b.reaped == []
 
@@ -193,6 +207,26 @@ async def test_node_started_during_an_outage_joins_when_redis_returns(
         await eventually_async(registered, timeout=10 * HEARTBEAT + 3, message="a1 registered")
 
 
+async def test_room_history_fails_fast_in_an_outage_and_recovers(
+    private_redis: RedisProcess,
+) -> None:
+    history = RedisRecovery(private_redis.url, key_prefix="h:", size=10, ttl=60)
+    try:
+        before = await history.append("lobby", b"one")
+        await asyncio.to_thread(private_redis.kill)
+        started = time.monotonic()
+        with pytest.raises(UnavailableError):
+            await history.append("lobby", b"lost")
+        assert time.monotonic() - started < 1.0
+        await asyncio.to_thread(private_redis.start)  # empty: a new epoch begins
+        after = await history.append("lobby", b"two")
+        assert after.offset == 1
+        assert after.epoch != before.epoch
+        assert (await history.since("lobby", None)).messages == [(1, b"two")]
+    finally:
+        await history.close()
+
+
 async def test_a_burst_wider_than_the_pool_waits_for_connections(
     outage_stores: Stores,
 ) -> None:
@@ -204,6 +238,52 @@ async def test_a_burst_wider_than_the_pool_waits_for_connections(
     assert a.store.status()["ok"]
     got = await asyncio.gather(*(a.registry.get(cid) for cid in ids))
     assert [r.connection_id if r else None for r in got] == ids
+
+
+async def test_a_recorded_room_send_is_append_and_publish_in_one_round_trip(
+    redis_url: str, private_redis: RedisProcess
+) -> None:
+    async with _cluster(redis_url) as open_node:
+        a, b = await open_node("node-a"), await open_node("node-b")
+        prefix = a.store._link.channels  # type: ignore[attr-defined]
+        for cid, owner in (("a1", "node-a"), ("b1", "node-b"), ("b2", "node-b")):
+            await a.registry.add(record(cid, owner))
+            await a.registry.join("lobby", cid)
+        history = RedisRecovery(redis_url, key_prefix=prefix, size=10, ttl=60)
+        listener = connect(redis_url).pubsub()
+        await listener.subscribe(f"{prefix}node:node-b")
+        try:
+            await history.append("lobby", b"before")  # the two-step path took offset 1
+            delivery = Delivery("room", "lobby", b"\x00hello", "b2")
+            recorded = await a.store.bus.publish_recorded("lobby", delivery, history)
+            assert recorded is not None
+            position, nodes = recorded
+            assert nodes == {"node-a": 1, "node-b": 2}
+            assert position.offset == 2
+            assert position == await history.head("lobby")  # the same epoch as the first
+            assert (await history.since("lobby", None)).messages == [
+                (1, b"before"),
+                (2, b"\x00hello"),
+            ]
+            # On the bus: the very bytes encode_frame gives for the delivery with its position.
+            sent = Delivery(
+                "room", "lobby", b"\x00hello", "b2", epoch=position.epoch, offset=position.offset
+            )
+            message = None
+            while message is None or message["type"] != "message":
+                message = await listener.get_message(timeout=2.0)
+                assert message is not None
+            assert message["data"] == encode_frame("node-a", sent)
+            await eventually(lambda: sent in b.deliveries, message="node-b got it, positioned")
+            # History elsewhere (another server): two steps, the caller's.
+            other = RedisRecovery(private_redis.url, key_prefix=prefix, size=10, ttl=60)
+            try:
+                assert await a.store.bus.publish_recorded("lobby", delivery, other) is None
+            finally:
+                await other.close()
+        finally:
+            await listener.aclose()
+            await history.close()
 
 
 async def test_a_node_whose_alive_key_is_gone_claims_no_one(redis_url: str) -> None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hubbub.wire.kinds import DeliveryKind
+
+if TYPE_CHECKING:
+    from hubbub.store.recovery import Position, Recovery
 
 
 @dataclass(slots=True)
@@ -236,6 +239,15 @@ class Bus(Protocol):
         """A room send in one step where the store can: publish ``delivery`` to every other node
         with members in ``room`` and return the room's nodes (as :meth:`Registry.room_nodes`).
         None where it cannot: the caller asks the registry, then calls :meth:`publish`."""
+        ...
+
+    async def publish_recorded(
+        self, room: str, delivery: Delivery, recovery: Recovery
+    ) -> tuple[Position, Mapping[str, int]] | None:
+        """A room send with history in one step where the store can (the history on the bus's
+        own server): record ``delivery`` in ``recovery``, publish it with that position as
+        :meth:`publish_room` does, and return the position and the room's nodes. None where it
+        cannot: the caller appends to ``recovery``, then calls :meth:`publish_room`."""
         ...
 
 

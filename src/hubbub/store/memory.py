@@ -7,10 +7,13 @@ own node id (which the gateway serves locally before ever reaching the bus).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, Page, ReapHandler
 from hubbub.store.presence_memory import MemoryPresence
+
+if TYPE_CHECKING:
+    from hubbub.store.recovery import Position, Recovery
 
 
 class MemoryRegistry:
@@ -151,6 +154,12 @@ class MemoryBus:
 
     async def publish_room(self, room: str, delivery: Delivery) -> Mapping[str, int] | None:
         del room, delivery  # one node: no other node to publish to
+        return None
+
+    async def publish_recorded(
+        self, room: str, delivery: Delivery, recovery: Recovery
+    ) -> tuple[Position, Mapping[str, int]] | None:
+        del room, delivery, recovery  # one node: the caller appends, nothing to publish
         return None
 
 

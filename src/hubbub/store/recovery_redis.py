@@ -16,6 +16,8 @@ import orjson
 from redis.exceptions import RedisClusterException, RedisError
 
 from hubbub.errors import ConfigError, UnavailableError
+from hubbub.store import redis_lua as lua
+from hubbub.store import redis_wire
 from hubbub.store.recovery import (
     Missed,
     Position,
@@ -27,19 +29,7 @@ from hubbub.store.recovery import (
 from hubbub.store.redis_registry import client_for
 
 # RedisClusterException (no node reachable, a slot without a master) is not a RedisError.
-_ERRORS = (RedisError, RedisClusterException)
-
-_APPEND = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
-local last = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '0-' .. last, 'd', ARGV[3], 't', ARGV[4])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
-return {epoch, last}
-"""
+HISTORY_ERRORS = (RedisError, RedisClusterException)
 
 # A session's holder: set if free (or already ours), refreshed; 1 when it is ours now.
 _CLAIM = """
@@ -55,6 +45,15 @@ return 0
 """
 
 
+def history_unavailable(exc: BaseException) -> UnavailableError:
+    return UnavailableError(f"room history unavailable: {exc}")
+
+
+def position(epoch: Any, last: Any) -> Position:
+    """The Position from HISTORY_APPEND's reply ``{epoch, last}``."""
+    return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last))
+
+
 class RedisRecovery:
     def __init__(self, url: str, *, key_prefix: str, size: int, ttl: float) -> None:
         # Short timeouts and a single retry: during an outage a room send answers 503 quickly.
@@ -62,7 +61,12 @@ class RedisRecovery:
         self._prefix = key_prefix
         self._size = size
         self._ttl = ttl
-        self._append = self._redis.register_script(_APPEND)
+        self._ttl_s = max(1, int(ttl))  # the keys' TTL
+        self._append = self._redis.register_script(lua.HISTORY_APPEND)
+        # One append per room message: on one server it takes the lean pipelined connection
+        # (see redis_wire) instead of redis-py's; None on Sentinel and Cluster.
+        self._wire = redis_wire.open_wire(url, self._redis)
+        self._append_script = redis_wire.Script(lua.HISTORY_APPEND)
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
 
@@ -70,15 +74,25 @@ class RedisRecovery:
         tag = f"{self._prefix}{{room:{room}}}"
         return [f"{tag}:epoch", f"{tag}:last", f"{tag}:history"]
 
+    def append_call(self, room: str, data: bytes) -> tuple[list[str], list[redis_wire.Arg]]:
+        """KEYS and ARGV of HISTORY_APPEND (redis_lua) for one message."""
+        args: list[redis_wire.Arg] = [new_epoch(), self._size, data, time.time(), self._ttl_s]
+        return self._keys(room), args
+
+    def on_server(self, wire: redis_wire.Wire) -> bool:
+        """Whether the history lives on the server (and database) ``wire`` talks to."""
+        return self._wire is not None and self._wire.endpoint.same_server(wire.endpoint)
+
     async def append(self, room: str, data: bytes) -> Position:
+        keys, args = self.append_call(room, data)
         try:
-            epoch, last = await self._append(
-                keys=self._keys(room),
-                args=[new_epoch(), self._size, data, time.time(), max(1, int(self._ttl))],
-            )
-        except _ERRORS as exc:
-            raise UnavailableError(f"room history unavailable: {exc}") from exc
-        return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last))
+            if self._wire is not None:
+                epoch, last = await self._wire.evalsha(self._append_script, keys, args)
+            else:
+                epoch, last = await self._append(keys=keys, args=args)
+        except HISTORY_ERRORS as exc:
+            raise history_unavailable(exc) from exc
+        return position(epoch, last)
 
     async def since(self, room: str, after: Position | None) -> Missed:
         epoch_key, last_key, stream = self._keys(room)
@@ -90,7 +104,7 @@ class RedisRecovery:
                 pipe.xrange(stream, start, "+")
                 epoch, last, entries = await pipe.execute()
             epoch = await self._epoch(epoch_key, epoch)
-        except _ERRORS as exc:
+        except HISTORY_ERRORS as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         horizon = time.time() - self._ttl
         kept = []
@@ -117,7 +131,7 @@ class RedisRecovery:
         try:
             epoch, last = await self._redis.mget(epoch_key, last_key)
             epoch = await self._epoch(epoch_key, epoch)
-        except _ERRORS as exc:
+        except HISTORY_ERRORS as exc:
             raise UnavailableError(f"room history unavailable: {exc}") from exc
         return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last or 0))
 
@@ -128,13 +142,13 @@ class RedisRecovery:
                 orjson.dumps(session.to_json()),
                 ex=max(1, int(ttl)),
             )
-        except _ERRORS as exc:
+        except HISTORY_ERRORS as exc:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
 
     async def load_session(self, token: str) -> Session | None:
         try:
             raw = await self._redis.get(f"{self._prefix}session:{token}")
-        except _ERRORS as exc:
+        except HISTORY_ERRORS as exc:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
         return None if raw is None else Session.from_json(orjson.loads(raw))
 
@@ -157,7 +171,11 @@ class RedisRecovery:
         return True  # shared or persistent: a client of another node or process may resume it
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        try:
+            if self._wire is not None:
+                await self._wire.aclose()
+        finally:
+            await self._redis.aclose()
 
 
 def open_redis_history(url: str, config: Any) -> RedisRecovery:

@@ -1,10 +1,12 @@
 """The Redis store (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
 ``redis+cluster://``): one registry and bus for many nodes.
 
-Four modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
+Six modules: this one (bus, heartbeats, reaping, lifecycle), :mod:`hubbub.store.redis_registry`
 (the registry and its local mirror), :mod:`hubbub.store.redis_lua` (key layout, Lua scripts, bus
-frame) and :mod:`hubbub.store.redis_connect` (URLs: one server, Sentinel, Cluster). Operators'
-view: ``docs/scaling.md``.
+frame), :mod:`hubbub.store.redis_connect` (URLs: one server, Sentinel, Cluster), and on one
+server the lean connection for the per-message calls, :mod:`hubbub.store.redis_wire`, and the
+bus subscriber on it, :mod:`hubbub.store.redis_subscriber` (Sentinel and Cluster use redis-py
+throughout). Operators' view: ``docs/scaling.md``.
 
 Theory of operation
 -------------------
@@ -89,6 +91,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from hubbub.store import redis_lua as lua
 from hubbub.store.base import BusHandler, ConnectionRecord, Delivery, ReapHandler
 from hubbub.store.presence_redis import RedisPresence
+from hubbub.store.recovery import Position, Recovery
+from hubbub.store.recovery_redis import (
+    HISTORY_ERRORS,
+    RedisRecovery,
+    history_unavailable,
+    position,
+)
 from hubbub.store.redis_registry import (
     DOWN_ERRORS,
     Fenced,
@@ -98,6 +107,7 @@ from hubbub.store.redis_registry import (
     parse_record,
     strs,
 )
+from hubbub.store.redis_subscriber import WireSubscription
 from hubbub.wire.kinds import NOTICES
 
 log = logging.getLogger("hubbub.store.redis")
@@ -147,6 +157,12 @@ class RedisBus:
                 await asyncio.gather(
                     *(link.publish(f"{link.channels}node:{node}", frame) for node in others)
                 )
+            elif others and link.wire is not None:
+                # Pipelined on the lean connection: written at once, one round trip.
+                wire = link.wire
+                await asyncio.gather(
+                    *(wire.call("PUBLISH", f"{link.channels}node:{node}", frame) for node in others)
+                )
             elif others:
                 async with link.client.pipeline(transaction=False) as pipe:
                     for node in others:
@@ -164,23 +180,37 @@ class RedisBus:
         link = self._link
         if link.sharded:
             return None
+        keys = [link.key("room-nodes", room)]
+        frame = lua.encode_frame(self.node_id, delivery)
+        args: list[str | bytes] = [self.node_id, f"{link.channels}node:", frame]
         try:
-            raw = await link.scripts["ROOM_PUBLISH"](
-                keys=[link.key("room-nodes", room)],
-                args=[
-                    self.node_id,
-                    f"{link.channels}node:",
-                    lua.encode_frame(self.node_id, delivery),
-                ],
-            )
+            if link.wire is not None:
+                raw = await link.wire.evalsha(link.room_publish, keys, args)
+            else:
+                raw = await link.scripts["ROOM_PUBLISH"](keys=keys, args=args)
         except DOWN_ERRORS as exc:
             raise link.unavailable(exc) from exc
-        nodes = {}
-        for i in range(0, len(raw) - 1, 2):
-            node, count = raw[i], int(raw[i + 1])
-            if count > 0:
-                nodes[node.decode() if isinstance(node, bytes) else str(node)] = count
-        return nodes
+        return _room_nodes(raw)
+
+    async def publish_recorded(
+        self, room: str, delivery: Delivery, recovery: Recovery
+    ) -> tuple[Position, Mapping[str, int]] | None:
+        """Record ``delivery`` in the room's history and publish it with its position, in one
+        round trip (``RECORDED_ROOM_PUBLISH``), when the history is on this bus's server;
+        None elsewhere (the caller appends, then calls :meth:`publish_room`)."""
+        link = self._link
+        wire = link.wire
+        if wire is None or not isinstance(recovery, RedisRecovery) or not recovery.on_server(wire):
+            return None
+        keys, args = recovery.append_call(room, delivery.data)
+        keys.append(link.key("room-nodes", room))
+        args += [self.node_id, f"{link.channels}node:", lua.frame_head(self.node_id, delivery)]
+        try:
+            epoch, last, raw = await wire.evalsha(link.recorded_room_publish, keys, args)
+        except HISTORY_ERRORS as exc:
+            # As the append that came first on the two-step path: its error, not the bus's.
+            raise history_unavailable(exc) from exc
+        return position(epoch, last), _room_nodes(raw)
 
     async def receive(self, frame: bytes) -> None:
         """A message on one of our channels."""
@@ -218,6 +248,16 @@ class RedisBus:
                 "bus delivery failed",
                 extra={"fields": {"kind": delivery.kind, "target": delivery.target}},
             )
+
+
+def _room_nodes(raw: Sequence[Any]) -> dict[str, int]:
+    """The nodes with members from a room-nodes hash as HGETALL returns it."""
+    nodes = {}
+    for i in range(0, len(raw) - 1, 2):
+        node, count = raw[i], int(raw[i + 1])
+        if count > 0:
+            nodes[node.decode() if isinstance(node, bytes) else str(node)] = count
+    return nodes
 
 
 class RedisStore:
@@ -288,14 +328,14 @@ class RedisStore:
             )
         link.up = False
         with contextlib.suppress(Exception):
-            await link.client.aclose()
+            await link.aclose()
 
     async def kill(self) -> None:
         """Test aid: vanish like a SIGKILLed process (no goodbye, nothing removed)."""
         self._closed = True
         await self._cancel_tasks()
         self._link.up = False
-        await self._link.client.aclose()
+        await self._link.aclose()
 
     def status(self) -> dict[str, Any]:
         link = self._link
@@ -336,12 +376,16 @@ class RedisStore:
             _, pending = await asyncio.wait(pending, timeout=0.5)
         log.warning("redis store tasks did not stop", extra={"fields": {"tasks": len(pending)}})
 
-    async def _subscribe(self) -> Any:  # PubSub, or ClusterPubSub on Redis Cluster
+    async def _subscribe(self) -> Any:  # PubSub, WireSubscription or ShardedSubscription
         link = self._link
         pubsub: Any
         try:
             if link.sharded:
                 pubsub = ShardedSubscription(link.client)
+                await pubsub.subscribe(link.node_channel, link.broadcast_channel)
+            elif link.wire is not None:
+                # One server: the lean connection's subscriber (redis_subscriber).
+                pubsub = WireSubscription(link.wire.endpoint)
                 await pubsub.subscribe(link.node_channel, link.broadcast_channel)
             else:
                 pubsub = link.client.pubsub()
@@ -375,7 +419,7 @@ class RedisStore:
     async def _pump(self, pubsub: Any) -> None:
         # A socket can die without a reset (a host vanishes): when idle for an interval, ping;
         # if the next interval brings nothing either, not even the PONG, start over.
-        if isinstance(pubsub, ShardedSubscription):
+        if isinstance(pubsub, ShardedSubscription | WireSubscription):
             await pubsub.pump(self.bus.receive, self.heartbeat_interval, lambda: self._closed)
             return
         pinged = False

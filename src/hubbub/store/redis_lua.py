@@ -318,6 +318,42 @@ return raw
 """
 
 
+# A room's history (hubbub.store.recovery_redis): KEYS[1..3] = the room's epoch, last offset and
+# stream; ARGV[1..5] = an epoch for a room without one, the stream's size, the message, the time,
+# the keys' TTL. Leaves the room's epoch and the message's offset in ``epoch`` and ``last``.
+_HISTORY_APPEND = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local last = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '0-' .. last, 'd', ARGV[3], 't', ARGV[4])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+"""
+HISTORY_APPEND = _HISTORY_APPEND + "return {epoch, last}\n"
+
+# A room send with history when the history and the bus are one server: HISTORY_APPEND then
+# ROOM_PUBLISH in one round trip, the published frame carrying the position the append gave
+# (encode_frame's bytes: ARGV[8] is frame_head's, then the epoch and offset netstrings, then the
+# message). KEYS[4] = room-nodes:<room>; ARGV[6], ARGV[7] = this node, the node channels'
+# prefix. Returns {epoch, offset, the room-nodes hash as HGETALL does}.
+RECORDED_ROOM_PUBLISH = (
+    _HISTORY_APPEND
+    + """
+local offset = string.format('%d', last)
+local frame = ARGV[8] .. #epoch .. ':' .. epoch .. #offset .. ':' .. offset .. ARGV[3]
+local raw = redis.call('HGETALL', KEYS[4])
+for i = 1, #raw, 2 do
+  if raw[i] ~= ARGV[6] and tonumber(raw[i + 1]) > 0 then
+    redis.call('PUBLISH', ARGV[7] .. raw[i], frame)
+  end
+end
+return {epoch, last, raw}
+"""
+)
+
+
 def partition_tag(tag: str, index: int) -> str:
     """Partition ``index`` of a hash tag: ``{hubbub:}`` becomes ``{hubbub:/3}`` (its own slot)."""
     start = tag.find("{")
@@ -337,19 +373,22 @@ def encode_frame(origin: str, delivery: Delivery) -> bytes:
     """One bus message: netstrings (origin, kind, target, exclude, epoch, offset), then the raw
     data, never escaped or re-encoded (no base64, no JSON). Empty exclude/epoch mean None, an
     empty offset 0 (room epochs and connection ids are never empty)."""
-    parts = []
     offset = str(delivery.offset) if delivery.offset else ""
-    for text in (
-        origin,
-        delivery.kind,
-        delivery.target,
-        delivery.exclude or "",
-        delivery.epoch or "",
-        offset,
-    ):
+    parts = [frame_head(origin, delivery)]
+    for text in (delivery.epoch or "", offset):
         raw = text.encode()
         parts.append(b"%d:%s" % (len(raw), raw))
     parts.append(delivery.data)
+    return b"".join(parts)
+
+
+def frame_head(origin: str, delivery: Delivery) -> bytes:
+    """The start of :func:`encode_frame`'s bytes, up to the position (origin, kind, target,
+    exclude), for RECORDED_ROOM_PUBLISH, which appends the position it takes."""
+    parts = []
+    for text in (origin, delivery.kind, delivery.target, delivery.exclude or ""):
+        raw = text.encode()
+        parts.append(b"%d:%s" % (len(raw), raw))
     return b"".join(parts)
 
 

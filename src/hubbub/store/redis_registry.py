@@ -31,7 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.errors import UnavailableError
-from hubbub.store import redis_connect
+from hubbub.store import redis_connect, redis_wire
 from hubbub.store import redis_lua as lua
 from hubbub.store.base import ConnectionRecord, Delivery, Page, ReapHandler
 
@@ -111,6 +111,11 @@ class Link:
         }
         for name in ("GOODBYE", "FENCE", "UNFENCE", "DONE", "ROOM_PUBLISH"):
             self.scripts[name] = self.client.register_script(getattr(lua, name))
+        # The calls made once per message (bus publishes, ROOM_PUBLISH) on one server take a
+        # lean pipelined connection instead of redis-py's (see redis_wire); None elsewhere.
+        self.wire = redis_wire.open_wire(url, self.client)
+        self.room_publish = redis_wire.Script(lua.ROOM_PUBLISH)
+        self.recorded_room_publish = redis_wire.Script(lua.RECORDED_ROOM_PUBLISH)
         # Partition tags: [tag] on one server (the layout is exactly one slot), PARTITIONS slots
         # on Redis Cluster.
         self.partitions = (
@@ -172,10 +177,20 @@ class Link:
         return list(await self.client.read_many(command, keys, *args))
 
     async def publish(self, channel: str, frame: bytes) -> None:
-        if self.sharded:
+        if self.wire is not None:
+            await self.wire.call("PUBLISH", channel, frame)
+        elif self.sharded:
             await self.client.spublish(channel, frame)
         else:
             await self.client.publish(channel, frame)
+
+    async def aclose(self) -> None:
+        """Close the clients (redis-py's pool and the lean connection)."""
+        try:
+            if self.wire is not None:
+                await self.wire.aclose()
+        finally:
+            await self.client.aclose()
 
     def lost(self, exc: BaseException) -> None:
         """Redis did not answer: remember to replay, and say so once."""

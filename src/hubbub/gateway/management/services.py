@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
@@ -381,22 +382,26 @@ class Rooms:
         payload = s.check_size(as_bytes(data))
         s.metrics.messages_out["room"] += 1
         envelope = None
+        delivery = Delivery("room", room, payload, exclude)
+        nodes: Mapping[str, int] | None = None
         if s.recovery is not None and (s.recovery.tracks(room) or s.hub.has_session(room)):
             # A room message gets a position in the room's history whether its members are here
             # or not: a client that is away right now resumes from it. Rooms that no
-            # recovery-enabled client ever joined have no history to keep (tracks).
-            position = await s.recovery.append(room, payload)
+            # recovery-enabled client ever joined have no history to keep (tracks). With the
+            # history on the bus's Redis server, recording and publishing are one round trip.
+            recorded = await s.bus.publish_recorded(room, delivery, s.recovery)
+            if recorded is None:
+                position = await s.recovery.append(room, payload)
+            else:
+                position, nodes = recorded
             envelope = Envelope(room, position.epoch, position.offset, payload)
-        delivery = Delivery(
-            "room",
-            room,
-            payload,
-            exclude,
-            epoch=envelope.epoch if envelope else None,
-            offset=envelope.offset if envelope else 0,
-        )
-        # On one Redis server the lookup and the publish to the other nodes are one round trip.
-        nodes = await s.bus.publish_room(room, delivery)
+            delivery = Delivery(
+                "room", room, payload, exclude, epoch=position.epoch, offset=position.offset
+            )
+        if nodes is None:
+            # On one Redis server the lookup and the publish to the other nodes are one round
+            # trip.
+            nodes = await s.bus.publish_room(room, delivery)
         published = nodes is not None
         if nodes is None:
             nodes = await s.registry.room_nodes(room)
