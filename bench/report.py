@@ -316,10 +316,10 @@ METHOD = """\
 - **Load generator.** One asyncio process on **picows + uvloop** (`bench/loadgen.py`). Every
   measured message carries `|seq|send-time|` (8 + 19 digits), so replies and deliveries are matched
   with one `bytes.find`. 1 s warm-up, then a 5 s measured window (quick mode: 0.5 s + 1.5 s).
-- **Interleaving** (routed, fan-out 1k, connect, and cross-node beside one node). Every server of the scenario runs at once (all pinned
-  to core 0, all idle but one) and the generator keeps its connections to each; the measured time
-  is cut into 1 s slices (quick: 0.5 s) taken in turn — A, B, C, … then C, B, A, … — until each
-  server has had its 5 s. On a shared machine the background load changes from second to second;
+- **Interleaving** (routed, fan-out 1k, connect, and cross-node beside one node). Every server
+  of the scenario runs at once (all pinned to core 0, all idle but one) and the generator keeps
+  its connections to each; the measured time is cut into 1 s slices (quick: 0.5 s) taken in
+  turn — A, B, C, … then C, B, A, … — until each server has had its 5 s. On a shared machine the background load changes from second to second;
   this way every server sees the same share of it. Each slice starts after a 0.1 s settle and ends
   with the server's in-flight messages (or handshakes) drained. `--no-interleave` measures one
   server after the other instead (fan-out 10k always does: ten thousand connections per server at
