@@ -319,9 +319,9 @@ METHOD = """\
 - **Interleaving** (routed, fan-out 1k, connect, and cross-node beside one node). Every server
   of the scenario runs at once (all pinned to core 0, all idle but one) and the generator keeps
   its connections to each; the measured time is cut into 1 s slices (quick: 0.5 s) taken in
-  turn — A, B, C, … then C, B, A, … — until each server has had its 5 s. On a shared machine the background load changes from second to second;
-  this way every server sees the same share of it. Each slice starts after a 0.1 s settle and ends
-  with the server's in-flight messages (or handshakes) drained. `--no-interleave` measures one
+  turn — A, B, C, … then C, B, A, … — until each server has had its 5 s. On a shared machine
+  the background load changes from second to second; this way every server sees the same share
+  of it. Each slice starts after a 0.1 s settle and ends with the server's in-flight messages (or handshakes) drained. `--no-interleave` measures one
   server after the other instead (fan-out 10k always does: ten thousand connections per server at
   once would not fit the file-descriptor limit; serverless-offline's handshakes always do: it keeps
   starting Python processes long after a slice).
