@@ -321,10 +321,11 @@ METHOD = """\
   its connections to each; the measured time is cut into 1 s slices (quick: 0.5 s) taken in
   turn — A, B, C, … then C, B, A, … — until each server has had its 5 s. On a shared machine
   the background load changes from second to second; this way every server sees the same share
-  of it. Each slice starts after a 0.1 s settle and ends with the server's in-flight messages (or handshakes) drained. `--no-interleave` measures one
-  server after the other instead (fan-out 10k always does: ten thousand connections per server at
-  once would not fit the file-descriptor limit; serverless-offline's handshakes always do: it keeps
-  starting Python processes long after a slice).
+  of it. Each slice starts after a 0.1 s settle and ends with the server's in-flight messages
+  (or handshakes) drained. `--no-interleave` measures one server after the other instead
+  (fan-out 10k always does: ten thousand connections per server at once would not fit the
+  file-descriptor limit; serverless-offline's handshakes always do: it keeps starting Python
+  processes long after a slice).
 - **CPU.** Server CPU is `utime + stime` (plus reaped children) of the server's process tree from
   `/proc/PID/stat`, read at both ends of the measured window; it is reported per message
   (µs/msg, µs/delivery, µs/handshake) and as % of one core. The generator's own CPU is reported too:
