@@ -11,9 +11,9 @@ close frames written, the close codes the read loop records):
   :class:`~hubbub.gateway.lean_frames.FrameReader`, made the first time one is needed;
 - text goes straight to the handler :meth:`deliver_to` set while the read loop waits with
   nothing queued, else to the queue :meth:`receive` reads, as with aiohttp;
-- a ping is answered at once; a close frame is answered with a close 1000 (as aiohttp's
-  autoclose) and the TCP connection closed; a protocol error is answered with a close frame
-  carrying its code, once the read loop reaches it;
+- a ping is answered at once (after the messages queued before it); a close frame is answered
+  with a close 1000 (as aiohttp's autoclose) and the TCP connection closed; a protocol error is
+  answered with a close frame carrying its code, once the read loop reaches it;
 - keep-alive: with ``ping_interval`` the server pings a connection it heard nothing from for
   that long, and drops it (1006, ``TimeoutError``) when nothing arrives within ``ping_timeout``.
 
@@ -160,6 +160,9 @@ class LeanSocket(Socket, asyncio.Protocol):
             if reader.feed(data):
                 self._reader = None  # it holds nothing: the common frame is read here again
         except FrameError as exc:
+            # Kept (the read loop gets it) without its traceback: its frames refer back to this
+            # socket, a cycle only the collector would free.
+            exc.__traceback__ = exc.__context__ = None
             self._failed = exc
             self._transport.pause_reading()
             self._put((_ERROR, exc, None), 0)
@@ -184,7 +187,9 @@ class LeanSocket(Socket, asyncio.Protocol):
             if not self._closed:
                 self._put((kind, data, extra), len(data))
         elif kind == PING:
-            if not self._closed:
+            if self._queue:  # answered in order, once the read loop reaches it (as aiohttp)
+                self._put((kind, data, extra), 0)
+            elif not self._closed:
                 self._transport.write(_control(PONG, data))
         elif kind == PONG:
             pass  # _heard is set: that is all a pong is for
@@ -237,6 +242,10 @@ class LeanSocket(Socket, asyncio.Protocol):
                 self._queued -= len(message[1])
                 if self._queued <= _QUEUE_HIGH // 2 and self._failed is None and self._alive:
                     self._transport.resume_reading()
+            elif kind == PING:
+                if not self._closed:
+                    self._transport.write(_control(PONG, message[1]))
+                continue
             elif kind == _ERROR:
                 exc = message[1]
                 if isinstance(exc, FrameError):
