@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hubbub.gateway.frames_aiohttp import mask_in_place
 from hubbub.wire.close import CloseCode
 from hubbub.wire.kinds import MessageKind
 
@@ -53,16 +54,16 @@ class FrameError(Exception):
         self.code = code
 
 
-def unmask(mask: bytes, payload: bytes) -> bytes:
-    """``payload`` XORed with the repeated 4-byte ``mask`` (one big-integer XOR, in C)."""
-    size = len(payload)
-    if not size:
-        return b""
-    key = int.from_bytes((mask * (size // 4 + 1))[:size], "little")
-    return (int.from_bytes(payload, "little") ^ key).to_bytes(size, "little")
+def unmask(mask: bytes, payload: bytes) -> bytearray:
+    """``payload`` XORed with the repeated 4-byte ``mask``: aiohttp's C helper (through the
+    adapter's frame module), less than half the instructions of the best pure-Python way (one
+    big-integer XOR) on the common short frame."""
+    data = bytearray(payload)
+    mask_in_place(mask, data)
+    return data
 
 
-def close_message(payload: bytes) -> tuple[int, str]:
+def close_message(payload: bytes | bytearray) -> tuple[int, str]:
     """The peer's close code and reason from a close frame's payload (0: no code)."""
     if not payload:
         return 0, ""
@@ -94,7 +95,7 @@ class FrameReader:
         self._max_message = max_message
         self._buf = b""  # bytes of a frame not yet whole
         self._opcode = 0  # the opcode of a fragmented message under way (0: none)
-        self._parts: list[bytes] = []  # its payloads so far
+        self._parts: list[bytes | bytearray] = []  # its payloads so far
         self._size = 0  # their total size
 
     def feed(self, data: bytes) -> bool:
@@ -153,7 +154,7 @@ class FrameReader:
         elif self._size + length > self._max_message:
             raise FrameError(_TOO_BIG, "Message too big")
 
-    def _frame(self, b0: int, payload: bytes) -> None:
+    def _frame(self, b0: int, payload: bytes | bytearray) -> None:
         opcode = b0 & 0x0F
         fin = b0 & 0x80
         sink = self._sink
@@ -184,7 +185,7 @@ class FrameReader:
             sink(CLOSE, code, reason)
             return
         else:  # PING or PONG (checked in _check)
-            sink(opcode, payload, "")
+            sink(opcode, bytes(payload), "")
             return
         if opcode == TEXT:
             try:
@@ -193,4 +194,4 @@ class FrameReader:
                 raise FrameError(_INVALID, "Invalid UTF-8 text message") from None
             sink(TEXT, text, "")
         else:
-            sink(BINARY, payload, "")
+            sink(BINARY, bytes(payload), "")
