@@ -20,6 +20,8 @@ from hubbub.gateway.app import Gateway
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import TIME_SCALE, eventually
 
+pytestmark = pytest.mark.usefixtures("lean_transport")
+
 SMALL = {"max_frame_bytes": 1000, "max_message_bytes": 2500}
 
 

@@ -19,6 +19,8 @@ from hubbub.gateway.app import Gateway
 from tests.gateway.conftest import GatewayFactory, routes
 from tests.helpers import TIME_SCALE, eventually
 
+pytestmark = pytest.mark.usefixtures("lean_transport")
+
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 UPGRADE = (
     b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
