@@ -56,3 +56,17 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> GatewayFactory:
             yield gw
 
     return factory
+
+
+@pytest.fixture
+def aiohttp_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Public listeners without the lean transport (hubbub.gateway.lean_upgrade): for tests of
+    aiohttp's path, which TLS, compression and PROXY protocol listeners still take."""
+    monkeypatch.setenv("HUBBUB_LEAN_TRANSPORT", "0")
+
+
+@pytest.fixture
+def lean_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Public listeners with the lean transport (the default), whatever the environment says: the
+    suite can run with HUBBUB_LEAN_TRANSPORT=0 to check aiohttp's path everywhere else."""
+    monkeypatch.setenv("HUBBUB_LEAN_TRANSPORT", "1")

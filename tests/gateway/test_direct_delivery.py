@@ -49,6 +49,7 @@ def _counting_receive(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+@pytest.mark.usefixtures("aiohttp_transport")  # aiohttp's objects
 async def test_text_messages_do_not_wake_the_read_loop(
     gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,6 +108,7 @@ def _transport_protocol(gw: Any) -> Any:
     return conn.socket._transport.get_protocol()
 
 
+@pytest.mark.usefixtures("aiohttp_transport")  # aiohttp's objects
 async def test_plain_tcp_sockets_read_the_common_frame_themselves(gateway: GatewayFactory) -> None:
     async with gateway(routes=ROUTES) as gw:
         peer = await _open(gw)

@@ -134,11 +134,15 @@ async def test_disconnect_handler_failure_is_contained(
 
 
 def _server_saw_every_client_leave(gw: Gateway) -> bool:
-    """aiohttp has lost every TCP connection (their request handlers may still be running)."""
+    """aiohttp and the lean transport have lost every TCP connection (their request handlers
+    and $connect may still be running)."""
     assert gw.public is not None
     server = gw.public._runner.server
     assert server is not None
-    return all(handler.transport is None for handler in server.connections)
+    lean = gw.public.limits.lean
+    return all(handler.transport is None for handler in server.connections) and (
+        lean is None or all(conn._transport is None for conn in lean.connections)
+    )
 
 
 async def test_client_gone_before_the_101_still_gets_its_disconnect(

@@ -26,6 +26,9 @@ from hubbub.gateway.frames_aiohttp import _RELEASED, _DirectQueue
 from hubbub.gateway.transport_aiohttp import _HubbubWebSocketResponse
 from tests.gateway.conftest import GatewayFactory, routes
 
+# aiohttp's objects; the lean transport's: test_lean_socket.py.
+pytestmark = pytest.mark.usefixtures("aiohttp_transport")
+
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 ECHO = {"handler": "echo", "route_response": True}
 # A subprotocol the $connect handler does not select: aiohttp's own upgrade path answers.

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import socket
 import time
+from typing import Any
 
 import pytest
 import websockets
@@ -130,7 +131,13 @@ async def test_pending_handshakes_are_bounded(gateway: GatewayFactory) -> None:
         # ... and their reads go straight to aiohttp again (no per-frame call of ours).
         server = gw.public._runner.server
         assert server is not None
-        assert {type(h).__name__ for h in server.connections} == {"_UpgradedHandler"}
+        lean = gw.public.limits.lean
+        if lean is None:
+            assert {type(h).__name__ for h in server.connections} == {"_UpgradedHandler"}
+        else:  # the lean transport's sockets are their transports' protocols
+            assert not server.connections
+            transports = [c._transport for c in lean.connections]
+            assert {type(t.get_protocol()).__name__ for t in transports} == {"LeanSocket"}
         for ws in sockets:
             await ws.close()
 
@@ -191,6 +198,7 @@ async def test_a_management_head_over_the_limit_is_refused(gateway: GatewayFacto
         assert _status(response) == 431
 
 
+@pytest.mark.usefixtures("aiohttp_transport")
 async def test_an_upgraded_connection_lets_go_of_the_http_parser(gateway: GatewayFactory) -> None:
     # An open WebSocket never parses HTTP again: holding aiohttp's parser and request queue cost
     # about 1.4 KB per idle connection. The connection still works without them.
@@ -221,9 +229,15 @@ async def _keepalive_and_nodelay(gateway: GatewayFactory) -> None:
             try:
                 server = listener._runner.server
                 assert server is not None
-                await eventually(lambda s=server: s.connections, message="the accepted connection")
-                for handler in server.connections:
-                    transport = handler.transport
+                lean = listener.limits.lean
+
+                def accepted(s: Any = server, lean: Any = lean) -> list[Any]:
+                    # aiohttp's handlers, or the lean transport's handshakes (public listener)
+                    conns = [*s.connections, *(lean.connections if lean is not None else ())]
+                    return [c.transport if hasattr(c, "transport") else c._transport for c in conns]
+
+                await eventually(accepted, message="the accepted connection")
+                for transport in accepted():
                     assert transport is not None
                     sock = transport.get_extra_info("socket")
                     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1

@@ -19,7 +19,10 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "hubbub"
 
 # The gateway modules that may import aiohttp: the adapter, the public listener's upgrade, its
 # frame reading, and its limits on a connection before aiohttp parses the request (they subclass
-# aiohttp's request handler and site).
+# aiohttp's request handler and site). The lean transport (lean_upgrade, lean_head, lean_socket,
+# lean_frames) imports none of aiohttp: it builds on the adapter's Socket, hands aiohttp's request
+# handler the connections it does not take through http_limits' factory, and unmasks with
+# aiohttp's C helper through frames_aiohttp (mask_in_place).
 ADAPTER = {"transport_aiohttp.py", "upgrade_aiohttp.py", "frames_aiohttp.py", "http_limits.py"}
 
 

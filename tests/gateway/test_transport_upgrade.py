@@ -31,6 +31,9 @@ from hubbub.gateway.upgrade_aiohttp import (
 from hubbub.wire.http import Handshake
 from tests.gateway.conftest import GatewayFactory, routes
 
+# _OwnUpgrade's path (aiohttp's request handler); the lean transport's: test_lean_upgrade.py.
+pytestmark = pytest.mark.usefixtures("aiohttp_transport")
+
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 ECHO = {"handler": "echo", "route_response": True}
 

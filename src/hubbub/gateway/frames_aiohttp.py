@@ -33,6 +33,10 @@ log = logging.getLogger("hubbub.transport")
 
 _WS_TEXT = WSMsgType.TEXT
 
+# aiohttp's C helper that unmasks a payload in place, for the lean transport's frame reader
+# (hubbub.gateway.lean_frames), which imports nothing of aiohttp itself.
+mask_in_place: Callable[[bytes, bytearray], None] = websocket_mask
+
 
 class _Released:
     """What a released :class:`_DirectQueue` refers to instead of its response: a socket that is

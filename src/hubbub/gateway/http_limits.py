@@ -26,7 +26,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
@@ -34,6 +34,9 @@ from aiohttp.tcp_helpers import tcp_nodelay
 from aiohttp.web_protocol import RequestHandler
 
 from hubbub.gateway import proxy_protocol
+
+if TYPE_CHECKING:
+    from hubbub.gateway.lean_upgrade import LeanEntry
 
 log = logging.getLogger("hubbub.transport")
 
@@ -55,6 +58,10 @@ class ConnectionLimits:
     # connection once its first request is parsed, it answers the common WebSocket upgrade
     # itself and hands anything else to aiohttp's request loop. None: aiohttp's loop only.
     first_request: Callable[[Any], Awaitable[None]] | None = None
+    # The public listener's lean transport (hubbub.gateway.lean_upgrade): its connections
+    # start with a protocol of its own, which hands aiohttp those it does not take. None: every
+    # connection starts with aiohttp's handler.
+    lean: LeanEntry | None = None
     # Connections of this listener accepted and not yet upgraded (or closed).
     pending: int = field(default=0, init=False)
     refused_pending: int = field(default=0, init=False)
@@ -111,6 +118,7 @@ class _LimitedHandler(RequestHandler, _NoDelayAgain):
         "_pending",
         "_proxy_buffer",
         "_refused",
+        "lean_decision",
         "proxied",
     )
 
@@ -124,6 +132,9 @@ class _LimitedHandler(RequestHandler, _NoDelayAgain):
         self._refused = False
         self._proxy_buffer: bytes | None = None  # a PROXY header still expected: its bytes
         self.proxied: tuple[str, int] | None = None  # the client the PROXY header named
+        # The $connect answer the lean transport got for this connection's upgrade request and
+        # left to aiohttp's path (see upgrade_aiohttp._OwnUpgrade.decided).
+        self.lean_decision: Any = None
 
     # -- pending handshakes -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -329,7 +340,10 @@ class LimitedSite(web.SockSite):
         def factory() -> _LimitedHandler:
             return _LimitedHandler(server, limits, **kwargs)
 
+        protocol: Callable[[], asyncio.Protocol] = factory
+        if limits.lean is not None and self._ssl_context is None:
+            protocol = limits.lean.factory(factory)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            factory, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
+            protocol, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
         )

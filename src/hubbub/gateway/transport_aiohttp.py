@@ -463,7 +463,11 @@ class Listener:
         server = self._runner.server
         connections = server.connections if server is not None else []
         transports = [c.transport for c in connections if c.transport is not None]
-        await self._runner.cleanup()
+        lean = self.limits.lean
+        if lean is None:
+            await self._runner.cleanup()
+        else:  # its connections are not aiohttp's: closed alongside, with the same timeout
+            await asyncio.gather(self._runner.cleanup(), lean.close(0.5))
         self._sock.close()  # ours: aiohttp's cleanup stops serving but we created the socket
         # Cleanup closes each connection gracefully. Over TLS that sends close_notify and keeps
         # the socket open until the peer answers, and an idle keep-alive client (a boto3 client

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import hashlib
+import os
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from hubbub.gateway.http_limits import ConnectionLimits
+from hubbub.gateway.lean_upgrade import LeanEntry
 from hubbub.gateway.transport_aiohttp import (
     Accept,
     HandshakeHandler,
@@ -42,6 +44,13 @@ from hubbub.gateway.transport_aiohttp import (
     _split_path,
 )
 from hubbub.wire.http import Handshake, HttpResponse
+
+
+def lean_transport() -> bool:
+    """Whether plain-TCP public listeners without compression or PROXY protocol use the lean
+    transport (:mod:`hubbub.gateway.lean_upgrade`): yes unless ``HUBBUB_LEAN_TRANSPORT=0`` (for
+    A/B comparisons with aiohttp's path)."""
+    return os.environ.get("HUBBUB_LEAN_TRANSPORT", "1") != "0"
 
 
 def _upgrade_refusal(headers: CIMultiDictProxy[str]) -> web.Response | None:
@@ -189,7 +198,12 @@ class _OwnUpgrade:
         self._decided: dict[RequestHandler, Accept | HttpResponse | Exception] = {}
 
     def decided(self, protocol: RequestHandler) -> Accept | HttpResponse | Exception | None:
-        """The answer this path got for the connection's upgrade request and left to aiohttp."""
+        """The answer this path (or the lean transport, :mod:`hubbub.gateway.lean_upgrade`) got
+        for the connection's upgrade request and left to aiohttp."""
+        lean = getattr(protocol, "lean_decision", None)
+        if lean is not None:
+            protocol.lean_decision = None  # type: ignore[attr-defined]
+            return lean  # type: ignore[no-any-return]
         return self._decided.pop(protocol, None) if self._decided else None
 
     def _takes(self, message: Any, payload: Any) -> bool:
@@ -211,6 +225,16 @@ class _OwnUpgrade:
         return _upgrade_refusal(headers) is None
 
     async def __call__(self, proto: RequestHandler) -> None:
+        if getattr(proto, "lean_decision", None) is not None:
+            # The lean transport ran $connect and left its answer to aiohttp's path
+            # (websocket_entry takes it through decided()).
+            try:
+                await RequestHandler.start(proto)
+            finally:
+                left = self.decided(proto)
+                if isinstance(left, Accept):  # the request never reached websocket_entry
+                    left.gone()
+            return
         messages = proto._messages
         if proto._force_close or len(messages) != 1 or not self._takes(*messages[0]):
             await RequestHandler.start(proto)
@@ -289,7 +313,7 @@ class _OwnUpgrade:
         _finished(proto)
 
     @staticmethod
-    def _answer(headers: CIMultiDictProxy[str], accept: Accept) -> tuple[bytes, str | None] | None:
+    def _answer(headers: Mapping[str, str], accept: Accept) -> tuple[bytes, str | None] | None:
         """The 101 aiohttp would write for ``accept`` and its subprotocol, or None when
         aiohttp's path should answer (see the class docstring)."""
         subprotocol = accept.subprotocol or None
@@ -490,6 +514,8 @@ async def start_public(
         proxy_from=proxy_from,
         first_request=own,
     )
+    if lean_transport() and own is not None and not options.compression and proxy_from is None:
+        limits.lean = LeanEntry(f"/{stage}", on_handshake, options, limits, own._answer)
     app = web.Application(handler_args=_limits(max_header_bytes, options.handshake_timeout))
     app.router.add_get(f"/{stage}", websocket_entry)
     for url_path, probe in (probes or {}).items():
