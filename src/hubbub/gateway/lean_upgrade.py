@@ -8,7 +8,7 @@ handshakes and must send its head within the handshake timeout, as
 to ``/{stage}`` (:func:`hubbub.gateway.lean_head.plain_upgrade`), ``$connect`` runs here and the
 101 written is the one :class:`hubbub.gateway.upgrade_aiohttp._OwnUpgrade` writes; the
 connection then belongs to a :class:`~hubbub.gateway.lean_socket.LeanSocket`. No aiohttp object
-is made for it: that is most of what a handshake cost (issue 20).
+is made for it: that was most of what a handshake cost (docs/benchmarks.md).
 
 Everything else is handed to aiohttp as if its request handler had read the connection from the
 start: the handler the listener's factory makes gets the transport and every byte read so far.
