@@ -4,6 +4,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -438,3 +439,35 @@ def test_disconnect_event_carries_status_code_and_reason() -> None:
     assert context["disconnectReason"] == "Going away"
     assert context["eventType"] == "DISCONNECT"
     assert context["routeKey"] == "$disconnect"
+
+
+@pytest.mark.parametrize("twice", [False, True])  # worked out, then from the cache
+def test_connect_event_leaves_out_upgrade_and_connection_in_any_case_and_keeps_repeats(
+    twice: bool,
+) -> None:
+    headers = [
+        ("connection", "Upgrade"),
+        ("Cookie", "a=1"),
+        ("Cookie", "b=2"),
+        ("cookie", "c=3"),
+        ("Host", "h"),
+        ("UPGRADE", "websocket"),
+        ("X-Latin", "caf\xe9 \xff"),
+    ]
+    for _ in range(2 if twice else 1):
+        event = connect(make_conn(headers=headers))
+    assert list(event["headers"].items()) == [
+        ("Cookie", "b=2"),
+        ("cookie", "c=3"),
+        ("Host", "h"),
+        ("X-Latin", "caf\xe9 \xff"),
+    ]
+    assert event["multiValueHeaders"] == {
+        "Cookie": ["a=1", "b=2"],
+        "cookie": ["c=3"],
+        "Host": ["h"],
+        "X-Latin": ["caf\xe9 \xff"],
+    }
+    # Each event its own maps: an in-process handler that edits one does not edit the next.
+    event["multiValueHeaders"]["Host"].append("x")
+    assert connect(make_conn(headers=headers))["multiValueHeaders"]["Host"] == ["h"]

@@ -6,6 +6,7 @@ import re
 import string
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,6 +20,7 @@ from hubbub.aws.ids import (
     new_connection_id,
     new_invocation_id,
     new_request_id,
+    new_trace_id,
 )
 
 AWS_ID = re.compile(r"[A-Za-z0-9_-]{15}=")
@@ -158,3 +160,19 @@ def test_invocation_ids_are_version_4_uuids_in_their_text_form() -> None:
     for text in ids:
         varying |= uuid.UUID(text).int ^ uuid.UUID(ids[0]).int
     assert varying == (1 << 128) - 1 & ~((0xF << 76) | (0x3 << 62))
+
+
+@pytest.mark.parametrize("draw", [new_connection_id, lambda: new_trace_id(0)])
+def test_a_forked_child_does_not_hand_out_its_parents_next_ids(draw: Callable[[], str]) -> None:
+    draw()  # a batch in hand, shared with the child at the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then exit without running the test session's hooks
+        os.write(write, draw().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    assert child
+    assert child != draw()

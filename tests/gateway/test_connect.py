@@ -297,3 +297,51 @@ async def test_connect_event_headers_sorted_with_the_gateway_added_ones_on_a_rea
         ("X-Forwarded-Proto", "http"),
     ]
     assert event["multiValueHeaders"]["X-Forwarded-For"] == ["6.6.6.6, 127.0.0.1"]
+
+
+_ODD_UPGRADE = (
+    b"GET /dev?a=1&a=2 HTTP/1.1\r\nHost: h.example\r\nx-forwarded-for: 6.6.6.6\r\n"
+    b"X-Forwarded-Proto: https\r\nX-Amzn-Trace-Id: Root=1-mine\r\nCookie: a=1\r\nCookie: b=2\r\n"
+    b"cookie: c=3\r\nX-Latin: caf\xe9\r\nUpgrade: websocket\r\nconnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def test_connect_event_headers_are_the_same_on_both_upgrade_paths(
+    gateway: GatewayFactory, app: ModuleType
+) -> None:
+    # hubbub's own path (a connection's first request) and aiohttp's (an upgrade after another
+    # request on the connection) give the same headers: repeats and case kept, the client's
+    # forwarded headers and trace id kept (X-Forwarded-For with the peer appended), latin-1
+    # values as sent, Upgrade/Connection left out.
+    async with gateway(routes=routes(_connect="record")) as gw:
+        for first in (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"):
+            reader, writer = await asyncio.open_connection(gw.public.host, gw.public.port)
+            if first:
+                writer.write(first)
+                health = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                length = int(health.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+            writer.write(_ODD_UPGRADE)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 101")
+            writer.close()
+    own, aiohttps = app.EVENTS
+    expected = [
+        ("Cookie", "b=2"),
+        ("cookie", "c=3"),
+        ("Host", "h.example"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+        ("X-Amzn-Trace-Id", "Root=1-mine"),
+        ("x-forwarded-for", "6.6.6.6, 127.0.0.1"),
+        ("X-Forwarded-Port", str(gw.public.port)),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Latin", "caf\xe9"),
+    ]
+    for event in (own, aiohttps):
+        assert list(event["headers"].items()) == expected
+        assert event["multiValueHeaders"]["Cookie"] == ["a=1", "b=2"]
+        assert event["multiValueHeaders"]["cookie"] == ["c=3"]
+        assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"]}
+    assert own["multiValueHeaders"] == aiohttps["multiValueHeaders"]

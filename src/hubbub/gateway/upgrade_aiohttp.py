@@ -41,7 +41,6 @@ from hubbub.gateway.transport_aiohttp import (
     _HubbubWebSocketResponse,
     _limits,
     _serve,
-    _split_path,
 )
 from hubbub.wire.http import Handshake, HttpResponse
 
@@ -93,20 +92,21 @@ def _handshake(
 ) -> Handshake:
     """The upgrade request ``target`` (its raw path and query) with ``raw_headers``, as
     ``protocol`` (aiohttp's, one per connection) received it."""
-    raw_path, query = _split_path(target)
+    raw_path, _, query = target.partition("?")  # (_split_path, without its call)
     # The client a trusted proxy named in its PROXY protocol header, else the TCP peer. The
     # addresses are cached on the protocol once asked for (aiohttp asks when it builds a
     # request): each get_extra_info is a getpeername/getsockname system call under uvloop.
     peer = getattr(protocol, "proxied", None) or protocol.peername
     local = protocol.sockname
+    # Positional: keyword arguments cost about 1,300 instructions more.
     return Handshake(
         raw_path,
         query,
         # The case the client sent; API Gateway events keep it too.
         tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]),
         str(peer[0]) if peer else "",
-        port=int(local[1]) if local else 0,
-        scheme="https" if secure else "http",
+        int(local[1]) if local else 0,
+        "https" if secure else "http",
     )
 
 
