@@ -29,9 +29,11 @@ import pytest
 from aiohttp._websocket.writer import WebSocketWriter
 
 from bench.fuzz.wire import Peer, close_payload, frame, upgrade_request
-from hubbub.gateway.app import Gateway
 from hubbub.gateway.tls import ensure_local_tls
 from tests.gateway.conftest import GatewayFactory, routes
+
+# A raw socket upgraded with or without permessage-deflate, as the frame tests open theirs.
+from tests.gateway.test_transport_frames import _open
 from tests.helpers import eventually
 
 CLOSE, TEXT = 0x8, 0x1
@@ -88,19 +90,6 @@ CASES = {
         False,
     ),
 }
-
-
-async def _open(gw: Gateway, *, deflate: bool) -> Peer:
-    request = upgrade_request(random.Random(7), b"127.0.0.1", gw.config.api.stage)
-    if deflate:
-        request.headers.append((b"Sec-WebSocket-Extensions", b"permessage-deflate"))
-    assert gw.public is not None
-    peer = await Peer.open(gw.public.host, gw.public.port)
-    await peer.send(request.render())
-    status, headers = await peer.read_head()
-    assert status == 101
-    assert ("permessage-deflate" in headers.get("sec-websocket-extensions", "")) == deflate
-    return peer
 
 
 def _count_close_replies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
