@@ -136,29 +136,8 @@ async def test_frames_split_at_every_byte_are_read(gateway: GatewayFactory) -> N
         await peer.close()
 
 
-async def test_a_client_close_is_answered_1000_and_reported_with_its_code(
-    gateway: GatewayFactory, app: ModuleType
-) -> None:
-    async with gateway(routes=ECHO) as gw:
-        peer = await _open(gw)
-        await peer.send(frame(0x8, close_payload(4001, b"bye")))
-        assert await asyncio.wait_for(peer.read_frame(), 5) == (0x8, struct.pack("!H", 1000))
-        assert await asyncio.wait_for(peer.reader.read(), 5) == b""
-        await eventually(lambda: _has_disconnect(app))
-        assert _disconnect(app) == (4001, "bye")
-        await peer.close()
-
-
-async def test_a_close_without_a_code_is_reported_as_aws_does(
-    gateway: GatewayFactory, app: ModuleType
-) -> None:
-    async with gateway(routes=ECHO) as gw:
-        peer = await _open(gw)
-        await peer.send(frame(0x8, b""))
-        await asyncio.wait_for(peer.read_until_close(), 5)
-        await eventually(lambda: _has_disconnect(app))
-        assert _disconnect(app) == (1005, "Client-side close frame status not set")
-        await peer.close()
+# A client's close frame (each code, an empty one, a bad code or reason): tests/gateway/
+# test_close_frames.py runs every case on the lean transport beside aiohttp's two paths.
 
 
 async def test_a_dropped_tcp_connection_is_1006(gateway: GatewayFactory, app: ModuleType) -> None:
