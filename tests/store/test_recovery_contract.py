@@ -136,3 +136,27 @@ async def test_a_claim_expires(recovery: Recovery) -> None:
 
     await asyncio.sleep(1.1)  # Redis TTLs have one-second resolution
     assert await recovery.claim_session("tok", "conn-2", ttl=60)
+
+
+async def test_a_joined_room_records_what_any_node_sends(recovery: Recovery) -> None:
+    # head() is what a recovery-enabled client's join does: from then on the room keeps a
+    # history on every store, so a node with no such member of its own (only_if_kept) records
+    # into it too.
+    head = await recovery.head("joined")
+    first = await recovery.append("joined", b"x", only_if_kept=True)
+    assert first == Position(head.epoch, 1)
+    assert (await recovery.since("joined", head)).messages == [(1, b"x")]
+
+
+async def test_a_room_nobody_can_recover_is_recorded_only_once_kept(recovery: Recovery) -> None:
+    unrecorded = await recovery.append("plain", b"x", only_if_kept=True)
+    if recovery.keep_interval is None:
+        # One node: the gateway asks only for the rooms tracks() names, and those it records.
+        assert unrecorded is not None
+        return
+    assert unrecorded is None
+    await recovery.keep(["plain"])  # a node with a recovery-enabled member in it
+    kept = await recovery.append("plain", b"y", only_if_kept=True)
+    assert kept is not None
+    assert (await recovery.since("plain", None)).messages == [(kept.offset, b"y")]
+    assert kept.offset == 1

@@ -17,6 +17,7 @@ from redis.crc import key_slot
 
 from hubbub.errors import UnavailableError
 from hubbub.store import Delivery
+from hubbub.store.recovery import Position
 from hubbub.store.recovery_redis import RedisRecovery
 from hubbub.store.redis_connect import connect
 from hubbub.store.redis_lua import decode_frame, encode_frame, hash_tagged, partition_tag
@@ -24,6 +25,7 @@ from hubbub.store.redis_registry import POOL_SIZE
 from scripts.ensure_redis import RedisProcess, RedisUnavailable, start_redis
 from tests.helpers import eventually
 from tests.store.conftest import HEARTBEAT, Node, Stores, _cluster, record
+from tests.store.redis_server import delete_prefix, unique_prefix
 from tests.store.test_contract import eventually_async
 
 # -- pure parts -------------------------------------------------------------------------------
@@ -284,6 +286,70 @@ async def test_a_recorded_room_send_is_append_and_publish_in_one_round_trip(
         finally:
             await listener.aclose()
             await history.close()
+
+
+async def test_a_room_nobody_can_recover_is_published_without_a_history(redis_url: str) -> None:
+    # No recovery-enabled client ever joined "hall": the one-round-trip send publishes the
+    # frame encode_frame gives for the delivery without a position, and leaves no history key.
+    async with _cluster(redis_url) as open_node:
+        a, b = await open_node("node-a"), await open_node("node-b")
+        prefix = a.store._link.channels  # type: ignore[attr-defined]
+        for cid, owner in (("a1", "node-a"), ("b1", "node-b")):
+            await a.registry.add(record(cid, owner))
+            await a.registry.join("hall", cid)
+        history = RedisRecovery(redis_url, key_prefix=prefix, size=10, ttl=60)
+        raw = connect(redis_url)
+        listener = raw.pubsub()
+        await listener.subscribe(f"{prefix}node:node-b")
+        try:
+            delivery = Delivery("room", "hall", b"hi", None)
+            recorded = await a.store.bus.publish_recorded(
+                "hall", delivery, history, only_if_kept=True
+            )
+            assert recorded == (None, {"node-a": 1, "node-b": 1})
+            message = None
+            while message is None or message["type"] != "message":
+                message = await listener.get_message(timeout=2.0)
+                assert message is not None
+            assert message["data"] == encode_frame("node-a", delivery)
+            await eventually(lambda: delivery in b.deliveries, message="node-b got it, plain")
+            assert [k async for k in raw.scan_iter(match=f"{prefix}{{room:hall}}*")] == []
+            # Once a recovery-enabled client joins (head), the same send records.
+            head = await history.head("hall")
+            recorded = await a.store.bus.publish_recorded(
+                "hall", delivery, history, only_if_kept=True
+            )
+            assert recorded is not None
+            assert recorded[0] == Position(head.epoch, 1)
+        finally:
+            await listener.aclose()
+            await raw.aclose()
+            await history.close()
+
+
+async def test_keep_holds_a_quiet_room_s_history_with_its_epoch(redis_url: str) -> None:
+    prefix = unique_prefix()
+    history = RedisRecovery(redis_url, key_prefix=prefix, size=10, ttl=60)
+    raw = connect(redis_url)
+    keys = [f"{prefix}{{room:quiet}}:{k}" for k in ("epoch", "last", "history")]
+    try:
+        first = await history.append("quiet", b"one")
+        for key in keys:  # as if the room had been quiet for most of its TTL
+            await raw.expire(key, 2)
+        await history.keep(["quiet", "gone"])
+        assert [await raw.ttl(key) for key in keys] == [60, 60, 60]
+        second = await history.append("quiet", b"two", only_if_kept=True)
+        assert second == Position(first.epoch, 2)
+        # A room whose history had expired starts a new one (a new epoch), kept as long.
+        assert await raw.ttl(f"{prefix}{{room:gone}}:epoch") == 60
+        assert await history.append("gone", b"x", only_if_kept=True) is not None
+        # A join's head() marks the room with the same TTL: left with no message, it goes.
+        await history.head("joined-once")
+        assert 0 < await raw.ttl(f"{prefix}{{room:joined-once}}:epoch") <= 60
+    finally:
+        await delete_prefix(redis_url, prefix)
+        await raw.aclose()
+        await history.close()
 
 
 async def test_a_node_whose_alive_key_is_gone_claims_no_one(redis_url: str) -> None:

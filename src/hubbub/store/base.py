@@ -242,12 +242,14 @@ class Bus(Protocol):
         ...
 
     async def publish_recorded(
-        self, room: str, delivery: Delivery, recovery: Recovery
-    ) -> tuple[Position, Mapping[str, int]] | None:
+        self, room: str, delivery: Delivery, recovery: Recovery, *, only_if_kept: bool = False
+    ) -> tuple[Position | None, Mapping[str, int]] | None:
         """A room send with history in one step where the store can (the history on the bus's
         own server): record ``delivery`` in ``recovery``, publish it with that position as
         :meth:`publish_room` does, and return the position and the room's nodes. None where it
-        cannot: the caller appends to ``recovery``, then calls :meth:`publish_room`."""
+        cannot: the caller appends to ``recovery``, then calls :meth:`publish_room`. With
+        ``only_if_kept`` (as :meth:`Recovery.append`) the position is None when the room keeps
+        no history: the message was published without one."""
         ...
 
 

@@ -157,9 +157,9 @@ class MemoryBus:
         return None
 
     async def publish_recorded(
-        self, room: str, delivery: Delivery, recovery: Recovery
-    ) -> tuple[Position, Mapping[str, int]] | None:
-        del room, delivery, recovery  # one node: the caller appends, nothing to publish
+        self, room: str, delivery: Delivery, recovery: Recovery, *, only_if_kept: bool = False
+    ) -> tuple[Position | None, Mapping[str, int]] | None:
+        del room, delivery, recovery, only_if_kept  # one node: the caller appends
         return None
 
 

@@ -23,7 +23,7 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,8 +94,24 @@ class Missed:
 
 
 class Recovery(Protocol):
-    async def append(self, room: str, data: bytes) -> Position:
-        """Record one room message; return its position."""
+    @property
+    def keep_interval(self) -> float | None:
+        """Seconds between two :meth:`keep` calls of a node; None for a store that needs none."""
+        ...
+
+    async def append(
+        self, room: str, data: bytes, *, only_if_kept: bool = False
+    ) -> Position | None:
+        """Record one room message; return its position. With ``only_if_kept``, a history that
+        several nodes share records only into a room that keeps a history already (a
+        recovery-enabled client joined or resumed in it, on any node) and answers None for any
+        other room; a history of one node records anyway (the gateway asks it only for the rooms
+        :meth:`tracks` names)."""
+        ...
+
+    async def keep(self, rooms: Collection[str]) -> None:
+        """Keep the history of ``rooms``, where this node has recovery-enabled members, however
+        long nobody sends to them (see ``keep_interval``)."""
         ...
 
     async def since(self, room: str, after: Position | None) -> Missed:
@@ -232,7 +248,9 @@ class MemoryRecovery:
             self._rooms.move_to_end(room)
         return log
 
-    async def append(self, room: str, data: bytes) -> Position:
+    keep_interval: float | None = None  # one node: it records where its own members need it
+
+    async def append(self, room: str, data: bytes, *, only_if_kept: bool = False) -> Position:
         now = time.monotonic()
         log = self._log(room, now)
         log.last += 1
@@ -329,6 +347,9 @@ class MemoryRecovery:
         current = self._holders.get(token)
         if current is not None and current[1] == holder:
             del self._holders[token]
+
+    async def keep(self, rooms: Collection[str]) -> None:
+        return None  # never called: keep_interval is None
 
     async def close(self) -> None:
         if self._timer is not None:

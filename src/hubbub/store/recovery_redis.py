@@ -5,11 +5,19 @@ Cluster too: the epoch, the last offset (INCR) and a stream whose entry ids are 
 offsets stay contiguous and ordered) capped near ``size`` entries. All three expire ``ttl`` seconds
 after the room's last message; a room whose history expired starts a new epoch, which clients see as
 "epoch changed". Sessions are plain keys with a TTL.
+
+As in memory, rooms nobody can recover cost nothing: a room keeps a history (its epoch key exists)
+once a recovery-enabled client joins it on any node (:meth:`RedisRecovery.head`) or resumes in it
+(:meth:`RedisRecovery.since`), and a node whose recovery-enabled connections are in a room keeps
+its history alive while they are (:meth:`RedisRecovery.keep`). A message to any other room is sent
+without being recorded (``append(..., only_if_kept=True)`` answers None).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -27,6 +35,9 @@ from hubbub.store.recovery import (
     new_epoch,
 )
 from hubbub.store.redis_registry import client_for
+
+# Rooms kept by one keep() call at once: within the connection pool, so none waits long.
+KEEP_BATCH = 50
 
 # RedisClusterException (no node reachable, a slot without a master) is not a RedisError.
 HISTORY_ERRORS = (RedisError, RedisClusterException)
@@ -49,8 +60,11 @@ def history_unavailable(exc: BaseException) -> UnavailableError:
     return UnavailableError(f"room history unavailable: {exc}")
 
 
-def position(epoch: Any, last: Any) -> Position:
-    """The Position from HISTORY_APPEND's reply ``{epoch, last}``."""
+def position(epoch: Any, last: Any) -> Position | None:
+    """The Position from HISTORY_APPEND's reply ``{epoch, last}``; None when the message was not
+    recorded (``only_if_kept`` and the room keeps no history)."""
+    if epoch is None:
+        return None
     return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(last))
 
 
@@ -67,6 +81,7 @@ class RedisRecovery:
         # (see redis_wire) instead of redis-py's; None on Sentinel and Cluster.
         self._wire = redis_wire.open_wire(url, self._redis)
         self._append_script = redis_wire.Script(lua.HISTORY_APPEND)
+        self._keep = self._redis.register_script(lua.HISTORY_KEEP)
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
 
@@ -74,17 +89,35 @@ class RedisRecovery:
         tag = f"{self._prefix}{{room:{room}}}"
         return [f"{tag}:epoch", f"{tag}:last", f"{tag}:history"]
 
-    def append_call(self, room: str, data: bytes) -> tuple[list[str], list[redis_wire.Arg]]:
+    @property
+    def keep_interval(self) -> float | None:
+        """Seconds between two :meth:`keep` calls: a third of the TTL, so one late or failed
+        call does not lose a history."""
+        return self._ttl_s / 3
+
+    def append_call(
+        self, room: str, data: bytes, only_if_kept: bool
+    ) -> tuple[list[str], list[redis_wire.Arg]]:
         """KEYS and ARGV of HISTORY_APPEND (redis_lua) for one message."""
-        args: list[redis_wire.Arg] = [new_epoch(), self._size, data, time.time(), self._ttl_s]
+        args: list[redis_wire.Arg] = [
+            # only_if_kept never starts a history: no epoch to make (it costs a getrandom).
+            "" if only_if_kept else new_epoch(),
+            self._size,
+            data,
+            time.time(),
+            self._ttl_s,
+            b"1" if only_if_kept else b"0",
+        ]
         return self._keys(room), args
 
     def on_server(self, wire: redis_wire.Wire) -> bool:
         """Whether the history lives on the server (and database) ``wire`` talks to."""
         return self._wire is not None and self._wire.endpoint.same_server(wire.endpoint)
 
-    async def append(self, room: str, data: bytes) -> Position:
-        keys, args = self.append_call(room, data)
+    async def append(
+        self, room: str, data: bytes, *, only_if_kept: bool = False
+    ) -> Position | None:
+        keys, args = self.append_call(room, data, only_if_kept)
         try:
             if self._wire is not None:
                 epoch, last = await self._wire.evalsha(self._append_script, keys, args)
@@ -122,7 +155,8 @@ class RedisRecovery:
         if found is not None:
             return found
         epoch = new_epoch().encode()
-        if await self._redis.set(key, epoch, nx=True):
+        # With the keys' TTL: a room joined and then left, with no message, is forgotten too.
+        if await self._redis.set(key, epoch, nx=True, ex=self._ttl_s):
             return epoch
         return await self._redis.get(key) or epoch
 
@@ -167,8 +201,26 @@ class RedisRecovery:
         except RedisError as exc:
             raise UnavailableError(f"sessions unavailable: {exc}") from exc
 
+    async def keep(self, rooms: Collection[str]) -> None:
+        """Keep the history of ``rooms`` (where this node has recovery-enabled members) for
+        another TTL, or start one where it expired: a script per room, :data:`KEEP_BATCH` at a
+        time (on Cluster each room's keys may live on another shard)."""
+        batch = list(rooms)
+        try:
+            for start in range(0, len(batch), KEEP_BATCH):
+                await asyncio.gather(
+                    *(
+                        self._keep(keys=self._keys(room), args=[new_epoch(), self._ttl_s])
+                        for room in batch[start : start + KEEP_BATCH]
+                    )
+                )
+        except HISTORY_ERRORS as exc:
+            raise history_unavailable(exc) from exc
+
     def tracks(self, room: str) -> bool:
-        return True  # shared or persistent: a client of another node or process may resume it
+        # A recovery-enabled client of another node may be in any room: the append script
+        # decides, from whether the room keeps a history (only_if_kept).
+        return True
 
     async def close(self) -> None:
         try:

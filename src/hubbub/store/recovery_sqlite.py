@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ class SqliteRecovery:
             return epoch, 0
         return str(row[0]), int(row[1])
 
-    async def append(self, room: str, data: bytes) -> Position:
+    keep_interval: float | None = None  # one node, and a room's epoch is never forgotten
+
+    async def append(self, room: str, data: bytes, *, only_if_kept: bool = False) -> Position:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -131,6 +134,9 @@ class SqliteRecovery:
 
     def tracks(self, room: str) -> bool:
         return True  # shared or persistent: a client of another node or process may resume it
+
+    async def keep(self, rooms: Collection[str]) -> None:
+        return None  # never called: keep_interval is None
 
     async def close(self) -> None:
         self._db.close()

@@ -193,16 +193,18 @@ class RedisBus:
         return _room_nodes(raw)
 
     async def publish_recorded(
-        self, room: str, delivery: Delivery, recovery: Recovery
-    ) -> tuple[Position, Mapping[str, int]] | None:
+        self, room: str, delivery: Delivery, recovery: Recovery, *, only_if_kept: bool = False
+    ) -> tuple[Position | None, Mapping[str, int]] | None:
         """Record ``delivery`` in the room's history and publish it with its position, in one
         round trip (``RECORDED_ROOM_PUBLISH``), when the history is on this bus's server;
-        None elsewhere (the caller appends, then calls :meth:`publish_room`)."""
+        None elsewhere (the caller appends, then calls :meth:`publish_room`). The position is
+        None when ``only_if_kept`` and the room keeps no history: the message went out
+        unrecorded."""
         link = self._link
         wire = link.wire
         if wire is None or not isinstance(recovery, RedisRecovery) or not recovery.on_server(wire):
             return None
-        keys, args = recovery.append_call(room, delivery.data)
+        keys, args = recovery.append_call(room, delivery.data, only_if_kept)
         keys.append(link.key("room-nodes", room))
         args += [self.node_id, f"{link.channels}node:", lua.frame_head(self.node_id, delivery)]
         try:

@@ -319,34 +319,54 @@ return raw
 
 
 # A room's history (hubbub.store.recovery_redis): KEYS[1..3] = the room's epoch, last offset and
-# stream; ARGV[1..5] = an epoch for a room without one, the stream's size, the message, the time,
-# the keys' TTL. Leaves the room's epoch and the message's offset in ``epoch`` and ``last``.
+# stream; ARGV[1..6] = an epoch for a room without one, the stream's size, the message, the time,
+# the keys' TTL, and "1" to record only into a room that keeps a history already (its epoch key
+# exists) or "0" to start one. Leaves the room's epoch and the message's offset in ``epoch`` and
+# ``last``, both false when the message was not recorded.
 _HISTORY_APPEND = """
 local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
+local last = false
+if epoch or ARGV[6] ~= '1' then
+  if not epoch then
+    epoch = ARGV[1]
+    redis.call('SET', KEYS[1], epoch)
+  end
+  last = redis.call('INCR', KEYS[2])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '0-' .. last, 'd', ARGV[3], 't', ARGV[4])
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 end
-local last = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '0-' .. last, 'd', ARGV[3], 't', ARGV[4])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 """
 HISTORY_APPEND = _HISTORY_APPEND + "return {epoch, last}\n"
 
+# A room's history kept while a recovery-enabled member is in the room, however quiet it is:
+# KEYS[1..3] as HISTORY_APPEND's; ARGV[1] = an epoch for a room without one, ARGV[2] = the TTL.
+# The three keys expire together, so a kept room never has an epoch without its offsets.
+HISTORY_KEEP = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return 0
+"""
+
 # A room send with history when the history and the bus are one server: HISTORY_APPEND then
 # ROOM_PUBLISH in one round trip, the published frame carrying the position the append gave
-# (encode_frame's bytes: ARGV[8] is frame_head's, then the epoch and offset netstrings, then the
-# message). KEYS[4] = room-nodes:<room>; ARGV[6], ARGV[7] = this node, the node channels'
-# prefix. Returns {epoch, offset, the room-nodes hash as HGETALL does}.
+# (encode_frame's bytes: ARGV[9] is frame_head's, then the epoch and offset netstrings, empty when
+# the message was not recorded, then the message). KEYS[4] = room-nodes:<room>; ARGV[7], ARGV[8]
+# = this node, the node channels' prefix. Returns {epoch, offset, the room-nodes hash as HGETALL
+# does}.
 RECORDED_ROOM_PUBLISH = (
     _HISTORY_APPEND
     + """
-local offset = string.format('%d', last)
-local frame = ARGV[8] .. #epoch .. ':' .. epoch .. #offset .. ':' .. offset .. ARGV[3]
+local frame
+if last then
+  local offset = string.format('%d', last)
+  frame = ARGV[9] .. #epoch .. ':' .. epoch .. #offset .. ':' .. offset .. ARGV[3]
+else
+  frame = ARGV[9] .. '0:0:' .. ARGV[3]
+end
 local raw = redis.call('HGETALL', KEYS[4])
 for i = 1, #raw, 2 do
-  if raw[i] ~= ARGV[6] and tonumber(raw[i + 1]) > 0 then
-    redis.call('PUBLISH', ARGV[7] .. raw[i], frame)
+  if raw[i] ~= ARGV[7] and tonumber(raw[i + 1]) > 0 then
+    redis.call('PUBLISH', ARGV[8] .. raw[i], frame)
   end
 end
 return {epoch, last, raw}
