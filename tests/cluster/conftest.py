@@ -91,9 +91,10 @@ class NodeProcess:
 class Cluster:
     """Start nodes sharing one Redis and one events file; stop them all at the end."""
 
-    def __init__(self, root: Path, redis_url: str) -> None:
+    def __init__(self, root: Path, redis_url: str, extra_config: str = "") -> None:
         self.root = root
         self.redis_url = redis_url
+        self.extra_config = extra_config  # TOML tables appended to every node's hubbub.toml
         self.key_prefix = unique_prefix()
         self.events_file = root / "events.jsonl"
         self.events_file.touch()
@@ -124,6 +125,7 @@ EVENTS_FILE = "{self.events_file}"
 "$connect" = {{ handler = "handlers.record" }}
 "$disconnect" = {{ handler = "handlers.record" }}
 "$default" = {{ handler = "handlers.whoami", route_response = true }}
+{self.extra_config}
 """
         )
         return path
@@ -193,8 +195,8 @@ EVENTS_FILE = "{self.events_file}"
 
 
 @contextlib.contextmanager
-def cluster_on(root: Path, redis_url: str) -> Iterator[Cluster]:
-    cluster = Cluster(root, redis_url)
+def cluster_on(root: Path, redis_url: str, extra_config: str = "") -> Iterator[Cluster]:
+    cluster = Cluster(root, redis_url, extra_config)
     try:
         yield cluster
     finally:

@@ -205,6 +205,9 @@ class Gateway:
         lifecycle = self._lifecycle = self._build_lifecycle(core, management)
         await self.store.start(core.services.deliver_local, lifecycle.reaped)
         self._start_presence(core, lifecycle)
+        if core.resumer is not None:
+            core.resumer.start()
+            self._resources.push_async_callback(core.resumer.close)
         public = await start_public(
             self.config,
             lifecycle.handshake,

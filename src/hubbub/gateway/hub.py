@@ -134,6 +134,15 @@ class Hub:
             if not members:
                 del self._room_members[room]
 
+    def rooms_with_sessions(self) -> list[str]:
+        """The rooms a recovery-enabled connection of this node is in (their history is kept:
+        :class:`hubbub.gateway.recovery.Resumer`)."""
+        return [
+            room
+            for room, members in self._room_members.items()
+            if any(c.session is not None for c in members.special.values())
+        ]
+
     def protocol_members(self, room: str) -> list[Connection]:
         """The local members of ``room`` that speak hubbub.v1 (presence events go to them)."""
         members = self._room_members.get(room)

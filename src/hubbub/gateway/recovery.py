@@ -30,6 +30,8 @@ the first ends. Neither refusal touches the session, so its owner can still resu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from hubbub.errors import UnavailableError
 from hubbub.store.recovery import Missed, Position, Recovery, Session, new_token
 from hubbub.wire.session import control_error, envelope, not_resumed_frame, recovered_frame
 
@@ -83,6 +86,43 @@ class Resumer:
         # Resume requests by outcome (resumed, partial, expired, not_yours, in_use): /metrics.
         self.outcomes: Counter[str] = Counter()
         self.presence = presence  # answers the presence.* control messages
+        self._keeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Keep the history of every room a recovery-enabled connection of this node is in,
+        where the history needs it (``Recovery.keep_interval``): a history shared by several
+        nodes records a room only while it is kept, however quiet the room is."""
+        interval = self._recovery.keep_interval
+        if interval is not None:
+            self._keeper = asyncio.get_running_loop().create_task(
+                self._keep_loop(interval), name="hubbub-history-keep"
+            )
+
+    async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+
+    async def _keep_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.keep()
+
+    async def keep(self) -> int:
+        """One round of the keeper: how many rooms it kept (0 when the history is down: the
+        next round tries again, well within the TTL)."""
+        rooms = self._hub.rooms_with_sessions()
+        if not rooms:
+            return 0
+        try:
+            await self._recovery.keep(rooms)
+        except UnavailableError as exc:
+            log.warning("room history not kept", extra={"fields": {"error": str(exc)}})
+            return 0
+        return len(rooms)
 
     def new_session(self) -> str:
         return new_token()

@@ -340,6 +340,13 @@ class Rooms:
             raise GoneError()
         if conn is not None:
             s.hub.join(room, conn)
+        elif s.recovery is not None and s.recovery.keep_interval is not None:
+            # A history several nodes share keeps only rooms a recovery-enabled client is in
+            # (Recovery.append's only_if_kept): mark this one now if the member, held by
+            # another node, is one, so that every node records the room's messages from now on.
+            record = await s.registry.get(connection_id)
+            if record is not None and record.session is not None:
+                await s.recovery.head(room)
         if tracked and s.presence is not None:
             await s.presence.enter(room, connection_id, data)
 
@@ -384,20 +391,27 @@ class Rooms:
         envelope = None
         delivery = Delivery("room", room, payload, exclude)
         nodes: Mapping[str, int] | None = None
-        if s.recovery is not None and (s.recovery.tracks(room) or s.hub.has_session(room)):
+        recovery = s.recovery
+        needed = recovery is not None and s.hub.has_session(room)
+        if recovery is not None and (needed or recovery.tracks(room)):
             # A room message gets a position in the room's history whether its members are here
             # or not: a client that is away right now resumes from it. Rooms that no
-            # recovery-enabled client ever joined have no history to keep (tracks). With the
-            # history on the bus's Redis server, recording and publishing are one round trip.
-            recorded = await s.bus.publish_recorded(room, delivery, s.recovery)
-            if recorded is None:
-                position = await s.recovery.append(room, payload)
-            else:
-                position, nodes = recorded
-            envelope = Envelope(room, position.epoch, position.offset, payload)
-            delivery = Delivery(
-                "room", room, payload, exclude, epoch=position.epoch, offset=position.offset
+            # recovery-enabled client ever joined have no history to keep: tracks() names the
+            # rooms that may have one, and a shared history decides itself unless a member
+            # here needs it (only_if_kept). With the history on the bus's Redis server,
+            # recording and publishing are one round trip.
+            recorded = await s.bus.publish_recorded(
+                room, delivery, recovery, only_if_kept=not needed
             )
+            if recorded is None:
+                position = await recovery.append(room, payload, only_if_kept=not needed)
+            else:
+                position, nodes = recorded  # published, with its position if it has one
+            if position is not None:
+                envelope = Envelope(room, position.epoch, position.offset, payload)
+                delivery = Delivery(
+                    "room", room, payload, exclude, epoch=position.epoch, offset=position.offset
+                )
         if nodes is None:
             # On one Redis server the lookup and the publish to the other nodes are one round
             # trip.
