@@ -115,6 +115,7 @@ def test_recovery_sessions_are_found_by_room() -> None:
     assert not hub.has_session("nowhere")
     assert hub.protocol_members("lobby") == [recovering.conn]
     assert hub.protocol_members("nowhere") == []
+    assert hub.rooms_with_sessions() == ["lobby"]
 
 
 # -- delivery -----------------------------------------------------------------------------------
