@@ -200,6 +200,8 @@ class MemoryRecovery:
     stay in it as stale references until they reach its front or it is compacted.
     """
 
+    keep_interval: float | None = None  # one node: it records where its own members need it
+
     def __init__(
         self,
         *,
@@ -247,8 +249,6 @@ class MemoryRecovery:
             log.touched = now
             self._rooms.move_to_end(room)
         return log
-
-    keep_interval: float | None = None  # one node: it records where its own members need it
 
     async def append(self, room: str, data: bytes, *, only_if_kept: bool = False) -> Position:
         now = time.monotonic()

@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS session_holders (
 class SqliteRecovery:
     """``[history] url = "sqlite:///path/to/history.db"``."""
 
+    keep_interval: float | None = None  # one node, and a room's epoch is never forgotten
+
     def __init__(self, path: str | Path, *, size: int, ttl: float) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -62,8 +64,6 @@ class SqliteRecovery:
             self._db.execute("INSERT INTO rooms VALUES (?, ?, 0)", (room, epoch))
             return epoch, 0
         return str(row[0]), int(row[1])
-
-    keep_interval: float | None = None  # one node, and a room's epoch is never forgotten
 
     async def append(self, room: str, data: bytes, *, only_if_kept: bool = False) -> Position:
         db = self._db
