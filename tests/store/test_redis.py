@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -242,6 +243,15 @@ async def test_a_burst_wider_than_the_pool_waits_for_connections(
     assert [r.connection_id if r else None for r in got] == ids
 
 
+async def _published(listener: Any) -> bytes:
+    """The next message a pub/sub subscriber gets (after its subscribe confirmations)."""
+    message = None
+    while message is None or message["type"] != "message":
+        message = await listener.get_message(timeout=2.0)
+        assert message is not None
+    return bytes(message["data"])
+
+
 async def test_a_recorded_room_send_is_append_and_publish_in_one_round_trip(
     redis_url: str, private_redis: RedisProcess
 ) -> None:
@@ -271,11 +281,7 @@ async def test_a_recorded_room_send_is_append_and_publish_in_one_round_trip(
             sent = Delivery(
                 "room", "lobby", b"\x00hello", "b2", epoch=position.epoch, offset=position.offset
             )
-            message = None
-            while message is None or message["type"] != "message":
-                message = await listener.get_message(timeout=2.0)
-                assert message is not None
-            assert message["data"] == encode_frame("node-a", sent)
+            assert await _published(listener) == encode_frame("node-a", sent)
             await eventually(lambda: sent in b.deliveries, message="node-b got it, positioned")
             # History elsewhere (another server): two steps, the caller's.
             other = RedisRecovery(private_redis.url, key_prefix=prefix, size=10, ttl=60)
@@ -307,11 +313,7 @@ async def test_a_room_nobody_can_recover_is_published_without_a_history(redis_ur
                 "hall", delivery, history, only_if_kept=True
             )
             assert recorded == (None, {"node-a": 1, "node-b": 1})
-            message = None
-            while message is None or message["type"] != "message":
-                message = await listener.get_message(timeout=2.0)
-                assert message is not None
-            assert message["data"] == encode_frame("node-a", delivery)
+            assert await _published(listener) == encode_frame("node-a", delivery)
             await eventually(lambda: delivery in b.deliveries, message="node-b got it, plain")
             assert [k async for k in raw.scan_iter(match=f"{prefix}{{room:hall}}*")] == []
             # Once a recovery-enabled client joins (head), the same send records.
