@@ -137,11 +137,7 @@ class Hub:
     def rooms_with_sessions(self) -> list[str]:
         """The rooms a recovery-enabled connection of this node is in (their history is kept:
         :class:`hubbub.gateway.recovery.Resumer`)."""
-        return [
-            room
-            for room, members in self._room_members.items()
-            if any(c.session is not None for c in members.special.values())
-        ]
+        return [room for room in self._room_members if self.has_session(room)]
 
     def protocol_members(self, room: str) -> list[Connection]:
         """The local members of ``room`` that speak hubbub.v1 (presence events go to them)."""
