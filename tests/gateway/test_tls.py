@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
+import multiprocessing
 import os
 import ssl
 import stat
@@ -211,6 +212,38 @@ def test_an_existing_state_dir_keeps_its_mode(tmp_path: Path, trust: Path) -> No
     tmp_path.joinpath("mine").chmod(0o755)
     ensure_local_tls(tmp_path / "mine", [], trust_bundle=trust)
     assert stat.S_IMODE((tmp_path / "mine").stat().st_mode) == 0o755
+
+
+def _first_start(state: str, trust: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        tls = ensure_local_tls(Path(state), [], trust_bundle=Path(trust))
+        results.put(tls.ca_cert.read_bytes())
+    except Exception as exc:  # the parent asserts on what each child reports
+        results.put(repr(exc))
+
+
+def test_processes_starting_together_share_one_state_dir_and_one_ca(
+    tmp_path: Path, trust: Path
+) -> None:
+    # `hubbub serve --workers N` starts N gateways at once on one state dir: none may fail on
+    # the folder another has just created, and all must end up with the same CA.
+    context = multiprocessing.get_context("fork")
+    for attempt in range(6):
+        state = tmp_path / f"state-{attempt}"
+        barrier, results = context.Barrier(4), context.Queue()
+        procs = [
+            context.Process(target=_first_start, args=(str(state), str(trust), barrier, results))
+            for _ in range(4)
+        ]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(60)
+        assert all(isinstance(out, bytes) for out in outcomes), outcomes
+        assert len(set(outcomes)) == 1
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
 
 
 # -- the bundle and the environment -----------------------------------------------------------

@@ -128,8 +128,9 @@ def ensure_local_tls(
         key=state_dir / "server-key.pem",
         bundle=state_dir / "bundle.pem",
     )
-    if not state_dir.exists():
-        state_dir.mkdir(mode=0o700, parents=True)
+    # exist_ok: gateways that start together (`--workers N`) race to create it; an existing
+    # folder keeps its mode (mkdir's mode applies only to a folder it creates).
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     names = _general_names(hosts)
     # Two hubbub processes sharing a state dir (several nodes on one machine) must not both
     # create a CA: the second would orphan the first one's leaf.
