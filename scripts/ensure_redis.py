@@ -30,6 +30,7 @@ from types import TracebackType
 if __name__ == "__main__":  # run as a script: the repository root is not on sys.path yet
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.ports import free_port
 from scripts.provision import apt_install, log
 
 __all__ = ["RedisProcess", "RedisUnavailable", "ensure_redis", "ping", "start_redis"]
@@ -51,13 +52,6 @@ def ping(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, timeout: float = 1.
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((DEFAULT_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def find_redis_server(install: bool = True) -> str:
@@ -99,7 +93,7 @@ class RedisProcess:
         self.binary = binary or find_redis_server()
         self.extra = list(extra)  # more redis-server options, e.g. replicaof or cluster-enabled
         self.config = config  # a config file name in dir(), written by the caller (Sentinel's)
-        self.port = port if port is not None else _free_port()
+        self.port = port if port is not None else free_port()
         self.host = DEFAULT_HOST
         self._dir = Path(tempfile.mkdtemp(prefix="hubbub-redis-"))
         self._proc: subprocess.Popen[bytes] | None = None

@@ -31,19 +31,13 @@ if __name__ == "__main__":  # run as a script: the repository root is not on sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.ensure_redis import DEFAULT_HOST, RedisProcess, RedisUnavailable, find_redis_server
+from scripts.ports import free_port
 from scripts.provision import apt_install
 
 __all__ = ["ClusterSet", "SentinelSet", "start_cluster", "start_sentinel"]
 
 SERVICE = "mymaster"
 READY_TIMEOUT = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((DEFAULT_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _find_redis_cli() -> str:
@@ -207,7 +201,7 @@ class ClusterSet(_Topology):
         options += ["--cluster-node-timeout", "2000"]
         # The bus port defaults to port + 10000, which may be taken or past 65535: pick one.
         self.servers = [
-            RedisProcess(binary=binary, extra=[*options, "--cluster-port", str(_free_port())])
+            RedisProcess(binary=binary, extra=[*options, "--cluster-port", str(free_port())])
             for _ in range(masters * (1 + replicas))
         ]
 

@@ -29,10 +29,8 @@ async def eventually(
 
 
 def free_port() -> int:
-    """A TCP port that was free a moment ago (for configs that must name their port)."""
-    import socket
+    """A TCP port that was free a moment ago (for configs that must name their port), outside
+    the range outgoing connections take theirs from: see scripts/ports.py."""
+    from scripts.ports import free_port as pick
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return pick()

@@ -231,14 +231,6 @@ async def test_second_signal_exits_at_once(tmp_path: Path) -> None:
     assert server.proc.returncode == 1
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_two_gateways_on_one_machine_do_not_collide(tmp_path: Path) -> None:
     first_dir, second_dir = tmp_path / "a", tmp_path / "b"
     first_dir.mkdir()

@@ -33,7 +33,8 @@ from hubbub.gateway.tls import ensure_local_tls
 from hubbub.store import redis_wire
 from hubbub.store.redis_connect import connect
 from hubbub.store.redis_wire import Endpoint, Script, Wire, endpoint_of, open_wire
-from scripts.ensure_redis import RedisProcess, RedisUnavailable, _free_port
+from scripts.ensure_redis import RedisProcess, RedisUnavailable
+from scripts.ports import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -188,7 +189,7 @@ async def test_a_killed_connection_fails_pending_calls_and_the_next_call_reconne
 
 
 async def test_a_call_to_a_stopped_server_fails_fast_with_connection_error() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     async with wire_for(f"redis://127.0.0.1:{port}/0") as wire:
         started = time.monotonic()
         with pytest.raises(RedisConnectionError, match=f"127.0.0.1:{port}"):
@@ -356,7 +357,7 @@ async def test_a_unix_socket_url(server: RedisProcess) -> None:
 
 async def test_a_rediss_url_verifies_the_server_certificate(tmp_path: Path) -> None:
     tls = ensure_local_tls(tmp_path / "ca", ["127.0.0.1"], trust_bundle=None)
-    tls_port = _free_port()
+    tls_port = free_port()
     proc = RedisProcess()
     proc.extra = [
         "--tls-port", str(tls_port),
