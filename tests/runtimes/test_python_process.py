@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 from hubbub.config import load_config
@@ -13,7 +14,7 @@ from hubbub.testing import run_gateway
 from tests.runtimes.helpers import TIMEOUT, ask, config, connect, write
 
 HANDLER = """
-import os, sys, json, time
+import os, sys, json, time, subprocess
 import helper
 
 def handler(event, context):
@@ -39,6 +40,10 @@ def handler(event, context):
         "hubbub": "hubbub" in sys.modules,
         "mine": os.environ.get("MINE"),
         "exec": os.environ.get("AWS_EXECUTION_ENV"),
+        "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "child_trace": subprocess.run(
+            ["printenv", "_X_AMZN_TRACE_ID"], capture_output=True, text=True
+        ).stdout.strip(),
     })}
 """
 
@@ -81,6 +86,11 @@ async def test_a_python_function_runs_in_its_own_process(tmp_path: Path) -> None
     assert first["hubbub"] is False
     assert first["mine"] == "yes"
     assert first["exec"] == "AWS_Lambda_python3.12"
+    # Lambda-Runtime-Trace-Id, fresh per invocation, for the handler and its child processes.
+    trace = r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0"
+    assert re.fullmatch(trace, first["trace"])
+    assert first["trace"] != second["trace"]
+    assert (first["child_trace"], second["child_trace"]) == (first["trace"], second["trace"])
 
 
 SENDER = """

@@ -130,6 +130,69 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# Buffers the C environment points at (TraceEnv): kept until the process ends.
+_IN_ENVIRON: list[Any] = []
+
+
+class TraceEnv:
+    """``os.environ["_X_AMZN_TRACE_ID"]`` per invocation, as awslambdaric sets it, without leaking.
+
+    ``os.environ[...] = value`` is a setenv(3), and glibc's setenv keeps every distinct
+    ``NAME=value`` string it was ever given (so that pointers getenv returned stay valid): a
+    fresh trace id per invocation grew the process by ~140 bytes per invocation for as long as
+    it lived. Here the C environment points at one buffer of ours (putenv(3) does not copy),
+    rewritten in place, and ``os.environ``'s own mapping is updated directly: Python code, child
+    processes and native getenv(3) all see the value. Where that cannot be done (no libc
+    through ctypes, a value longer than the buffer, an ``os.environ`` replaced by the handler)
+    it falls back to ``os.environ``.
+    """
+
+    NAME = "_X_AMZN_TRACE_ID"
+    CAPACITY = 256  # bytes for "NAME=value\0"; with hubbub's trace ids (74 characters): 92
+
+    def __init__(self) -> None:
+        self._buffer: Any = None
+        self._putenv: Any = None
+        self._memmove: Any = None
+        self._value_at = 0  # the address of the value in the buffer
+        try:
+            import ctypes  # noqa: PLC0415 - only here
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            putenv = libc.putenv
+        except (OSError, AttributeError):
+            return
+        putenv.argtypes = [ctypes.c_void_p]
+        putenv.restype = ctypes.c_int
+        self._buffer = ctypes.create_string_buffer(self.NAME.encode() + b"=", self.CAPACITY)
+        _IN_ENVIRON.append(self._buffer)  # the C environment may point at it: never freed
+        self._value_at = ctypes.addressof(self._buffer) + len(self.NAME) + 1
+        self._putenv = putenv
+        self._memmove = ctypes.memmove
+
+    def set(self, value: str | None) -> None:
+        environ = os.environ
+        if value is None:
+            environ.pop(self.NAME, None)  # unsetenv(3): allocates nothing
+            return
+        raw = os.fsencode(value)
+        data = getattr(environ, "_data", None)
+        if (
+            self._buffer is None
+            or len(raw) >= self.CAPACITY - len(self.NAME) - 1
+            or b"\0" in raw
+            or not isinstance(environ, os._Environ)
+            or not isinstance(data, dict)
+        ):
+            environ[self.NAME] = value
+            return
+        self._memmove(self._value_at, raw + b"\0", len(raw) + 1)
+        # Again each time: a handler's own setenv or a pop may have replaced or removed the
+        # entry. For a name already there, putenv swaps one pointer and allocates nothing.
+        self._putenv(self._buffer)
+        data[environ.encodekey(self.NAME)] = environ.encodevalue(value)
+
+
 class _RequestIdFilter(logging.Filter):
     request_id = ""
 
@@ -162,6 +225,7 @@ def main() -> None:
     sys.path[0] = task_root
     client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
     request_filter = _install_logging()
+    trace_env = TraceEnv()
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
     except _InitError as failure:
@@ -180,9 +244,7 @@ def main() -> None:
             sys.exit(f"Runtime API answered {status} to invocation/next: {body[:200]!r}")
         request_id = headers["lambda-runtime-aws-request-id"]
         request_filter.request_id = request_id
-        trace = headers.get("lambda-runtime-trace-id")
-        if trace:
-            os.environ["_X_AMZN_TRACE_ID"] = trace
+        trace_env.set(headers.get("lambda-runtime-trace-id") or None)
         context = LambdaContext(
             request_id,
             int(headers.get("lambda-runtime-deadline-ms", "0")),

@@ -60,6 +60,8 @@ exports.handler = async (event, context) => {
     cwd: process.cwd(),
     pid: process.pid,
     trace: process.env._X_AMZN_TRACE_ID,
+    childTrace: require("child_process").execFileSync("printenv", ["_X_AMZN_TRACE_ID"])
+      .toString().trim(),
   }) };
 };
 """
@@ -102,6 +104,8 @@ async def test_a_commonjs_handler_gets_lambdas_context(
     trace = r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0"
     assert re.fullmatch(trace, first["trace"])
     assert first["trace"] != second["trace"]
+    # Held in JavaScript, not by setenv (runtimes/node/trace_env.js): child processes see it.
+    assert (first["childTrace"], second["childTrace"]) == (first["trace"], second["trace"])
     assert nested == "nested in lib/app.cjs"
 
     # console.* lines are Lambda's, tagged in hubbub's log with the function and request id.
@@ -120,9 +124,11 @@ async def test_es_modules_mjs_and_type_module(tmp_path: Path) -> None:
         tmp_path / "esm" / "index.mjs",
         """
         import { setTimeout as sleep } from "node:timers/promises";
+        import { env } from "node:process";
         export const handler = async (event) => {
           await sleep(1);
-          return { statusCode: 200, body: `mjs: ${typeof require}` };
+          const trace = env._X_AMZN_TRACE_ID.startsWith("Root=1-") ? "traced" : "untraced";
+          return { statusCode: 200, body: `mjs: ${typeof require}, ${trace}` };
         };
         """,
     )
@@ -141,7 +147,7 @@ async def test_es_modules_mjs_and_type_module(tmp_path: Path) -> None:
         {"mjs": _route("index.handler", "esm"), "typed": _route("src/app.handler", "typed")},
     )
     async with run_gateway(cfg) as gw, connect(gw.websocket_url) as ws:
-        assert await ask(ws, {"action": "mjs"}) == "mjs: undefined"
+        assert await ask(ws, {"action": "mjs"}) == "mjs: undefined, traced"
         assert await ask(ws, {"action": "typed"}) == "type module: app.js"
 
 

@@ -20,6 +20,7 @@ const loader = require("./loader.js");
 const awsSdkV2 = require("./aws_sdk_v2.js");
 const awsSdkV3 = require("./aws_sdk_v3.js");
 const { RuntimeApi } = require("./runtime_api.js");
+const traceEnv = require("./trace_env.js");
 
 const api = new RuntimeApi(process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001");
 
@@ -169,11 +170,7 @@ function invoke(handler, invocation) {
     // is empty, as on Lambda.
     onEmptyLoop = () => complete(null, null);
     logging.setRequestId(requestId);
-    if (invocation.headers["lambda-runtime-trace-id"]) {
-      process.env._X_AMZN_TRACE_ID = invocation.headers["lambda-runtime-trace-id"];
-    } else {
-      delete process.env._X_AMZN_TRACE_ID;
-    }
+    setTraceId(invocation.headers["lambda-runtime-trace-id"] || undefined);
     try {
       const event = JSON.parse(invocation.body);
       const context = makeContext(invocation.headers, callbacks);
@@ -187,7 +184,13 @@ function invoke(handler, invocation) {
   });
 }
 
+// process.env._X_AMZN_TRACE_ID of each invocation (trace_env.js: without a setenv per
+// invocation, which would leak). Installed before anything loads the handler, so that it sees
+// the Proxy however it reaches process.env (an ESM import of node:process included).
+let setTraceId = () => {};
+
 async function main() {
+  setTraceId = traceEnv.install();
   logging.patchConsole();
   awsSdkV2.install();
   awsSdkV3.install();
