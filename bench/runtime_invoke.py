@@ -8,9 +8,11 @@ A closed loop of ``--callers`` invocations (100) goes straight into one function
 (``hubbub.runtimes.pool.Pool``) running bench/functions/node/handler.js ``echo``; this process is
 the gateway side. After a warm-up it prints invocations per second and CPU per invocation: this
 process (the pool, the Runtime API endpoint, the callers' loop) and the environments' Node.js
-processes (user + system time from /proc). Only the runtime path is measured: what the ``node-echo``
-row (bench/runtime_rows.py) adds to it is the gateway's WebSocket and routing work. Pin it
-(``taskset -c 0``) to put every process on one core, as ``python -m bench`` pins its servers.
+processes (user + system time from /proc); and how much the environments' RSS grew per 100,000
+invocations (``--seconds 60`` to watch for a leak). Only the runtime path is measured: what the
+``node-echo`` row (bench/runtime_rows.py) adds to it is the gateway's WebSocket and routing
+work. Pin it (``taskset -c 0``) to put every process on one core, as ``python -m bench`` pins
+its servers.
 ``--src`` imports hubbub from another checkout's ``src`` (with that checkout's bootstrap), so two
 versions compare in one sitting; the handler stays this checkout's (its SDK is installed here:
 ``npm ci`` in bench/functions/node).
@@ -45,6 +47,14 @@ EVENT = {
     "body": '{"action": "echo", "data": "hello world 1234567890"}',
     "isBase64Encoded": False,
 }
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -86,11 +96,13 @@ async def measure(environments: int, callers: int, warmup: float, seconds: float
         pids = pool.pids
         count, wall, own = done, time.perf_counter(), time.process_time()
         theirs = sum(_cpu_seconds(pid) for pid in pids)
+        rss = sum(_rss_kb(pid) for pid in pids)
         await asyncio.sleep(seconds)
         count = done - count
         wall = time.perf_counter() - wall
         own = time.process_time() - own
         theirs = sum(_cpu_seconds(pid) for pid in pids) - theirs
+        rss = sum(_rss_kb(pid) for pid in pids) - rss
     finally:
         stop = True
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -101,6 +113,10 @@ async def measure(environments: int, callers: int, warmup: float, seconds: float
         "gateway_us": round(own / count * 1e6, 1),
         "environments_us": round(theirs / count * 1e6, 1),
         "total_us": round((own + theirs) / count * 1e6, 1),
+        # The environments' RSS change over the measured invocations, per 100,000: flat once
+        # V8's heap has settled (a few MB either way); a leak per invocation shows with
+        # --seconds 60 (the trace id's setenv grew them by ~14,000 KB per 100,000).
+        "environments_rss_kb_per_100k": round(rss / count * 100_000),
     }
 
 
