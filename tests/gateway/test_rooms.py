@@ -211,14 +211,21 @@ async def test_room_send_frames_once_and_touches_only_members(
                 assert await sock.recv() == "ping"
 
 
+@pytest.mark.parametrize("sent_before", [False, True])
 async def test_room_send_skips_a_member_whose_closing_handshake_has_begun(
-    gateway: GatewayFactory, app: ModuleType
+    gateway: GatewayFactory, app: ModuleType, sent_before: bool
 ) -> None:
-    """After the close frame no data frame may follow (RFC 6455 §5.5.1), though TCP is still up."""
+    """After the close frame no data frame may follow (RFC 6455 §5.5.1), though TCP is still up.
+
+    ``sent_before``: a send that found every member open came first, so the room's lean members
+    are looked at again only because the close was counted (Socket.closes_begun)."""
     async with gateway(routes=routes(_connect="record")) as gw:
         async with clients(gw, app, 2) as (ws, ids):
             for cid in ids:
                 await gw.rooms.join("r", cid)
+            if sent_before:
+                assert gw.hub.send_room("r", b"before") == 2
+                assert [await w.recv() for w in ws] == ["before", "before"]
             loop = asyncio.get_running_loop()
             closing = loop.create_task(gw.hub.connections[ids[0]].close(1000, "bye"))
             # Callbacks run in order: this one right after the task's first step has sent the

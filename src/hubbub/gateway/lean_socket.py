@@ -71,6 +71,8 @@ _GONE = _Gone()
 class LeanSocket(Socket, asyncio.Protocol):
     """An open WebSocket on a plain-TCP transport (see the module docstring)."""
 
+    counts_closes = True  # every ``_closed = True`` below counts in Socket.closes_begun
+
     __slots__ = (
         "_alive",
         "_close_code",
@@ -203,6 +205,7 @@ class LeanSocket(Socket, asyncio.Protocol):
                 return
             if not self._closed:
                 self._closed = True
+                Socket.closes_begun += 1
                 self._close_code = data
                 self._transport.write(_NORMAL_CLOSE)
                 self._transport.close()
@@ -255,6 +258,7 @@ class LeanSocket(Socket, asyncio.Protocol):
                     self._end = _CLOSING
                     if not self._closed:
                         self._closed = True
+                        Socket.closes_begun += 1
                         self._closing = True
                         self._transport.write(_close_frame(exc.code, ""))
                     self._transport.close()
@@ -303,6 +307,7 @@ class LeanSocket(Socket, asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        Socket.closes_begun += 1
         if self._end is None:
             self._end = _CLOSING
         transport = self._transport
@@ -362,6 +367,7 @@ class LeanSocket(Socket, asyncio.Protocol):
         # As aiohttp: the connection is dropped without a close frame (1006), and a read loop
         # waiting gets the TimeoutError.
         self._closed = True
+        Socket.closes_begun += 1
         self._close_code = 1006
         self._end = _CLOSED
         self._transport.close()

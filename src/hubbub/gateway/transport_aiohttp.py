@@ -41,7 +41,8 @@ import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, ClassVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.helpers import DEFAULT_CHUNK_SIZE
@@ -105,6 +106,13 @@ class Socket:
     # ``compressed``: permessage-deflate was negotiated, so frames must be built per socket
     # (:meth:`send`). A plain attribute, not a property: every reply reads it.
     __slots__ = ("_fd", "_transport", "_ws", "compressed")
+
+    # How many closing handshakes sockets that count them (``counts_closes``) have begun in this
+    # process: a socket that begins one while its transport stays open (waiting for the peer's
+    # close frame) must get no more frames, and Recipients.all_open need only look again once
+    # this has moved.
+    closes_begun: ClassVar[int] = 0
+    counts_closes: ClassVar[bool] = False
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
         self._ws = ws
@@ -191,68 +199,73 @@ class Socket:
         above ``limit`` bytes: the caller's slow consumers. Never awaits.
 
         This is the fan-out hot loop. Per socket it reads only what :class:`Recipients` laid out
-        beforehand (the ``WebSocketResponse``, the transport, the descriptor) and allocates
-        nothing. It reads aiohttp's ``_closed`` behind the ``closed`` property: Python 3.11
-        does not specialise property access
-        (test_room_send_skips_a_member_whose_closing_handshake_has_begun guards the name), and
-        :class:`_HubbubWebSocketResponse` makes it an instance attribute so the read is
-        specialised too (on aiohttp's class default it took the generic lookup, about 170
-        instructions per delivery under callgrind).
+        beforehand; it allocates one list per send, of the bytes each write took.
 
-        When the transport holds nothing (the usual case: the kernel took everything so far),
-        the frame goes straight to the socket's descriptor with ``os.write``, skipping the
-        transport's buffer bookkeeping, though ``os.write`` releases the GIL. Order is kept
-        because the transport is empty: what the kernel does not take (a partial write,
-        ``EAGAIN``) is handed to the transport, and from then on it writes. An open transport
-        (``is_closing()`` false) still owns its descriptor, so the number cannot belong to
-        another connection; any other error is left to the transport's ``write`` to meet again
-        and report as it always does. Both checks are made on every send, not cached: a
-        transport can close, or queue a frame of aiohttp's own (a pong, the close frame),
-        between two sends without the hub hearing of it.
+        When every transport is open and holds nothing, and no socket has begun its closing
+        handshake (the usual case), the frame goes straight to each descriptor with
+        ``os.write``, called from C over the whole list (:func:`_write_each`) instead of once
+        per socket from a Python loop, skipping the transports' buffer bookkeeping (though
+        ``os.write`` releases the GIL). Order is kept because the transport is empty: what the
+        kernel does not take (a partial write, ``EAGAIN``) is handed to the transport, which
+        writes from then on. Those states are checked on every send, not cached: a transport
+        can close, or queue a frame of its own (a pong, the close frame), between two sends
+        without the hub hearing of it. An open transport (``is_closing()`` false) still owns
+        its descriptor, so the number cannot belong to another connection; any other error is
+        left to the transport's ``write`` to meet again and report as it always does.
+
+        The closing-handshake check reads each socket's ``_closed`` (aiohttp's, behind its
+        ``closed`` property: test_room_send_skips_a_member_whose_closing_handshake_has_begun
+        guards the name). Where every socket is lean, it is skipped while no lean socket has
+        begun to close since the last send found them all open (:attr:`Socket.closes_begun`).
+        Otherwise each socket is checked in turn, in the order laid out.
         """
         direct = recipients.direct
         queued = recipients.queued
+        fds = recipients.fds
         if skip is not None:
-            direct = [entry for entry in direct if entry[3] is not skip]
-            queued = [sock for sock in queued if sock is not skip]
+            try:
+                at = recipients.sockets.index(skip)
+            except ValueError:
+                pass
+            else:
+                direct = direct[:at] + direct[at + 1 :]
+                fds = fds[:at] + fds[at + 1 :]
+            if skip in queued:
+                queued = [sock for sock in queued if sock is not skip]
         count = len(direct) + len(queued)
         missed = 0
         over: list[Socket] = []
         size = len(frame)
-        write = _os_write
         kind = recipients.kind
         transports = recipients.transports
         if (
             kind is not None
             and not any(map(kind.is_closing, transports))
             and not any(map(kind.get_write_buffer_size, transports))
+            and (recipients.open_since == Socket.closes_begun or recipients.all_open())
         ):
-            # Every transport is open and empty (the usual case): checked in two passes that
-            # call the transport's methods from C (map), not one call each from the loop. The
-            # loop below changes no other transport's state, so the answers hold throughout.
-            for ws, transport, fd, sock in direct:
-                if ws._closed:
-                    missed += 1
-                    continue
-                try:
-                    sent = write(fd, frame)
-                except OSError:  # EAGAIN, or an error the transport's own write meets again
-                    sent = 0
-                if sent != size:
-                    transport.write(frame[sent:] if sent else frame)  # queued after what was sent
-                    if transport.get_write_buffer_size() > limit:
-                        over.append(sock)
+            # Every transport open and empty: checked in two passes that call the transport's
+            # methods from C (map), not one call each from a loop. Writing changes no other
+            # transport's state, so the answers hold throughout.
+            sent = _write_each(fds, frame)
+            if sum(sent) != size * len(sent):  # some write was partial or failed
+                for (_, transport, _, sock), taken in zip(direct, sent, strict=True):
+                    if taken != size:
+                        transport.write(frame[taken:] if taken else frame)  # after what was sent
+                        if transport.get_write_buffer_size() > limit:
+                            over.append(sock)
             direct = []
+        write = _os_write
         for ws, transport, fd, sock in direct:
             if ws._closed or transport.is_closing():
                 missed += 1
             elif transport.get_write_buffer_size() == 0:
                 try:
-                    sent = write(fd, frame)
+                    taken = write(fd, frame)
                 except OSError:
-                    sent = 0
-                if sent != size:
-                    transport.write(frame[sent:] if sent else frame)
+                    taken = 0
+                if taken != size:
+                    transport.write(frame[taken:] if taken else frame)
                     if transport.get_write_buffer_size() > limit:
                         over.append(sock)
             else:
@@ -297,20 +310,41 @@ class Socket:
         return self._ws.close_code
 
 
+def _write_each(fds: list[int], frame: bytes) -> list[int]:
+    """``os.write(fd, frame)`` to each descriptor in turn, called from C; the bytes each took,
+    0 where the write raised (``EAGAIN``, or an error the transport's own write meets again).
+
+    ``list.extend`` keeps what it appended before the iterator raised
+    (tests/gateway/unit/test_hub.py checks it), so the writes that raised are counted and the
+    rest go on after each.
+    """
+    sent: list[int] = []
+    rest = fds
+    while True:
+        try:
+            sent.extend(map(_os_write, rest, repeat(frame)))
+        except OSError:
+            sent.append(0)
+            rest = fds[len(sent) :]
+        else:
+            return sent
+
+
 class Recipients:
     """A fixed set of sockets laid out for :meth:`Socket.broadcast`, built once and reused for
     every send until the set changes (the hub keeps one per room in
     :class:`hubbub.gateway.hub.Members`).
 
     ``direct`` holds, per socket written by descriptor, the ``(WebSocketResponse, transport,
-    descriptor, socket)`` the send loop reads, so the loop unpacks one tuple instead of
-    following three attributes; ``transports`` their transports alone, for the state checks
-    made over all of them at once; ``queued`` the other sockets (TLS and other transports that
-    are not plain TCP), written through their transport. Only facts fixed for a socket's life
-    are laid out here; whether it can be written to right now is checked on every send.
+    descriptor, socket)`` a send reads, so a loop over it unpacks one tuple instead of
+    following three attributes; ``transports``, ``fds`` and ``sockets`` each one column of it,
+    for the passes made over all of them at once; ``queued`` the other sockets (TLS and other
+    transports that are not plain TCP), written through their transport. Only facts fixed for
+    a socket's life are laid out here; whether it can be written to right now is checked on
+    every send.
     """
 
-    __slots__ = ("direct", "kind", "queued", "transports")
+    __slots__ = ("direct", "fds", "kind", "lean", "open_since", "queued", "sockets", "transports")
 
     def __init__(self, sockets: Iterable[Socket]) -> None:
         self.direct: list[tuple[web.WebSocketResponse, asyncio.Transport, int, Socket]] = []
@@ -324,10 +358,27 @@ class Recipients:
             else:
                 self.queued.append(sock)
         self.transports = [entry[1] for entry in self.direct]
+        self.fds = [entry[2] for entry in self.direct]
+        self.sockets = [entry[3] for entry in self.direct]
         # The one class of every transport in ``direct`` (uvloop's or asyncio's), whose methods
         # Socket.broadcast maps over ``transports``; None when they are mixed.
         kinds = {type(transport) for transport in self.transports}
         self.kind: type[asyncio.Transport] | None = kinds.pop() if len(kinds) == 1 else None
+        # Every socket in ``direct`` counts its closing handshakes in Socket.closes_begun (a
+        # lean socket does; aiohttp closes its own without telling).
+        self.lean = all(sock.counts_closes for sock in self.sockets)
+        # Socket.closes_begun when all_open last found every socket open (-1: not yet).
+        self.open_since = -1
+
+    def all_open(self) -> bool:
+        """Whether no socket in ``direct`` has begun its closing handshake; remembered in
+        ``open_since`` where every socket counts its closes."""
+        for entry in self.direct:
+            if entry[0]._closed:
+                return False
+        if self.lean:
+            self.open_since = Socket.closes_begun
+        return True
 
 
 _BAD_DEFLATE = "Invalid compressed data"
