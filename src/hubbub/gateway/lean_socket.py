@@ -71,7 +71,7 @@ _GONE = _Gone()
 class LeanSocket(Socket, asyncio.Protocol):
     """An open WebSocket on a plain-TCP transport (see the module docstring)."""
 
-    counts_closes = True  # every ``_closed = True`` below counts in Socket.closes_begun
+    counts_closes = True  # _mark_closed counts in Socket.closes_begun
 
     __slots__ = (
         "_alive",
@@ -204,8 +204,7 @@ class LeanSocket(Socket, asyncio.Protocol):
                     wait.set_result(None)
                 return
             if not self._closed:
-                self._closed = True
-                Socket.closes_begun += 1
+                self._mark_closed()
                 self._close_code = data
                 self._transport.write(_NORMAL_CLOSE)
                 self._transport.close()
@@ -257,8 +256,7 @@ class LeanSocket(Socket, asyncio.Protocol):
                     self._close_code = exc.code
                     self._end = _CLOSING
                     if not self._closed:
-                        self._closed = True
-                        Socket.closes_begun += 1
+                        self._mark_closed()
                         self._closing = True
                         self._transport.write(_close_frame(exc.code, ""))
                     self._transport.close()
@@ -302,12 +300,17 @@ class LeanSocket(Socket, asyncio.Protocol):
             if not drain.done():
                 drain.set_result(None)
 
+    def _mark_closed(self) -> None:
+        """No data frame may be written from now on: the one place ``_closed`` becomes true, so
+        that Socket.broadcast hears of it (Socket.closes_begun)."""
+        self._closed = True
+        Socket.closes_begun += 1
+
     async def close(self, code: int, reason: str) -> None:
         """A close frame, then the peer's (at most ``close_timeout``), then the TCP close."""
         if self._closed:
             return
-        self._closed = True
-        Socket.closes_begun += 1
+        self._mark_closed()
         if self._end is None:
             self._end = _CLOSING
         transport = self._transport
@@ -366,8 +369,7 @@ class LeanSocket(Socket, asyncio.Protocol):
             return
         # As aiohttp: the connection is dropped without a close frame (1006), and a read loop
         # waiting gets the TimeoutError.
-        self._closed = True
-        Socket.closes_begun += 1
+        self._mark_closed()
         self._close_code = 1006
         self._end = _CLOSED
         self._transport.close()

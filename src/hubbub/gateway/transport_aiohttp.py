@@ -315,7 +315,7 @@ def _write_each(fds: list[int], frame: bytes) -> list[int]:
     0 where the write raised (``EAGAIN``, or an error the transport's own write meets again).
 
     ``list.extend`` keeps what it appended before the iterator raised
-    (tests/gateway/unit/test_hub.py checks it), so the writes that raised are counted and the
+    (tests/gateway/unit/test_broadcast.py checks it), so the writes that raised are counted and the
     rest go on after each.
     """
     sent: list[int] = []

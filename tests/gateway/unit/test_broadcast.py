@@ -4,12 +4,15 @@ the frame exactly once (tests/gateway/test_rooms.py drives the same through the 
 
 from __future__ import annotations
 
+import ast
+import inspect
 import socket
 from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 
+from hubbub.gateway.lean_socket import LeanSocket
 from hubbub.gateway.transport_aiohttp import Recipients, Socket, _write_each
 from hubbub.wire.frames import frame_text
 from tests.gateway.unit.fakes import FakeTransport, FakeWebSocket
@@ -188,3 +191,25 @@ def test_mixed_sockets_are_looked_at_on_every_send(
     assert recipients.open_since == -1
     cast(FakeWebSocket, sockets[4]._ws)._closed = True  # not counted
     assert Socket.broadcast(recipients, frame, LIMIT) == (4, [])
+
+
+def test_a_lean_socket_sets_closed_only_where_it_counts_the_close() -> None:
+    """Socket.broadcast trusts lean sockets to count every close they begin: a new
+    ``self._closed = True`` elsewhere in LeanSocket would let a room send past it."""
+    tree = ast.parse(inspect.getsource(inspect.getmodule(LeanSocket)))  # type: ignore[arg-type]
+    setters = [
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Assign)
+        and any(
+            isinstance(target, ast.Attribute)
+            and target.attr == "_closed"
+            and isinstance(target.value, ast.Name)
+            and target.value.id == "self"
+            for target in node.targets
+        )
+        and not (isinstance(node.value, ast.Constant) and node.value.value is False)
+    ]
+    assert setters == ["_mark_closed"]
